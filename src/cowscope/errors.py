@@ -1,0 +1,83 @@
+"""User-visible outcomes of the model and the Linux backend, as exceptions with values.
+
+A model bug raises AssertionError/RuntimeError loudly; what a real program would see
+(SIGSEGV, SIGABRT, OOM kill, a failing syscall) is one of these.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import signal as _signal
+
+
+class CowscopeError(Exception):
+    """Base of every user-visible cowscope outcome."""
+
+
+class SyscallError(CowscopeError, OSError):
+    """A system call failed as the kernel's would: errno set, nothing changed."""
+
+    def __init__(self, err: int, call: str, detail: str = "") -> None:
+        msg = f"{call}: {_errno.errorcode.get(err, err)} ({detail or _errno_text(err)})"
+        OSError.__init__(self, err, msg)
+        self.call = call
+
+    def __str__(self) -> str:
+        return self.args[1]
+
+
+def _errno_text(err: int) -> str:
+    import os
+
+    return os.strerror(err)
+
+
+class ProcessKilled(CowscopeError):
+    """The process died of a signal during the call (it is a zombie now; the machine goes on)."""
+
+    def __init__(self, pid: int, signo: int, detail: str = "") -> None:
+        self.pid = pid
+        self.signo = signo
+        self.detail = detail
+        name = _signal.Signals(signo).name if signo in _signal.Signals._value2member_map_ else str(signo)
+        super().__init__(f"pid {pid} killed by {name}" + (f": {detail}" if detail else ""))
+
+
+class Segfault(ProcessKilled):
+    """SIGSEGV: an access outside any VMA or against its protection."""
+
+    def __init__(self, pid: int, address: int, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(pid, _signal.SIGSEGV, f"{reason} at {address:#x}")
+
+
+class Aborted(ProcessKilled):
+    """SIGABRT: the process called abort(), e.g. glibc malloc detected heap corruption."""
+
+    def __init__(self, pid: int, message: str) -> None:
+        self.message = message
+        super().__init__(pid, _signal.SIGABRT, message)
+
+
+class OOMKilled(ProcessKilled):
+    """SIGKILL from the OOM killer: no free frame, this process had the largest RSS."""
+
+    def __init__(self, pid: int, rss_kb: int) -> None:
+        self.rss_kb = rss_kb
+        super().__init__(pid, _signal.SIGKILL, f"out of memory (rss {rss_kb} kB)")
+
+
+class ProcessGone(CowscopeError):
+    """The call named a process that has exited (or never existed)."""
+
+    def __init__(self, pid: int, state: str = "exited") -> None:
+        self.pid = pid
+        super().__init__(f"pid {pid} has {state}" if state else f"no process {pid}")
+
+
+EINVAL = _errno.EINVAL
+ENOMEM = _errno.ENOMEM
+EFAULT = _errno.EFAULT
+ECHILD = _errno.ECHILD
+EACCES = _errno.EACCES

@@ -1,0 +1,81 @@
+"""Snapshots: every process's views at one moment, taken the same way from any backend.
+
+A backend is anything with the model's observation API — the model's Machine, the Linux
+backend's Machine, the inspector's live-process source:
+  machine.live_processes() -> processes with .pid .ppid .name
+  p.maps() / p.smaps() / p.smaps_rollup() / p.status() / p.pagemap_raw(addr, npages)
+  machine.kpagecount_array(pfns) -> np.ndarray | None, machine.zero_pfns -> set[int]
+Reports and comparisons read snapshots, never backend internals.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .pages import PageStates, classify
+from .records import MapsEntry, SmapsEntry, SmapsRollup, Status
+
+
+@dataclass
+class MappingView:
+    """One VMA of one process: maps line, smaps block and per-page states."""
+
+    vma: MapsEntry
+    smaps: SmapsEntry | None
+    pages: PageStates | None
+
+
+@dataclass
+class ProcessView:
+    """One process at a snapshot."""
+
+    pid: int
+    ppid: int
+    name: str
+    status: Status | None
+    rollup: SmapsRollup | None
+    mappings: list[MappingView] = field(default_factory=list)
+    faults: dict[str, int] = field(default_factory=dict)  # minor/major fault counters if known
+
+
+@dataclass
+class Snapshot:
+    """All processes of a backend at one labelled moment."""
+
+    label: str
+    source: str  # "model", "linux", "inspect"
+    ts: float
+    processes: list[ProcessView]
+    events: list[Any] = field(default_factory=list)  # events since the previous snapshot (model)
+    zero_pfns: frozenset[int] = frozenset()
+
+    def process(self, pid: int) -> ProcessView:
+        for p in self.processes:
+            if p.pid == pid:
+                return p
+        raise KeyError(pid)
+
+
+def take(machine: Any, label: str, source: str = "model", pages: bool = True,
+         max_pages_per_mapping: int | None = None, events: list[Any] | None = None) -> Snapshot:
+    """Read every live process's views from `machine` into a Snapshot."""
+    zero = set(machine.zero_pfns)
+    views = []
+    for p in machine.live_processes():
+        smaps = {s.vma.start: s for s in p.smaps()}
+        mappings = []
+        for vma in p.maps():
+            states = None
+            if pages and (max_pages_per_mapping is None or vma.npages <= max_pages_per_mapping):
+                raw = p.pagemap_raw(vma.start, vma.npages)
+                pfns = (raw & np.uint64((1 << 55) - 1)).astype(np.int64)
+                kc = machine.kpagecount_array(pfns)
+                states = classify(raw, kc, zero)
+            mappings.append(MappingView(vma, smaps.get(vma.start), states))
+        faults = p.fault_counts() if hasattr(p, "fault_counts") else {}
+        views.append(ProcessView(p.pid, p.ppid, p.name, p.status(), p.smaps_rollup(), mappings, faults))
+    return Snapshot(label, source, time.time(), views, list(events or []), frozenset(zero))
