@@ -1,0 +1,215 @@
+"""Terminal page strips: one line of legend characters per mapping, coloured with rich.
+
+Legend (shared with the HTML report, see `LEGEND`):
+
+  ``.`` not present   ``0`` zero page   ``#`` private (exclusive)   ``2``..``9`` shared by N
+  ``+`` shared by 10 or more   ``f`` page cache   ``s`` swap / guard marker
+
+A mapping with more pages than the strip is wide is drawn at a fixed width: every cell covers a
+run of ``k`` consecutive pages and shows the most common character among them; the strip is then
+followed by ``×k`` (one cell = k pages). `runs()` gives the exact run-length form (``#×1024 .×3``).
+Colours come from rich, which drops them for ``NO_COLOR`` and for output that is not a terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..observe.pages import NOT_PRESENT, PAGECACHE, PRIVATE, SHARED, SWAPPED, ZERO, PageStates
+from ..observe.snapshot import MappingView, ProcessView, Snapshot
+
+#: Per-page codes: 0 '.', 1 '0', 2 '#', 3..10 '2'..'9', 11 '+', 12 'f', 13 's'.
+CHARS = ".0#23456789+fs"
+#: rich style of each code (same order as CHARS); the HTML report uses the same hues.
+STYLES = (
+    "grey42", "bright_blue", "bold red",
+    "green", "green", "bright_green", "bright_green", "bright_green", "cyan", "cyan", "cyan", "bright_cyan",
+    "yellow", "magenta",
+)
+#: Hex colours of each code for the HTML report, matching STYLES.
+COLOURS = (
+    "#e6e6e6", "#5b8def", "#d62728",
+    "#2ca02c", "#35b335", "#3fc43f", "#49d049", "#1fb5a5", "#17becf", "#12a8c0", "#0e93b0", "#0b7fa0",
+    "#e6b800", "#b04fc6",
+)
+#: (character, meaning) pairs in display order.
+LEGEND = (
+    (".", "not present"), ("0", "zero page"), ("#", "private (exclusive)"),
+    ("2-9", "shared by N PTEs"), ("+", "shared by 10+"), ("f", "page cache"), ("s", "swap/guard"),
+)
+# Tie-break when two characters are equally common in a cell: prefer the more informative one.
+_PRIORITY = np.array([0, 1, 3, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 3], dtype=np.int64)
+
+
+def page_codes(states: PageStates) -> np.ndarray:
+    """Per-page legend code (index into CHARS) as a uint8 array."""
+    st = np.asarray(states.state)
+    mc = np.asarray(states.mapcount, dtype=np.int64)
+    codes = np.zeros(len(st), dtype=np.uint8)
+    codes[st == ZERO] = 1
+    codes[st == PRIVATE] = 2
+    shared = st == SHARED
+    codes[shared] = (np.clip(mc[shared], 2, 10) + 1).astype(np.uint8)
+    codes[st == PAGECACHE] = 12
+    codes[st == SWAPPED] = 13
+    codes[st == NOT_PRESENT] = 0
+    return codes
+
+
+def pages_per_cell(npages: int, width: int) -> int:
+    """How many pages one strip cell covers for a mapping of npages at this width."""
+    if width < 1:
+        raise ValueError(f"strip width must be at least 1, got {width}")
+    return max(1, -(-npages // width))
+
+
+def cell_codes(codes: np.ndarray, width: int) -> np.ndarray:
+    """Summarise per-page codes into at most `width` cells, each the most common code of its run."""
+    n = len(codes)
+    per = pages_per_cell(n, width)
+    if per == 1:
+        return codes.astype(np.uint8)
+    ncells = -(-n // per)
+    cell_of = np.arange(n) // per
+    counts = np.zeros((ncells, len(CHARS)), dtype=np.int64)
+    np.add.at(counts, (cell_of, codes.astype(np.int64)), 1)
+    score = counts * 16 + np.where(counts > 0, _PRIORITY, 0)
+    return np.argmax(score, axis=1).astype(np.uint8)
+
+
+def _styled(codes: Iterable[int]) -> Text:
+    text = Text()
+    prev = -1
+    buf: list[str] = []
+    for c in codes:
+        c = int(c)
+        if c != prev and buf:
+            text.append("".join(buf), style=STYLES[prev])
+            buf = []
+        buf.append(CHARS[c])
+        prev = c
+    if buf:
+        text.append("".join(buf), style=STYLES[prev])
+    return text
+
+
+def strip(states: PageStates, width: int = 64) -> Text:
+    """One-line strip of a mapping's pages, at most `width` cells, suffixed ``×k`` when cells are runs."""
+    codes = page_codes(states)
+    text = _styled(cell_codes(codes, width))
+    per = pages_per_cell(len(codes), width)
+    if per > 1:
+        text.append(f" ×{per}", style="dim")
+    return text
+
+
+def runs(states: PageStates) -> Text:
+    """Exact run-length notation: ``#×1024 .×3 2×16`` (a run of one page has no count)."""
+    codes = page_codes(states)
+    text = Text()
+    if len(codes) == 0:
+        return text
+    edges = np.flatnonzero(np.diff(codes.astype(np.int16))) + 1
+    starts = np.concatenate(([0], edges))
+    ends = np.concatenate((edges, [len(codes)]))
+    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        if i:
+            text.append(" ")
+        c = int(codes[a])
+        n = int(b - a)
+        text.append(CHARS[c] + (f"×{n}" if n > 1 else ""), style=STYLES[c])
+    return text
+
+
+def legend() -> Text:
+    """The strip legend as one line of styled text, including the ``×k`` run convention."""
+    text = Text()
+    samples = {".": 0, "0": 1, "#": 2, "2-9": 3, "+": 11, "f": 12, "s": 13}
+    for ch, meaning in LEGEND:
+        text.append(ch, style=STYLES[samples[ch]])
+        text.append(f" {meaning}  ")
+    text.append("×k: one cell = k pages, showing their most common state", style="dim")
+    return text
+
+
+def mapping_label(m: MappingView) -> str:
+    """Short maps-line summary: address range, perms and path (or [anon])."""
+    v = m.vma
+    return f"{v.start:x}-{v.end:x} {v.perms} {v.path or '[anon]'}"
+
+
+def _kb(smaps: object, *names: str) -> str:
+    if smaps is None:
+        return "-"
+    return str(sum(smaps[n] for n in names))  # type: ignore[index]
+
+
+_FIGURES = ("size kB", "Rss", "Pss", "Private", "Shared")
+
+
+def _figures(m: MappingView) -> list[str]:
+    s = m.smaps
+    return [str(m.vma.size_kb), _kb(s, "Rss"), _kb(s, "Pss"), _kb(s, "Private_Clean", "Private_Dirty"),
+            _kb(s, "Shared_Clean", "Shared_Dirty")]
+
+
+def _strip_or_note(m: MappingView, width: int) -> Text:
+    if m.pages is None or len(m.pages) == 0:
+        return Text("(no pagemap)", style="dim")
+    return strip(m.pages, width)
+
+
+def process_table(p: ProcessView, width: int = 64,
+                  path_filter: Callable[[str], bool] | str | None = None, console_width: int = 200) -> Table:
+    """A rich table of one process's mappings: maps summary, smaps figures (kB) and the strip.
+
+    The strip shares the row when `console_width` leaves room for at least 16 cells; otherwise it
+    goes on a second line under the mapping's summary.
+    """
+    maps = [m for m in p.mappings if _path_ok(m.vma.path, path_filter)]
+    rows = [(mapping_label(m), _figures(m), m) for m in maps]
+    label_w = max([len("mapping")] + [len(r[0]) for r in rows])
+    fig_w = sum(max([len(h)] + [len(r[1][i]) for r in rows]) + 3 for i, h in enumerate(_FIGURES))
+    avail = console_width - label_w - fig_w - 4 - 9  # 9: room for the " ×k" suffix
+    inline = avail >= 16
+    t = Table(title=Text(f"pid {p.pid} ({p.name}) ppid {p.ppid}"), title_justify="left", show_edge=False,
+              pad_edge=False)
+    t.add_column("mapping" if inline else "mapping / pages", no_wrap=True)
+    for col in _FIGURES:
+        t.add_column(col, justify="right", no_wrap=True)
+    if inline:
+        t.add_column("pages", no_wrap=True)
+    for label, figs, m in rows:
+        if inline:
+            t.add_row(Text(label), *figs, _strip_or_note(m, min(width, avail)))
+        else:
+            w = max(8, min(width, console_width - fig_w - 8))
+            t.add_row(Text(label) + Text("\n  ") + _strip_or_note(m, w), *figs)
+    return t
+
+
+def _path_ok(path: str, path_filter: Callable[[str], bool] | str | None) -> bool:
+    if path_filter is None:
+        return True
+    if callable(path_filter):
+        return bool(path_filter(path))
+    return path_filter in (path or "[anon]")
+
+
+def render_snapshot(snapshot: Snapshot, console: Console | None = None,
+                    only_pids: Iterable[int] | None = None,
+                    path_filter: Callable[[str], bool] | str | None = None, width: int = 64) -> None:
+    """Print the legend, then per process a table of its mappings with their strips."""
+    console = console or Console()
+    pids = set(only_pids) if only_pids is not None else None
+    console.print(Text(f"== {snapshot.label} ({snapshot.source})", style="bold"))
+    console.print(legend())
+    for p in snapshot.processes:
+        if pids is not None and p.pid not in pids:
+            continue
+        console.print(process_table(p, width, path_filter, console.width))
