@@ -57,11 +57,32 @@ def parse_maps_line(line: str) -> MapsEntry:
     lo, sep, hi = rng.partition("-")
     if not sep or len(perms) != 4:
         raise ValueError(f"malformed maps line: {line!r}")
-    return MapsEntry(int(lo, 16), int(hi, 16), perms, int(off, 16), dev, int(inode), path)
+    try:
+        start, end, offset, ino = int(lo, 16), int(hi, 16), int(off, 16), int(inode)
+    except ValueError:
+        raise ValueError(f"malformed number in maps line: {line!r}") from None
+    if end < start:
+        raise ValueError(f"maps line ends before it starts: {line!r}")
+    return MapsEntry(start, end, perms, offset, dev, ino, path)
+
+
+def _complete_lines(text: str) -> list[str]:
+    """Non-blank lines of `text` (callers drop a malformed last line when `text` lacks its newline)."""
+    return [ln for ln in text.splitlines() if ln.strip()]
 
 
 def parse_maps(text: str) -> list[MapsEntry]:
-    return [parse_maps_line(ln) for ln in text.splitlines() if ln.strip()]
+    """Parse /proc/PID/maps text; a truncated last line (no newline, malformed) is dropped."""
+    lines = _complete_lines(text)
+    out = []
+    for i, ln in enumerate(lines):
+        try:
+            out.append(parse_maps_line(ln))
+        except ValueError:
+            if i == len(lines) - 1 and not text.endswith("\n"):
+                break
+            raise
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,11 +170,15 @@ def parse_smaps(text: str) -> list[SmapsEntry]:
     """Parse /proc/PID/smaps text; unknown fields are kept, a truncated last block is kept as read."""
     out: list[SmapsEntry] = []
     cur: SmapsEntry | None = None
-    for line in text.splitlines():
-        if not line.strip():
-            continue
+    lines = _complete_lines(text)
+    for i, line in enumerate(lines):
         if _is_header(line):
-            cur = SmapsEntry(parse_maps_line(line))
+            try:
+                cur = SmapsEntry(parse_maps_line(line))
+            except ValueError:
+                if i == len(lines) - 1 and not text.endswith("\n"):
+                    break  # the read was cut inside a mapping line
+                raise
             out.append(cur)
             continue
         if cur is None:
@@ -161,7 +186,9 @@ def parse_smaps(text: str) -> list[SmapsEntry]:
         if line.startswith("VmFlags:"):
             cur.vm_flags = tuple(line[len("VmFlags:"):].split())
         elif line.startswith("THPeligible:"):
-            cur.thp_eligible = int(line.split()[1])
+            toks = line.split()
+            if len(toks) > 1 and toks[1].isdigit():
+                cur.thp_eligible = int(toks[1])
         else:
             kv = _parse_kb_field(line)
             if kv is not None:
@@ -170,7 +197,8 @@ def parse_smaps(text: str) -> list[SmapsEntry]:
 
 
 def parse_smaps_rollup(text: str) -> SmapsRollup:
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    """Parse /proc/PID/smaps_rollup; unknown fields are kept, a cut-off field line is ignored."""
+    lines = _complete_lines(text)
     if not lines:
         raise ValueError("empty smaps_rollup")
     head = parse_maps_line(lines[0])
@@ -283,16 +311,24 @@ class Status:
         return "\n".join(lines) + "\n"
 
 
+def _int_or(text: str, default: int) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return default
+
+
 def parse_status(text: str) -> Status:
+    """Parse /proc/PID/status; unknown fields are kept when in kB, a cut-off line is ignored."""
     kv: dict[str, str] = {}
     for line in text.splitlines():
         k, sep, v = line.partition(":")
         if sep:
             kv[k.strip()] = v.strip()
-    if "Pid" not in kv:
-        raise ValueError("status text has no Pid line")
-    st = Status(kv.get("Name", ""), int(kv["Pid"]), int(kv.get("PPid", "0") or 0),
-                kv.get("State", ""), threads=int(kv.get("Threads", "1") or 1))
+    if "Pid" not in kv or not kv["Pid"].isdigit():
+        raise ValueError("status text has no (complete) Pid line")
+    st = Status(kv.get("Name", ""), int(kv["Pid"]), _int_or(kv.get("PPid", "0"), 0),
+                kv.get("State", ""), threads=_int_or(kv.get("Threads", "1"), 1))
     for n, v in kv.items():
         if v.endswith(" kB"):
             try:
