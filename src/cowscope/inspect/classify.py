@@ -1,0 +1,215 @@
+"""Vectorised page classes of one process's mapping against its parent at the same virtual address."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..observe.records import (
+    PAGE_SIZE,
+    PM_FILE,
+    PM_MMAP_EXCLUSIVE,
+    PM_PFN_MASK,
+    PM_PRESENT,
+    PM_SWAP,
+    MapsEntry,
+)
+
+# Per-page class codes (index into CLASS_CHARS).
+NOT_PRESENT = 0
+ZERO = 1
+SWAP = 2
+SHARED_PARENT = 3   # worker: same frame as the parent at this address; root: frame shared in the tree
+SIBLING = 4         # worker: frame shared with another inspected process, not the parent here
+COPIED = 5          # worker: parent has a page here, the worker has its own frame
+NEW = 6             # worker: parent has no page here (or only the zero page); the frame is the worker's
+OWN = 7             # root (parent not inspected): a frame no other inspected process maps
+
+CLASS_CHARS = ".0s=~c+#"
+CLASS_STYLES = ("grey42", "bright_blue", "magenta", "green", "cyan", "bold red", "yellow", "white")
+CLASS_LEGEND = (
+    (".", "not present"), ("0", "zero page"), ("s", "swap"), ("=", "shared with parent (root: with tree)"),
+    ("~", "shared in tree, not with parent"), ("c", "copied"), ("+", "new since fork"),
+    ("#", "root's own frame"),
+)
+
+#: Largest PFN for which frame counts are kept in dense arrays (beyond it: sort + searchsorted).
+DENSE_PFN_LIMIT = 1 << 24
+_PSS_SHIFT = 12
+
+
+@dataclass
+class ProcPages:
+    """Decoded pagemap of all of one process's mappings, concatenated in address order."""
+
+    vmas: list[MapsEntry]
+    offsets: np.ndarray  # int64, index of each mapping's first page (len(vmas) + 1 entries)
+    pfn: np.ndarray      # int64, 0 unless a real (non-zero-page) present frame with visible PFN
+    real: np.ndarray     # bool: present and not the zero page (resident, counted in RSS)
+    zero: np.ndarray     # bool: the shared zero page (only known with PFNs)
+    swap: np.ndarray     # bool: swap entry
+    excl: np.ndarray     # bool: pagemap bit 56, mapped exactly once
+
+    @classmethod
+    def decode(cls, vmas: list[MapsEntry], pms: list[np.ndarray], zero_pfn: int) -> ProcPages:
+        """Split raw pagemap entries (one array per mapping) into the masks the classifier needs."""
+        pm = np.concatenate(pms) if pms else np.zeros(0, dtype=np.uint64)
+        offsets = np.zeros(len(vmas) + 1, dtype=np.int64)
+        np.cumsum([len(a) for a in pms], out=offsets[1:])
+        present = (pm & np.uint64(PM_PRESENT)) != 0
+        pfn = np.where(present, (pm & np.uint64(PM_PFN_MASK)).astype(np.int64), 0)
+        if zero_pfn:
+            zero = present & (pfn == zero_pfn) & ((pm & np.uint64(PM_FILE)) == 0)
+            pfn[zero] = 0
+        else:
+            zero = np.zeros(len(pm), dtype=bool)
+        real = present & ~zero
+        swap = ~present & ((pm & np.uint64(PM_SWAP)) != 0)
+        excl = (pm & np.uint64(PM_MMAP_EXCLUSIVE)) != 0
+        return cls(list(vmas), offsets, pfn, real, zero, swap, excl)
+
+    @property
+    def starts(self) -> list[int]:
+        """Start addresses of the mappings."""
+        return [v.start for v in self.vmas]
+
+    def mapping_index(self) -> np.ndarray:
+        """For every page, the index of its mapping."""
+        return np.repeat(np.arange(len(self.vmas)), np.diff(self.offsets))
+
+    def per_mapping(self, mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """Per-mapping count of pages in mask (or sum of weights over them)."""
+        idx = self.mapping_index()[mask]
+        return np.bincount(idx, weights=weights, minlength=len(self.vmas))
+
+
+class PfnTable:
+    """How often each frame occurs in the inspected tree, and its /proc/kpagecount map count."""
+
+    def __init__(self, pfn_arrays: list[np.ndarray]) -> None:
+        parts = [a[a > 0] for a in pfn_arrays]
+        allp = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        self.dense = len(allp) == 0 or int(allp.max()) < DENSE_PFN_LIMIT
+        if self.dense:
+            self._count = np.bincount(allp, minlength=1).astype(np.int32)
+            self._count[0] = 0
+            self.unique = np.flatnonzero(self._count)
+        else:
+            s = np.sort(allp)
+            edges = np.flatnonzero(np.diff(s)) + 1
+            starts = np.concatenate(([0], edges)) if len(s) else np.zeros(0, dtype=np.int64)
+            self.unique = s[starts] if len(s) else s
+            self._ucount = np.diff(np.concatenate((starts, [len(s)]))).astype(np.int32)
+        self._mapcount: np.ndarray | None = None
+
+    def set_mapcounts(self, counts: np.ndarray) -> None:
+        """Attach kpagecount values for `self.unique` (same order)."""
+        if self.dense:
+            full = np.zeros(len(self._count), dtype=np.int32)
+            full[self.unique] = counts
+            self._mapcount = full
+        else:
+            self._mapcount = np.asarray(counts, dtype=np.int32)
+
+    def _lookup(self, table: np.ndarray, pfn: np.ndarray) -> np.ndarray:
+        if self.dense:
+            return table[pfn]
+        idx = np.searchsorted(self.unique, pfn)
+        idx = np.minimum(idx, max(len(self.unique) - 1, 0))
+        out = table[idx] if len(table) else np.zeros(len(pfn), dtype=np.int32)
+        return np.where((pfn > 0) & (self.unique[idx] == pfn if len(self.unique) else False), out, 0)
+
+    def tree_count(self, pfn: np.ndarray) -> np.ndarray:
+        """Occurrences of each frame among all inspected PTEs (0 for pfn 0)."""
+        return self._lookup(self._count if self.dense else self._ucount, pfn)
+
+    def mapcount(self, pfn: np.ndarray) -> np.ndarray | None:
+        """kpagecount of each frame, or None when it was not read."""
+        if self._mapcount is None:
+            return None
+        return self._lookup(self._mapcount, pfn)
+
+
+@dataclass
+class ParentView:
+    """The parent's pages aligned to one child mapping's addresses."""
+
+    pfn: np.ndarray      # int64, parent's real frame (0 if none)
+    real: np.ndarray     # bool, parent has a real resident page
+    has: np.ndarray      # bool, parent has data here: a real page or a swapped one
+    excl: np.ndarray     # bool, parent's page is exclusive (pagemap bit 56)
+
+
+def align_parent(parent: ProcPages, child: ProcPages) -> ParentView:
+    """The parent's pages at the child's page addresses (mapping by mapping, slices only)."""
+    n = len(child.real)
+    view = ParentView(np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
+                      np.zeros(n, dtype=bool))
+    pstarts = parent.starts
+    for k, vma in enumerate(child.vmas):
+        base = int(child.offsets[k])
+        i = max(bisect.bisect_right(pstarts, vma.start) - 1, 0)
+        while i < len(parent.vmas) and parent.vmas[i].start < vma.end:
+            pv = parent.vmas[i]
+            lo, hi = max(pv.start, vma.start), min(pv.end, vma.end)
+            if lo < hi:
+                a = base + (lo - vma.start) // PAGE_SIZE
+                b = a + (hi - lo) // PAGE_SIZE
+                c = int(parent.offsets[i]) + (lo - pv.start) // PAGE_SIZE
+                d = c + (hi - lo) // PAGE_SIZE
+                view.pfn[a:b] = parent.pfn[c:d]
+                view.real[a:b] = parent.real[c:d]
+                view.has[a:b] = parent.real[c:d] | parent.swap[c:d]
+                view.excl[a:b] = parent.excl[c:d]
+            i += 1
+    return view
+
+
+def classify_pages(mp: ProcPages, parent: ParentView | None, tree_count: np.ndarray | None,
+                   exact: bool) -> np.ndarray:
+    """Per-page class codes; `parent` None for a root; `tree_count` (per page) needed when exact."""
+    codes = np.zeros(len(mp.real), dtype=np.uint8)
+    codes[mp.zero] = ZERO
+    codes[mp.swap] = SWAP
+    real = mp.real
+    if exact:
+        assert tree_count is not None
+        in_tree = tree_count >= 2
+        if parent is None:
+            codes[real & in_tree] = SHARED_PARENT
+            codes[real & ~in_tree] = OWN
+            return codes
+        same = real & parent.real & (mp.pfn == parent.pfn)
+        other = real & ~same & in_tree
+        rest = real & ~same & ~in_tree
+        codes[same] = SHARED_PARENT
+        codes[other] = SIBLING
+        codes[rest & parent.has] = COPIED
+        codes[rest & ~parent.has] = NEW
+        return codes
+    # Without PFNs: pagemap's exclusive bit says "mapped once"; the rest is inferred.
+    private = real & mp.excl
+    shared = real & ~mp.excl
+    if parent is None:
+        codes[shared] = SHARED_PARENT
+        codes[private] = OWN
+        return codes
+    with_parent = shared & parent.real & ~parent.excl
+    codes[with_parent] = SHARED_PARENT
+    codes[shared & ~with_parent] = SIBLING
+    codes[private & parent.has] = COPIED
+    codes[private & ~parent.has] = NEW
+    return codes
+
+
+def pss_weights(mapcount: np.ndarray) -> np.ndarray:
+    """Per-page (PAGE_SIZE << 12) / mapcount, as the kernel's smaps accumulates PSS."""
+    mc = np.maximum(mapcount.astype(np.int64), 1)
+    return (PAGE_SIZE << _PSS_SHIFT) // mc
+
+
+def pss_kb(raw: int) -> int:
+    """kB from an accumulated raw PSS (kernel: raw >> PSS_SHIFT bytes, then >> 10)."""
+    return raw >> (_PSS_SHIFT + 10)

@@ -1,0 +1,157 @@
+"""The inspector's specialised /proc readers: pagemap in large blocks, kpagecount in coalesced runs."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ProcessGone
+from ..observe import procfs
+
+PROC = Path("/proc")
+#: pagemap entries read per system call (8 MiB of entries = 4 GiB of address space).
+PAGEMAP_BLOCK = 1 << 20
+#: Two PFN runs closer than this are read from /proc/kpagecount in one pread.
+KPAGECOUNT_GAP = 256
+PF_KTHREAD = 0x00200000
+#: Mappings whose PTEs are not "normal pages" (smaps does not count them).
+SPECIAL_MAPPINGS = ("[vvar]", "[vvar_vclock]", "[vsyscall]")
+USER_SPACE_END = 1 << 47
+
+
+class ProcPermissionError(PermissionError):
+    """Reading a process's /proc file was refused (another user's process without privilege)."""
+
+    def __init__(self, pid: int, what: str) -> None:
+        self.pid = pid
+        super().__init__(errno.EACCES, f"pid {pid}: permission denied reading /proc/{pid}/{what}")
+
+
+def linux_problem() -> str | None:
+    """Why this system cannot be inspected (None when /proc looks like Linux's)."""
+    if not sys.platform.startswith("linux"):
+        return f"cowscope inspect needs Linux's /proc; this is {sys.platform}"
+    if not (PROC / "self" / "pagemap").exists():
+        return ("/proc/self/pagemap is missing: /proc is not mounted or the kernel lacks "
+                "CONFIG_PROC_PAGE_MONITOR")
+    return None
+
+
+def _gone_or_raise(pid: int, what: str, exc: OSError) -> None:
+    if isinstance(exc, (FileNotFoundError, ProcessLookupError)) or exc.errno in (errno.ESRCH, errno.ENOENT):
+        raise ProcessGone(pid) from exc
+    if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):
+        raise ProcPermissionError(pid, what) from exc
+    raise exc
+
+
+def stat_flags(pid: int) -> tuple[str, int]:
+    """(state letter, task flags) from /proc/PID/stat."""
+    try:
+        text = procfs.read_text(pid, "stat")
+    except PermissionError as exc:
+        raise ProcPermissionError(pid, "stat") from exc
+    rest = text.rsplit(")", 1)[-1].split()
+    if len(rest) < 7:
+        raise ProcessGone(pid)
+    return rest[0], int(rest[6])
+
+
+def is_kernel_thread(pid: int) -> bool:
+    """True for a kernel thread (PF_KTHREAD): it has no user memory to inspect."""
+    return bool(stat_flags(pid)[1] & PF_KTHREAD)
+
+
+class PagemapReader:
+    """An open /proc/PID/pagemap read in large blocks straight into numpy arrays."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        try:
+            self.fd = os.open(PROC / str(pid) / "pagemap", os.O_RDONLY)
+        except OSError as exc:
+            _gone_or_raise(pid, "pagemap", exc)
+
+    def read(self, addr: int, npages: int) -> np.ndarray:
+        """Entries for npages pages from addr (uint64); ProcessGone if the process exited meanwhile."""
+        out = np.empty(npages, dtype=np.uint64)
+        view = memoryview(out).cast("B")
+        base = (addr >> 12) * 8
+        done = 0
+        total = npages * 8
+        while done < total:
+            n = min(total - done, PAGEMAP_BLOCK * 8)
+            try:
+                got = os.preadv(self.fd, [view[done:done + n]], base + done)
+            except OSError as exc:
+                _gone_or_raise(self.pid, "pagemap", exc)
+            if got <= 0:  # the mm is gone: the process exited (zombie) while we read
+                raise ProcessGone(self.pid)
+            done += got
+        return out
+
+    def close(self) -> None:
+        """Close the file."""
+        os.close(self.fd)
+
+    def __enter__(self) -> PagemapReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_pagemap(pid: int, addr: int, npages: int) -> np.ndarray:
+    """pagemap entries of npages pages from addr."""
+    with PagemapReader(pid) as r:
+        return r.read(addr, npages)
+
+
+def read_kpagecount(pfns: np.ndarray) -> np.ndarray:
+    """Map counts of sorted unique PFNs, read from /proc/kpagecount in coalesced runs (root only)."""
+    pfns = np.asarray(pfns, dtype=np.int64)
+    out = np.zeros(len(pfns), dtype=np.int64)
+    if len(pfns) == 0:
+        return out
+    gaps = np.flatnonzero(np.diff(pfns) > KPAGECOUNT_GAP)
+    starts = np.concatenate(([0], gaps + 1))
+    ends = np.concatenate((gaps + 1, [len(pfns)]))
+    fd = os.open("/proc/kpagecount", os.O_RDONLY)
+    try:
+        buf = np.empty(0, dtype=np.uint64)
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            lo = int(pfns[s])
+            n = int(pfns[e - 1]) - lo + 1
+            if len(buf) < n:
+                buf = np.empty(max(n, 1 << 16), dtype=np.uint64)
+            got = os.preadv(fd, [memoryview(buf[:n]).cast("B")], lo * 8) // 8
+            idx = pfns[s:e] - lo
+            ok = idx < got
+            out[s:e][ok] = buf[idx[ok]].astype(np.int64)
+    finally:
+        os.close(fd)
+    return out
+
+
+def kpagecount_readable() -> bool:
+    """True when /proc/kpagecount can be read (root / CAP_SYS_ADMIN)."""
+    try:
+        fd = os.open("/proc/kpagecount", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return len(os.pread(fd, 8, 0)) == 8
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def zero_pfn() -> int:
+    """The shared zero page's PFN (0 when PFNs are hidden)."""
+    z = procfs.zero_pfns()
+    return min(z) if z else 0

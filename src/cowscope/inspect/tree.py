@@ -1,0 +1,46 @@
+"""Which processes to inspect: explicit PIDs, or a process and all its descendants (psutil)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Missed:
+    """A process that could not be (fully) inspected, and why."""
+
+    pid: int
+    kind: str    # "not-found", "gone", "permission", "kernel-thread", "error"
+    reason: str
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form."""
+        return {"pid": self.pid, "kind": self.kind, "reason": self.reason}
+
+
+def discover(roots: list[int], tree: bool) -> tuple[list[int], list[Missed]]:
+    """The PIDs to read (roots first, then descendants breadth-first) and the roots that do not exist."""
+    pids: list[int] = []
+    missed: list[Missed] = []
+    for root in roots:
+        if root <= 0 or not psutil.pid_exists(root):
+            missed.append(Missed(root, "not-found", f"no process with pid {root}"))
+            continue
+        pids.append(root)
+        if not tree:
+            continue
+        try:
+            kids = psutil.Process(root).children(recursive=True)
+        except psutil.NoSuchProcess:
+            missed.append(Missed(root, "gone", f"pid {root} exited before its children were listed"))
+            pids.pop()
+            continue
+        except psutil.AccessDenied:
+            missed.append(Missed(root, "permission", f"pid {root}: permission denied listing children"))
+            continue
+        pids.extend(k.pid for k in kids)
+    seen: set[int] = set()
+    ordered = [p for p in pids if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
+    return ordered, missed
