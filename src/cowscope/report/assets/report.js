@@ -1,0 +1,603 @@
+/* cowscope HTML report: decodes the deflated page arrays and draws page maps, tree, timeline, events. */
+"use strict";
+(function () {
+  const META = JSON.parse(document.getElementById("meta").textContent);
+  const R = (window.cowscopeReport = { ready: false, errors: [], meta: META, openMs: null });
+  window.addEventListener("error", (e) => R.errors.push(String(e.message || e)));
+  window.addEventListener("unhandledrejection", (e) => R.errors.push(String(e.reason)));
+
+  const PAGE = META.page_size;
+  const MAXCELLS = 8192;
+  const NCODES = META.legend.length;
+  const NAMES = META.legend.map((l) => l.name);
+  const COLOURS = META.legend.map((l) => l.colour);
+  let BUF = null;
+  let cur = 0;
+  const views = new Map(); // "pid:start" -> {lo, hi}
+  const colCache = new Map();
+
+  // ---------------------------------------------------------------- decoding
+  function b64bytes(id) {
+    const bin = atob(document.getElementById(id).textContent.trim());
+    const n = bin.length;
+    const u = new Uint8Array(n);
+    for (let i = 0; i < n; i++) u[i] = bin.charCodeAt(i);
+    return u;
+  }
+  async function inflate(u8) {
+    const ds = new DecompressionStream("deflate");
+    return await new Response(new Blob([u8]).stream().pipeThrough(ds)).arrayBuffer();
+  }
+  function col(desc) {
+    if (!desc) return null;
+    const key = desc[0] + ":" + desc[2];
+    if (colCache.has(key)) return colCache.get(key);
+    const [off, n, dt, delta] = desc;
+    let a;
+    if (dt === "u1") a = new Uint8Array(BUF, off, n);
+    else if (dt === "i4") a = new Int32Array(BUF, off, n);
+    else a = new Float64Array(BUF, off, n);
+    if (delta) {
+      const out = new Float64Array(n);
+      let acc = 0;
+      for (let i = 0; i < n; i++) { acc += a[i]; out[i] = acc; }
+      a = out;
+    }
+    colCache.set(key, a);
+    return a;
+  }
+  function pages(p) {
+    if (!p) return null;
+    return { code: col(p.code), mc: col(p.mc), pfn: col(p.pfn), ev: p.ev ? col(p.ev) : null };
+  }
+
+  // ---------------------------------------------------------------- helpers
+  const hex = (v) => (v < 0 ? "-" : "0x" + v.toString(16));
+  function kb(v) {
+    if (v === null || v === undefined) return "-";
+    if (v >= 10240) return (v / 1024).toFixed(1) + " MiB";
+    return v + " kB";
+  }
+  function el(tag, attrs, text) {
+    const e = document.createElement(tag);
+    if (attrs) for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function codeCounts(code, lo, hi) {
+    const c = new Array(NCODES).fill(0);
+    for (let i = lo; i < hi; i++) c[code[i]]++;
+    return c;
+  }
+  function countsText(c) {
+    const parts = [];
+    for (let k = 0; k < NCODES; k++) if (c[k]) parts.push(NAMES[k] + " " + c[k]);
+    return parts.join(" · ");
+  }
+  function findPrev(step, pid, m) {
+    if (step <= 0) return null;
+    const prev = META.steps[step - 1].processes.find((p) => p.pid === pid);
+    if (!prev) return null;
+    let best = prev.mappings.find((x) => x.start === m.start && x.pages);
+    if (!best) best = prev.mappings.find((x) => x.pages && x.start < m.end && x.end > m.start);
+    return best || null;
+  }
+  function changedMask(step, pid, m, d) {
+    const n = m.npages;
+    const out = new Uint8Array(n);
+    if (step === 0) return out;
+    const pm = findPrev(step, pid, m);
+    if (!pm) {
+      for (let i = 0; i < n; i++) out[i] = d.code[i] !== 0 ? 1 : 0;
+      return out;
+    }
+    const pd = pages(pm.pages);
+    const shift = (m.start - pm.start) / PAGE;
+    for (let i = 0; i < n; i++) {
+      const j = i + shift;
+      if (j < 0 || j >= pm.npages) { out[i] = d.code[i] !== 0 ? 1 : 0; continue; }
+      out[i] = d.code[i] !== pd.code[j] || d.pfn[i] !== pd.pfn[j] || d.mc[i] !== pd.mc[j] ? 1 : 0;
+    }
+    return out;
+  }
+  function diffMask(a, b, n) {
+    const out = new Uint8Array(n);
+    if (!a || !b) return out;
+    const k = Math.min(a.code.length, b.code.length);
+    for (let i = 0; i < k; i++) out[i] = a.code[i] !== b.code[i] ? 1 : 0;
+    for (let i = k; i < n; i++) out[i] = 1;
+    return out;
+  }
+
+  // ---------------------------------------------------------------- events
+  let EV = null;
+  function loadEvents() {
+    const e = META.events;
+    EV = { n: e.n, seq: col(e.seq), pid: col(e.pid), kind: col(e.kind), addr: col(e.addr),
+      old: col(e.old_pfn), new: col(e.new_pfn), detail: col(e.detail), step: col(e.step),
+      mapping: col(e.mapping) };
+  }
+  function eventText(i) {
+    if (i < 0 || !EV || i >= EV.n) return "none recorded";
+    const kind = META.events.kinds[EV.kind[i]];
+    const verb = { "cow-copy": "copied", "zero-cow": "zero page copied", "file-copy": "file page copied",
+      "zero-fill": "zero-filled", "cow-reuse": "reused", "zero-page-map": "zero page mapped",
+      "pagecache-map": "page cache mapped" }[kind] || kind;
+    let s = `#${EV.seq[i]} ${verb} by pid ${EV.pid[i]}`;
+    if (EV.addr[i] >= 0) s += ` at ${hex(EV.addr[i])}`;
+    if (EV.old[i] >= 0 || EV.new[i] >= 0) s += `, PFN ${hex(EV.old[i])} → ${hex(EV.new[i])}`;
+    const det = META.events.details[EV.detail[i]];
+    if (det) s += ` (${det})`;
+    s += ` [${kind}, step ${EV.step[i] + 1}]`;
+    return s;
+  }
+
+  // ---------------------------------------------------------------- page maps
+  function layout(span) {
+    const per = Math.max(1, Math.ceil(span / MAXCELLS));
+    const ncell = Math.ceil(span / per);
+    const cols = Math.min(128, ncell);
+    const rows = Math.ceil(ncell / cols);
+    const cs = ncell <= 512 ? 10 : ncell <= 2048 ? 8 : 6;
+    return { per, ncell, cols, rows, cs };
+  }
+  function drawMap(canvas, d, view, marks) {
+    const span = view.hi - view.lo;
+    const L = layout(span);
+    canvas.width = L.cols * L.cs;
+    canvas.height = L.rows * L.cs;
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    const cnt = new Int32Array(NCODES);
+    const inset = L.cs >= 8 ? 1 : 0;
+    const outlined = [];
+    for (let c = 0; c < L.ncell; c++) {
+      const a = view.lo + c * L.per;
+      const b = Math.min(view.hi, a + L.per);
+      let code;
+      const flags = [0, 0];
+      if (L.per === 1) {
+        code = d.code[a];
+        for (let k = 0; k < marks.length; k++) flags[k] = marks[k].mask[a];
+      } else {
+        cnt.fill(0);
+        for (let i = a; i < b; i++) {
+          cnt[d.code[i]]++;
+          for (let k = 0; k < marks.length; k++) if (marks[k].mask[i]) flags[k] = 1;
+        }
+        code = 0;
+        for (let k = 1; k < NCODES; k++) if (cnt[k] > 0 && cnt[k] >= cnt[code]) code = k;
+      }
+      const x = (c % L.cols) * L.cs;
+      const y = Math.floor(c / L.cols) * L.cs;
+      ctx.fillStyle = COLOURS[code];
+      ctx.fillRect(x + inset, y + inset, L.cs - 2 * inset, L.cs - 2 * inset);
+      for (let k = 0; k < marks.length; k++) if (flags[k]) outlined.push([x, y, k]);
+    }
+    ctx.lineWidth = L.cs >= 8 ? 2 : 1.5;
+    for (const [x, y, k] of outlined) {
+      ctx.strokeStyle = marks[k].colour;
+      ctx.strokeRect(x + ctx.lineWidth / 2, y + ctx.lineWidth / 2, L.cs - ctx.lineWidth, L.cs - ctx.lineWidth);
+    }
+    return L;
+  }
+  function cellAt(canvas, L, view, ev) {
+    const r = canvas.getBoundingClientRect();
+    const cx = Math.floor((ev.clientX - r.left) * (canvas.width / r.width) / L.cs);
+    const cy = Math.floor((ev.clientY - r.top) * (canvas.height / r.height) / L.cs);
+    const c = cy * L.cols + cx;
+    if (cx < 0 || cx >= L.cols || c < 0 || c >= L.ncell) return null;
+    const a = view.lo + c * L.per;
+    return { a, b: Math.min(view.hi, a + L.per) };
+  }
+  const tip = document.getElementById("tooltip");
+  function showTip(ev, text) {
+    tip.textContent = text;
+    tip.hidden = false;
+    tip.style.left = Math.min(ev.clientX + 14, window.innerWidth - 540) + "px";
+    tip.style.top = ev.clientY + 14 + "px";
+  }
+  function hideTip() { tip.hidden = true; }
+
+  function tipText(m, d, cell, changed, diff, other, withEvents) {
+    if (cell.b - cell.a === 1) {
+      const i = cell.a;
+      const addr = m.start + i * PAGE;
+      const lines = [`${hex(addr)}  page ${i} of ${m.npages}`, `state: ${NAMES[d.code[i]]}`,
+        `PFN: ${d.pfn[i] > 0 ? hex(d.pfn[i]) : d.code[i] === 0 ? "-" : "hidden"}   map count: ${d.mc[i]}`];
+      if (changed && changed[i]) lines.push("changed since the previous checkpoint");
+      if (diff && diff[i]) lines.push(`differs: ${other.name} says ${other.d ? NAMES[other.d.code[i]] ?? "-" : "-"}`);
+      if (withEvents && d.ev) lines.push("last change: " + eventText(d.ev[i]));
+      return lines.join("\n");
+    }
+    const c = codeCounts(d.code, cell.a, cell.b);
+    let nch = 0, ndiff = 0;
+    for (let i = cell.a; i < cell.b; i++) { if (changed && changed[i]) nch++; if (diff && diff[i]) ndiff++; }
+    const lines = [`${hex(m.start + cell.a * PAGE)}–${hex(m.start + cell.b * PAGE)}  pages ${cell.a}–${cell.b - 1}`,
+      countsText(c)];
+    if (nch) lines.push(`${nch} changed since the previous checkpoint`);
+    if (ndiff) lines.push(`${ndiff} differ from ${other.name}`);
+    lines.push("click to zoom in");
+    return lines.join("\n");
+  }
+
+  function mappingBlock(step, p, m) {
+    const box = el("div", { class: "mapping", "data-pid": p.pid, "data-start": m.start, "data-npages": m.npages });
+    const head = el("div", { class: "head" }, `${hex(m.start)}-${hex(m.end)} ${m.perms} ${m.path || "[anon]"}`
+      + `  (${m.npages} pages)`);
+    box.appendChild(head);
+    const figs = el("span", { class: "figs" },
+      `Rss ${kb(m.rss)} · Pss ${kb(m.pss)} · Private ${kb(m.priv)} · Shared ${kb(m.shared)}`);
+    box.appendChild(figs);
+    if (!m.pages) {
+      box.appendChild(el("div", { class: "nopages" }, "no page data for this mapping"));
+      return box;
+    }
+    const d = pages(m.pages);
+    const counts = codeCounts(d.code, 0, m.npages);
+    const byName = {};
+    counts.forEach((v, k) => { if (v) byName[NAMES[k]] = (byName[NAMES[k]] || 0) + v; });
+    const cspan = el("span", { class: "counts", "data-counts": JSON.stringify(byName) }, countsText(counts));
+    box.appendChild(cspan);
+    const changed = changedMask(step, p.pid, m, d);
+    let nch = 0;
+    for (let i = 0; i < changed.length; i++) nch += changed[i];
+    box.appendChild(el("span", { class: "changed", "data-changed": nch },
+      step > 0 ? `${nch} pages changed since “${META.steps[step - 1].label}”` : ""));
+    let kd = null, diff = null;
+    if (m.cmp && m.cmp.pages) {
+      kd = pages(m.cmp.pages);
+      diff = diffMask(d, kd, m.npages);
+      let nd = 0;
+      for (let i = 0; i < diff.length; i++) nd += diff[i];
+      box.appendChild(el("span", { class: "diff", "data-diff": nd }, `${nd} pages differ from the kernel`));
+    } else if (META.compare) {
+      box.appendChild(el("span", { class: "diff", "data-diff": "" }, "no kernel counterpart"));
+    }
+    const key = p.pid + ":" + m.start;
+    if (!views.has(key)) views.set(key, { lo: 0, hi: m.npages });
+    const view = views.get(key);
+    if (view.hi > m.npages) { view.lo = 0; view.hi = m.npages; }
+    const zoom = el("div", { class: "zoom" });
+    box.appendChild(zoom);
+    const canv = el("div", { class: "canvases" });
+    box.appendChild(canv);
+    const panes = [];
+    const srcName = META.steps[step].source;
+    const mk = (label, data, marks, other, withEvents) => {
+      const fig = el("figure");
+      const c = el("canvas", { class: "pagemap", "data-source": label });
+      fig.appendChild(c);
+      if (META.compare) fig.appendChild(el("figcaption", null, label));
+      canv.appendChild(fig);
+      panes.push({ c, data, marks, other, withEvents, L: null });
+    };
+    const chMark = { mask: changed, colour: "#000" };
+    const dfMark = diff ? { mask: diff, colour: "#ff00ff" } : null;
+    mk(srcName, d, dfMark ? [chMark, dfMark] : [chMark], { name: "kernel", d: kd }, true);
+    if (kd) mk(META.steps[step].cmp ? META.steps[step].cmp.source : "kernel", kd, [dfMark],
+      { name: srcName, d }, false);
+    const redraw = () => {
+      const L0 = layout(view.hi - view.lo);
+      zoom.textContent = "";
+      zoom.appendChild(document.createTextNode(
+        `showing pages ${view.lo}–${view.hi - 1}` + (L0.per > 1 ? `, 1 cell = ${L0.per} pages ` : " ")));
+      zoom.dataset.per = L0.per;
+      zoom.dataset.cells = L0.ncell;
+      if (view.lo > 0 || view.hi < m.npages) {
+        const b = el("button", { class: "zoom-out" }, "show whole mapping");
+        b.onclick = () => { view.lo = 0; view.hi = m.npages; redraw(); };
+        zoom.appendChild(b);
+      }
+      for (const pane of panes) pane.L = drawMap(pane.c, pane.data, view, pane.marks);
+    };
+    for (const pane of panes) {
+      pane.c.addEventListener("mousemove", (ev) => {
+        const cell = cellAt(pane.c, pane.L, view, ev);
+        if (!cell) return hideTip();
+        showTip(ev, tipText(m, pane.data, cell, pane.withEvents ? changed : null, diff, pane.other, pane.withEvents));
+      });
+      pane.c.addEventListener("mouseleave", hideTip);
+      pane.c.addEventListener("click", (ev) => {
+        const cell = cellAt(pane.c, pane.L, view, ev);
+        if (!cell || pane.L.per === 1) return;
+        const span = Math.max(Math.min(MAXCELLS, m.npages), Math.ceil((view.hi - view.lo) / 8));
+        const mid = Math.floor((cell.a + cell.b) / 2);
+        view.lo = Math.max(0, Math.min(m.npages - span, mid - Math.floor(span / 2)));
+        view.hi = view.lo + span;
+        hideTip();
+        redraw();
+      });
+    }
+    redraw();
+    return box;
+  }
+
+  function renderMaps() {
+    const root = document.getElementById("pagemaps");
+    root.textContent = "";
+    const step = META.steps[cur];
+    for (const p of step.processes) {
+      const box = el("div", { class: "proc", "data-pid": p.pid });
+      box.appendChild(el("h3", null, `pid ${p.pid} ${p.name} (ppid ${p.ppid})` +
+        (p.cmp ? ` ↔ kernel pid ${p.cmp.pid}` : "")));
+      for (const m of p.mappings) box.appendChild(mappingBlock(cur, p, m));
+      root.appendChild(box);
+    }
+  }
+
+  // ---------------------------------------------------------------- process tree
+  function renderTree() {
+    const step = META.steps[cur];
+    const root = document.getElementById("tree");
+    root.textContent = "";
+    const t = el("table", { id: "tree-table" });
+    const hdr = ["process", "pid", "RSS", "PSS", "USS"];
+    if (META.compare) hdr.push("kernel RSS", "kernel PSS", "kernel USS");
+    const thr = el("tr");
+    hdr.forEach((h, i) => thr.appendChild(el("th", i === 0 ? { class: "l" } : null, h)));
+    t.appendChild(el("thead")).appendChild(thr);
+    const body = el("tbody");
+    t.appendChild(body);
+    const pids = new Set(step.processes.map((p) => p.pid));
+    const kids = new Map();
+    for (const p of step.processes) {
+      const parent = pids.has(p.ppid) && p.ppid !== p.pid ? p.ppid : null;
+      if (!kids.has(parent)) kids.set(parent, []);
+      kids.get(parent).push(p);
+    }
+    const walk = (parent, depth) => {
+      for (const p of (kids.get(parent) || []).sort((a, b) => a.pid - b.pid)) {
+        const tr = el("tr", { class: "proc-row", "data-pid": p.pid, "data-rss": p.rss, "data-pss": p.pss,
+          "data-uss": p.uss });
+        tr.appendChild(el("td", { class: "l" }, (depth ? "  ".repeat(depth - 1) + "└─ " : "") + p.name));
+        tr.appendChild(el("td", null, String(p.pid)));
+        for (const v of [p.rss, p.pss, p.uss]) tr.appendChild(el("td", null, kb(v)));
+        if (META.compare) for (const v of p.cmp ? [p.cmp.rss, p.cmp.pss, p.cmp.uss] : [null, null, null])
+          tr.appendChild(el("td", null, kb(v)));
+        body.appendChild(tr);
+        walk(p.pid, depth + 1);
+      }
+    };
+    walk(null, 0);
+    const tot = step.total;
+    const ktot = step.cmp ? step.cmp.total : null;
+    const rows = [["RSS sum (shared frames counted in every process)", "rss_sum_kb"],
+      ["PSS sum", "pss_sum_kb"], [`real total: ${tot.method}`, "total_kb"]];
+    for (const [label, k] of rows) {
+      const tr = el("tr", { class: "total", "data-total": k, "data-kb": tot[k] });
+      tr.appendChild(el("td", { class: "l" }, label));
+      tr.appendChild(el("td"));
+      tr.appendChild(el("td", null, kb(tot[k])));
+      tr.appendChild(el("td"));
+      tr.appendChild(el("td"));
+      if (META.compare) {
+        tr.appendChild(el("td", null, ktot ? kb(ktot[k]) : "-"));
+        tr.appendChild(el("td"));
+        tr.appendChild(el("td"));
+      }
+      body.appendChild(tr);
+    }
+    root.appendChild(t);
+  }
+
+  // ---------------------------------------------------------------- timeline
+  const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf"];
+  function timelineData() {
+    const x = META.steps.map((s, i) => `${i + 1}: ${s.label}`);
+    const pids = [];
+    const names = new Map();
+    for (const s of META.steps) for (const p of s.processes) {
+      if (!names.has(p.pid)) { pids.push(p.pid); names.set(p.pid, p.name); }
+    }
+    const traces = [];
+    pids.forEach((pid, n) => {
+      const colour = PALETTE[n % PALETTE.length];
+      for (const [k, dash] of [["rss", "solid"], ["pss", "dash"], ["uss", "dot"]]) {
+        const y = META.steps.map((s) => {
+          const p = s.processes.find((q) => q.pid === pid);
+          return p ? p[k] / 1024 : null;
+        });
+        traces.push({ x, y, type: "scatter", mode: "lines+markers", name: `${names.get(pid)} ${pid} ${k.toUpperCase()}`,
+          legendgroup: String(pid), line: { color: colour, dash }, hovertemplate: "%{y:.2f} MiB" });
+      }
+    });
+    traces.push({ x, y: META.steps.map((s) => s.copies), type: "bar", name: "copy events", yaxis: "y2",
+      marker: { color: "rgba(214,39,40,0.35)" }, hovertemplate: "%{y} copies" });
+    return { x, traces };
+  }
+  let TL = null;
+  function renderTimeline() {
+    const div = document.getElementById("timeline");
+    if (!window.Plotly) { div.textContent = "plotly.js did not load"; return; }
+    TL = timelineData();
+    const layout = {
+      margin: { t: 30, r: 60, b: 80, l: 60 }, hovermode: "x unified",
+      yaxis: { title: { text: "MiB" }, rangemode: "tozero" },
+      yaxis2: { title: { text: "copy events" }, overlaying: "y", side: "right", rangemode: "tozero",
+        showgrid: false },
+      legend: { orientation: "h", y: -0.25 }, shapes: [currentShape()],
+    };
+    return Plotly.newPlot(div, TL.traces, layout, { displaylogo: false, responsive: true });
+  }
+  function currentShape() {
+    return { type: "line", xref: "x", yref: "paper", x0: cur, x1: cur, y0: 0, y1: 1,
+      line: { color: "#335", width: 1, dash: "dot" } };
+  }
+
+  // ---------------------------------------------------------------- event log
+  let shown = 0;
+  const PAGE_ROWS = 500;
+  function filtered() {
+    const fp = document.getElementById("f-pid").value;
+    const fm = document.getElementById("f-mapping").value;
+    const fk = document.getElementById("f-kind").value;
+    const fs = document.getElementById("f-step").checked;
+    const pid = fp === "" ? null : Number(fp);
+    const map = fm === "" ? null : Number(fm);
+    const kind = fk === "" ? null : Number(fk);
+    const out = [];
+    for (let i = 0; i < EV.n; i++) {
+      if (pid !== null && EV.pid[i] !== pid) continue;
+      if (map !== null && EV.mapping[i] !== map) continue;
+      if (kind !== null && EV.kind[i] !== kind) continue;
+      if (fs && EV.step[i] !== cur) continue;
+      out.push(i);
+    }
+    return out;
+  }
+  let MATCH = [];
+  function renderEvents(reset) {
+    const body = document.querySelector("#event-table tbody");
+    if (reset) { MATCH = filtered(); shown = 0; body.textContent = ""; }
+    const end = Math.min(MATCH.length, shown + PAGE_ROWS);
+    const frag = document.createDocumentFragment();
+    for (let r = shown; r < end; r++) {
+      const i = MATCH[r];
+      const tr = el("tr", { class: "event-row", "data-kind": META.events.kinds[EV.kind[i]], "data-pid": EV.pid[i] });
+      const m = EV.mapping[i] >= 0 ? META.mapping_names[EV.mapping[i]] : "";
+      const cells = [EV.seq[i], EV.step[i] + 1, EV.pid[i], META.events.kinds[EV.kind[i]], hex(EV.addr[i]), m,
+        EV.old[i] >= 0 || EV.new[i] >= 0 ? `${hex(EV.old[i])} → ${hex(EV.new[i])}` : "",
+        META.events.details[EV.detail[i]]];
+      cells.forEach((v, k) => tr.appendChild(el("td", k >= 3 ? { class: "l" } : null, String(v))));
+      frag.appendChild(tr);
+    }
+    body.appendChild(frag);
+    shown = end;
+    const count = document.getElementById("event-count");
+    count.textContent = `${MATCH.length} of ${EV.n} events` + (shown < MATCH.length ? ` (first ${shown} shown)` : "");
+    count.dataset.matching = MATCH.length;
+    count.dataset.shown = shown;
+    document.getElementById("event-more").hidden = shown >= MATCH.length;
+  }
+  function setupFilters() {
+    const fill = (id, items) => {
+      const s = document.getElementById(id);
+      for (const [v, t] of items) s.appendChild(el("option", { value: v }, t));
+      s.addEventListener("change", () => renderEvents(true));
+    };
+    const pids = [...new Set(Array.from(EV.pid))].sort((a, b) => a - b);
+    fill("f-pid", pids.map((p) => [p, String(p)]));
+    const maps = [...new Set(Array.from(EV.mapping).filter((m) => m >= 0))].sort((a, b) => a - b);
+    fill("f-mapping", maps.map((m) => [m, META.mapping_names[m]]));
+    fill("f-kind", META.events.kinds.map((k, i) => [i, k]));
+    document.getElementById("f-step").addEventListener("change", () => renderEvents(true));
+    document.getElementById("event-more").addEventListener("click", () => renderEvents(false));
+  }
+
+  // ---------------------------------------------------------------- steps
+  function renderLegend() {
+    const lg = document.getElementById("legend");
+    const groups = [[0], [1], [2], [3, 4, 5, 6, 7, 8, 9, 10], [11], [12], [13]];
+    META.legend_groups.forEach((g, n) => {
+      const item = el("span", { class: "legend-item" });
+      for (const k of groups[n]) {
+        const sw = el("span", { class: "swatch" });
+        sw.style.background = COLOURS[k];
+        item.appendChild(sw);
+      }
+      item.appendChild(el("code", null, g.char));
+      item.appendChild(document.createTextNode(g.name));
+      lg.appendChild(item);
+    });
+    const ch = el("span", { class: "legend-item" });
+    const sw = el("span", { class: "swatch" });
+    sw.style.border = "2px solid #000";
+    ch.appendChild(sw);
+    ch.appendChild(document.createTextNode("changed since previous checkpoint"));
+    lg.appendChild(ch);
+    if (META.compare) {
+      const df = el("span", { class: "legend-item" });
+      const s2 = el("span", { class: "swatch" });
+      s2.style.border = "2px solid #ff00ff";
+      df.appendChild(s2);
+      df.appendChild(document.createTextNode("model and kernel differ"));
+      lg.appendChild(df);
+    }
+  }
+  function renderSteps() {
+    const list = document.getElementById("step-list");
+    const slider = document.getElementById("step-slider");
+    slider.max = META.steps.length - 1;
+    META.steps.forEach((s, i) => {
+      const b = el("button", { "data-step": i }, `${i + 1}. ${s.label}`);
+      b.title = `${s.events} events, ${s.copies} copies`;
+      b.onclick = () => setStep(i);
+      list.appendChild(el("li")).appendChild(b);
+    });
+    slider.addEventListener("input", () => setStep(Number(slider.value)));
+  }
+  function stepInfo() {
+    const s = META.steps[cur];
+    const byKind = new Map();
+    for (let i = 0; i < EV.n; i++) if (EV.step[i] === cur) {
+      const k = META.events.kinds[EV.kind[i]];
+      byKind.set(k, (byKind.get(k) || 0) + 1);
+    }
+    const parts = [...byKind.entries()].map(([k, n]) => `${n} ${k}`);
+    const t = s.total;
+    return `${s.processes.length} processes · RSS sum ${kb(t.rss_sum_kb)} · real total ${kb(t.total_kb)}` +
+      (parts.length ? ` · events since previous checkpoint: ${parts.join(", ")}` : "");
+  }
+  function setStep(i) {
+    cur = i;
+    document.getElementById("step-slider").value = i;
+    document.getElementById("step-name").textContent = `${i + 1}/${META.steps.length}: ${META.steps[i].label}`;
+    document.querySelectorAll("#step-list button").forEach((b) =>
+      b.classList.toggle("current", Number(b.dataset.step) === i));
+    document.getElementById("step-info").textContent = stepInfo();
+    document.body.dataset.step = i;
+    renderTree();
+    renderMaps();
+    if (document.getElementById("f-step").checked) renderEvents(true);
+    if (TL && window.Plotly) Plotly.relayout("timeline", { shapes: [currentShape()] });
+  }
+  R.setStep = setStep;
+
+  async function main() {
+    const t0 = performance.now();
+    const status = document.getElementById("status");
+    if (typeof DecompressionStream === "undefined") {
+      status.textContent = "This browser lacks DecompressionStream; open the report in a current browser.";
+      status.className = "err";
+      return;
+    }
+    const T = (R.timings = {});
+    const mark = (k) => { T[k] = Math.round(performance.now() - t0); };
+    BUF = await inflate(b64bytes("blob"));
+    mark("data");
+    loadEvents();
+    renderLegend();
+    renderSteps();
+    setupFilters();
+    renderEvents(true);
+    setStep(META.steps.length - 1);
+    mark("drawn");
+    try {
+      const js = new TextDecoder().decode(await inflate(b64bytes("plotly-z")));
+      mark("plotly_inflated");
+      const s = document.createElement("script");
+      s.text = js;
+      document.head.appendChild(s);
+      mark("plotly_loaded");
+      await renderTimeline();
+      mark("timeline");
+    } catch (e) {
+      R.errors.push("timeline: " + e);
+      document.getElementById("timeline").textContent = "timeline failed: " + e;
+    }
+    R.openMs = performance.now();
+    R.buildMs = performance.now() - t0;
+    R.ready = true;
+    document.body.dataset.ready = "1";
+    status.textContent = `${META.steps.length} checkpoints · ${EV.n} events · generated ${META.generated}` +
+      ` · drawn in ${Math.round(R.buildMs)} ms`;
+  }
+  main().catch((e) => {
+    R.errors.push(String(e && e.stack ? e.stack : e));
+    document.getElementById("status").textContent = "report failed: " + e;
+    document.body.dataset.ready = "error";
+  });
+})();

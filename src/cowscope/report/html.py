@@ -1,0 +1,417 @@
+"""Self-contained HTML report: page maps per checkpoint, process tree, timeline, event log, model vs kernel.
+
+Everything the page needs is inside the one file. Page data travels as typed arrays (legend code
+per page, map count, PFN, index of the event that last changed the page), delta-coded where that
+helps, deflated and base64-encoded; the page inflates them with the browser's DecompressionStream
+and draws them on canvases. plotly.js (from the installed plotly package) is inlined the same way,
+deflated, which keeps a report for a 1 GiB mapping well under 5 MB.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html as html_mod
+import json
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from ..observe.pages import NOT_PRESENT, PAGECACHE, PRIVATE, SHARED, SWAPPED, ZERO
+from ..observe.records import PAGE_SIZE
+from ..observe.snapshot import MappingView, ProcessView, Snapshot
+from . import strips
+
+#: Event kinds counted as copies in the timeline.
+COPY_KINDS = ("cow-copy", "zero-cow", "file-copy")
+_RESIDENT = (PRIVATE, SHARED, PAGECACHE)
+
+
+class _Blob:
+    """Accumulates typed arrays into one binary buffer and records where each one lives."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, arr: np.ndarray, delta: bool = False) -> list[Any]:
+        """Append an integer array; returns its descriptor [offset, length, dtype, delta]."""
+        a = np.asarray(arr)
+        if delta and len(a):
+            a = np.diff(a.astype(np.int64), prepend=np.int64(0))
+        if a.dtype == np.uint8:
+            dt, data = "u1", a.astype("<u1")
+        else:
+            lo, hi = (int(a.min()), int(a.max())) if len(a) else (0, 0)
+            if -(2**31) <= lo and hi < 2**31:
+                dt, data = "i4", a.astype("<i4")
+            else:
+                dt, data = "f8", a.astype("<f8")
+        pad = (-self.size) % 8
+        if pad:
+            self.parts.append(b"\0" * pad)
+            self.size += pad
+        off = self.size
+        raw = data.tobytes()
+        self.parts.append(raw)
+        self.size += len(raw)
+        return [off, len(a), dt, bool(delta)]
+
+    def encode(self) -> str:
+        """Deflate (zlib format) and base64 the whole buffer."""
+        return base64.b64encode(zlib.compress(b"".join(self.parts), 6)).decode("ascii")
+
+
+@dataclass
+class _Events:
+    """Events flattened into columns, with the step each belongs to."""
+
+    seq: list[int] = field(default_factory=list)
+    pid: list[int] = field(default_factory=list)
+    kind: list[str] = field(default_factory=list)
+    addr: list[int] = field(default_factory=list)
+    old_pfn: list[int] = field(default_factory=list)
+    new_pfn: list[int] = field(default_factory=list)
+    detail: list[str] = field(default_factory=list)
+    step: list[int] = field(default_factory=list)
+
+    def add(self, ev: Any, step: int) -> None:
+        """Append one event (any object or mapping with the Event fields)."""
+        get = ev.get if isinstance(ev, dict) else (lambda k, d=None: getattr(ev, k, d))
+        self.seq.append(int(get("seq", len(self.seq)) or 0))
+        self.pid.append(int(get("pid", 0) or 0))
+        self.kind.append(str(get("kind", "") or ""))
+        a = get("address", None)
+        self.addr.append(-1 if a is None else int(a))
+        for col, name in ((self.old_pfn, "old_pfn"), (self.new_pfn, "new_pfn")):
+            v = get(name, None)
+            col.append(-1 if v is None else int(v))
+        d = get("detail", "")
+        self.detail.append("" if d is None else str(d))
+        self.step.append(step)
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+
+def _assign_events(snapshots: Sequence[Snapshot], events: Sequence[Any] | None) -> _Events:
+    """Events with their step: a snapshot's own events belong to it; loose events go by seq or marker."""
+    out = _Events()
+    if any(s.events for s in snapshots):
+        for i, s in enumerate(snapshots):
+            for ev in s.events:
+                out.add(ev, i)
+        return out
+    if not events:
+        return out
+    # Loose events: split at checkpoint markers named like the snapshots, else all before the last step.
+    labels = [s.label for s in snapshots]
+    step = 0
+    has_markers = any(getattr(ev, "kind", None) == "checkpoint" for ev in events)
+    for ev in events:
+        kind = getattr(ev, "kind", None) if not isinstance(ev, dict) else ev.get("kind")
+        if has_markers and kind == "checkpoint":
+            detail = getattr(ev, "detail", None) if not isinstance(ev, dict) else ev.get("detail")
+            if detail in labels[step + 1:]:
+                step = labels.index(detail, step + 1)
+            elif step == 0 and detail == labels[0]:
+                step = 0
+            continue
+        out.add(ev, step if has_markers else max(0, len(snapshots) - 1))
+    return out
+
+
+def _uss_kb(p: ProcessView) -> int:
+    src = p.rollup if p.rollup is not None else None
+    if src is not None:
+        return src["Private_Clean"] + src["Private_Dirty"]
+    return sum(m.smaps["Private_Clean"] + m.smaps["Private_Dirty"] for m in p.mappings if m.smaps)
+
+
+def _field_kb(p: ProcessView, name: str) -> int:
+    if p.rollup is not None:
+        return p.rollup[name]
+    return sum(m.smaps[name] for m in p.mappings if m.smaps)
+
+
+def tree_total(snapshot: Snapshot) -> dict[str, Any]:
+    """The tree's real memory: distinct resident frames across its processes, each counted once."""
+    rss = sum(_field_kb(p, "Rss") for p in snapshot.processes)
+    pss = sum(_field_kb(p, "Pss") for p in snapshot.processes)
+    pfns: list[np.ndarray] = []
+    exact = True
+    for p in snapshot.processes:
+        for m in p.mappings:
+            if m.pages is None:
+                if m.smaps is None or m.smaps["Rss"]:
+                    exact = False
+                continue
+            res = np.isin(m.pages.state, _RESIDENT)
+            f = m.pages.pfn[res]
+            if len(f) and not np.all(f > 0):
+                exact = False
+            pfns.append(f)
+    if exact:
+        frames = int(len(np.unique(np.concatenate(pfns)))) if pfns else 0
+        return {"total_kb": frames * PAGE_SIZE // 1024, "rss_sum_kb": rss, "pss_sum_kb": pss,
+                "method": "distinct frames"}
+    return {"total_kb": pss, "rss_sum_kb": rss, "pss_sum_kb": pss,
+            "method": "PSS sum (PFNs not available)"}
+
+
+def _mapping_label(m: MappingView) -> str:
+    return f"{m.vma.start:x}-{m.vma.end:x} {m.vma.path or '[anon]'}"
+
+
+def _last_event_per_page(ev: _Events, arrays: dict[str, np.ndarray], step: int, pid: int,
+                         m: MappingView) -> np.ndarray:
+    """Index of the last event (up to this step) that touched each page of this mapping, else -1."""
+    n = m.vma.npages
+    out = np.full(n, -1, dtype=np.int64)
+    if not len(ev):
+        return out
+    upto = arrays["step"] <= step
+    own = upto & (arrays["pid"] == pid) & (arrays["addr"] >= m.vma.start) & (arrays["addr"] < m.vma.end)
+    idx = np.flatnonzero(own)
+    if len(idx):
+        pg = (arrays["addr"][idx] - m.vma.start) // PAGE_SIZE
+        out[pg] = idx  # later indices overwrite earlier ones (numpy assigns in order)
+    if m.pages is not None and len(m.pages.pfn) == n:
+        # Another process copying away from a frame this page maps changes its map count.
+        other = upto & (arrays["pid"] != pid) & (arrays["old_pfn"] > 0) & arrays["copy"]
+        oidx = np.flatnonzero(other)
+        if len(oidx):
+            opfn = arrays["old_pfn"][oidx]
+            order = np.argsort(opfn, kind="stable")
+            sp, si = opfn[order], oidx[order]
+            last = np.r_[sp[1:] != sp[:-1], True]
+            upfn, uidx = sp[last], si[last]
+            pfn = m.pages.pfn
+            pos = np.clip(np.searchsorted(upfn, pfn), 0, len(upfn) - 1)
+            hit = (upfn[pos] == pfn) & (pfn > 0) & (uidx[pos] > out)
+            out[hit] = uidx[pos][hit]
+    return out
+
+
+def _mapping_key(m: MappingView) -> tuple[str, str, int]:
+    return (m.vma.path or "[anon]", m.vma.perms, m.vma.npages)
+
+
+def _match_processes(a: Sequence[ProcessView], b: Sequence[ProcessView]) -> list[tuple[int, int]]:
+    """Pair processes of two backends: same pid first, then by name in pid order."""
+    pairs: list[tuple[int, int]] = []
+    bpids = {p.pid: j for j, p in enumerate(b)}
+    used: set[int] = set()
+    if all(p.pid in bpids for p in a):
+        return [(i, bpids[p.pid]) for i, p in enumerate(a)]
+    by_name: dict[str, list[int]] = {}
+    for j in sorted(range(len(b)), key=lambda j: b[j].pid):
+        by_name.setdefault(b[j].name, []).append(j)
+    for i in sorted(range(len(a)), key=lambda i: a[i].pid):
+        cands = [j for j in by_name.get(a[i].name, []) if j not in used]
+        if cands:
+            used.add(cands[0])
+            pairs.append((i, cands[0]))
+    return pairs
+
+
+def _match_mappings(a: Sequence[MappingView], b: Sequence[MappingView]) -> dict[int, int]:
+    """Pair mappings: same start address, else the n-th mapping with the same path, perms and size."""
+    starts = {m.vma.start: j for j, m in enumerate(b)}
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    for i, m in enumerate(a):
+        j = starts.get(m.vma.start)
+        if j is not None and _mapping_key(b[j]) == _mapping_key(m):
+            out[i] = j
+            used.add(j)
+    for i, m in enumerate(a):
+        if i in out:
+            continue
+        for j, n in enumerate(b):
+            if j not in used and _mapping_key(n) == _mapping_key(m):
+                out[i] = j
+                used.add(j)
+                break
+    return out
+
+
+def _pages_payload(blob: _Blob, m: MappingView) -> dict[str, Any] | None:
+    if m.pages is None or len(m.pages) != m.vma.npages:
+        return None
+    codes = strips.page_codes(m.pages)
+    return {"code": blob.add(codes), "mc": blob.add(np.minimum(m.pages.mapcount, 2**31 - 1)),
+            "pfn": blob.add(m.pages.pfn, delta=True)}
+
+
+def _counts(m: MappingView) -> dict[str, int]:
+    if m.pages is None:
+        return {}
+    return {str(k): int(v) for k, v in m.pages.counts().items()}
+
+
+def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
+                  compare: Sequence[Snapshot] | None = None, title: str = "cowscope report",
+                  ) -> tuple[dict[str, Any], str]:
+    """The report's metadata (JSON-able) and its base64 deflated binary blob."""
+    if not snapshots:
+        raise ValueError("write_report needs at least one snapshot")
+    if compare is not None and len(compare) != len(snapshots):
+        raise ValueError(f"compare has {len(compare)} snapshots, the main series {len(snapshots)}")
+    blob = _Blob()
+    ev = _assign_events(snapshots, events)
+    arrays = {
+        "step": np.asarray(ev.step, dtype=np.int64), "pid": np.asarray(ev.pid, dtype=np.int64),
+        "addr": np.asarray(ev.addr, dtype=np.int64), "old_pfn": np.asarray(ev.old_pfn, dtype=np.int64),
+        "kind": np.asarray(ev.kind, dtype=object),
+    }
+    arrays["copy"] = np.isin(arrays["kind"], COPY_KINDS) if len(ev) else np.zeros(0, dtype=bool)
+    mapping_names: list[str] = []
+    mapping_index: dict[str, int] = {}
+
+    def name_id(label: str) -> int:
+        if label not in mapping_index:
+            mapping_index[label] = len(mapping_names)
+            mapping_names.append(label)
+        return mapping_index[label]
+
+    steps = []
+    for k, snap in enumerate(snapshots):
+        procs = []
+        cmp_snap = compare[k] if compare is not None else None
+        pairs = dict(_match_processes(snap.processes, cmp_snap.processes)) if cmp_snap else {}
+        for i, p in enumerate(snap.processes):
+            maps = []
+            cp = cmp_snap.processes[pairs[i]] if cmp_snap is not None and i in pairs else None
+            mpairs = _match_mappings(p.mappings, cp.mappings) if cp is not None else {}
+            for mi, m in enumerate(p.mappings):
+                s = m.smaps
+                entry: dict[str, Any] = {
+                    "start": m.vma.start, "end": m.vma.end, "perms": m.vma.perms,
+                    "path": m.vma.path, "npages": m.vma.npages, "label": _mapping_label(m),
+                    "rss": s["Rss"] if s else None, "pss": s["Pss"] if s else None,
+                    "priv": (s["Private_Clean"] + s["Private_Dirty"]) if s else None,
+                    "shared": (s["Shared_Clean"] + s["Shared_Dirty"]) if s else None,
+                    "counts": _counts(m), "pages": _pages_payload(blob, m),
+                }
+                name_id(entry["label"])
+                if entry["pages"] is not None:
+                    entry["pages"]["ev"] = blob.add(_last_event_per_page(ev, arrays, k, p.pid, m), delta=True)
+                if cp is not None:
+                    entry["cmp"] = None
+                    if mi in mpairs:
+                        cm = cp.mappings[mpairs[mi]]
+                        cpl = _pages_payload(blob, cm)
+                        diff = None
+                        if cpl is not None and m.pages is not None:
+                            diff = int(np.sum(strips.page_codes(m.pages) != strips.page_codes(cm.pages)))
+                        entry["cmp"] = {"pid": cp.pid, "start": cm.vma.start, "label": _mapping_label(cm),
+                                        "pages": cpl, "diff": diff, "counts": _counts(cm)}
+                maps.append(entry)
+            proc: dict[str, Any] = {
+                "pid": p.pid, "ppid": p.ppid, "name": p.name, "rss": _field_kb(p, "Rss"),
+                "pss": _field_kb(p, "Pss"), "uss": _uss_kb(p), "swap": _field_kb(p, "Swap"),
+                "mappings": maps,
+            }
+            if cp is not None:
+                proc["cmp"] = {"pid": cp.pid, "name": cp.name, "rss": _field_kb(cp, "Rss"),
+                               "pss": _field_kb(cp, "Pss"), "uss": _uss_kb(cp)}
+            procs.append(proc)
+        step = {"label": snap.label, "source": snap.source, "ts": snap.ts, "processes": procs,
+                "total": tree_total(snap),
+                "copies": int(np.sum(arrays["copy"] & (arrays["step"] == k))),
+                "events": int(np.sum(arrays["step"] == k))}
+        if cmp_snap is not None:
+            step["cmp"] = {"label": cmp_snap.label, "source": cmp_snap.source, "total": tree_total(cmp_snap)}
+        steps.append(step)
+
+    # Each event's mapping is looked up in its process at its step, else at the nearest earlier step.
+    ev_map = np.full(len(ev), -1, dtype=np.int64)
+    for k in range(len(snapshots) - 1, -1, -1):
+        for p in snapshots[k].processes:
+            cand = np.flatnonzero((arrays["step"] >= k) & (ev_map < 0) & (arrays["pid"] == p.pid)
+                                  & (arrays["addr"] >= 0))
+            if not len(cand) or not p.mappings:
+                continue
+            ms = sorted(p.mappings, key=lambda m: m.vma.start)
+            starts = np.asarray([m.vma.start for m in ms], dtype=np.int64)
+            ends = np.asarray([m.vma.end for m in ms], dtype=np.int64)
+            ids = np.asarray([name_id(_mapping_label(m)) for m in ms], dtype=np.int64)
+            a = arrays["addr"][cand]
+            pos = np.searchsorted(starts, a, side="right") - 1
+            ok = (pos >= 0) & (a < ends[np.clip(pos, 0, None)])
+            ev_map[cand[ok]] = ids[pos[ok]]
+    kinds = sorted(set(ev.kind))
+    kind_id = {k: i for i, k in enumerate(kinds)}
+    details = sorted(set(ev.detail))
+    detail_id = {d: i for i, d in enumerate(details)}
+    events_meta = {
+        "n": len(ev), "kinds": kinds, "details": details,
+        "seq": blob.add(np.asarray(ev.seq, dtype=np.int64), delta=True),
+        "pid": blob.add(np.asarray(ev.pid, dtype=np.int64)),
+        "kind": blob.add(np.asarray([kind_id[k] for k in ev.kind], dtype=np.int64)),
+        "addr": blob.add(np.asarray(ev.addr, dtype=np.int64), delta=True),
+        "old_pfn": blob.add(np.asarray(ev.old_pfn, dtype=np.int64)),
+        "new_pfn": blob.add(np.asarray(ev.new_pfn, dtype=np.int64)),
+        "detail": blob.add(np.asarray([detail_id[d] for d in ev.detail], dtype=np.int64)),
+        "step": blob.add(np.asarray(ev.step, dtype=np.int64)),
+        "mapping": blob.add(ev_map),
+    }
+    legend = [{"code": i, "char": strips.CHARS[i], "colour": strips.COLOURS[i],
+               "name": _code_name(i)} for i in range(len(strips.CHARS))]
+    meta = {"title": title, "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "legend": legend,
+            "legend_groups": [{"char": c, "name": n} for c, n in strips.LEGEND],
+            "steps": steps, "events": events_meta, "mapping_names": mapping_names,
+            "compare": compare is not None, "page_size": PAGE_SIZE,
+            "sources": sorted({s.source for s in [*snapshots, *(compare or [])]})}
+    return meta, blob.encode()
+
+
+def _code_name(code: int) -> str:
+    state_of = {0: NOT_PRESENT, 1: ZERO, 2: PRIVATE, 12: PAGECACHE, 13: SWAPPED}
+    if code in state_of:
+        return {NOT_PRESENT: "not present", ZERO: "zero page", PRIVATE: "private (exclusive)",
+                PAGECACHE: "page cache", SWAPPED: "swap/guard"}[state_of[code]]
+    n = code - 1
+    return "shared by 10+" if n >= 10 else f"shared by {n}"
+
+
+@functools.lru_cache(maxsize=1)
+def _plotly_js_deflated() -> str:
+    """plotly.min.js from the installed plotly package, deflated and base64-encoded (cached)."""
+    from plotly.offline import get_plotlyjs
+
+    return base64.b64encode(zlib.compress(get_plotlyjs().encode("utf-8"), 9)).decode("ascii")
+
+
+def _asset(name: str) -> str:
+    return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def render_html(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
+                compare: Sequence[Snapshot] | None = None, title: str = "cowscope report") -> str:
+    """The complete report as one HTML string."""
+    meta, blob = build_payload(snapshots, events, compare, title)
+    env = jinja2.Environment(autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
+    template = env.from_string(_asset("report.html"))
+    meta_json = json.dumps(meta, separators=(",", ":")).replace("</", "<\\/")
+    return template.render(title=title, css=_asset("report.css"), js=_asset("report.js"),
+                           meta_json=meta_json, blob=blob, plotly=_plotly_js_deflated(),
+                           title_text=html_mod.escape(title))
+
+
+def write_report(path: str | Path, snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
+                 compare: Sequence[Snapshot] | None = None, title: str = "cowscope report") -> Path:
+    """Write a self-contained HTML report of `snapshots` (and a second series to compare) to `path`."""
+    out = Path(path)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_html(snapshots, events, compare, title), encoding="utf-8")
+    return out
