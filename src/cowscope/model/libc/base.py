@@ -10,6 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Protocol
 
+from ...errors import EINVAL, SyscallError
+
 
 class AllocatorHost(Protocol):
     """What an allocator may do to its process (cowscope.model.Process implements this)."""
@@ -75,7 +77,8 @@ class Allocator(ABC):
         return new
 
     def memalign(self, alignment: int, size: int) -> int:
-        raise NotImplementedError(f"{self.name} has no memalign")
+        """Aligned allocation; allocators override this."""
+        raise SyscallError(EINVAL, "memalign", f"{self.name} has no memalign")
 
     def fork_child(self, child: AllocatorHost) -> Allocator:
         """The allocator of a fork child: same state (it is in memory), bound to the child."""

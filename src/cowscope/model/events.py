@@ -1,0 +1,128 @@
+"""The event trace: every fault and process event as a record, stored column-wise.
+
+Single events append to Python lists; bulk paths (a fill over 262,144 pages) append numpy
+columns, so the trace stays cheap. Reading it yields immutable `Event` records.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+KINDS = (
+    "zero-page-map", "zero-fill", "cow-copy", "cow-reuse", "zero-cow", "pagecache-map",
+    "file-copy", "shared-write", "shmem-alloc", "stack-grow", "segv", "abort", "oom-kill",
+    "exit", "fork", "exec", "vfork", "checkpoint",
+)
+KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened: which process, what kind, where, which frames."""
+
+    seq: int
+    pid: int
+    kind: str
+    address: int
+    old_pfn: int
+    new_pfn: int
+    detail: str = ""
+
+    def describe(self) -> str:
+        frames = ""
+        if self.old_pfn or self.new_pfn:
+            frames = f" pfn {self.old_pfn:#x} -> {self.new_pfn:#x}" if self.old_pfn else \
+                f" pfn {self.new_pfn:#x}"
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"#{self.seq} pid {self.pid} {self.kind} at {self.address:#x}{frames}{extra}"
+
+
+class EventLog:
+    """Append-only columnar event log; a read-only sequence of Event."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._cols: list[tuple[np.ndarray, ...]] = []  # flushed segments: pid, kind, addr, old, new
+        self._pending: list[tuple[int, int, int, int, int]] = []
+        self._details: dict[int, str] = {}
+        self._n = 0
+        self._cache: tuple[np.ndarray, ...] | None = None
+
+    def add(self, pid: int, kind: str, address: int, old_pfn: int = 0, new_pfn: int = 0,
+            detail: str = "") -> None:
+        """Record one event."""
+        if not self.enabled:
+            return
+        if detail:
+            self._details[self._n] = detail
+        self._pending.append((pid, KIND_CODE[kind], address, old_pfn, new_pfn))
+        self._n += 1
+        self._cache = None
+
+    def add_bulk(self, pid: int, kind: str, addresses: np.ndarray, old_pfns: np.ndarray,
+                 new_pfns: np.ndarray) -> None:
+        """Record one event per page of a vectorised fault path."""
+        n = len(addresses)
+        if not self.enabled or not n:
+            return
+        self._flush()
+        self._cols.append((np.full(n, pid, np.int64), np.full(n, KIND_CODE[kind], np.int64),
+                           np.asarray(addresses, np.int64), np.asarray(old_pfns, np.int64),
+                           np.asarray(new_pfns, np.int64)))
+        self._n += n
+        self._cache = None
+
+    def _flush(self) -> None:
+        if self._pending:
+            arr = np.array(self._pending, dtype=np.int64).reshape(-1, 5)
+            self._cols.append(tuple(arr[:, i].copy() for i in range(5)))
+            self._pending = []
+
+    def _columns(self) -> tuple[np.ndarray, ...]:
+        if self._cache is None:
+            self._flush()
+            if not self._cols:
+                self._cache = tuple(np.zeros(0, np.int64) for _ in range(5))
+            else:
+                self._cache = tuple(np.concatenate([c[i] for c in self._cols]) for i in range(5))
+                self._cols = [self._cache]
+        return self._cache
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> Event:
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        pid, kind, addr, old, new = (int(c[i]) for c in self._columns())
+        return Event(i, pid, KINDS[kind], addr, old, new, self._details.get(i, ""))
+
+    def __iter__(self) -> Iterator[Event]:
+        return self.since(0)
+
+    def since(self, seq: int) -> Iterator[Event]:
+        """Events with seq >= `seq`, in order."""
+        cols = self._columns()
+        lists = [c[seq:].tolist() for c in cols]
+        for k, (pid, kind, addr, old, new) in enumerate(zip(*lists)):
+            i = seq + k
+            yield Event(i, pid, KINDS[kind], addr, old, new, self._details.get(i, ""))
+
+    def counts(self, since: int = 0, pid: int | None = None) -> Counter[str]:
+        """How many events of each kind (optionally of one pid) from seq `since` on."""
+        pids, kinds = self._columns()[0][since:], self._columns()[1][since:]
+        if pid is not None:
+            kinds = kinds[pids == pid]
+        values, n = np.unique(kinds, return_counts=True)
+        return Counter({KINDS[int(v)]: int(c) for v, c in zip(values, n)})
+
+    def filter(self, kind: str | None = None, pid: int | None = None, since: int = 0) -> list[Event]:
+        """Events matching a kind and/or pid."""
+        return [e for e in self.since(since)
+                if (kind is None or e.kind == kind) and (pid is None or e.pid == pid)]

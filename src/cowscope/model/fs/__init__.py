@@ -1,0 +1,1 @@
+"""Files, the page cache, and the /proc views."""

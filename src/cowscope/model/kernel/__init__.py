@@ -1,0 +1,1 @@
+"""Processes: fork, exec, exit, wait, user access."""

@@ -1,0 +1,325 @@
+"""A simulated process: its syscalls, memory access, allocator calls and /proc views.
+
+Every entry point runs through `_call`, which turns the kernel's internal outcomes into
+user-visible ones: a bad access kills only this process (Segfault), the OOM killer's choice
+dies (OOMKilled), and the machine stays consistent.
+"""
+
+from __future__ import annotations
+
+import signal
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from ...errors import ECHILD, Aborted, CowscopeError, OOMKilled, ProcessGone, Segfault, SyscallError
+from ...observe.records import MapsEntry, PagemapEntry, SmapsEntry, SmapsRollup, Status, pagemap_entries
+from ..arch import PAGE_SIZE, STACK_TOP
+from ..fs import proc as procfs
+from ..mm import madvise as madv
+from ..mm import mmap as mmapmod
+from ..mm.memory import SegvError
+from ..mm.vma import MM
+from . import exec as execmod
+from .exit import mmput
+from .fork import dup_mmap
+from .uaccess import access_range, load, store
+
+if TYPE_CHECKING:
+    from ..fs.file import File
+    from ..libc.base import Allocator
+    from ..machine import Machine
+
+T = TypeVar("T")
+
+
+class ProcessBlocked(CowscopeError):
+    """The process is suspended in vfork() until its child execs or exits."""
+
+
+class OOMSelf(Exception):
+    """Internal: the OOM killer chose the process whose fault needed the frame."""
+
+
+class Process:
+    """task_struct + its mm: pid, parent, state, address space, allocator, stderr."""
+
+    def __init__(self, m: Machine, pid: int, ppid: int, name: str) -> None:
+        self.machine = m
+        self.pid = pid
+        self.ppid = ppid
+        self.name = name
+        self.state = "R"
+        self.mm: MM | None = None
+        self.addrs: dict[str, int] = {}
+        self.allocator: Allocator | None = None
+        self.exit_status: tuple[str, int] | None = None
+        self.vfork_parent: Process | None = None
+        self.stderr = ""
+        self.min_flt = 0
+        self.maj_flt = 0
+        self.children: list[Process] = []
+
+    def __repr__(self) -> str:
+        return f"<Process {self.pid} {self.name!r} {self.state}>"
+
+    # -- plumbing ----------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self.state in ("R", "D")
+
+    @property
+    def libc_data(self) -> int:
+        return self.addrs.get("libc_data", 0)
+
+    @property
+    def libc_data_size(self) -> int:
+        return execmod.LIBC[1][3].pages * PAGE_SIZE if self.libc_data else 0
+
+    @property
+    def tls(self) -> int:
+        return self.addrs.get("tls", 0)
+
+    def _mm(self) -> MM:
+        if not self.alive:
+            raise ProcessGone(self.pid, "exited" if self.state in ("Z", "X") else self.state)
+        if self.state == "D":
+            raise ProcessBlocked(f"pid {self.pid} is suspended in vfork() until its child execs or exits")
+        assert self.mm is not None
+        return self.mm
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a kernel path for this process; convert SIGSEGV and OOM into user outcomes."""
+        mm = self._mm()
+        try:
+            return fn(self.machine, self.pid, mm, *args)
+        except SegvError as e:
+            self.machine.events.add(self.pid, "segv", e.address, detail=e.reason)
+            self._die(("signal", signal.SIGSEGV))
+            raise Segfault(self.pid, e.address, e.reason) from None
+        except OOMSelf:
+            raise OOMKilled(self.pid, self.machine.last_oom_rss_kb) from None
+
+    # -- memory access -----------------------------------------------------------------------
+    def read(self, addr: int, n: int) -> bytes:
+        """Load n bytes (a read fault maps the zero page or a page-cache page)."""
+        if n < 0:
+            raise ValueError("negative length")
+        return self._call(load, addr, n) if n else b""
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Store bytes (a write fault allocates, copies on write, or reuses)."""
+        if data:
+            self._call(store, addr, bytes(data))
+
+    def read_u64(self, addr: int) -> int:
+        return struct.unpack("<Q", self.read(addr, 8))[0]
+
+    def write_u64(self, addr: int, value: int) -> None:
+        self.write(addr, struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF))
+
+    def fill(self, addr: int, length: int, byte: int) -> None:
+        """memset: whole pages stay uniform, so a huge fill costs no 4 KiB buffers."""
+        if not 0 <= byte <= 255:
+            raise ValueError("fill byte must be 0..255")
+        if length > 0:
+            self._call(access_range, addr, length, True, byte)
+
+    def touch(self, addr: int, length: int, write: bool = False) -> None:
+        """Fault every page of the range in, as a read or a write of its current bytes."""
+        if length > 0:
+            self._call(access_range, addr, length, write)
+
+    # -- memory syscalls ---------------------------------------------------------------------
+    def mmap(self, length: int, prot: str = "rw", shared: bool = False, file: File | None = None,
+             offset: int = 0, addr: int | None = None, fixed: bool = False, populate: bool = False) -> int:
+        """mmap(2); returns the address. `prot` letters r, w, x ("" = PROT_NONE)."""
+        start = self._call(mmapmod.do_mmap, length, prot, shared, file, offset, addr, fixed)
+        if populate:
+            self._call(mmapmod.populate, start, start + length, "w" in prot)
+        return start
+
+    def munmap(self, addr: int, length: int) -> None:
+        self._call(lambda m, pid, mm: mmapmod.do_munmap(m, mm, addr, length))
+
+    def mprotect(self, addr: int, length: int, prot: str) -> None:
+        self._call(lambda m, pid, mm: mmapmod.do_mprotect(m, mm, addr, length, prot))
+
+    def madvise(self, addr: int, length: int, advice: str) -> None:
+        self._call(madv.do_madvise, addr, length, advice)
+
+    def brk(self, new_end: int | None = None) -> int:
+        """brk(2): returns the current break (unchanged when the move is refused)."""
+        return self._call(mmapmod.do_brk, new_end)
+
+    def sbrk(self, delta: int) -> int:
+        """glibc sbrk(): the old break; SyscallError(ENOMEM) if the break cannot move."""
+        return self._call(mmapmod.do_sbrk, delta)
+
+    def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
+        return self._call(mmapmod.do_mremap, addr, old_len, new_len, may_move)
+
+    # -- allocator ---------------------------------------------------------------------------
+    def _alloc(self) -> Allocator:
+        self._mm()
+        if self.allocator is None:
+            self.allocator = self.machine.make_allocator(self)
+        return self.allocator
+
+    def malloc(self, size: int) -> int:
+        return self._alloc().malloc(size)
+
+    def free(self, ptr: int) -> None:
+        self._alloc().free(ptr)
+
+    def calloc(self, n: int, size: int) -> int:
+        return self._alloc().calloc(n, size)
+
+    def realloc(self, ptr: int, size: int) -> int:
+        return self._alloc().realloc(ptr, size)
+
+    def memalign(self, alignment: int, size: int) -> int:
+        return self._alloc().memalign(alignment, size)
+
+    def malloc_usable_size(self, ptr: int) -> int:
+        return self._alloc().malloc_usable_size(ptr)
+
+    def abort(self, message: str) -> None:
+        """Print to stderr and die of SIGABRT, as glibc's malloc_printerr does."""
+        self.stderr += message + "\n"
+        self.machine.events.add(self.pid, "abort", 0, detail=message)
+        self._die(("signal", signal.SIGABRT))
+        raise Aborted(self.pid, message)
+
+    # -- process lifecycle -------------------------------------------------------------------
+    def fork(self) -> Process:
+        """fork(2): the child gets a copy-on-write copy of the address space."""
+        mm = self._mm()
+        m = self.machine
+        child_mm = dup_mmap(m, mm)
+        child = m.new_process(self.name, self.pid)
+        child.mm, child.addrs = child_mm, dict(self.addrs)
+        if self.allocator is not None:
+            child.allocator = self.allocator.fork_child(child)
+        m.events.add(self.pid, "fork", 0, detail=f"child pid {child.pid}")
+        self._return_from_fork()
+        child._return_from_fork()
+        return child
+
+    def _return_from_fork(self) -> None:
+        """Both sides return from fork(): run libc text and write the top stack page."""
+        self._call(lambda m, pid, mm: execmod.run_text(m, pid, mm, self.addrs))
+        self._call(access_range, STACK_TOP - PAGE_SIZE, 8, True)
+
+    def vfork(self) -> Process:
+        """vfork(2): the child borrows this mm; this process is suspended until it execs or exits."""
+        mm = self._mm()
+        m = self.machine
+        child = m.new_process(self.name, self.pid)
+        child.mm, child.addrs, child.allocator = mm, self.addrs, self.allocator
+        child.vfork_parent = self
+        mm.users += 1
+        self.state = "D"
+        m.events.add(self.pid, "vfork", 0, detail=f"child pid {child.pid}")
+        return child
+
+    def _release_vfork_parent(self) -> None:
+        if self.vfork_parent is not None:
+            self.vfork_parent.state = "R"
+            self.vfork_parent = None
+
+    def exec(self, image: execmod.Image | None = None, name: str | None = None) -> None:
+        """execve(2): a fresh mm for the image; the old one is dropped (freed if last user)."""
+        old = self._mm()
+        m = self.machine
+        image = image or m.default_image
+        new_mm, addrs = execmod.exec_mmap(m, self.pid, image)
+        self.mm, self.addrs = new_mm, addrs
+        self.allocator = None
+        self.name = name or image.path.rsplit("/", 1)[-1]
+        mmput(m, old)
+        self._release_vfork_parent()
+        m.events.add(self.pid, "exec", 0, detail=image.path)
+        self._call(execmod.startup, addrs)
+
+    def exit(self, code: int = 0) -> None:
+        """exit(2): the address space is torn down now; the process stays a zombie until wait."""
+        self._mm()
+        self._die(("exit", code & 0xFF))
+
+    def _die(self, status: tuple[str, int]) -> None:
+        """do_exit: release the mm, wake a vfork parent, become a zombie (or be reaped)."""
+        if not self.alive:
+            return
+        m = self.machine
+        if self.mm is not None:
+            mmput(m, self.mm)
+        self.mm = None
+        self.allocator = None
+        self._release_vfork_parent()
+        self.exit_status = status
+        self.state = "Z"
+        m.events.add(self.pid, "exit", 0, detail=f"{status[0]} {status[1]}")
+        for c in self.children:
+            c.ppid = 1
+            if c.state == "Z":
+                c.state = "X"
+        parent = m.processes.get(self.ppid)
+        if parent is None or not parent.alive:
+            self.state = "X"  # orphan: init reaps it
+
+    def wait(self, child: Process | None = None) -> tuple[int, tuple[str, int]]:
+        """wait(2)/waitpid: reap a zombie child; returns (pid, ("exit", code) | ("signal", signo))."""
+        self._mm()
+        candidates = [c for c in self.children if c.state != "X" and (child is None or c is child)]
+        if not candidates:
+            raise SyscallError(ECHILD, "wait", "no such child")
+        for c in candidates:
+            if c.state == "Z":
+                c.state = "X"
+                self.children.remove(c)
+                assert c.exit_status is not None
+                return c.pid, c.exit_status
+        raise ProcessBlocked(f"wait would block: child {candidates[0].pid} is still running")
+
+    # -- views -------------------------------------------------------------------------------
+    def _view_mm(self) -> MM:
+        if self.mm is None:
+            raise ProcessGone(self.pid)
+        return self.mm
+
+    def maps(self) -> list[MapsEntry]:
+        return procfs.maps(self._view_mm())
+
+    def smaps(self) -> list[SmapsEntry]:
+        return procfs.smaps(self.machine.phys, self._view_mm())
+
+    def smaps_rollup(self) -> SmapsRollup:
+        return procfs.smaps_rollup(self.machine.phys, self._view_mm())
+
+    def pagemap_raw(self, addr: int, npages: int) -> np.ndarray:
+        return procfs.pagemap_raw(self.machine.phys, self._view_mm(), addr, npages)
+
+    def pagemap(self, addr: int, npages: int = 1) -> list[PagemapEntry]:
+        return pagemap_entries(self.pagemap_raw(addr, npages))
+
+    def status(self) -> Status:
+        states = {"R": "R (running)", "D": "D (disk sleep)", "Z": "Z (zombie)", "X": "X (dead)"}
+        return procfs.status(self.name, self.pid, self.ppid, states[self.state], self.mm)
+
+    def fault_counts(self) -> dict[str, int]:
+        return {"minor": self.min_flt, "major": self.maj_flt}
+
+    def proc(self, name: str) -> str:
+        """The text of /proc/PID/<name>, exactly as the kernel prints it."""
+        if name == "maps":
+            return "".join(e.to_text() + "\n" for e in self.maps())
+        if name == "smaps":
+            return "".join(e.to_text() for e in self.smaps())
+        if name == "smaps_rollup":
+            return self.smaps_rollup().to_text()
+        if name == "status":
+            return self.status().to_text()
+        raise ValueError(f"no /proc/PID/{name} in the model (maps, smaps, smaps_rollup, status)")

@@ -1,0 +1,118 @@
+"""Loads and stores through the MMU: split at page boundaries, fast path on a usable PTE, else fault."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..arch import PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PTE_DIRTY, PTE_PRESENT, PTE_RW, PTE_USER, PTE_YOUNG
+from ..mm.memory import check_access, fault_range, find_vma_for_access, handle_mm_fault
+
+if TYPE_CHECKING:
+    from ..machine import Machine
+    from ..mm.vma import MM
+
+_R = PTE_PRESENT | PTE_USER
+_W = PTE_PRESENT | PTE_USER | PTE_RW
+_IDX = 511
+
+
+def translate(m: Machine, pid: int, mm: MM, va: int, write: bool) -> int:
+    """The frame backing va for this access, faulting it in first if needed (raises SegvError)."""
+    t = mm.pgd.tables.get(va >> PMD_SHIFT)
+    if t is not None:
+        i = (va >> PAGE_SHIFT) & _IDX
+        pte = int(t[i])
+        if write:
+            if pte & _W == _W:
+                if pte & (PTE_DIRTY | PTE_YOUNG) != PTE_DIRTY | PTE_YOUNG:
+                    t[i] = pte | PTE_DIRTY | PTE_YOUNG
+                return pte >> PAGE_SHIFT
+        elif pte & _R == _R:
+            if not pte & PTE_YOUNG:
+                t[i] = pte | PTE_YOUNG
+            return pte >> PAGE_SHIFT
+    vma = find_vma_for_access(m, pid, mm, va)
+    check_access(vma, va, write)
+    return handle_mm_fault(m, pid, mm, vma, va, write) >> PAGE_SHIFT
+
+
+def load(m: Machine, pid: int, mm: MM, va: int, n: int) -> bytes:
+    """Read n bytes at va (copy_from_user)."""
+    phys = m.phys
+    if n <= PAGE_SIZE - (va & (PAGE_SIZE - 1)):
+        return phys.read(translate(m, pid, mm, va, False), va & (PAGE_SIZE - 1), n)
+    out = bytearray()
+    end = va + n
+    while va < end:
+        off = va & (PAGE_SIZE - 1)
+        k = min(end - va, PAGE_SIZE - off)
+        out += phys.read(translate(m, pid, mm, va, False), off, k)
+        va += k
+    return bytes(out)
+
+
+def store(m: Machine, pid: int, mm: MM, va: int, data: bytes) -> None:
+    """Write bytes at va (copy_to_user); each page is faulted in before it is written."""
+    phys = m.phys
+    off = va & (PAGE_SIZE - 1)
+    if len(data) <= PAGE_SIZE - off:
+        phys.write(translate(m, pid, mm, va, True), off, data)
+        return
+    pos = 0
+    while pos < len(data):
+        off = (va + pos) & (PAGE_SIZE - 1)
+        k = min(len(data) - pos, PAGE_SIZE - off)
+        phys.write(translate(m, pid, mm, va + pos, True), off, data[pos:pos + k])
+        pos += k
+
+
+def access_range(m: Machine, pid: int, mm: MM, start: int, length: int, write: bool,
+                 value: int | None = None) -> None:
+    """Touch (or fill with `value`) [start, start+length): vectorised per VMA where possible."""
+    end = start + length
+    va = start
+    while va < end:
+        vma = find_vma_for_access(m, pid, mm, va)
+        check_access(vma, va, write)
+        hi = min(end, vma.vm_end)
+        first, last = va & ~(PAGE_SIZE - 1), (hi + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        if vma.vm_file is None and not vma.is_shared and last - first > 4 * PAGE_SIZE:
+            fault_range(m, pid, mm, vma, first, last, write)
+            if value is not None:
+                _fill_present(m, mm, va, hi, value)
+        else:
+            _access_pages(m, pid, mm, va, hi, write, value)
+        va = hi
+
+
+def _access_pages(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool,
+                  value: int | None) -> None:
+    va = start
+    while va < end:
+        off = va & (PAGE_SIZE - 1)
+        k = min(end - va, PAGE_SIZE - off)
+        pfn = translate(m, pid, mm, va, write)
+        if value is not None:
+            m.phys.fill(pfn, off, k, value)
+        va += k
+
+
+def _fill_present(m: Machine, mm: MM, start: int, end: int, value: int) -> None:
+    """Fill already-faulted, writable pages: whole pages become uniform (no 4 KiB buffer)."""
+    phys = m.phys
+    head = start & (PAGE_SIZE - 1)
+    if head:
+        k = min(end - start, PAGE_SIZE - head)
+        phys.fill(mm.pgd.lookup(start) >> PAGE_SHIFT, head, k, value)
+        start += k
+    whole_end = end & ~(PAGE_SIZE - 1)
+    if whole_end > start:
+        for t, lo, hi, _va in mm.pgd.blocks(start, whole_end):
+            pfns = t[lo:hi] >> PAGE_SHIFT
+            if phys.data:
+                for pfn in pfns[phys.content[pfns] < 0].tolist():
+                    del phys.data[pfn]
+            phys.content[pfns] = value
+        start = whole_end
+    if end > start:
+        phys.fill(mm.pgd.lookup(start) >> PAGE_SHIFT, 0, end - start, value)

@@ -1,0 +1,322 @@
+"""Machine: RAM, the zero page, files and page cache, processes, events, counters, invariants."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import CowscopeError
+from .arch import PAGE_SHIFT, PAGE_SIZE, PTE_MARKER_GUARD, PTE_PRESENT, PTE_RW, PTE_SPECIAL, parse_size
+from .events import EventLog
+from .fs.file import File, file_from_bytes
+from .kernel.exec import Image, exec_mmap, startup
+from .kernel.process import OOMSelf, Process
+from .libc.base import ALLOCATORS, Allocator
+from .mm.page_alloc import (
+    PG_ANON,
+    PG_ANON_EXCLUSIVE,
+    PG_DIRTY,
+    PG_FILE,
+    PG_INUSE,
+    PG_SWAPBACKED,
+    ZERO_PFN,
+    OutOfMemory,
+    PhysMem,
+)
+from .mm.vma import MM, VM_SHARED
+
+DEFAULT_RAM = "256GiB"
+
+
+class Machine:
+    """One simulated Linux machine (x86-64, 4 KiB pages, no swap, THP off unless asked)."""
+
+    def __init__(self, ram: int | str = DEFAULT_RAM, allocator: str | None = None,
+                 record_events: bool = True, image: Image | None = None) -> None:
+        self.phys = PhysMem(parse_size(ram) // PAGE_SIZE)
+        self.files: dict[str, File] = {}
+        self.processes: dict[int, Process] = {}
+        self.events = EventLog(record_events)
+        self.stat: Counter[str] = Counter()
+        self.checkpoints: list[tuple[str, int]] = []
+        self.on_checkpoint: Callable[[str], None] | None = None
+        self.default_image = image or Image()
+        self.allocator_name = allocator or ("ptmalloc" if "ptmalloc" in _allocators() else "firstfit")
+        if self.allocator_name not in _allocators():
+            raise ValueError(f"unknown allocator {self.allocator_name!r}; have {sorted(_allocators())}")
+        self.last_oom_rss_kb = 0
+        self._next_pid = 1000
+        self._next_inode = 100
+        self._shmem_seq = 0
+
+    # -- files ---------------------------------------------------------------------------------
+    def create_file(self, path: str, data: bytes | None = None, size: int | None = None) -> File:
+        """A regular file with `data` (or `size` zero bytes); returns the handle mmap takes."""
+        if path in self.files:
+            raise FileExistsError(path)
+        self._next_inode += 1
+        if data is not None:
+            f = file_from_bytes(path, self._next_inode, bytes(data))
+        else:
+            f = File(path, self._next_inode, int(size or 0))
+        self.files[path] = f
+        return f
+
+    def new_shmem_anon(self, length: int) -> File:
+        """The shmem file behind one MAP_SHARED|MAP_ANONYMOUS mapping ("/dev/zero (deleted)")."""
+        self._shmem_seq += 1
+        return File("/dev/zero (deleted)", 1000 + self._shmem_seq, length, dev="00:01",
+                    shmem=True, shmem_anon=True)
+
+    def pread(self, f: File, offset: int, n: int) -> bytes:
+        """read(2) of a file: through the page cache, so MAP_SHARED writes are visible."""
+        return f.pread(self.phys, offset, n)
+
+    def pwrite(self, f: File, offset: int, data: bytes) -> None:
+        """write(2) to a file: mappers of uncopied pages see it."""
+        f.pwrite(self.phys, offset, data)
+
+    # -- processes -----------------------------------------------------------------------------
+    def new_process(self, name: str, ppid: int) -> Process:
+        pid = self._next_pid
+        self._next_pid += 1
+        p = Process(self, pid, ppid, name)
+        self.processes[pid] = p
+        parent = self.processes.get(ppid)
+        if parent is not None:
+            parent.children.append(p)
+        return p
+
+    def spawn(self, name: str = "app", image: Image | None = None) -> Process:
+        """Start a process running `image` (fork of init + execve)."""
+        p = self.new_process(name, 1)
+        image = image or self.default_image
+        p.mm, p.addrs = exec_mmap(self, p.pid, image)
+        self.events.add(p.pid, "exec", 0, detail=image.path)
+        p._call(startup, p.addrs)
+        return p
+
+    def live_processes(self) -> list[Process]:
+        return [p for p in self.processes.values() if p.alive and p.mm is not None]
+
+    def process(self, pid: int) -> Process:
+        return self.processes[pid]
+
+    def make_allocator(self, p: Process) -> Allocator:
+        return _allocators()[self.allocator_name](p)
+
+    # -- frames and faults ---------------------------------------------------------------------
+    def alloc_page(self, pid: int, flags: int, value: int = 0) -> int:
+        """One frame for a fault; on OOM the killer frees the largest process and we retry."""
+        while True:
+            try:
+                return self.phys.alloc_one(flags, value)
+            except OutOfMemory:
+                self.oom_kill(pid)
+
+    def oom_kill(self, pid: int) -> None:
+        """out_of_memory: kill the process with the largest RSS (it may be the faulting one)."""
+        live = [p for p in self.live_processes() if p.mm is not None]
+        if not live:
+            raise CowscopeError("out of memory with no process to kill")
+        victim = max(live, key=lambda p: (_rss(p.mm), p.pid))
+        rss_kb = _rss(victim.mm) * (PAGE_SIZE >> 10)
+        self.last_oom_rss_kb = rss_kb
+        self.events.add(victim.pid, "oom-kill", 0, detail=f"killed for pid {pid}, rss {rss_kb} kB")
+        self.stat["oom_kill"] += 1
+        before = self.phys.nr_used
+        victim._die(("signal", signal.SIGKILL))
+        if victim.pid == pid or self.phys.nr_used == before:
+            raise OOMSelf()
+
+    def count_fault(self, pid: int) -> None:
+        self.count_faults(pid, 1)
+
+    def count_faults(self, pid: int, n: int) -> None:
+        self.stat["pgfault"] += n
+        p = self.processes.get(pid)
+        if p is not None:
+            p.min_flt += n
+
+    def count_major(self, pid: int) -> None:
+        self.stat["pgmajfault"] += 1
+        p = self.processes.get(pid)
+        if p is not None:
+            p.maj_flt += 1
+            p.min_flt -= 1
+
+    # -- machine-wide views ----------------------------------------------------------------------
+    @property
+    def zero_pfns(self) -> set[int]:
+        return {ZERO_PFN}
+
+    @property
+    def zero_pfn(self) -> int:
+        return ZERO_PFN
+
+    def kpagecount(self, pfn: int) -> int:
+        """/proc/kpagecount: the page's map count (0 for the zero page and free frames)."""
+        if pfn == ZERO_PFN or not 0 <= pfn < len(self.phys.mapcount):
+            return 0
+        return int(self.phys.mapcount[pfn])
+
+    def kpagecount_array(self, pfns: np.ndarray) -> np.ndarray:
+        pfns = np.asarray(pfns, dtype=np.int64)
+        ok = (pfns >= 0) & (pfns < len(self.phys.mapcount)) & (pfns != ZERO_PFN)
+        return np.where(ok, self.phys.mapcount[np.where(ok, pfns, 0)], 0).astype(np.int64)
+
+    def kpageflags(self, pfn: int) -> int:
+        """/proc/kpageflags bits: UPTODATE 3, DIRTY 4, LRU 5, MMAP 11, ANON 12, SWAPBACKED 14,
+        ZERO_PAGE 24, and bit 34 = PG_anon_exclusive (the model's LRU batches are always drained)."""
+        if pfn == ZERO_PFN:
+            return (1 << 24) | (1 << 32)  # ZERO_PAGE | RESERVED, as measured
+        fl = int(self.phys.flags[pfn]) if 0 <= pfn < len(self.phys.flags) else 0
+        if not fl & PG_INUSE:
+            return 0
+        bits = (1 << 3) | (1 << 5)
+        if self.phys.mapcount[pfn] > 0:
+            bits |= 1 << 11
+        if fl & PG_ANON:
+            bits |= 1 << 12
+        if fl & PG_SWAPBACKED:
+            bits |= 1 << 14
+        if fl & PG_DIRTY:
+            bits |= 1 << 4
+        if fl & PG_ANON_EXCLUSIVE:
+            bits |= 1 << 34
+        return bits
+
+    def meminfo(self) -> dict[str, int]:
+        """/proc/meminfo lines the model can know (kB)."""
+        kb = PAGE_SIZE >> 10
+        fl = self.phys.flags
+        used = fl & PG_INUSE != 0
+        anon = int(np.count_nonzero(used & (fl & PG_ANON != 0)))
+        shmem = int(np.count_nonzero(used & (fl & PG_FILE != 0) & (fl & PG_SWAPBACKED != 0)))
+        cached = int(np.count_nonzero(used & (fl & PG_FILE != 0)))
+        mapped = int(np.count_nonzero(used & (fl & PG_FILE != 0) & (self.phys.mapcount > 0)))
+        tables = sum(mm.pgd.nr_table_pages() for mm in self._mms())
+        return {"MemTotal": self.phys.nr_pages * kb, "MemFree": (self.phys.nr_pages - self.phys.nr_used) * kb,
+                "Cached": cached * kb, "AnonPages": anon * kb, "Mapped": mapped * kb,
+                "Shmem": shmem * kb, "PageTables": tables * kb, "SwapTotal": 0, "SwapFree": 0}
+
+    def vmstat(self) -> dict[str, int]:
+        """/proc/vmstat: kernel counters plus the model's CoW decision counters."""
+        mi = self.meminfo()
+        kb = PAGE_SIZE >> 10
+        out = {"nr_free_pages": mi["MemFree"] // kb, "nr_anon_pages": mi["AnonPages"] // kb,
+               "nr_mapped": mi["Mapped"] // kb, "nr_file_pages": mi["Cached"] // kb,
+               "nr_shmem": mi["Shmem"] // kb, "nr_page_table_pages": mi["PageTables"] // kb,
+               "pgalloc_normal": self.phys.pgalloc, "pgfree": self.phys.pgfree,
+               "pgfault": self.stat["pgfault"], "pgmajfault": self.stat["pgmajfault"]}
+        for name in ("cow_copy", "cow_reuse", "zero_cow", "zero_fill", "zero_page_map",
+                     "pagecache_map", "file_copy", "oom_kill"):
+            out[name] = self.stat[name]
+        return out
+
+    def proc(self, name: str) -> str:
+        """/proc/meminfo or /proc/vmstat text."""
+        from ..observe.records import format_meminfo, format_vmstat
+
+        if name == "meminfo":
+            return format_meminfo(self.meminfo())
+        if name == "vmstat":
+            return format_vmstat(self.vmstat())
+        raise ValueError(f"no /proc/{name} in the model (meminfo, vmstat)")
+
+    def checkpoint(self, label: str) -> None:
+        """Mark a step: the CLI shows every process's views here."""
+        self.checkpoints.append((label, len(self.events)))
+        self.events.add(0, "checkpoint", 0, detail=label)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(label)
+
+    # -- invariants ----------------------------------------------------------------------------
+    def _mms(self) -> list[MM]:
+        seen: dict[int, MM] = {}
+        for p in self.processes.values():
+            if p.mm is not None:
+                seen[id(p.mm)] = p.mm
+        return list(seen.values())
+
+    def check(self) -> None:
+        """Verify every accounting invariant; raises AssertionError naming the broken one."""
+        phys = self.phys
+        n = len(phys.mapcount)
+        maps = np.zeros(n, dtype=np.int64)
+        for mm in self._mms():
+            _check_mm(self, mm, maps)
+        used = (phys.flags & PG_INUSE) != 0
+        used[ZERO_PFN] = False
+        bad = np.flatnonzero(maps != np.where(np.arange(n) == ZERO_PFN, 0, phys.mapcount))
+        assert not len(bad), f"check: mapcount != PTEs mapping the frame for pfns {bad[:8].tolist()}"
+        cached = np.zeros(n, dtype=bool)
+        for f in list(self.files.values()) + self._shmem_files():
+            for pfn in f.page_cache.values():
+                cached[pfn] = True
+        expect_ref = phys.mapcount + cached
+        bad = np.flatnonzero(used & (phys.refcount != expect_ref))
+        assert not len(bad), f"check: refcount != mapcount + page-cache ref for pfns {bad[:8].tolist()}"
+        assert not np.any(~used & (maps > 0)), "check: a free frame is still mapped"
+        assert int(used.sum()) == phys.nr_used, f"check: nr_used {phys.nr_used} != {int(used.sum())} in use"
+        leaked = np.flatnonzero(used & (phys.refcount == 0))
+        assert not len(leaked), f"check: frames in use with no reference: {leaked[:8].tolist()}"
+
+    def _shmem_files(self) -> list[File]:
+        out: dict[int, File] = {}
+        for mm in self._mms():
+            for v in mm.vmas:
+                if v.vm_file is not None and v.vm_file.is_shmem_anon:
+                    out[id(v.vm_file)] = v.vm_file
+        return list(out.values())
+
+
+def _rss(mm: MM | None) -> int:
+    return 0 if mm is None else mm.rss_anon + mm.rss_file + mm.rss_shmem
+
+
+def _allocators() -> dict[str, type[Allocator]]:
+    from .libc import firstfit  # noqa: F401  (registers itself)
+
+    try:
+        from .libc import ptmalloc  # noqa: F401
+    except ImportError:
+        pass
+    return ALLOCATORS
+
+
+def _check_mm(m: Machine, mm: MM, maps: np.ndarray) -> None:
+    """Per-mm invariants: sorted VMAs, PTEs inside VMAs, no writable shared private page, RSS."""
+    phys = m.phys
+    prev_end = 0
+    for v in mm.vmas:
+        assert v.vm_start < v.vm_end and v.vm_start >= prev_end, f"check: VMAs overlap at {v.vm_start:#x}"
+        prev_end = v.vm_end
+    counted = {"anon": 0, "file": 0, "shmem": 0}
+    inside = 0
+    for v in mm.vmas:
+        for t, lo, hi, _va in mm.pgd.blocks(v.vm_start, v.vm_end):
+            ptes = t[lo:hi]
+            normal = ((ptes & PTE_PRESENT) != 0) & ((ptes & PTE_SPECIAL) == 0)
+            pfns = ptes[normal] >> PAGE_SHIFT
+            np.add.at(maps, pfns, 1)
+            inside += int(np.count_nonzero(ptes & (PTE_PRESENT | PTE_MARKER_GUARD)))
+            fl = phys.flags[pfns]
+            counted["anon"] += int(np.count_nonzero(fl & PG_ANON))
+            sh = int(np.count_nonzero((fl & (PG_FILE | PG_SWAPBACKED)) == (PG_FILE | PG_SWAPBACKED)))
+            counted["shmem"] += sh
+            counted["file"] += len(pfns) - int(np.count_nonzero(fl & PG_ANON)) - sh
+            if not v.vm_flags & VM_SHARED:
+                w = ((ptes[normal] & PTE_RW) != 0)
+                assert np.all(phys.mapcount[pfns[w]] == 1), \
+                    f"check: writable PTE to a shared frame in private VMA at {v.vm_start:#x}"
+                assert np.all(fl[w] & PG_ANON), \
+                    f"check: writable PTE to a file page in private VMA {v.vm_start:#x}"
+    total = sum(int(np.count_nonzero(t & (PTE_PRESENT | PTE_MARKER_GUARD))) for t in mm.pgd.tables.values())
+    assert total == inside, "check: a present PTE lies outside every VMA"
+    assert (mm.rss_anon, mm.rss_file, mm.rss_shmem) == (counted["anon"], counted["file"], counted["shmem"]), \
+        f"check: RSS counters {(mm.rss_anon, mm.rss_file, mm.rss_shmem)} != PTE counts {counted}"
+

@@ -1,0 +1,1 @@
+"""Memory management: frames, page tables, VMAs, mmap, faults, madvise."""

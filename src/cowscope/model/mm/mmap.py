@@ -1,0 +1,245 @@
+"""mmap, munmap, mprotect, brk and mremap: VMA placement, split, merge and PTE changes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ...errors import EACCES, EFAULT, EINVAL, ENOMEM, SyscallError
+from ..arch import PAGE_SHIFT, PAGE_SIZE, PTE_PRESENT, PTE_RW, PTE_USER, TASK_SIZE, page_align
+from .memory import fault_range, handle_mm_fault, zap_range
+from .page_alloc import PG_ANON, PG_ANON_EXCLUSIVE
+from .vma import (
+    MM,
+    PROT_FLAGS,
+    VM_ACCOUNT,
+    VM_EXEC,
+    VM_MAYEXEC,
+    VM_MAYREAD,
+    VM_MAYSHARE,
+    VM_MAYWRITE,
+    VM_READ,
+    VM_SHARED,
+    VM_WRITE,
+    VMA,
+    thp_align,
+)
+
+if TYPE_CHECKING:
+    from ..fs.file import File
+    from ..machine import Machine
+
+
+def prot_to_flags(prot: str, call: str) -> int:
+    """'rwx' letters to VM_READ|VM_WRITE|VM_EXEC ("" is PROT_NONE); x86: write implies read."""
+    if not isinstance(prot, str) or set(prot) - set("rwx"):
+        raise SyscallError(EINVAL, call, f"prot must be letters from 'rwx', got {prot!r}")
+    flags = (VM_READ if "r" in prot else 0) | (VM_WRITE if "w" in prot else 0) | \
+        (VM_EXEC if "x" in prot else 0)
+    return flags
+
+
+def check_range(addr: int, length: int, call: str) -> int:
+    """Validate a page-aligned user range; returns the page-aligned length."""
+    if addr & (PAGE_SIZE - 1):
+        raise SyscallError(EINVAL, call, f"address {addr:#x} is not page aligned")
+    if length < 0 or addr < 0:
+        raise SyscallError(EINVAL, call, "negative address or length")
+    length = page_align(length)
+    if addr + length > TASK_SIZE:
+        raise SyscallError(EINVAL, call, "range beyond the user address space")
+    return length
+
+
+def do_mmap(m: Machine, pid: int, mm: MM, length: int, prot: str, shared: bool, file: File | None,
+            offset: int, addr: int | None, fixed: bool, name: str = "") -> int:
+    """mmap(2): place a new VMA (top-down), merge it with compatible neighbours."""
+    flags = prot_to_flags(prot, "mmap")
+    if length <= 0:
+        raise SyscallError(EINVAL, "mmap", "length must be positive")
+    if offset & (PAGE_SIZE - 1) or offset < 0:
+        raise SyscallError(EINVAL, "mmap", "offset must be a page-aligned non-negative number")
+    length = page_align(length)
+    if fixed and (addr is None or addr & (PAGE_SIZE - 1)):
+        raise SyscallError(EINVAL, "mmap", "MAP_FIXED needs a page-aligned address")
+    if fixed:
+        check_range(addr, length, "mmap")  # type: ignore[arg-type]
+        do_munmap(m, mm, addr, length)  # type: ignore[arg-type]
+        start = addr
+    else:
+        hint = addr & ~(PAGE_SIZE - 1) if addr else None
+        if hint is not None and hint + length > TASK_SIZE:
+            hint = None
+        start = mm.get_unmapped_area(length, hint, thp_align(length, file is None and not shared))
+        if not start:
+            raise SyscallError(ENOMEM, "mmap", "no free address range large enough")
+    flags |= VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+    pgoff = offset >> PAGE_SHIFT
+    if shared:
+        flags |= VM_SHARED | VM_MAYSHARE
+        if file is None:
+            file = m.new_shmem_anon(length)
+            pgoff = 0
+    elif flags & VM_WRITE:
+        flags |= VM_ACCOUNT
+    vma = VMA(start, start + length, flags, pgoff, file, None, name)  # type: ignore[arg-type]
+    mm.insert(vma)
+    vma = mm.try_merge_around(vma)
+    mm.hiwater_vm = max(mm.hiwater_vm, mm.total_pages())
+    return start  # type: ignore[return-value]
+
+
+def do_munmap(m: Machine, mm: MM, addr: int, length: int) -> None:
+    """munmap(2): split at the edges, zap, unlink, free page tables no VMA needs."""
+    length = check_range(addr, length, "munmap")
+    if length == 0:
+        raise SyscallError(EINVAL, "munmap", "length must be positive")
+    end = addr + length
+    vmas = mm.isolate(addr, end)
+    if not vmas:
+        return
+    for vma in vmas:
+        zap_range(m, mm, vma.vm_start, vma.vm_end)
+        mm.remove(vma)
+    mm.pgd.free_tables([(v.vm_start, v.vm_end) for v in mm.vmas])
+
+
+def require_mapped(mm: MM, start: int, end: int, call: str) -> list[VMA]:
+    """The VMAs covering [start, end) with no hole, else ENOMEM."""
+    vmas = mm.overlapping(start, end)
+    pos = start
+    for vma in vmas:
+        if vma.vm_start > pos:
+            break
+        pos = vma.vm_end
+    if pos < end:
+        raise SyscallError(ENOMEM, call, f"range {start:#x}-{end:#x} is not fully mapped")
+    return vmas
+
+
+def do_mprotect(m: Machine, mm: MM, addr: int, length: int, prot: str) -> None:
+    """mprotect(2): split, change flags and PTE permissions, re-merge (change_protection)."""
+    length = check_range(addr, length, "mprotect")
+    newprot = prot_to_flags(prot, "mprotect")
+    end = addr + length
+    if length == 0:
+        return
+    for vma in require_mapped(mm, addr, end, "mprotect"):
+        if newprot & VM_WRITE and vma.vm_flags & VM_SHARED and not vma.vm_flags & VM_MAYWRITE:
+            raise SyscallError(EACCES, "mprotect", "shared mapping of a read-only file")
+    for vma in mm.isolate(addr, end):
+        old = vma.vm_flags
+        vma.vm_flags = (old & ~PROT_FLAGS) | newprot
+        if newprot & VM_WRITE and not old & VM_SHARED and not old & VM_ACCOUNT:
+            vma.vm_flags |= VM_ACCOUNT
+        change_protection(m, mm, vma)
+    for vma in list(mm.overlapping(max(addr - 1, 0), end + 1)):
+        if vma in mm.vmas:
+            mm.try_merge_around(vma)
+
+
+def change_protection(m: Machine, mm: MM, vma: VMA) -> None:
+    """Rewrite present PTEs for the VMA's new protection; writable only where no CoW is pending."""
+    readable = bool(vma.vm_flags & (VM_READ | VM_WRITE))
+    writable = bool(vma.vm_flags & VM_WRITE)
+    for t, lo, hi, _va in mm.pgd.blocks(vma.vm_start, vma.vm_end):
+        ptes = t[lo:hi]
+        present = (ptes & PTE_PRESENT) != 0
+        new = ptes & ~(PTE_RW | PTE_USER)
+        if readable:
+            new |= PTE_USER
+        if writable:
+            pfns = ptes >> PAGE_SHIFT
+            if vma.is_shared:  # can_change_pte_writable: shared needs a dirty PTE
+                can = (ptes & 0x40) != 0
+            else:  # private: only exclusive anon pages
+                fl = m.phys.flags[np.where(present, pfns, 0)]
+                can = ((fl & PG_ANON) != 0) & ((fl & PG_ANON_EXCLUSIVE) != 0) & ((ptes & 0x200) == 0)
+            new = np.where(can, new | PTE_RW, new)
+        t[lo:hi] = np.where(present, new, ptes)
+
+
+def do_brk(m: Machine, pid: int, mm: MM, new_end: int | None) -> int:
+    """brk(2): move the program break; returns the (possibly unchanged) break."""
+    if new_end is None or new_end < mm.start_brk:
+        return mm.brk
+    old_top, new_top = page_align(mm.brk), page_align(new_end)
+    if new_top < old_top:
+        do_munmap(m, mm, new_top, old_top - new_top)
+    elif new_top > old_top:
+        nxt = mm.vma_after(old_top)
+        if nxt is not None and nxt.vm_start < new_top + (PAGE_SIZE if nxt.name == "[stack]" else 0):
+            return mm.brk
+        do_brk_flags(mm, old_top, new_top)
+    mm.brk = new_end
+    mm.hiwater_vm = max(mm.hiwater_vm, mm.total_pages())
+    return mm.brk
+
+
+def do_brk_flags(mm: MM, start: int, end: int) -> None:
+    """Grow the heap: expand the brk VMA in place if it can merge, else add a VMA."""
+    flags = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
+    vma = VMA(start, end, flags)
+    mm.insert(vma)
+    mm.try_merge_around(vma)
+
+
+def do_sbrk(m: Machine, pid: int, mm: MM, delta: int) -> int:
+    """glibc sbrk(): returns the old break, ENOMEM if brk could not move."""
+    old = mm.brk
+    if delta == 0:
+        return old
+    if old + delta < mm.start_brk or do_brk(m, pid, mm, old + delta) != old + delta:
+        raise SyscallError(ENOMEM, "sbrk", f"cannot move the break by {delta}")
+    return old
+
+
+def do_mremap(m: Machine, pid: int, mm: MM, addr: int, old_len: int, new_len: int,
+              may_move: bool) -> int:
+    """mremap(2) for private anon mappings: shrink, grow in place, or move the PTEs."""
+    old_len = check_range(addr, old_len, "mremap")
+    new_len = page_align(new_len)
+    if new_len == 0 or old_len == 0:
+        raise SyscallError(EINVAL, "mremap", "lengths must be positive")
+    vma = mm.find_vma(addr)
+    if vma is None or vma.vm_end < addr + old_len:
+        raise SyscallError(EFAULT, "mremap", "old range is not one mapping")
+    if new_len <= old_len:
+        if new_len < old_len:
+            do_munmap(m, mm, addr + new_len, old_len - new_len)
+        return addr
+    grow_end = addr + new_len
+    if vma.vm_end == addr + old_len and not mm.overlapping(vma.vm_end, grow_end):
+        vma.vm_end = grow_end
+        return addr
+    if not may_move:
+        raise SyscallError(ENOMEM, "mremap", "cannot grow in place and MREMAP_MAYMOVE not given")
+    new = mm.get_unmapped_area(new_len)
+    if not new:
+        raise SyscallError(ENOMEM, "mremap", "no free address range")
+    part = mm.isolate(addr, addr + old_len)[0]
+    moved = VMA(new, new + new_len, part.vm_flags, part.vm_pgoff, part.vm_file, part.anon_vma,
+                part.name)
+    mm.insert(moved)
+    for i in range(old_len >> PAGE_SHIFT):  # move_ptes: frames keep their counts
+        pte = mm.pgd.lookup(addr + (i << PAGE_SHIFT))
+        if pte:
+            mm.pgd.set(new + (i << PAGE_SHIFT), pte)
+            mm.pgd.set(addr + (i << PAGE_SHIFT), 0)
+    mm.remove(part)
+    mm.pgd.free_tables([(v.vm_start, v.vm_end) for v in mm.vmas])
+    return new
+
+
+def populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool) -> None:
+    """Fault in [start, end) as if read or written (MAP_POPULATE / MADV_POPULATE_*)."""
+    for vma in mm.overlapping(start, end):
+        lo, hi = max(start, vma.vm_start), min(end, vma.vm_end)
+        if vma.vm_file is None and not vma.is_shared:
+            fault_range(m, pid, mm, vma, lo, hi, write)
+            continue
+        for va in range(lo, hi, PAGE_SIZE):
+            pte = mm.pgd.lookup(va)
+            if not pte & PTE_PRESENT or (write and not pte & PTE_RW):
+                handle_mm_fault(m, pid, mm, vma, va, write)

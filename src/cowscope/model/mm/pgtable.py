@@ -1,0 +1,88 @@
+"""Page tables: x86-64 4-level semantics, stored as the leaf PTE tables only.
+
+Each PTE table is a numpy int64[512] — the kernel's 4 KiB table page, entry = pfn << 12 | bits —
+kept in a dict keyed by `va >> PMD_SHIFT`. Upper levels (PMD, PUD tables) are implied by which
+leaf tables exist, which is all VmPTE needs. Range operations walk table by table (`blocks`).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..arch import PAGE_SHIFT, PMD_SHIFT, PTRS_PER_TABLE, PUD_SHIFT
+
+_IDX_MASK = PTRS_PER_TABLE - 1
+
+
+class PageTable:
+    """One mm's page tables (pgd): walk, set, range walk, and table accounting."""
+
+    __slots__ = ("tables",)
+
+    def __init__(self) -> None:
+        self.tables: dict[int, np.ndarray] = {}
+
+    def lookup(self, va: int) -> int:
+        """The PTE for va, 0 (pte_none) when no table or entry exists (walk without alloc)."""
+        t = self.tables.get(va >> PMD_SHIFT)
+        return 0 if t is None else int(t[(va >> PAGE_SHIFT) & _IDX_MASK])
+
+    def table(self, va: int) -> np.ndarray:
+        """The PTE table covering va, allocated if missing (pte_alloc)."""
+        key = va >> PMD_SHIFT
+        t = self.tables.get(key)
+        if t is None:
+            t = self.tables[key] = np.zeros(PTRS_PER_TABLE, dtype=np.int64)
+        return t
+
+    def set(self, va: int, pte: int) -> None:
+        """Install one PTE (set_pte_at)."""
+        self.table(va)[(va >> PAGE_SHIFT) & _IDX_MASK] = pte
+
+    def blocks(self, start: int, end: int, alloc: bool = False
+               ) -> Iterator[tuple[np.ndarray, int, int, int]]:
+        """Yield (table, lo, hi, va_of_lo) for each PTE table overlapping [start, end)."""
+        va = start
+        while va < end:
+            key = va >> PMD_SHIFT
+            block_end = min((key + 1) << PMD_SHIFT, end)
+            t = self.tables.get(key)
+            if t is None and alloc:
+                t = self.tables[key] = np.zeros(PTRS_PER_TABLE, dtype=np.int64)
+            if t is not None:
+                lo = (va >> PAGE_SHIFT) & _IDX_MASK
+                yield t, lo, lo + ((block_end - va) >> PAGE_SHIFT), va
+            va = block_end
+
+    def gather(self, start: int, npages: int) -> np.ndarray:
+        """PTEs of npages pages from start as one array (0 where no table)."""
+        out = np.zeros(npages, dtype=np.int64)
+        for t, lo, hi, va in self.blocks(start, start + (npages << PAGE_SHIFT)):
+            i = (va - start) >> PAGE_SHIFT
+            out[i:i + hi - lo] = t[lo:hi]
+        return out
+
+    def free_tables(self, keep: list[tuple[int, int]]) -> None:
+        """Free PTE tables whose 2 MiB span overlaps no range in `keep` (free_pgtables)."""
+        if not self.tables:
+            return
+        ranges = sorted(keep)
+        ends = [e for _, e in ranges]
+        dead = []
+        for key in self.tables:
+            lo, hi = key << PMD_SHIFT, (key + 1) << PMD_SHIFT
+            i = bisect.bisect_right(ends, lo)  # first range ending after lo
+            if i == len(ranges) or ranges[i][0] >= hi:
+                dead.append(key)
+        for key in dead:
+            del self.tables[key]
+
+    def nr_table_pages(self) -> int:
+        """Page-table pages the kernel would count in VmPTE: PTE + PMD + PUD tables."""
+        keys = self.tables.keys()
+        pmds = {k >> (PUD_SHIFT - PMD_SHIFT) for k in keys}
+        puds = {k >> (39 - PMD_SHIFT) for k in keys}
+        return len(keys) + len(pmds) + len(puds)
