@@ -1,0 +1,220 @@
+"""Run one scenario on two backends and show them side by side, marking every difference.
+
+A scenario is a callable taking a machine (a `TracedMachine` wrapping the backend's Machine).
+`run_traced` runs it on one backend; `compare` lines up two traces — the op log (bytes read,
+outcomes) and each checkpoint's per-region page states, PFN-identity letters, VMAs and smaps
+figures — and returns the differences, each either counted or excluded with its reason.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .trace import EXCLUSIONS, SMAPS_COMPARED, Trace, TracedMachine
+
+FAULT_AROUND = "untouched file/shmem pages"
+
+
+@dataclass(frozen=True)
+class Diff:
+    """One disagreement: where, what each backend said, and the exclusion reason if excluded."""
+
+    where: str
+    model: Any
+    linux: Any
+    excluded: str | None = None
+
+    def line(self) -> str:
+        mark = f"(excluded: {self.excluded})" if self.excluded else "DIFFERS"
+        return f"{self.where}: model {self.model!r} | linux {self.linux!r}  {mark}"
+
+
+def run_traced(scenario: Callable[[TracedMachine], Any], machine: Any, backend: str) -> Trace:
+    """Run `scenario` on `machine` wrapped in a tracer; a final checkpoint "end" is always taken."""
+    tm = TracedMachine(machine, backend)
+    try:
+        scenario(tm)
+        tm.checkpoint("end")
+    except Exception as exc:  # the scenario's own failure is part of the trace, not a crash
+        tb = traceback.extract_tb(exc.__traceback__)
+        frame = next((f for f in reversed(tb) if "conformance" in f.filename or "scenario" in f.filename),
+                     tb[-1] if tb else None)
+        at = f" at {frame.name}:{frame.lineno}" if frame else ""
+        tm.trace.error = f"{type(exc).__name__}: {exc}{at}"
+    finally:
+        close = getattr(machine, "close", None)
+        if close:
+            close()
+    return tm.trace
+
+
+_LETTER = re.compile(r"\.[A-Z]+$")
+_COUNT = re.compile(r"^([SF])\d+")
+
+
+def _norm_token(tok: str, letters: bool, counts: bool) -> str:
+    if not letters:
+        tok = _LETTER.sub("", tok)
+    if not counts:
+        tok = _COUNT.sub(r"\1", tok)
+    return tok
+
+
+def compare(model: Trace, linux: Trace) -> list[Diff]:
+    """Every difference between two traces of one scenario (excluded ones carry their reason)."""
+    diffs: list[Diff] = []
+    for side, tr in (("model", model), ("linux", linux)):
+        if tr.error:
+            diffs.append(Diff(f"scenario error on {side}", model.error, linux.error))
+            break
+    n = max(len(model.ops), len(linux.ops))
+    for i in range(n):
+        a = model.ops[i] if i < len(model.ops) else None
+        b = linux.ops[i] if i < len(linux.ops) else None
+        if a != b:
+            diffs.append(Diff(f"op {i + 1}", _op_text(a), _op_text(b)))
+    pfns = model.kpage and linux.kpage
+    labels = [lbl for lbl, _ in model.checkpoints]
+    if labels != [lbl for lbl, _ in linux.checkpoints]:
+        diffs.append(Diff("checkpoints", labels, [lbl for lbl, _ in linux.checkpoints]))
+    for (label, mo), (_l, lo) in zip(model.checkpoints, linux.checkpoints, strict=False):
+        diffs += _compare_obs(label, mo, lo, pfns)
+    return diffs
+
+
+def _op_text(op: Any) -> str:
+    if op is None:
+        return "(none)"
+    key, name, args, res = op
+    return f"{key} {name}({', '.join(map(str, args))}) -> {res}"
+
+
+def _compare_obs(label: str, mo: dict[str, Any], lo: dict[str, Any], pfns: bool) -> list[Diff]:
+    out: list[Diff] = []
+    for key in sorted(set(mo) | set(lo)):
+        a, b = mo.get(key), lo.get(key)
+        at = f"[{label}] {key}"
+        if a is None or b is None:
+            out.append(Diff(at, a and a["state"], b and b["state"]))
+            continue
+        for f in ("state", "exit"):
+            if a.get(f) != b.get(f):
+                out.append(Diff(f"{at} {f}", a.get(f), b.get(f)))
+        ra, rb = a.get("regions", {}), b.get("regions", {})
+        for rk in sorted(set(ra) | set(rb)):
+            if rk not in ra or rk not in rb:
+                out.append(Diff(f"{at} {rk}", "mapped" if rk in ra else None, "mapped" if rk in rb else None))
+                continue
+            out += _compare_region(f"{at} {rk}", ra[rk], rb[rk], pfns)
+        ia, ib = a.get("info", {}), b.get("info", {})
+        if ia != ib:
+            why = EXCLUSIONS["status / smaps_rollup / fault counts"]
+            out.append(Diff(f"{at} status/faults", ia, ib, why))
+    return out
+
+
+def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool) -> list[Diff]:
+    out: list[Diff] = []
+    accessed = set(ra["accessed"]) | set(rb["accessed"])
+    fault_around_pages: set[int] = set()
+    ta = [_norm_token(t, pfns, pfns) for t in ra["pages"]]
+    tb = [_norm_token(t, pfns, pfns) for t in rb["pages"]]
+    for i in range(max(len(ta), len(tb))):
+        x = ta[i] if i < len(ta) else None
+        y = tb[i] if i < len(tb) else None
+        if x != y:
+            excl = None
+            if ra["filebacked"] and i not in accessed and (x == "-" or y == "-"):
+                excl = EXCLUSIONS[FAULT_AROUND]
+                fault_around_pages.add(i)
+            out.append(Diff(f"{at} p{i}", x, y, excl))
+    if pfns and ra["moved"] != rb["moved"]:
+        idx = [i for i, (x, y) in enumerate(zip(ra["moved"], rb["moved"], strict=False)) if x != y]
+        out.append(Diff(f"{at} new page since last checkpoint at p{idx}", [ra["moved"][i] for i in idx],
+                        [rb["moved"][i] for i in idx]))
+    va, vb = ra["vmas"], rb["vmas"]
+    if [v["pages"] for v in va] != [v["pages"] for v in vb]:
+        out.append(Diff(f"{at} VMAs", [v["pages"] for v in va], [v["pages"] for v in vb]))
+        return out
+    for v, w in zip(va, vb, strict=True):
+        vat = f"{at} vma{list(v['pages'])}"
+        for f in ("perms", "vmflags"):
+            if v[f] != w[f]:
+                out.append(Diff(f"{vat} {f}", v[f], w[f]))
+        lo, hi = v["pages"]
+        excl = EXCLUSIONS[FAULT_AROUND] if any(lo <= i < hi for i in fault_around_pages) else None
+        for f in SMAPS_COMPARED:
+            if v["smaps"][f] != w["smaps"][f]:
+                out.append(Diff(f"{vat} {f}", v["smaps"][f], w["smaps"][f], excl))
+    return out
+
+
+def counted(diffs: list[Diff]) -> list[Diff]:
+    """The differences that are not excluded."""
+    return [d for d in diffs if d.excluded is None]
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+def render(model: Trace, linux: Trace, diffs: list[Diff], width: int = 38) -> str:
+    """The two traces side by side: op log with results, then each checkpoint region by region."""
+    bad = {d.where for d in counted(diffs)}
+    lines = [f"{'':<24}{'model':<{width}}  linux"]
+    lines.append("-- operations " + "-" * 50)
+    for i in range(max(len(model.ops), len(linux.ops))):
+        a = _op_text(model.ops[i]) if i < len(model.ops) else ""
+        b = _op_text(linux.ops[i]) if i < len(linux.ops) else ""
+        mark = "≠" if f"op {i + 1}" in bad else " "
+        lines.append(f"{mark} {i + 1:>3} {a}" + ("" if a == b else f"\n        linux: {b}"))
+    for (label, mo), (_l, lo) in zip(model.checkpoints, linux.checkpoints, strict=False):
+        lines.append(f"-- checkpoint {label!r} " + "-" * 40)
+        for key in sorted(set(mo) | set(lo)):
+            a, b = mo.get(key, {}), lo.get(key, {})
+            lines.append(f"  {key}: model {a.get('state')} {a.get('exit') or ''} | linux {b.get('state')} "
+                         f"{b.get('exit') or ''}")
+            for rk in sorted(set(a.get("regions", {})) | set(b.get("regions", {}))):
+                ra = a.get("regions", {}).get(rk)
+                rb = b.get("regions", {}).get(rk)
+                at = f"[{label}] {key} {rk}"
+                mark = "≠" if any(w.startswith(at + " ") or w == at for w in bad) else " "
+                pa = " ".join(ra["pages"]) if ra else "(none)"
+                pb = " ".join(rb["pages"]) if rb else "(none)"
+                lines.append(f"  {mark} {rk:<10} pages  {pa:<{width}} | {pb}")
+                for v, w in zip(ra["vmas"] if ra else [], rb["vmas"] if rb else [], strict=False):
+                    fa = _smaps_text(v)
+                    fb = _smaps_text(w)
+                    lines.append(f"    {'':<10} smaps  {fa:<{width}} | {fb}")
+            ia, ib = a.get("info", {}), b.get("info", {})
+            if ia or ib:
+                lines.append(f"    {'':<10} info   {_info_text(ia):<{width}} | {_info_text(ib)}"
+                             "  (not compared)")
+    lines.append("-- differences " + "-" * 48)
+    if model.error or linux.error:
+        lines.append(f"  scenario error: model {model.error} | linux {linux.error}")
+    for side, tr in (("model", model), ("linux", linux)):
+        for f in tr.failures:
+            lines.append(f"  expectation failed on {side}: {f}")
+    for d in diffs:
+        lines.append(("  ≠ " if d.excluded is None else "  ~ ") + d.line())
+    n = len(counted(diffs))
+    lines.append(f"  {n} difference(s), {len(diffs) - n} excluded")
+    return "\n".join(lines)
+
+
+def _smaps_text(v: dict[str, Any]) -> str:
+    s = v["smaps"]
+    short = {"Rss": "Rss", "Pss": "Pss", "Pss_Dirty": "PssD", "Shared_Clean": "ShCl",
+             "Shared_Dirty": "ShDi", "Private_Clean": "PrCl", "Private_Dirty": "PrDi", "Anonymous": "Anon"}
+    body = " ".join(f"{n}={s[k]}" for k, n in short.items() if s.get(k))
+    return f"{v['pages'][0]}-{v['pages'][1]} {v['perms']} {body or 'all 0'}"
+
+
+def _info_text(info: dict[str, Any]) -> str:
+    st = info.get("status", {})
+    fl = info.get("faults", {})
+    return f"RssAnon={st.get('RssAnon', '?')} minflt={fl.get('minor', '?')}"
