@@ -1,0 +1,237 @@
+"""A flat, page-granular stand-in for a process: enough of brk/mmap/mremap for an allocator.
+
+`FlatHost` implements `AllocatorHost` without the full machine model (no page tables, no fork):
+the heap is one bytearray between the initial break and the current break, each anonymous
+mapping is its own bytearray, and libc's rw data and the TLS block are two more. It is what
+the replay engine, the benchmark and the fast tests run ptmalloc on.
+
+Mapping placement follows the kernel's top-down allocator for anonymous mmaps (the highest gap
+below `mmap_base` that fits, 2 MiB-aligned when the length is a multiple of 2 MiB), and mremap
+grows in place only when the pages above the mapping are free, as Linux does.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+from ...errors import Aborted, Segfault, SyscallError
+
+PAGE = 4096
+_U64 = struct.Struct("<Q")
+_unpack_u64 = _U64.unpack_from
+_pack_u64 = _U64.pack_into
+THP_SIZE = 2 << 20
+
+
+def _page_up(n: int) -> int:
+    """Round n up to a page boundary."""
+    return (n + PAGE - 1) & ~(PAGE - 1)
+
+
+class FlatHost:
+    """A single process's memory as bytearrays: heap (brk), anonymous mmaps, libc data and TLS."""
+
+    def __init__(self, heap_base: int = 0x555555559000, mmap_base: int = 0x7FFFF7D80000,
+                 libc_data: int = 0x7FFFF7F9D000, libc_data_size: int = 0xF000,
+                 tls: int = 0x7FFFF7D8A000, heap_limit: int = 1 << 32,
+                 mmap_limit: int = 1 << 40, pid: int = 1) -> None:
+        self.pid = pid
+        self.heap_base = heap_base
+        self.heap = bytearray()          # [heap_base, heap_base + len(heap)) = pages up to the break
+        self.cur_brk = heap_base
+        self.heap_limit = heap_limit
+        self.mmap_base = mmap_base
+        self.mmap_limit = mmap_limit
+        self.maps: dict[int, bytearray] = {}   # start -> bytes of an anonymous mapping
+        self.libc_data = libc_data
+        self.libc_data_size = libc_data_size
+        self.libc_mem = bytearray(libc_data_size)
+        self.tls = tls
+        self.tls_size = PAGE
+        self.tls_mem = bytearray(PAGE)
+        self.stderr = ""
+        self.alive = True
+        self.syscalls: list[tuple] = []        # (name, args...) log of brk/mmap/munmap/mremap/madvise
+        self.log_syscalls = False
+
+    # -- address resolution ---------------------------------------------------------------------
+    def _locate(self, addr: int, n: int) -> tuple[bytearray, int]:
+        """Return (buffer, offset) holding [addr, addr+n), or raise Segfault."""
+        off = addr - self.heap_base
+        if 0 <= off and off + n <= len(self.heap):
+            return self.heap, off
+        off = addr - self.libc_data
+        if 0 <= off and off + n <= self.libc_data_size:
+            return self.libc_mem, off
+        off = addr - self.tls
+        if 0 <= off and off + n <= self.tls_size:
+            return self.tls_mem, off
+        for start, buf in self.maps.items():
+            off = addr - start
+            if 0 <= off and off + n <= len(buf):
+                return buf, off
+        self.alive = False
+        raise Segfault(self.pid, addr, "access outside any mapping")
+
+    def read(self, addr: int, n: int) -> bytes:
+        """Read n bytes (models a load)."""
+        if n == 0:
+            return b""
+        buf, off = self._locate(addr, n)
+        return bytes(buf[off:off + n])
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Write bytes (models a store)."""
+        if not data:
+            return
+        buf, off = self._locate(addr, len(data))
+        buf[off:off + len(data)] = data
+
+    def read_u64(self, addr: int) -> int:
+        """Load a little-endian 64-bit word."""
+        off = addr - self.heap_base
+        if 0 <= off <= len(self.heap) - 8:
+            return _unpack_u64(self.heap, off)[0]
+        buf, off = self._locate(addr, 8)
+        return _unpack_u64(buf, off)[0]
+
+    def write_u64(self, addr: int, value: int) -> None:
+        """Store a little-endian 64-bit word."""
+        off = addr - self.heap_base
+        if 0 <= off <= len(self.heap) - 8:
+            _pack_u64(self.heap, off, value & 0xFFFFFFFFFFFFFFFF)
+            return
+        buf, off = self._locate(addr, 8)
+        _pack_u64(buf, off, value & 0xFFFFFFFFFFFFFFFF)
+
+    def fill(self, addr: int, length: int, byte: int) -> None:
+        """memset."""
+        if length <= 0:
+            return
+        buf, off = self._locate(addr, length)
+        buf[off:off + length] = bytes([byte]) * length
+
+    # -- brk ------------------------------------------------------------------------------------
+    def brk(self, new_end: int | None = None) -> int:
+        """The brk syscall: set the break (page-backed), return the (possibly unchanged) break."""
+        if new_end is None or new_end == self.cur_brk:
+            return self.cur_brk
+        if new_end < self.heap_base or new_end - self.heap_base > self.heap_limit:
+            return self.cur_brk
+        if new_end > self.cur_brk and self._overlaps_map(self.cur_brk, _page_up(new_end)):
+            return self.cur_brk
+        want = _page_up(new_end) - self.heap_base
+        if want < len(self.heap):
+            del self.heap[want:]
+        elif want > len(self.heap):
+            self.heap.extend(bytes(want - len(self.heap)))
+        if self.log_syscalls:
+            self.syscalls.append(("brk", new_end))
+        self.cur_brk = new_end
+        return new_end
+
+    def sbrk(self, delta: int) -> int:
+        """glibc's sbrk: move the break by delta, return the old break; SyscallError(ENOMEM)."""
+        old = self.cur_brk
+        if delta == 0:
+            return old
+        if self.brk(old + delta) != old + delta:
+            raise SyscallError(errno.ENOMEM, "sbrk")
+        return old
+
+    # -- mmap -----------------------------------------------------------------------------------
+    def _overlaps_map(self, lo: int, hi: int) -> bool:
+        """True if [lo, hi) intersects an anonymous mapping."""
+        return any(s < hi and lo < s + len(b) for s, b in self.maps.items())
+
+    def _find_gap(self, length: int, exclude: int | None = None) -> int:
+        """Top-down search for a free range of length bytes below mmap_base (kernel's choice)."""
+        spans = sorted((s, s + len(b)) for s, b in self.maps.items() if s != exclude)
+        hi = self.mmap_base
+        align = THP_SIZE if length % THP_SIZE == 0 else PAGE
+        for s, e in reversed(spans):
+            if e <= hi:
+                cand = (hi - length) & ~(align - 1)
+                if cand >= e:
+                    return cand
+                hi = min(hi, s)
+            else:
+                hi = min(hi, s)
+        cand = (hi - length) & ~(align - 1)
+        if cand < self.mmap_base - self.mmap_limit or cand < _page_up(self.cur_brk) + (1 << 30):
+            raise SyscallError(errno.ENOMEM, "mmap")
+        return cand
+
+    def mmap(self, length: int, prot: str = "rw", shared: bool = False, file=None, offset: int = 0,
+             addr: int | None = None, fixed: bool = False) -> int:
+        """Anonymous private mmap (zero-filled), placed top-down like Linux."""
+        if length <= 0 or file is not None or shared:
+            raise SyscallError(errno.EINVAL, "mmap")
+        length = _page_up(length)
+        start = self._find_gap(length)
+        self.maps[start] = bytearray(length)
+        if self.log_syscalls:
+            self.syscalls.append(("mmap", start, length))
+        return start
+
+    def munmap(self, addr: int, length: int) -> None:
+        """munmap of whole mappings or of their head/tail pages."""
+        if addr & (PAGE - 1):
+            raise SyscallError(errno.EINVAL, "munmap")
+        length = _page_up(length)
+        if self.log_syscalls:
+            self.syscalls.append(("munmap", addr, length))
+        for start, buf in list(self.maps.items()):
+            end = start + len(buf)
+            lo, hi = max(start, addr), min(end, addr + length)
+            if lo >= hi:
+                continue
+            del self.maps[start]
+            if start < lo:
+                self.maps[start] = buf[:lo - start]
+            if hi < end:
+                self.maps[hi] = buf[hi - start:]
+
+    def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
+        """mremap of a whole anonymous mapping: shrink or grow in place, else move."""
+        buf = self.maps.get(addr)
+        if buf is None or len(buf) != _page_up(old_len) or new_len <= 0:
+            raise SyscallError(errno.EFAULT if buf is None else errno.EINVAL, "mremap")
+        new_len = _page_up(new_len)
+        if self.log_syscalls:
+            self.syscalls.append(("mremap", addr, old_len, new_len))
+        if new_len <= len(buf):
+            del buf[new_len:]
+            return addr
+        end = addr + new_len
+        if end <= self.mmap_base and not self._overlaps_map(addr + len(buf), end):
+            buf.extend(bytes(new_len - len(buf)))
+            return addr
+        if not may_move:
+            raise SyscallError(errno.ENOMEM, "mremap")
+        new = self._find_gap(new_len)
+        del self.maps[addr]
+        buf.extend(bytes(new_len - len(buf)))
+        self.maps[new] = buf
+        return new
+
+    def madvise(self, addr: int, length: int, advice: str) -> None:
+        """MADV_DONTNEED on private anonymous memory: the pages read back as zeros."""
+        if self.log_syscalls:
+            self.syscalls.append(("madvise", addr, length, advice))
+        if advice == "dontneed":
+            self.fill(addr, length, 0)
+
+    def abort(self, message: str) -> None:
+        """glibc's malloc_printerr: message on stderr, then SIGABRT."""
+        self.stderr += message + "\n"
+        self.alive = False
+        raise Aborted(self.pid, message)
+
+    def mapping_of(self, addr: int) -> tuple[int, int] | None:
+        """(start, length) of the anonymous mapping holding addr, if any."""
+        for start, buf in self.maps.items():
+            if start <= addr < start + len(buf):
+                return start, len(buf)
+        return None
