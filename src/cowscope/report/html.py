@@ -35,11 +35,16 @@ _RESIDENT = (PRIVATE, SHARED, PAGECACHE)
 
 
 class _Blob:
-    """Accumulates typed arrays into one binary buffer and records where each one lives."""
+    """Accumulates typed arrays into one binary buffer and records where each one lives.
+
+    Identical arrays are stored once; an array close to a reference array (the same mapping at the
+    previous checkpoint) is stored as a patch: positions and values of the pages that differ.
+    """
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
         self.size = 0
+        self._seen: dict[tuple[str, bool, bytes], list[Any]] = {}
 
     def add(self, arr: np.ndarray, delta: bool = False) -> list[Any]:
         """Append an integer array; returns its descriptor [offset, length, dtype, delta]."""
@@ -54,15 +59,31 @@ class _Blob:
                 dt, data = "i4", a.astype("<i4")
             else:
                 dt, data = "f8", a.astype("<f8")
+        raw = data.tobytes()
+        key = (dt, bool(delta), raw)
+        if key in self._seen:
+            return self._seen[key]
         pad = (-self.size) % 8
         if pad:
             self.parts.append(b"\0" * pad)
             self.size += pad
-        off = self.size
-        raw = data.tobytes()
+        desc = [self.size, len(a), dt, bool(delta)]
         self.parts.append(raw)
         self.size += len(raw)
-        return [off, len(a), dt, bool(delta)]
+        self._seen[key] = desc
+        return desc
+
+    def add_like(self, arr: np.ndarray, ref: tuple[np.ndarray, Any] | None, delta: bool = False) -> Any:
+        """Store `arr` as a patch on `ref` (array, descriptor) when under a quarter of it differs."""
+        a = np.asarray(arr)
+        if ref is not None and len(ref[0]) == len(a) and len(a):
+            pos = np.flatnonzero(a != ref[0])
+            if len(pos) == 0:
+                return ref[1]
+            if len(pos) <= len(a) // 4:
+                return {"ref": ref[1], "n": len(a), "pos": self.add(pos, delta=True),
+                        "val": self.add(a[pos].astype(np.int64), delta=True)}
+        return self.add(a, delta=delta)
 
     def encode(self) -> str:
         """Deflate (zlib format) and base64 the whole buffer."""
@@ -170,36 +191,6 @@ def _mapping_label(m: MappingView) -> str:
     return f"{m.vma.start:x}-{m.vma.end:x} {m.vma.path or '[anon]'}"
 
 
-def _last_event_per_page(ev: _Events, arrays: dict[str, np.ndarray], step: int, pid: int,
-                         m: MappingView) -> np.ndarray:
-    """Index of the last event (up to this step) that touched each page of this mapping, else -1."""
-    n = m.vma.npages
-    out = np.full(n, -1, dtype=np.int64)
-    if not len(ev):
-        return out
-    upto = arrays["step"] <= step
-    own = upto & (arrays["pid"] == pid) & (arrays["addr"] >= m.vma.start) & (arrays["addr"] < m.vma.end)
-    idx = np.flatnonzero(own)
-    if len(idx):
-        pg = (arrays["addr"][idx] - m.vma.start) // PAGE_SIZE
-        out[pg] = idx  # later indices overwrite earlier ones (numpy assigns in order)
-    if m.pages is not None and len(m.pages.pfn) == n:
-        # Another process copying away from a frame this page maps changes its map count.
-        other = upto & (arrays["pid"] != pid) & (arrays["old_pfn"] > 0) & arrays["copy"]
-        oidx = np.flatnonzero(other)
-        if len(oidx):
-            opfn = arrays["old_pfn"][oidx]
-            order = np.argsort(opfn, kind="stable")
-            sp, si = opfn[order], oidx[order]
-            last = np.r_[sp[1:] != sp[:-1], True]
-            upfn, uidx = sp[last], si[last]
-            pfn = m.pages.pfn
-            pos = np.clip(np.searchsorted(upfn, pfn), 0, len(upfn) - 1)
-            hit = (upfn[pos] == pfn) & (pfn > 0) & (uidx[pos] > out)
-            out[hit] = uidx[pos][hit]
-    return out
-
-
 def _mapping_key(m: MappingView) -> tuple[str, str, int]:
     return (m.vma.path or "[anon]", m.vma.perms, m.vma.npages)
 
@@ -243,12 +234,31 @@ def _match_mappings(a: Sequence[MappingView], b: Sequence[MappingView]) -> dict[
     return out
 
 
-def _pages_payload(blob: _Blob, m: MappingView) -> dict[str, Any] | None:
+_Refs = dict[tuple[Any, ...], tuple[np.ndarray, Any]]
+
+
+def _pages_payload(blob: _Blob, m: MappingView, refs: _Refs, key: tuple[Any, ...],
+                   ref_key: tuple[Any, ...] | None) -> dict[str, Any] | None:
+    """Descriptors of a mapping's code, map count and PFN arrays (patched on ref_key's if close)."""
     if m.pages is None or len(m.pages) != m.vma.npages:
         return None
-    codes = strips.page_codes(m.pages)
-    return {"code": blob.add(codes), "mc": blob.add(np.minimum(m.pages.mapcount, 2**31 - 1)),
-            "pfn": blob.add(m.pages.pfn, delta=True)}
+    cols = {"code": strips.page_codes(m.pages), "mc": np.minimum(m.pages.mapcount, 2**31 - 1),
+            "pfn": np.asarray(m.pages.pfn, dtype=np.int64)}
+    out: dict[str, Any] = {}
+    for name, arr in cols.items():
+        ref = refs.get((*ref_key, name)) if ref_key is not None else None
+        out[name] = blob.add_like(arr, ref, delta=name == "pfn")
+        refs[(*key, name)] = (arr, out[name])
+    return out
+
+
+def _ref_key(refs: _Refs, series: str, step: int, p: ProcessView, m: MappingView) -> tuple[Any, ...] | None:
+    """Key of the arrays to patch against: this mapping at the previous step, else the parent's now."""
+    for key in ((series, step - 1, p.pid, m.vma.start, m.vma.npages),
+                (series, step, p.ppid, m.vma.start, m.vma.npages)):
+        if (*key, "pfn") in refs:
+            return key
+    return None
 
 
 def _counts(m: MappingView) -> dict[str, int]:
@@ -282,6 +292,7 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
             mapping_names.append(label)
         return mapping_index[label]
 
+    refs: _Refs = {}
     steps = []
     for k, snap in enumerate(snapshots):
         procs = []
@@ -299,16 +310,17 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
                     "rss": s["Rss"] if s else None, "pss": s["Pss"] if s else None,
                     "priv": (s["Private_Clean"] + s["Private_Dirty"]) if s else None,
                     "shared": (s["Shared_Clean"] + s["Shared_Dirty"]) if s else None,
-                    "counts": _counts(m), "pages": _pages_payload(blob, m),
+                    "counts": _counts(m),
+                    "pages": _pages_payload(blob, m, refs, ("m", k, p.pid, m.vma.start, m.vma.npages),
+                                            _ref_key(refs, "m", k, p, m)),
                 }
                 name_id(entry["label"])
-                if entry["pages"] is not None:
-                    entry["pages"]["ev"] = blob.add(_last_event_per_page(ev, arrays, k, p.pid, m), delta=True)
                 if cp is not None:
                     entry["cmp"] = None
                     if mi in mpairs:
                         cm = cp.mappings[mpairs[mi]]
-                        cpl = _pages_payload(blob, cm)
+                        cpl = _pages_payload(blob, cm, refs, ("c", k, cp.pid, cm.vma.start, cm.vma.npages),
+                                             _ref_key(refs, "c", k, cp, cm))
                         diff = None
                         if cpl is not None and m.pages is not None:
                             diff = int(np.sum(strips.page_codes(m.pages) != strips.page_codes(cm.pages)))
@@ -358,8 +370,8 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
         "pid": blob.add(np.asarray(ev.pid, dtype=np.int64)),
         "kind": blob.add(np.asarray([kind_id[k] for k in ev.kind], dtype=np.int64)),
         "addr": blob.add(np.asarray(ev.addr, dtype=np.int64), delta=True),
-        "old_pfn": blob.add(np.asarray(ev.old_pfn, dtype=np.int64)),
-        "new_pfn": blob.add(np.asarray(ev.new_pfn, dtype=np.int64)),
+        "old_pfn": blob.add(np.asarray(ev.old_pfn, dtype=np.int64), delta=True),
+        "new_pfn": blob.add(np.asarray(ev.new_pfn, dtype=np.int64), delta=True),
         "detail": blob.add(np.asarray([detail_id[d] for d in ev.detail], dtype=np.int64)),
         "step": blob.add(np.asarray(ev.step, dtype=np.int64)),
         "mapping": blob.add(ev_map),
@@ -385,10 +397,19 @@ def _code_name(code: int) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _plotly_js_deflated() -> str:
-    """plotly.min.js from the installed plotly package, deflated and base64-encoded (cached)."""
-    from plotly.offline import get_plotlyjs
+    """plotly.js deflated and base64-encoded (cached).
 
-    return base64.b64encode(zlib.compress(get_plotlyjs().encode("utf-8"), 9)).decode("ascii")
+    The report ships plotly.js's "basic" bundle (scatter, bar; MIT, kept in assets/ at the same
+    version as the plotly package's): a fifth of the full bundle, which takes seconds to start.
+    Without it, the full bundle from the installed plotly package is used.
+    """
+    try:
+        js = _asset("plotly-basic.min.js")
+    except FileNotFoundError:
+        from plotly.offline import get_plotlyjs
+
+        js = get_plotlyjs()
+    return base64.b64encode(zlib.compress(js.encode("utf-8"), 9)).decode("ascii")
 
 
 def _asset(name: str) -> str:

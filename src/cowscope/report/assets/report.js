@@ -30,7 +30,8 @@
   }
   function col(desc) {
     if (!desc) return null;
-    const key = desc[0] + ":" + desc[2];
+    if (!Array.isArray(desc)) return patched(desc);
+    const key = desc[0] + ":" + desc[2] + ":" + desc[3];
     if (colCache.has(key)) return colCache.get(key);
     const [off, n, dt, delta] = desc;
     let a;
@@ -46,9 +47,21 @@
     colCache.set(key, a);
     return a;
   }
+  const patchCache = new WeakMap();
+  function patched(desc) {
+    // {ref, n, pos, val}: the reference array with the values at `pos` replaced
+    if (patchCache.has(desc)) return patchCache.get(desc);
+    const base = col(desc.ref);
+    const out = base instanceof Uint8Array ? new Uint8Array(base) : Float64Array.from(base);
+    const pos = col(desc.pos);
+    const val = col(desc.val);
+    for (let i = 0; i < pos.length; i++) out[pos[i]] = val[i];
+    patchCache.set(desc, out);
+    return out;
+  }
   function pages(p) {
     if (!p) return null;
-    return { code: col(p.code), mc: col(p.mc), pfn: col(p.pfn), ev: p.ev ? col(p.ev) : null };
+    return { code: col(p.code), mc: col(p.mc), pfn: col(p.pfn) };
   }
 
   // ---------------------------------------------------------------- helpers
@@ -117,6 +130,21 @@
       old: col(e.old_pfn), new: col(e.new_pfn), detail: col(e.detail), step: col(e.step),
       mapping: col(e.mapping) };
   }
+  const COPY_KINDS = new Set(["cow-copy", "zero-cow", "file-copy"]);
+  function lastEvent(step, pid, addr, pfn) {
+    // The last event up to `step` on this page of this process, or another process copying away from its frame.
+    const page = Math.floor(addr / PAGE) * PAGE;
+    const copyKind = META.events.kinds.map((k) => COPY_KINDS.has(k));
+    let best = -1;
+    for (let j = 0; j < EV.n; j++) {
+      if (EV.step[j] > step) continue;
+      if (EV.pid[j] === pid) {
+        if (EV.addr[j] >= page && EV.addr[j] < page + PAGE) best = j;
+      } else if (pfn > 0 && EV.old[j] === pfn && copyKind[EV.kind[j]]) best = j;
+    }
+    return best;
+  }
+  R.lastEventText = (step, pid, addr, pfn) => eventText(lastEvent(step, pid, addr, pfn));
   function eventText(i) {
     if (i < 0 || !EV || i >= EV.n) return "none recorded";
     const kind = META.events.kinds[EV.kind[i]];
@@ -200,7 +228,7 @@
   }
   function hideTip() { tip.hidden = true; }
 
-  function tipText(m, d, cell, changed, diff, other, withEvents) {
+  function tipText(pid, m, d, cell, changed, diff, other, withEvents) {
     if (cell.b - cell.a === 1) {
       const i = cell.a;
       const addr = m.start + i * PAGE;
@@ -208,7 +236,7 @@
         `PFN: ${d.pfn[i] > 0 ? hex(d.pfn[i]) : d.code[i] === 0 ? "-" : "hidden"}   map count: ${d.mc[i]}`];
       if (changed && changed[i]) lines.push("changed since the previous checkpoint");
       if (diff && diff[i]) lines.push(`differs: ${other.name} says ${other.d ? NAMES[other.d.code[i]] ?? "-" : "-"}`);
-      if (withEvents && d.ev) lines.push("last change: " + eventText(d.ev[i]));
+      if (withEvents) lines.push("last change: " + eventText(lastEvent(cur, pid, addr, d.pfn[i])));
       return lines.join("\n");
     }
     const c = codeCounts(d.code, cell.a, cell.b);
@@ -296,7 +324,7 @@
       pane.c.addEventListener("mousemove", (ev) => {
         const cell = cellAt(pane.c, pane.L, view, ev);
         if (!cell) return hideTip();
-        showTip(ev, tipText(m, pane.data, cell, pane.withEvents ? changed : null, diff, pane.other, pane.withEvents));
+        showTip(ev, tipText(p.pid, m, pane.data, cell, pane.withEvents ? changed : null, diff, pane.other, pane.withEvents));
       });
       pane.c.addEventListener("mouseleave", hideTip);
       pane.c.addEventListener("click", (ev) => {
