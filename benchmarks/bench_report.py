@@ -57,7 +57,8 @@ def scenario(npages: int, write_fraction: float, seed: int = 1) -> list[Snapshot
     two = np.full(npages, 2, dtype=np.int64)
     s2 = Snapshot("forked", "model", time.time(),
                   [_view(100, 1, "parent", shared, two, pfn), _view(101, 100, "child", shared, two, pfn)],
-                  [ev(seq=npages, pid=100, kind="fork", address=None, old_pfn=None, new_pfn=None, detail="101")])
+                  [ev(seq=npages, pid=100, kind="fork", address=None, old_pfn=None, new_pfn=None,
+                      detail="101")])
     written = np.sort(rng.choice(npages, int(npages * write_fraction), replace=False))
     st = shared.copy()
     st[written] = PRIVATE
@@ -66,7 +67,8 @@ def scenario(npages: int, write_fraction: float, seed: int = 1) -> list[Snapshot
     cpfn = pfn.copy()
     cpfn[written] = 0x100000 + np.arange(len(written))
     copies = [ev(seq=npages + 1 + k, pid=101, kind="cow-copy", address=BASE + int(i) * PAGE_SIZE + 8,
-                 old_pfn=int(pfn[i]), new_pfn=int(cpfn[i]), detail="write 8 bytes") for k, i in enumerate(written)]
+                 old_pfn=int(pfn[i]), new_pfn=int(cpfn[i]), detail="write 8 bytes")
+              for k, i in enumerate(written)]
     s3 = Snapshot("child wrote", "model", time.time(),
                   [_view(100, 1, "parent", st, mc, pfn), _view(101, 100, "child", st, mc, cpfn)], copies)
     return [s1, s2, s3]
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     write_s = time.perf_counter() - t0
     size = out.stat().st_size
     res: dict[str, object] = {"pages": args.pages, "events": sum(len(s.events) for s in snaps),
-                              "size_bytes": size, "size_mb": round(size / 1e6, 3), "write_s": round(write_s, 3)}
+                              "size_bytes": size, "size_mb": round(size / 1e6, 3),
+                              "write_s": round(write_s, 3)}
     if find_chromium() is None:
         res["open_s"] = None
         res["note"] = "chromium not installed: open time not measured"
@@ -101,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                 errors = b.console_errors + b.evaluate("cowscopeReport.errors")
                 if errors:
                     res["errors"] = errors
-        res.update({"open_s_wall_median": round(statistics.median(wall), 3), "open_s_wall_max": round(max(wall), 3),
+        res.update({"open_s_wall_median": round(statistics.median(wall), 3),
+                    "open_s_wall_max": round(max(wall), 3),
                     "open_s_in_page_median": round(statistics.median(page), 3),
                     "page_maps_drawn_ms_after_script_start_median": statistics.median(maps)})
     if args.json:
