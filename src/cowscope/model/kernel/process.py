@@ -150,6 +150,13 @@ class Process:
     def madvise(self, addr: int, length: int, advice: str) -> None:
         self._call(madv.do_madvise, addr, length, advice)
 
+    def mlock(self, addr: int, length: int) -> None:
+        """mlock(2): lock (and populate) the range; not inherited by fork children."""
+        self._call(mmapmod.do_mlock, addr, length, True)
+
+    def munlock(self, addr: int, length: int) -> None:
+        self._call(mmapmod.do_mlock, addr, length, False)
+
     def brk(self, new_end: int | None = None) -> int:
         """brk(2): returns the current break (unchanged when the move is refused)."""
         return self._call(mmapmod.do_brk, new_end)

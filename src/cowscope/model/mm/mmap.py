@@ -15,6 +15,7 @@ from .vma import (
     PROT_FLAGS,
     VM_ACCOUNT,
     VM_EXEC,
+    VM_LOCKED,
     VM_MAYEXEC,
     VM_MAYREAD,
     VM_MAYSHARE,
@@ -243,3 +244,22 @@ def populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool) ->
             pte = mm.pgd.lookup(va)
             if not pte & PTE_PRESENT or (write and not pte & PTE_RW):
                 handle_mm_fault(m, pid, mm, vma, va, write)
+
+
+def do_mlock(m: Machine, pid: int, mm: MM, addr: int, length: int, lock: bool) -> None:
+    """mlock/munlock: set or clear VM_LOCKED (split, merge); mlock populates the range."""
+    start = addr & ~(PAGE_SIZE - 1)
+    end = page_align(addr + length)
+    if end == start:
+        return
+    require_mapped(mm, start, end, "mlock" if lock else "munlock")
+    for vma in mm.isolate(start, end):
+        vma.vm_flags = vma.vm_flags | VM_LOCKED if lock else vma.vm_flags & ~VM_LOCKED
+    for vma in list(mm.overlapping(max(start - 1, 0), end + 1)):
+        if vma in mm.vmas:
+            mm.try_merge_around(vma)
+    if lock:
+        for vma in mm.overlapping(start, end):
+            if vma.vm_flags & (VM_READ | VM_WRITE):
+                populate(m, pid, mm, max(start, vma.vm_start), min(end, vma.vm_end),
+                         bool(vma.vm_flags & VM_WRITE) and not vma.is_shared)

@@ -1,0 +1,337 @@
+/* cowscope native malloc harness: run a malloc-cases operation file on the real glibc.
+ *
+ * Usage: malloc_harness OPS_FILE [STATE_FILE]
+ *
+ * Prints one line per operation in the `.expected` format of tests/fixtures/malloc-cases
+ * (the Python wrapper adds the `# stderr:` and `# exit:` lines).  With STATE_FILE, dumps the
+ * arena (bins, tcache, parameters) after every operation in the `.state` format.
+ *
+ * The harness never allocates on the heap itself: the ops file is read into .bss, output is
+ * formatted by hand and written with write(2).  main_arena and mp_ are located by scanning
+ * libc's writable data for their statically initialised contents, the tcache pointer through
+ * libc's TLS block (dl_iterate_phdr), so no debug symbols are needed.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <gnu/libc-version.h>
+#include <link.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_IDS (1 << 20)
+#define MAX_OPS_BYTES (32 << 20)
+#define MAX_MAPS 65536
+
+static char ops_buf[MAX_OPS_BYTES];
+static char maps_buf[1 << 20];
+static void *ptrs[MAX_IDS];
+static uintptr_t map_base[MAX_MAPS];
+static int map_k[MAX_MAPS];
+static int n_live, next_k;
+static uintptr_t H, A, MP, TLS_BLOCK;
+static int state_fd = -1;
+
+/* ---- output ------------------------------------------------------------------------------ */
+static char out[1 << 16];
+static size_t outn;
+
+static void flush_to(int fd) {
+    size_t off = 0;
+    while (off < outn) {
+        ssize_t n = write(fd, out + off, outn - off);
+        if (n <= 0) break;
+        off += (size_t)n;
+    }
+    outn = 0;
+}
+static void puts_(const char *s) {
+    while (*s && outn < sizeof out - 1) out[outn++] = *s++;
+}
+static void hex(uint64_t v) {
+    char t[20];
+    int n = 0;
+    puts_("0x");
+    do { t[n++] = "0123456789abcdef"[v & 15]; v >>= 4; } while (v);
+    while (n) out[outn++] = t[--n];
+}
+static void dec(int64_t v) {
+    char t[24];
+    int n = 0;
+    uint64_t u = v < 0 ? (uint64_t)(-(v + 1)) + 1 : (uint64_t)v;
+    if (v < 0) puts_("-");
+    do { t[n++] = (char)('0' + u % 10); u /= 10; } while (u);
+    while (n) out[outn++] = t[--n];
+}
+static void hptr(uintptr_t p) {  /* 0, A+off, H+off */
+    if (p == 0) { puts_("0"); return; }
+    if (p >= A && p < A + 0x898) { puts_("A+"); hex(p - A); return; }
+    if (p >= H) { puts_("H+"); hex(p - H); return; }
+    hex(p);
+}
+
+/* ---- glibc internals we read ----------------------------------------------------------- */
+#define U64(a) (*(volatile uint64_t *)(uintptr_t)(a))
+#define U32(a) (*(volatile uint32_t *)(uintptr_t)(a))
+#define U16(a) (*(volatile uint16_t *)(uintptr_t)(a))
+#define CSIZE(p) (U64((p) + 8) & ~(uint64_t)7)
+
+static int find_tls(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size; (void)data;
+    if (info->dlpi_name && strstr(info->dlpi_name, "libc.so.6")) {
+        TLS_BLOCK = (uintptr_t)info->dlpi_tls_data;
+        return 1;
+    }
+    return 0;
+}
+
+static void locate_libc_state(void) {
+    int fd = open("/proc/self/maps", O_RDONLY);
+    size_t n = 0;
+    ssize_t k;
+    while (fd >= 0 && (k = read(fd, maps_buf + n, sizeof maps_buf - 1 - n)) > 0) n += (size_t)k;
+    if (fd >= 0) close(fd);
+    maps_buf[n] = 0;
+    for (char *line = maps_buf; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        if (strstr(line, "libc.so.6") && strstr(line, " rw-p ")) {
+            uintptr_t lo = strtoull(line, NULL, 16), hi = strtoull(strchr(line, '-') + 1, NULL, 16);
+            for (uintptr_t x = lo; x + 0x898 <= hi; x += 8) {
+                if (!A && U64(x + 2160) == x && U64(x + 2176) == 1) A = x;
+                if (!MP && U64(x) == 0x20000 && U64(x + 8) == 0x20000 && U64(x + 16) == 0x20000 &&
+                    U64(x + 24) == 8 && U32(x + 64) == 65536 && U64(x + 104) == 64 &&
+                    U64(x + 112) == 1032 && U64(x + 120) == 7)
+                    MP = x;
+            }
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    dl_iterate_phdr(find_tls, NULL);
+}
+
+static uintptr_t tcache_ptr(void) {
+    /* libc TLS: tcache at +0x48, thread_arena at +0x58 (checked against &main_arena). */
+    if (!TLS_BLOCK) return 0;
+    if (U64(TLS_BLOCK + 0x58) == A) return U64(TLS_BLOCK + 0x48);
+    for (uintptr_t off = 0x10; off < 0x90; off += 8)
+        if (U64(TLS_BLOCK + off) == A) return U64(TLS_BLOCK + off - 0x10);
+    return 0;
+}
+
+static void dump_state(int n) {
+    uintptr_t top = U64(A + 96);
+    puts_("== "); dec(n); puts_("\nbrk=H+"); hex((uintptr_t)sbrk(0) - H);
+    puts_(" top="); hptr(top);
+    if (top && top != A + 0x60) { puts_(" topsz="); hex(U64(top + 8)); }
+    puts_(" last_remainder="); hptr(U64(A + 104));
+    puts_(" system_mem="); hex(U64(A + 2184));
+    puts_(" have_fastchunks="); dec((int32_t)U32(A + 8));
+    puts_(" binmap=");
+    for (int i = 0; i < 4; i++) { if (i) puts_(","); hex(U32(A + 2144 + 4 * i)); }
+    puts_("\nmp: mmap_threshold="); hex(U64(MP + 16));
+    puts_(" trim_threshold="); hex(U64(MP)); puts_(" top_pad="); hex(U64(MP + 8));
+    puts_(" n_mmaps="); dec((int32_t)U32(MP + 60)); puts_(" mmapped_mem="); hex(U64(MP + 80));
+    puts_(" no_dyn_threshold="); dec((int32_t)U32(MP + 72));
+    puts_(" sbrk_base="); hptr(U64(MP + 96)); puts_("\n");
+    flush_to(state_fd);
+    uintptr_t tc = tcache_ptr();
+    for (int i = 0; tc && i < 64; i++) {
+        unsigned cnt = U16(tc + 2 * i);
+        uintptr_t e = U64(tc + 128 + 8 * i);
+        if (!cnt && !e) continue;
+        puts_("tcache["); dec(i); puts_("] csize="); hex((uint64_t)(i + 2) * 16);
+        puts_(" count="); dec(cnt); puts_(":");
+        for (unsigned j = 0; e && j <= cnt + 8; j++) {
+            puts_(" "); hptr(e);
+            e = (e >> 12) ^ U64(e);
+        }
+        puts_("\n");
+        flush_to(state_fd);
+    }
+    for (int i = 0; i < 10; i++) {
+        uintptr_t p = U64(A + 16 + 8 * i);
+        if (!p) continue;
+        puts_("fastbin["); dec(i); puts_("] csize="); hex((uint64_t)(i + 2) * 16); puts_(":");
+        for (int j = 0; p && j < 100000; j++) {
+            puts_(" "); hptr(p);
+            p = ((p + 16) >> 12) ^ U64(p + 16);
+            if (outn > sizeof out - 64) flush_to(state_fd);
+        }
+        puts_("\n");
+        flush_to(state_fd);
+    }
+    for (int i = 1; i < 128; i++) {
+        uintptr_t b = A + 0x60 + (uintptr_t)(i - 1) * 16, p = U64(b + 16);
+        if (p == b) continue;
+        if (i == 1) puts_("unsorted:");
+        else { puts_("bin["); dec(i); puts_("]:"); }
+        for (int j = 0; p != b && j < 100000; j++) {
+            puts_(" "); hptr(p); puts_("/"); hex(U64(p + 8));
+            p = U64(p + 16);
+            if (outn > sizeof out - 64) flush_to(state_fd);
+        }
+        puts_("\n");
+        flush_to(state_fd);
+    }
+}
+
+/* ---- mmapped chunk numbering (k-th mapping in creation order) ------------------------------ */
+static uintptr_t mmap_base_of(void *mem) {
+    uintptr_t p = (uintptr_t)mem - 16;
+    if (!mem || !(U64(p + 8) & 2)) return 0;
+    return p - U64(p);
+}
+static int map_index(uintptr_t base) {
+    for (int i = 0; i < n_live; i++)
+        if (map_base[i] == base) return map_k[i];
+    if (n_live < MAX_MAPS) { map_base[n_live] = base; map_k[n_live++] = next_k; }
+    return next_k++;
+}
+static void map_drop(uintptr_t base) {
+    for (int i = 0; base && i < n_live; i++)
+        if (map_base[i] == base) { map_base[i] = map_base[--n_live]; map_k[i] = map_k[n_live]; return; }
+}
+
+static void put_ret(void *mem) {
+    puts_("ret=");
+    if (!mem) { puts_("0"); return; }
+    uintptr_t base = mmap_base_of(mem);
+    if (base) { puts_("M"); dec(map_index(base)); puts_("+"); hex((uintptr_t)mem - base); }
+    else { puts_("H+"); hex((uintptr_t)mem - H); }
+    puts_(" usz="); hex(malloc_usable_size(mem));
+    if (base) {
+        uintptr_t p = (uintptr_t)mem - 16;
+        puts_(" mlen="); hex(U64(p) + CSIZE(p));
+    }
+}
+
+static void put_status(void) {
+    uintptr_t top = U64(A + 96);
+    puts_(" brk="); hex((uintptr_t)sbrk(0) - H);
+    puts_(" top=");
+    if (!top || top == A + 0x60) puts_("none");
+    else { puts_("H+"); hex(top - H); puts_(":"); hex(CSIZE(top)); }
+    puts_(" mm="); dec((int32_t)U32(MP + 60)); puts_(":"); hex(U64(MP + 80));
+    puts_(" thr="); hex(U64(MP + 16)); puts_(" trim="); hex(U64(MP));
+    puts_("\n");
+}
+
+static long start_brk_from_proc(void) {
+    int fd = open("/proc/self/stat", O_RDONLY);
+    char buf[2048];
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0) close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    char *s = strrchr(buf, ')');
+    int field = 2;
+    while (s && *s) {
+        if (*s == ' ') {
+            field++;
+            if (field == 47) return strtol(s + 1, NULL, 10);
+        }
+        s++;
+    }
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    H = (uintptr_t)sbrk(0);
+    long start_brk = start_brk_from_proc();
+    if (argc < 2) {
+        static const char usage[] = "usage: malloc_harness OPS_FILE [STATE_FILE]\n";
+        write(2, usage, sizeof usage - 1);
+        return 2;
+    }
+    int fd = open(argv[1], O_RDONLY);
+    if (fd < 0) { write(2, "cannot open ops file\n", 21); return 2; }
+    size_t len = 0;
+    ssize_t k;
+    while ((k = read(fd, ops_buf + len, sizeof ops_buf - 1 - len)) > 0) len += (size_t)k;
+    close(fd);
+    ops_buf[len] = 0;
+    if (argc > 2) state_fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    locate_libc_state();
+    if (!A || !MP) { write(2, "cannot locate main_arena/mp_ in libc\n", 37); return 3; }
+
+    /* pass 1: strip comments, count ops */
+    int nops = 0;
+    for (char *line = ops_buf; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        char *s = line;
+        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
+        if (*s) nops++;
+        line = nl ? nl + 1 : NULL;
+        if (nl) *nl = '\n';
+    }
+    puts_("# harness glibc-"); puts_(gnu_get_libc_version()); puts_(" ops="); dec(nops);
+    puts_(" heap_untouched_at_main="); puts_(start_brk >= 0 && (uintptr_t)start_brk == H ? "yes" : "no");
+    puts_(" heap_base_page_aligned="); puts_((H & 4095) == 0 ? "yes" : "no"); puts_("\n");
+    flush_to(1);
+
+    int n = 0;
+    for (char *line = ops_buf; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        char *tok[5];
+        int nt = 0;
+        for (char *s = line; *s && nt < 5;) {
+            while (*s == ' ' || *s == '\t' || *s == '\r') *s++ = 0;
+            if (!*s) break;
+            tok[nt++] = s;
+            while (*s && *s != ' ' && *s != '\t' && *s != '\r') s++;
+        }
+        line = nl ? nl + 1 : NULL;
+        if (nt == 0) continue;
+        int64_t a[4] = {0, 0, 0, 0};
+        for (int i = 1; i < nt; i++) a[i - 1] = (int64_t)strtoull(tok[i], NULL, 0);
+        if (tok[i0_dummy_guard(0)][0] == 0) continue;
+        dec(n); puts_(" ");
+        for (int i = 0; i < nt; i++) { if (i) puts_(" "); puts_(tok[i]); }
+        puts_(" => ");
+        flush_to(1);  /* the operation text is out before the call (an abort leaves no result line) */
+        size_t id = (size_t)a[0] & (MAX_IDS - 1);
+        void *mem = NULL;
+        int has_ret = 1;
+        switch (tok[0][0]) {
+        case 'm': mem = malloc((size_t)a[1]); break;
+        case 'c': mem = calloc((size_t)a[1], (size_t)a[2]); break;
+        case 'a': mem = memalign((size_t)a[1], (size_t)a[2]); break;
+        case 'r': {
+            uintptr_t old_base = mmap_base_of(ptrs[id]);
+            mem = realloc(ptrs[id], (size_t)a[1]);
+            if (old_base && (mem || a[1] == 0) && (!mem || mmap_base_of(mem) != old_base)) map_drop(old_base);
+            break;
+        }
+        case 'f': case 'x': {
+            uintptr_t base = mmap_base_of(ptrs[id]);
+            free(ptrs[id]);
+            map_drop(base);
+            if (tok[0][0] == 'f') ptrs[id] = NULL;
+            has_ret = 0;
+            break;
+        }
+        case 'F': free((char *)ptrs[id] + a[1]); has_ret = 0; break;
+        case 't': malloc_trim((size_t)a[0]); has_ret = 0; break;
+        case 'o': mallopt((int)a[0], (int)a[1]); has_ret = 0; break;
+        case 'w': *(uint64_t *)((char *)ptrs[id] + a[1]) = (uint64_t)a[2]; has_ret = 0; break;
+        case 's': sbrk((intptr_t)a[0]); has_ret = 0; break;
+        default: write(2, "bad op\n", 7); return 2;
+        }
+        if (has_ret) { ptrs[id] = mem; put_ret(mem); }
+        else puts_("ret=-");
+        put_status();
+        flush_to(1);
+        if (state_fd >= 0) dump_state(n);
+        n++;
+    }
+    puts_("# end\n");
+    flush_to(1);
+    return 0;
+}
