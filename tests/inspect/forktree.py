@@ -32,7 +32,7 @@ class TreePlan:
     tail: int = 32
     master_rewrites: int = 4  # pages [0, n) the master writes after all workers forked
     workers: list[WorkerPlan] = field(default_factory=list)
-    hold_exit: bool = True
+    uid: int | None = None    # the master drops to this uid before mapping (workers inherit it)
 
 
 @dataclass
@@ -119,6 +119,10 @@ def start_tree(plan: TreePlan, cpu: int | None = None) -> Tree:
             os.close(hold_w)
             if cpu is not None:
                 os.sched_setaffinity(0, {cpu})
+            if plan.uid is not None:
+                os.setgid(plan.uid)
+                os.setuid(plan.uid)
+                ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: let its own uid read /proc
             m, r_addr = _map(plan.touched + plan.tail)
             _touch(r_addr, 0, plan.touched, True)
             workers = []
@@ -139,7 +143,8 @@ def start_tree(plan: TreePlan, cpu: int | None = None) -> Tree:
             for gw in go:
                 os.write(gw, b"g")
                 os.close(gw)
-            os.write(info_w, (json.dumps({"master": os.getpid(), "r": r_addr, "workers": workers}) + "\n").encode())
+            head = {"master": os.getpid(), "r": r_addr, "workers": workers}
+            os.write(info_w, (json.dumps(head) + "\n").encode())
             os.read(hold_r, 1)
             for w in workers:
                 os.waitpid(w, 0)

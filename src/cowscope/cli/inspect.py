@@ -1,0 +1,221 @@
+"""`cowscope inspect`: how much of a live process tree is still shared, and what was copied."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+from typing import IO, Any
+
+from rich.console import Console
+
+from ..inspect.procread import linux_problem
+from ..inspect.recording import compare_table, header_object, load_recording, write_sample
+from ..inspect.render import sample_view
+from ..inspect.run import DEFAULT_DUTY, follow
+from ..inspect.sample import MODES, DutyCycle, Sample, Sampler
+
+EXIT_OK, EXIT_MISSED, EXIT_FAILED = 0, 1, 2
+
+EPILOG = """\
+examples:
+  cowscope inspect 1234 1240              two processes, one sample
+  cowscope inspect --tree 1234            1234 and all its descendants (e.g. a gunicorn master)
+  cowscope inspect --tree 1234 --watch 2  live view every 2 s with change since start and trends
+  cowscope inspect --tree 1234 --json --watch 5 --count 12 > run.jsonl
+  cowscope inspect --tree 1234 --pages '[heap]'   page picture of the heap, one row per process
+  cowscope inspect --save a.jsonl -- python server.py   start a command, follow its tree
+  cowscope inspect --compare a.jsonl b.jsonl
+
+page classes of a process whose parent is inspected too (at the same virtual address):
+  shared w/ parent   the same physical frame as the parent
+  shared in tree     a frame shared with other inspected processes (siblings, children), not the parent
+  copied             the parent has a page there, this process its own frame
+  new                the parent has no page there (or only the zero page)
+
+exit status: 0 everything was read; 1 some process was missed (gone, permission denied, kernel
+thread, no such pid) but the rest is reported; 2 nothing could be inspected or bad usage.
+Exact classes need root (pagemap PFNs, /proc/kpagecount); otherwise they are estimated and the
+output says what cannot be known. See docs/inspect.md."""
+
+
+def register(subparsers: Any) -> None:
+    """Add the `inspect` subcommand."""
+    p = subparsers.add_parser(
+        "inspect", help="inspect live processes: RSS/PSS/USS and pages shared, copied, new vs the parent",
+        description="Inspect live processes: RSS, PSS, USS, swap, and each worker's pages sorted into "
+        "classes against its parent (shared, shared in tree, copied, new), per mapping and per process, "
+        "with totals for the tree.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("targets", nargs="*", metavar="PID",
+                   help="process ids; after `--`, a command to start and follow instead")
+    p.add_argument("--tree", action="store_true", help="also inspect every descendant of each PID")
+    p.add_argument("--watch", type=float, metavar="SECONDS",
+                   help="sample every SECONDS until Ctrl-C (live table, change since start, trends)")
+    p.add_argument("--count", type=int, metavar="N", help="stop after N samples (with --watch or a command)")
+    p.add_argument("--json", action="store_true",
+                   help="write JSON lines: one object per process per sample (schema in docs/inspect.md)")
+    p.add_argument("--save", metavar="FILE", help="record the run (JSON lines with tree totals) to FILE")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="show two --save recordings side by side")
+    p.add_argument("--mode", choices=MODES, default="auto",
+                   help="exact: PFNs + kpagecount (root); estimate: smaps + pagemap exclusive bit; summary: "
+                   "smaps_rollup only, fastest; auto: exact when possible (default)")
+    p.add_argument("--max-duty", type=float, default=DEFAULT_DUTY, metavar="FRACTION",
+                   help="most of the wall-clock time the inspector may spend reading /proc; a tick that "
+                   f"would exceed it is skipped and reported (default {DEFAULT_DUTY})")
+    p.add_argument("--mappings", type=int, default=0, metavar="N",
+                   help="also list each process's N largest mappings with their figures")
+    p.add_argument("--pages", metavar="MAPPING",
+                   help="page picture of one mapping (a path such as [heap] or libc, or a hex address) "
+                   "for the processes side by side")
+    p.add_argument("--width", type=int, default=64, help="cells of the page picture (default 64)")
+    p.set_defaults(func=run)
+
+
+def _err(msg: str) -> None:
+    print(f"cowscope inspect: {msg}", file=sys.stderr)
+
+
+def _parse_targets(targets: list[str]) -> tuple[list[int], list[str]]:
+    """PIDs, or a command when the first word is not a number (`inspect -- CMD ARGS`)."""
+    if targets and not targets[0].isdigit():
+        return [], targets
+    pids = []
+    for t in targets:
+        if not t.isdigit():
+            raise ValueError(f"not a process id: {t!r} (to run a command, put it first after `--`)")
+        pids.append(int(t))
+    return pids, []
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `cowscope inspect`; returns the exit status."""
+    if args.compare:
+        try:
+            a, b = (load_recording(x) for x in args.compare)
+            Console().print(compare_table(a, b))
+        except (OSError, ValueError) as exc:
+            _err(str(exc))
+            return EXIT_FAILED
+        return EXIT_OK
+    problem = linux_problem()
+    if problem:
+        _err(problem)
+        return EXIT_FAILED
+    try:
+        pids, command = _parse_targets(args.targets)
+    except ValueError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    if not pids and not command:
+        _err("name at least one PID, or a command after `--`")
+        return EXIT_FAILED
+    if args.watch is not None and args.watch <= 0:
+        _err("--watch needs a positive number of seconds")
+        return EXIT_FAILED
+    try:
+        duty = DutyCycle(args.max_duty)
+    except ValueError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    proc: subprocess.Popen[bytes] | None = None
+    if command:
+        try:
+            proc = subprocess.Popen(command)
+        except OSError as exc:
+            _err(f"cannot start {command[0]!r}: {exc}")
+            return EXIT_FAILED
+        pids = [proc.pid]
+    try:
+        sampler = Sampler(pids, tree=args.tree or proc is not None, mode=args.mode)
+    except PermissionError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    save: IO[str] | None = None
+    if args.save:
+        try:
+            save = open(args.save, "w", encoding="utf-8")
+        except OSError as exc:
+            _err(f"cannot write {args.save}: {exc}")
+            return EXIT_FAILED
+        save.write(json.dumps(header_object(sys.argv, sampler.mode)) + "\n")
+    try:
+        return _loop(args, sampler, duty, proc, save)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        if save is not None:
+            save.close()
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: subprocess.Popen[bytes] | None,
+          save: IO[str] | None) -> int:
+    console = Console()
+    watching = args.watch is not None or proc is not None
+    interval = args.watch if args.watch is not None else 1.0
+    count = args.count if watching else 1
+    live = None
+    if watching and not args.json and console.is_terminal:
+        from rich.live import Live
+
+        live = Live(console=console, refresh_per_second=4, transient=False)
+        live.start()
+    first: Sample | None = None
+    last: Sample | None = None
+    history: dict[int, list[int]] = {}
+    missed = False
+    reported = False
+    warned: set[str] = set()
+
+    def stopped() -> bool:
+        return proc is not None and proc.poll() is not None
+
+    try:
+        for s in follow(sampler, interval, duty, count=count, stop=stopped):
+            if proc is not None and s.skipped is None and stopped():
+                break  # the command ended while we read: its tree is gone, not missed
+            if save is not None:
+                write_sample(save, s, tree=True)
+            if s.skipped is not None:
+                _err(s.skipped)
+                continue
+            if args.json or live is not None:  # otherwise the printed view carries them
+                for note in s.notes:
+                    if note not in warned:
+                        warned.add(note)
+                        _err(f"note: {note}")
+                for m in s.missed:
+                    _err(f"missed: {m.reason}")
+            missed = missed or bool(s.missed)
+            reported = reported or bool(s.processes)
+            first = first or s
+            last = s
+            for p in s.processes:
+                v = p.shared_with_parent_kb if p.parent_in_tree else p.shared_in_tree_kb
+                history.setdefault(p.pid, []).append(v or 0)
+            if args.json:
+                write_sample(sys.stdout, s, tree=False)
+            elif live is not None:
+                live.update(sample_view(s, first, history, args.mappings, args.pages, args.width))
+            elif watching:
+                console.print(sample_view(s, first, history, args.mappings, args.pages, args.width))
+    finally:
+        if live is not None:
+            live.stop()
+    if not watching and not args.json and last is not None:
+        console.print(sample_view(last, None, None, args.mappings, args.pages, args.width))
+    if proc is not None:
+        _err(f"command exited with status {proc.wait()}")
+    if not reported:
+        return EXIT_FAILED
+    return EXIT_MISSED if missed else EXIT_OK
+

@@ -1,0 +1,136 @@
+"""JSON lines for scripts, recordings (--save) and their side-by-side comparison (--compare)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from rich.table import Table
+
+from .render import fmt_delta, fmt_kb
+from .sample import Sample
+
+SCHEMA_VERSION = 1
+#: Fields every process object carries (docs/inspect.md documents them).
+PROCESS_KEYS = ("type", "ts", "seq", "pid", "ppid", "name", "parent_in_tree", "exact", "rss_kb", "pss_kb",
+                "uss_kb", "swap_kb", "zero_kb", "shared_with_parent_kb", "sibling_shared_kb", "copied_kb",
+                "new_kb", "shared_in_tree_kb", "mappings")
+MAPPING_KEYS = ("start", "end", "perms", "path", "rss_kb", "pss_kb", "uss_kb", "swap_kb", "zero_kb",
+                "shared_with_parent_kb", "sibling_shared_kb", "copied_kb", "new_kb", "shared_in_tree_kb")
+
+
+def process_objects(sample: Sample) -> list[dict[str, Any]]:
+    """One JSON object per process of the sample."""
+    return [p.to_dict(sample.ts, sample.seq) for p in sample.processes]
+
+
+def tree_object(sample: Sample) -> dict[str, Any]:
+    """The sample's tree totals, missed processes and notes (recordings only)."""
+    return {"type": "tree", "ts": round(sample.ts, 6), "seq": sample.seq, "mode": sample.mode,
+            "duration_s": round(sample.duration_s, 6), **sample.totals.to_dict(),
+            "missed": [m.to_dict() for m in sample.missed], "skipped": sample.skipped}
+
+
+def write_sample(out: IO[str], sample: Sample, tree: bool) -> None:
+    """Write one sample as JSON lines (process objects; with `tree`, its tree object last)."""
+    if sample.skipped is None:
+        for obj in process_objects(sample):
+            out.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    if tree:
+        out.write(json.dumps(tree_object(sample), separators=(",", ":")) + "\n")
+    out.flush()
+
+
+def header_object(argv: list[str] | None, mode: str) -> dict[str, Any]:
+    """First line of a recording."""
+    return {"type": "header", "schema": SCHEMA_VERSION, "tool": "cowscope inspect", "started": time.time(),
+            "host": platform.node(), "kernel": platform.release(), "argv": argv or [], "mode": mode}
+
+
+@dataclass
+class Recording:
+    """A recording read back: its header and samples (process objects grouped by seq) with tree totals."""
+
+    path: str
+    header: dict[str, Any]
+    processes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    trees: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def last_seq(self) -> int:
+        """The last sample that was actually taken."""
+        taken = [s for s, t in self.trees.items() if not t.get("skipped")]
+        if not taken:
+            raise ValueError(f"{self.path}: no sample was taken in this recording")
+        return max(taken)
+
+
+def load_recording(path: str | Path) -> Recording:
+    """Read a --save file; ValueError naming the line on bad input."""
+    rec: Recording | None = None
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not JSON ({exc})") from None
+            kind = obj.get("type")
+            if rec is None:
+                if kind != "header":
+                    raise ValueError(f"{path}:{n}: not a cowscope recording (no header line)")
+                rec = Recording(str(path), obj)
+            elif kind == "process":
+                rec.processes.setdefault(int(obj["seq"]), []).append(obj)
+            elif kind == "tree":
+                rec.trees[int(obj["seq"])] = obj
+    if rec is None:
+        raise ValueError(f"{path}: empty file")
+    return rec
+
+
+TREE_ROWS = (("processes", "processes"), ("rss_sum_kb", "RSS sum"), ("pss_sum_kb", "PSS sum"),
+             ("uss_sum_kb", "USS sum"), ("unique_kb", "really used (each frame once)"),
+             ("parent_rss_kb", "parents' resident"), ("shared_with_parent_kb", "workers shared w/ parent"),
+             ("sibling_shared_kb", "workers shared in tree"), ("copied_kb", "workers copied"),
+             ("new_kb", "workers new"))
+WORKER_ROWS = (("rss_kb", "RSS"), ("pss_kb", "PSS"), ("uss_kb", "USS"),
+               ("shared_with_parent_kb", "shared w/ parent"), ("copied_kb", "copied"), ("new_kb", "new"))
+
+
+def _avg(objs: list[dict[str, Any]], key: str) -> int | None:
+    vals = [o[key] for o in objs if o.get(key) is not None]
+    return round(sum(vals) / len(vals)) if vals else None
+
+
+def compare_table(a: Recording, b: Recording) -> Table:
+    """The last sample of each recording side by side: tree totals, then the average worker."""
+    sa, sb = a.last_seq(), b.last_seq()
+    t = Table(title=f"A = {a.path} (sample {sa})   B = {b.path} (sample {sb})", title_justify="left",
+              show_edge=False, pad_edge=False)
+    t.add_column("figure")
+    t.add_column("A", justify="right")
+    t.add_column("B", justify="right")
+    t.add_column("B - A", justify="right")
+    t.add_column("B / A", justify="right")
+    ta, tb = a.trees[sa], b.trees[sb]
+
+    def row(label: str, va: int | None, vb: int | None, kb: bool = True) -> None:
+        f = fmt_kb if kb else (lambda v: "-" if v is None else str(v))
+        diff = fmt_delta(vb - va) if kb and va is not None and vb is not None else ""
+        ratio = f"{vb / va:.2f}" if va and vb is not None else ""
+        t.add_row(label, f(va), f(vb), diff, ratio)
+
+    for key, label in TREE_ROWS:
+        row(label, ta.get(key), tb.get(key), kb=key != "processes")
+    wa = [o for o in a.processes.get(sa, []) if o.get("parent_in_tree")]
+    wb = [o for o in b.processes.get(sb, []) if o.get("parent_in_tree")]
+    t.add_section()
+    row("workers", len(wa), len(wb), kb=False)
+    for key, label in WORKER_ROWS:
+        row(f"average worker {label}", _avg(wa, key), _avg(wb, key))
+    return t

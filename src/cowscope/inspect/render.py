@@ -1,0 +1,187 @@
+"""Terminal rendering of inspector samples with rich: tables, tree totals, trends, page pictures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..report.strips import cell_codes, pages_per_cell
+from . import classify as cl
+from .sample import MappingFigures, ProcessFigures, Sample, find_mapping
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def fmt_kb(kb: int | None) -> str:
+    """kB as a short human figure (kB, MiB, GiB); '-' for unknown."""
+    if kb is None:
+        return "-"
+    if abs(kb) >= 10 * 1024 * 1024:
+        return f"{kb / (1024 * 1024):.1f}G"
+    if abs(kb) >= 10 * 1024:
+        return f"{kb / 1024:.1f}M"
+    return f"{kb}k"
+
+
+def fmt_delta(kb: int | None) -> str:
+    """Signed change in kB."""
+    if kb is None:
+        return ""
+    if kb == 0:
+        return "±0"
+    return ("+" if kb > 0 else "-") + fmt_kb(abs(kb))
+
+
+def sparkline(values: Sequence[float], width: int = 16) -> str:
+    """A small trend line of the last `width` values (min..max of those values)."""
+    vals = list(values)[-width:]
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    if hi == lo:
+        return SPARK[len(SPARK) // 2] * len(vals)
+    return "".join(SPARK[int((v - lo) / (hi - lo) * (len(SPARK) - 1))] for v in vals)
+
+
+COLUMNS = ("rss_kb", "pss_kb", "uss_kb", "swap_kb", "shared_with_parent_kb", "sibling_shared_kb",
+           "copied_kb", "new_kb")
+HEADERS = ("RSS", "PSS", "USS", "swap", "shared w/ parent", "shared in tree", "copied", "new")
+
+
+def _depth(sample: Sample) -> dict[int, int]:
+    by_pid = {p.pid: p for p in sample.processes}
+    depth: dict[int, int] = {}
+    for p in sample.processes:
+        d, q, seen = 0, p, set()
+        while q.ppid in by_pid and q.pid not in seen:
+            seen.add(q.pid)
+            q = by_pid[q.ppid]
+            d += 1
+        depth[p.pid] = d
+    return depth
+
+
+def process_table(sample: Sample, first: Sample | None = None,
+                  history: dict[int, list[int]] | None = None, title: str | None = None) -> Table:
+    """One row per process; with `first`, the change since then; with `history`, a trend of sharing."""
+    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    t.add_column("PID", justify="right")
+    t.add_column("name", no_wrap=True)
+    for h in HEADERS:
+        t.add_column(h, justify="right")
+    if first is not None:
+        t.add_column("Δ shared", justify="right")
+        t.add_column("Δ copied", justify="right")
+    if history is not None:
+        t.add_column("sharing trend", no_wrap=True)
+    depth = _depth(sample)
+    before = {p.pid: p for p in first.processes} if first is not None else {}
+    for p in sample.processes:
+        row = [str(p.pid), "  " * depth[p.pid] + p.name]
+        row += [fmt_kb(getattr(p, c)) for c in COLUMNS]
+        if p.parent_in_tree is False and p.shared_in_tree_kb is not None:
+            row[HEADERS.index("shared in tree") + 2] = fmt_kb(p.shared_in_tree_kb)
+        if first is not None:
+            b = before.get(p.pid)
+            for c in ("shared_with_parent_kb", "copied_kb"):
+                now, then = getattr(p, c), getattr(b, c) if b is not None else None
+                row.append(fmt_delta(now - then) if now is not None and then is not None else "")
+        if history is not None:
+            row.append(sparkline(history.get(p.pid, [])))
+        t.add_row(*row)
+    return t
+
+
+def totals_text(sample: Sample) -> Text:
+    """Tree totals: unique memory vs the RSS sum, the parent's resident ceiling, class sums."""
+    tt = sample.totals
+    text = Text()
+    text.append(f"tree: {tt.processes} processes  RSS sum {fmt_kb(tt.rss_sum_kb)}"
+                f"  PSS sum {fmt_kb(tt.pss_sum_kb)}")
+    if tt.unique_kb is not None:
+        text.append(f"  really used (each frame once) {fmt_kb(tt.unique_kb)}", style="bold")
+        text.append(f"  saved by sharing {fmt_kb(tt.rss_sum_kb - tt.unique_kb)}")
+    text.append(f"\nparents' resident memory (ceiling CoW can erode) {fmt_kb(tt.parent_rss_kb)}")
+    if tt.copied_kb is not None:
+        text.append(f"  workers: shared w/ parent {fmt_kb(tt.shared_with_parent_kb)}"
+                    f"  shared in tree {fmt_kb(tt.sibling_shared_kb)}  copied {fmt_kb(tt.copied_kb)}"
+                    f"  new {fmt_kb(tt.new_kb)}")
+    text.append(f"\nmode {sample.mode}, read in {sample.duration_s * 1000:.0f} ms", style="dim")
+    for m in sample.missed:
+        text.append(f"\nmissed: {m.reason}", style="yellow")
+    for n in sample.notes:
+        text.append(f"\nnote: {n}", style="dim")
+    return text
+
+
+def mapping_table(p: ProcessFigures, top: int = 12) -> Table:
+    """The largest mappings of one process with their figures and classes."""
+    t = Table(title=f"pid {p.pid} ({p.name}) mappings by RSS", title_justify="left", show_edge=False,
+              pad_edge=False)
+    t.add_column("mapping", no_wrap=True)
+    for h in HEADERS:
+        t.add_column(h, justify="right")
+    for m in sorted(p.mappings, key=lambda m: -m.rss_kb)[:top]:
+        row = [f"{m.start:x} {m.perms} {m.label}"] + [fmt_kb(getattr(m, c)) for c in COLUMNS]
+        if p.parent_in_tree is False and m.shared_in_tree_kb is not None:
+            row[HEADERS.index("shared in tree") + 1] = fmt_kb(m.shared_in_tree_kb)
+        t.add_row(*row)
+    return t
+
+
+def class_strip(codes: np.ndarray, width: int) -> Text:
+    """One line of class characters, each cell the most common class of its run of pages."""
+    cells = cell_codes(codes.astype(np.uint8), width)
+    text = Text()
+    for c in cells.tolist():
+        text.append(cl.CLASS_CHARS[c], style=cl.CLASS_STYLES[c])
+    per = pages_per_cell(len(codes), width)
+    if per > 1:
+        text.append(f" ×{per}", style="dim")
+    return text
+
+
+def class_legend() -> Text:
+    """Legend of the page-picture characters."""
+    text = Text()
+    for i, (ch, meaning) in enumerate(cl.CLASS_LEGEND):
+        text.append(ch, style=cl.CLASS_STYLES[i])
+        text.append(f" {meaning}  ")
+    return text
+
+
+def page_picture(sample: Sample, spec: str, width: int = 64, limit: int = 8) -> tuple[Group, list[str]]:
+    """Strips of one mapping (path or hex address) for up to `limit` processes, aligned one per row."""
+    rows: list[tuple[ProcessFigures, MappingFigures]] = []
+    problems: list[str] = []
+    for p in sample.processes[:limit]:
+        m = find_mapping(p, spec)
+        if m is None or m.codes is None:
+            problems.append(f"pid {p.pid}: no mapping matches {spec!r}")
+            continue
+        rows.append((p, m))
+    parts: list[Text] = [Text(f"mapping {spec!r}: one row per process", style="bold")]
+    for p, m in rows:
+        assert m.codes is not None
+        line = Text(f"{p.pid:>8} {m.start:x}-{m.end:x} ")
+        line.append_text(class_strip(m.codes, width))
+        parts.append(line)
+    parts.append(class_legend())
+    return Group(*parts), problems
+
+
+def sample_view(sample: Sample, first: Sample | None = None, history: dict[int, list[int]] | None = None,
+                mappings: int = 0, pages: str | None = None, width: int = 64) -> Group:
+    """Everything about one sample as one renderable."""
+    parts: list[object] = [process_table(sample, first, history), totals_text(sample)]
+    if mappings:
+        parts += [mapping_table(p, mappings) for p in sample.processes]
+    if pages:
+        pic, problems = page_picture(sample, pages, width)
+        parts.append(pic)
+        parts += [Text(msg, style="yellow") for msg in problems]
+    return Group(*parts)  # type: ignore[arg-type]

@@ -1,0 +1,175 @@
+"""Page classes of real fork trees must match the designed numbers exactly, page for page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from forktree import PAGE, Tree, TreePlan, WorkerPlan
+
+from cowscope.inspect import classify as cl
+from cowscope.inspect.sample import ProcessFigures, Sampler
+from cowscope.observe import procfs
+
+pytestmark = pytest.mark.kernel
+
+KB = PAGE // 1024
+
+
+def range_classes(pf: ProcessFigures, addr: int, npages: int) -> dict[int, int]:
+    """Pages of each class code in [addr, addr + npages pages) of one process."""
+    out: dict[int, int] = {}
+    end = addr + npages * PAGE
+    covered = 0
+    for m in pf.mappings:
+        lo, hi = max(m.start, addr), min(m.end, end)
+        if lo >= hi:
+            continue
+        assert m.codes is not None
+        seg = m.codes[(lo - m.start) // PAGE:(hi - m.start) // PAGE]
+        covered += len(seg)
+        for code, n in zip(*np.unique(seg, return_counts=True), strict=True):
+            out[int(code)] = out.get(int(code), 0) + int(n)
+    assert covered == npages, f"pid {pf.pid}: only {covered} of {npages} pages are in its mappings"
+    return out
+
+
+def vma_of(pf: ProcessFigures, addr: int):
+    """The mapping figures containing addr."""
+    return next(m for m in pf.mappings if m.start <= addr < m.end)
+
+
+PLAN = TreePlan(touched=64, tail=32, master_rewrites=4, workers=[
+    WorkerPlan(copy_from=10, copies=5, zero_reads=3, new_in_r=2, own_pages=7),
+    WorkerPlan(copy_from=20, copies=9, new_in_r=1, own_pages=3),
+    WorkerPlan(copy_from=40, copies=12, zero_reads=6, children=[WorkerPlan()]),
+])
+
+
+def expected_worker(plan: TreePlan, wp: WorkerPlan) -> dict[int, int]:
+    """Classes of a worker's view of R by design (grandchildren share its copies, not its parent's)."""
+    siblings = len(plan.workers) > 1
+    rewrites = plan.master_rewrites
+    exp = {cl.SHARED_PARENT: plan.touched - rewrites - wp.copies}
+    own = wp.copies + wp.new_in_r
+    if wp.children:
+        # Everything the worker owns is also mapped by its child, forked after its writes.
+        exp[cl.SIBLING] = rewrites + own
+    else:
+        if siblings:
+            exp[cl.SIBLING] = rewrites
+        exp[cl.COPIED] = wp.copies + (0 if siblings else rewrites)
+        exp[cl.NEW] = wp.new_in_r
+    exp[cl.ZERO] = wp.zero_reads
+    exp[cl.NOT_PRESENT] = plan.tail - wp.zero_reads - wp.new_in_r
+    return {k: v for k, v in exp.items() if v}
+
+
+def test_worker_classes_match_design_page_for_page(make_tree) -> None:
+    t: Tree = make_tree(PLAN)
+    s = Sampler([t.master], tree=True, mode="exact").sample()
+    assert not s.missed
+    npages = PLAN.touched + PLAN.tail
+    for pid, wp in zip(t.workers, PLAN.workers, strict=True):
+        pf = s.process(pid)
+        assert pf.parent_in_tree and pf.ppid == t.master
+        assert range_classes(pf, t.r_addr, npages) == expected_worker(PLAN, wp), f"worker {pid}"
+        if wp.own_pages:
+            assert range_classes(pf, t.own_addrs[pid], wp.own_pages) == {cl.NEW: wp.own_pages}
+    grandchildren = [(pid, g[0]) for pid, g in t.grandchildren.items() if g]
+    assert len(grandchildren) == 1
+    for pid, g in grandchildren:
+        gpf = s.process(g)
+        assert gpf.ppid == pid
+        wp = PLAN.workers[t.workers.index(pid)]
+        touched = PLAN.touched + wp.new_in_r
+        assert range_classes(gpf, t.r_addr, npages) == {
+            cl.SHARED_PARENT: touched, cl.ZERO: wp.zero_reads,
+            cl.NOT_PRESENT: npages - touched - wp.zero_reads}
+    master = s.process(t.master)
+    assert not master.parent_in_tree and master.copied_kb is None
+    # The master's rewritten pages are its own; every other touched page is still shared with a worker.
+    assert range_classes(master, t.r_addr, npages) == {
+        cl.OWN: PLAN.master_rewrites, cl.SHARED_PARENT: PLAN.touched - PLAN.master_rewrites,
+        cl.NOT_PRESENT: PLAN.tail}
+
+
+def test_one_worker_owns_the_masters_rewritten_frames(make_tree) -> None:
+    plan = TreePlan(touched=32, tail=8, master_rewrites=6, workers=[WorkerPlan(copy_from=8, copies=3)])
+    t = make_tree(plan)
+    s = Sampler([t.master], tree=True, mode="exact").sample()
+    pf = s.process(t.workers[0])
+    # No sibling keeps the old frames: after the master's rewrite they are the worker's alone.
+    assert range_classes(pf, t.r_addr, 40) == {cl.SHARED_PARENT: 32 - 6 - 3, cl.COPIED: 6 + 3,
+                                               cl.NOT_PRESENT: 8}
+
+
+def test_mapping_and_process_figures_agree_with_the_kernel(make_tree) -> None:
+    t = make_tree(PLAN)
+    s = Sampler([t.master], tree=True, mode="exact").sample()
+    for pf in s.processes:
+        m = vma_of(pf, t.r_addr) if pf.pid in (t.master, *t.workers) else None
+        if m is not None:
+            kernel = next(e for e in procfs.read_smaps(pf.pid) if e.vma.start == m.start)
+            uss = kernel["Private_Clean"] + kernel["Private_Dirty"]
+            assert (m.rss_kb, m.pss_kb, m.uss_kb, m.swap_kb) == (
+                kernel["Rss"], kernel["Pss"], uss, kernel["Swap"])
+            if pf.parent_in_tree:
+                assert m.rss_kb == (m.shared_with_parent_kb or 0) + (m.sibling_shared_kb or 0) + (
+                    m.copied_kb or 0) + (m.new_kb or 0)
+        for k in ("shared_with_parent_kb", "sibling_shared_kb", "copied_kb", "new_kb"):
+            v = getattr(pf, k)
+            assert v is None or v == sum(getattr(mm, k) for mm in pf.mappings)
+        if pf.parent_in_tree:
+            classes = sum(getattr(pf, k) for k in ("shared_with_parent_kb", "sibling_shared_kb", "copied_kb",
+                                                   "new_kb"))
+            assert classes == sum(mm.rss_kb for mm in pf.mappings)
+    w = s.process(t.workers[0])
+    wp = PLAN.workers[0]
+    assert vma_of(w, t.r_addr).uss_kb == (wp.copies + wp.new_in_r) * KB
+
+
+def test_unique_memory_counts_each_frame_once(make_tree) -> None:
+    t = make_tree(PLAN)
+    s = Sampler([t.master], tree=True, mode="exact").sample()
+    zero = procfs.zero_pfns()
+    frames: set[int] = set()
+    for pf in s.processes:
+        for m in procfs.read_maps(pf.pid):
+            if m.start >= 1 << 47 or m.path in ("[vvar]", "[vvar_vclock]"):
+                continue
+            for pfn in procfs.pagemap_pfns(procfs.read_pagemap(pf.pid, m.start, m.npages)).tolist():
+                if pfn and pfn not in zero:
+                    frames.add(pfn)
+    assert s.totals.unique_kb == len(frames) * KB
+    assert s.totals.rss_sum_kb == sum(p.rss_kb for p in s.processes)
+    assert s.totals.parent_rss_kb == s.process(t.master).rss_kb
+    assert s.totals.copied_kb == sum(s.process(w).copied_kb for w in t.workers) + sum(
+        s.process(g[0]).copied_kb for g in t.grandchildren.values() if g)
+
+
+def test_estimate_mode_without_pfns_says_what_it_cannot_know(make_tree) -> None:
+    t = make_tree(PLAN)
+    exact = Sampler([t.master], tree=True, mode="exact").sample()
+    est = Sampler([t.master], tree=True, mode="estimate").sample()
+    assert est.mode == "estimate" and est.totals.unique_kb is None
+    assert any("cannot" in n for n in est.notes)
+    wp = PLAN.workers[0]
+    pf = est.process(t.workers[0])
+    assert not pf.exact
+    # The exclusive bit gets copies and new pages right; zero-page reads look shared.
+    assert range_classes(pf, t.r_addr, 96) == {
+        cl.SHARED_PARENT: PLAN.touched - PLAN.master_rewrites - wp.copies,
+        cl.SIBLING: PLAN.master_rewrites + wp.zero_reads, cl.COPIED: wp.copies, cl.NEW: wp.new_in_r,
+        cl.NOT_PRESENT: PLAN.tail - wp.zero_reads - wp.new_in_r}
+    me, mx = vma_of(pf, t.r_addr), vma_of(exact.process(t.workers[0]), t.r_addr)
+    assert (me.rss_kb, me.pss_kb, me.uss_kb) == (mx.rss_kb, mx.pss_kb, mx.uss_kb)
+
+
+def test_summary_mode_reports_rollup_figures_only(make_tree) -> None:
+    t = make_tree(TreePlan(workers=[WorkerPlan(copies=3)]))
+    s = Sampler([t.master, t.workers[0]], mode="summary").sample()
+    for pf in s.processes:
+        r = procfs.read_smaps_rollup(pf.pid)
+        assert pf.rss_kb == r["Rss"] and pf.swap_kb == r["Swap"]
+        assert pf.uss_kb == r["Private_Clean"] + r["Private_Dirty"]
+        assert pf.copied_kb is None and pf.mappings == []
