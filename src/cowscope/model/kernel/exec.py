@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..arch import ELF_ET_DYN_BASE, PAGE_SHIFT, PAGE_SIZE, STACK_TOP
-from ..mm.mmap import do_mmap
+from ..mm.mmap import do_mmap, do_mprotect
 from ..mm.vma import MM, VM_ACCOUNT, VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_READ, VM_WRITE, VMA
 from .uaccess import access_range
 
@@ -24,6 +24,7 @@ class Segment:
 
     prot: str
     pages: int
+    relro: bool = False  # mapped writable, then made read-only after relocation (PT_GNU_RELRO)
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,12 @@ class Image:
 
 
 #: Shared libraries as (path, segments, bss pages, hot text pages): sizes of Debian 12's files.
-LIBC = (LIBC_PATH, [Segment("r", 40), Segment("rx", 352), Segment("r", 86), Segment("rw", 4)], 13, 8)
-LD_SO = (LD_PATH, [Segment("r", 1), Segment("rx", 37), Segment("r", 10), Segment("rw", 2)], 0, 4)
+LIBC = (LIBC_PATH, [Segment("r", 38), Segment("rx", 341), Segment("r", 84), Segment("r", 4, True),
+                    Segment("rw", 2)], 13, 8)
+LD_SO = (LD_PATH, [Segment("r", 1), Segment("rx", 37), Segment("r", 10), Segment("r", 2, True),
+                   Segment("rw", 1)], 1, 4)
+#: libc's writable data (.data then .bss) in bytes: malloc's main_arena and mp_ live here
+LIBC_DATA_SIZE = (LIBC[1][-1].pages + LIBC[2]) * PAGE_SIZE
 TLS_PAGES = 3
 
 
@@ -73,7 +78,10 @@ def map_segments(m: Machine, pid: int, mm: MM, f: File, segments: list[Segment],
     placed = []
     va, pgoff = base, 0
     for seg in segments:
-        do_mmap(m, pid, mm, seg.pages * PAGE_SIZE, seg.prot, False, f, pgoff << PAGE_SHIFT, va, True)
+        prot = "rw" if seg.relro else seg.prot
+        do_mmap(m, pid, mm, seg.pages * PAGE_SIZE, prot, False, f, pgoff << PAGE_SHIFT, va, True)
+        if seg.relro:
+            do_mprotect(m, mm, va, seg.pages * PAGE_SIZE, seg.prot)
         placed.append((seg, va))
         va += seg.pages * PAGE_SIZE
         pgoff += seg.pages
@@ -104,7 +112,7 @@ def exec_mmap(m: Machine, pid: int, image: Image) -> tuple[MM, dict[str, int]]:
             _, lib = map_segments(m, pid, mm, f, segs, None, bss)
             addrs[f"{path}:text"] = lib[1][1]
             addrs[f"{path}:hot"] = hot
-            addrs[f"{path}:data"] = lib[3][1]
+            addrs[f"{path}:data"] = lib[-1][1]
         addrs["libc_data"] = addrs[f"{LIBC_PATH}:data"]
         addrs["tls"] = do_mmap(m, pid, mm, TLS_PAGES * PAGE_SIZE, "rw", False, None, 0, None, False)
     mm.hiwater_vm = mm.total_pages()

@@ -76,7 +76,7 @@ class Process:
 
     @property
     def libc_data_size(self) -> int:
-        return execmod.LIBC[1][3].pages * PAGE_SIZE if self.libc_data else 0
+        return execmod.LIBC_DATA_SIZE if self.libc_data else 0
 
     @property
     def tls(self) -> int:

@@ -1,0 +1,87 @@
+"""Build and run the native malloc harness: the same operation files on the real glibc.
+
+The C source ships in `cowscope/model/libc/native/malloc_harness.c`; it is compiled with the
+system `cc` into a per-user cache directory the first time it is needed (and again whenever the
+source changes: the binary's name carries the source's hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parent.parent / "native" / "malloc_harness.c"
+
+
+class NativeHarnessError(RuntimeError):
+    """The native harness could not be built or run."""
+
+
+def cache_dir() -> Path:
+    """Per-user cache directory for compiled helpers."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cowscope"
+
+
+def harness_path() -> Path:
+    """Path of the compiled harness, compiling it first if needed."""
+    src = SOURCE.read_bytes()
+    digest = hashlib.sha256(src).hexdigest()[:16]
+    out = cache_dir() / f"malloc_harness-{digest}"
+    if out.exists():
+        return out
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        raise NativeHarnessError("no C compiler found (looked for $CC, cc, gcc, clang): install gcc to "
+                                 "run the native malloc harness against the real glibc")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    proc = subprocess.run([cc, "-O2", "-o", str(tmp), str(SOURCE)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NativeHarnessError(f"compiling {SOURCE} failed:\n{proc.stderr}")
+    os.replace(tmp, out)
+    return out
+
+
+def glibc_version() -> str:
+    """The running glibc's version (gnu_get_libc_version)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.gnu_get_libc_version.restype = ctypes.c_char_p
+        return libc.gnu_get_libc_version().decode()
+    except (OSError, AttributeError):
+        return "unknown"
+
+
+def run_native(ops_text: str, with_state: bool = False, timeout: float = 120) -> tuple[list[str], list[str]]:
+    """Run ops on the real glibc; return (the `.expected` lines, the `.state` lines)."""
+    exe = harness_path()
+    with tempfile.TemporaryDirectory(prefix="cowscope-mh-") as d:
+        ops = Path(d) / "case.ops"
+        ops.write_text(ops_text)
+        argv = [str(exe), str(ops)]
+        state = Path(d) / "case.state"
+        if with_state:
+            argv.append(str(state))
+        # an empty environment: no GLIBC_TUNABLES / MALLOC_* variables, as in the reference runs
+        proc = subprocess.run(argv, capture_output=True, env={}, timeout=timeout)
+        lines = proc.stdout.decode(errors="replace").splitlines()
+        lines += [f"# stderr: {x}" for x in proc.stderr.decode(errors="replace").splitlines()]
+        rc = proc.returncode
+        if rc < 0:
+            lines.append(f"# exit: signal {-rc}")
+        else:
+            lines.append(f"# exit: status {rc}")
+        if rc in (2, 3) and not lines[0].startswith("# harness"):
+            raise NativeHarnessError("native harness failed: " + proc.stderr.decode(errors="replace"))
+        states = state.read_text().splitlines() if with_state and state.exists() else []
+    return lines, states
+
+
+__all__ = ["NativeHarnessError", "glibc_version", "harness_path", "run_native"]
