@@ -203,10 +203,18 @@
       ctx.fillRect(x + inset, y + inset, L.cs - 2 * inset, L.cs - 2 * inset);
       for (let k = 0; k < marks.length; k++) if (flags[k]) outlined.push([x, y, k]);
     }
-    ctx.lineWidth = L.cs >= 8 ? 2 : 1.5;
+    // marks: changed pages get a dark top-left corner, model/kernel differences a magenta bottom-right one
+    const h = Math.max(3, Math.ceil(L.cs * 0.6));
     for (const [x, y, k] of outlined) {
-      ctx.strokeStyle = marks[k].colour;
-      ctx.strokeRect(x + ctx.lineWidth / 2, y + ctx.lineWidth / 2, L.cs - ctx.lineWidth, L.cs - ctx.lineWidth);
+      ctx.fillStyle = marks[k].colour;
+      ctx.beginPath();
+      if (marks[k].corner === "br") {
+        ctx.moveTo(x + L.cs, y + L.cs - h); ctx.lineTo(x + L.cs, y + L.cs); ctx.lineTo(x + L.cs - h, y + L.cs);
+      } else {
+        ctx.moveTo(x, y); ctx.lineTo(x + h, y); ctx.lineTo(x, y + h);
+      }
+      ctx.closePath();
+      ctx.fill();
     }
     return L;
   }
@@ -302,7 +310,7 @@
       panes.push({ c, data, marks, other, withEvents, L: null });
     };
     const chMark = { mask: changed, colour: "#000" };
-    const dfMark = diff ? { mask: diff, colour: "#ff00ff" } : null;
+    const dfMark = diff ? { mask: diff, colour: "#ff00ff", corner: "br" } : null;
     mk(srcName, d, dfMark ? [chMark, dfMark] : [chMark], { name: "kernel", d: kd }, true);
     if (kd) mk(META.steps[step].cmp ? META.steps[step].cmp.source : "kernel", kd, [dfMark],
       { name: srcName, d }, false);
@@ -532,14 +540,14 @@
     });
     const ch = el("span", { class: "legend-item" });
     const sw = el("span", { class: "swatch" });
-    sw.style.border = "2px solid #000";
+    sw.style.background = "linear-gradient(135deg, #000 45%, #fff 45%)";
     ch.appendChild(sw);
     ch.appendChild(document.createTextNode("changed since previous checkpoint"));
     lg.appendChild(ch);
     if (META.compare) {
       const df = el("span", { class: "legend-item" });
       const s2 = el("span", { class: "swatch" });
-      s2.style.border = "2px solid #ff00ff";
+      s2.style.background = "linear-gradient(135deg, #fff 55%, #ff00ff 55%)";
       df.appendChild(s2);
       df.appendChild(document.createTextNode("model and kernel differ"));
       lg.appendChild(df);

@@ -1,0 +1,151 @@
+"""HTML report payload: arrays round-trip, events land on their steps and mappings, totals, comparison."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from cowscope.observe.pages import PRIVATE, SHARED
+from cowscope.report import strips
+from cowscope.report.html import build_payload, render_html, tree_total, write_report
+
+from .decode import Payload
+from .helpers import mapping, process, snapshot, states
+from .scenarios import WRITTEN, A, F, N, ev, fork_story, kernel_story
+
+
+@pytest.fixture(scope="module")
+def story_html() -> str:
+    return render_html(fork_story(), title="fork story <test>")
+
+
+def test_page_arrays_round_trip(story_html):
+    pl = Payload(story_html)
+    for k, snap in enumerate(fork_story()):
+        for p in snap.processes:
+            for m in p.mappings:
+                got = pl.pages(k, p.pid, m.vma.start)
+                assert np.array_equal(got["code"], strips.page_codes(m.pages)), (k, p.pid, m.vma.path)
+                assert np.array_equal(got["mc"], m.pages.mapcount)
+                assert np.array_equal(got["pfn"], m.pages.pfn)
+
+
+def test_unchanged_arrays_are_stored_once_and_changes_as_patches(story_html):
+    meta = Payload(story_html).meta
+    by = {(k, p["pid"], m["start"]): m["pages"] for k, s in enumerate(meta["steps"])
+          for p in s["processes"] for m in p["mappings"]}
+    # the file mapping does not change after the fork: same descriptors for both processes and steps
+    assert by[(1, 10, F)]["pfn"] == by[(2, 10, F)]["pfn"] == by[(2, 11, F)]["pfn"]
+    # the child's copied pages: a patch of WRITTEN positions on the forked state
+    patch = by[(2, 11, A)]["pfn"]
+    assert isinstance(patch, dict) and patch["pos"][1] == WRITTEN
+
+
+def test_events_assigned_to_steps_and_mappings(story_html):
+    pl = Payload(story_html)
+    cols = pl.events()
+    meta = pl.meta
+    assert meta["events"]["n"] == N + 4 + 1 + WRITTEN
+    kinds = meta["events"]["kinds"]
+    copies = cols["kind"] == kinds.index("cow-copy")
+    assert set(cols["step"][copies]) == {2}
+    assert list(cols["pid"][copies]) == [11] * WRITTEN
+    assert list(cols["new_pfn"][copies]) == list(range(500, 500 + WRITTEN))
+    names = meta["mapping_names"]
+    assert {names[i] for i in cols["mapping"][copies]} == {f"{A:x}-{A + (N + 8) * 4096:x} [anon]"}
+    files = cols["kind"] == kinds.index("pagecache-map")
+    assert {names[i] for i in cols["mapping"][files]} == {f"{F:x}-{F + 4 * 4096:x} /data/f"}
+    fork = cols["kind"] == kinds.index("fork")
+    assert list(cols["mapping"][fork]) == [-1] and list(cols["addr"][fork]) == [-1]
+    assert [s["copies"] for s in meta["steps"]] == [0, 0, WRITTEN]
+
+
+def test_tree_total_counts_each_frame_once():
+    snap = fork_story()[2]
+    t = tree_total(snap)
+    assert t["method"] == "distinct frames"
+    assert t["total_kb"] == (N + WRITTEN + 4) * 4
+    assert t["rss_sum_kb"] == 2 * (N + 4) * 4
+    assert t["total_kb"] < t["rss_sum_kb"]
+
+
+def test_tree_total_falls_back_to_pss_without_pfns():
+    ps = states([SHARED] * 4, pfn=[0] * 4)
+    snap = snapshot("hidden", [process(1, 0, "a", [mapping(A, ps)]), process(2, 1, "b", [mapping(A, ps)])])
+    t = tree_total(snap)
+    assert t["method"].startswith("PSS sum")
+    assert t["total_kb"] == t["pss_sum_kb"] == 16
+
+
+def test_process_figures_in_payload(story_html):
+    step = Payload(story_html).meta["steps"][2]
+    server = next(p for p in step["processes"] if p["pid"] == 10)
+    assert server["rss"] == (N + 4) * 4
+    assert server["uss"] == WRITTEN * 4 + 0  # file pages are shared by two after the fork
+    assert step["total"]["total_kb"] == (N + WRITTEN + 4) * 4
+
+
+def test_loose_events_split_by_checkpoint_markers():
+    snaps = fork_story()
+    flat = [e for s in snaps for e in s.events]
+    for s in snaps:
+        s.events = []
+    marked = [ev(-1, 0, "checkpoint", detail="filled")] + flat[:N + 4]
+    marked += [ev(-1, 0, "checkpoint", detail="forked")]
+    marked += flat[N + 4:N + 5] + [ev(-1, 0, "checkpoint", detail="child wrote")] + flat[N + 5:]
+    meta, blob = build_payload(snaps, events=marked)
+    assert [s["events"] for s in meta["steps"]] == [N + 4, 1, WRITTEN]
+
+
+def test_compare_counts_page_differences():
+    html = render_html(fork_story(), compare=kernel_story(differ=3))
+    pl = Payload(html)
+    step = pl.meta["steps"][2]
+    child = next(p for p in step["processes"] if p["pid"] == 11)
+    assert child["cmp"]["pid"] == 1011
+    anon = next(m for m in child["mappings"] if m["start"] == A)
+    assert anon["cmp"]["diff"] == 3
+    kern = pl.pages(2, 11, A, cmp=True)
+    assert list(kern["code"][:3]) == [3, 3, 3]  # shared by 2 in the kernel's view
+    filem = next(m for m in child["mappings"] if m["start"] == F)
+    assert filem["cmp"]["diff"] == 0
+    assert step["cmp"]["total"]["method"] == "distinct frames"
+
+
+def test_compare_length_must_match():
+    with pytest.raises(ValueError, match="compare"):
+        build_payload(fork_story(), compare=kernel_story()[:2])
+    with pytest.raises(ValueError, match="at least one"):
+        build_payload([])
+
+
+def test_report_is_self_contained(tmp_path, story_html):
+    out = write_report(tmp_path / "sub" / "r.html", fork_story(), title="t")
+    text = out.read_text()
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", text)
+    assert "fork story &lt;test&gt;" in story_html  # title escaped
+    assert "</script" not in Payload(story_html).meta["title"]
+
+
+def test_large_mapping_stays_small(tmp_path):
+    n = 262144
+    rng = np.random.default_rng(0)
+    pfn = np.arange(1 << 16, (1 << 16) + n)
+    st = np.full(n, SHARED, dtype=np.uint8)
+    before = snapshot("forked", [process(1, 0, "p", [mapping(A, states(st, pfn=pfn))]),
+                                 process(2, 1, "c", [mapping(A, states(st, pfn=pfn))])])
+    w = np.sort(rng.choice(n, n // 2, replace=False))
+    st2 = st.copy()
+    st2[w] = PRIVATE
+    cpfn = pfn.copy()
+    cpfn[w] = (1 << 20) + np.arange(len(w))
+    after = snapshot("wrote", [process(1, 0, "p", [mapping(A, states(st2, pfn=pfn))]),
+                               process(2, 1, "c", [mapping(A, states(st2, pfn=cpfn))])],
+                     events=[ev(i, 2, "cow-copy", A + int(p) * 4096, int(pfn[p]), int(cpfn[p]))
+                             for i, p in enumerate(w)])
+    out = write_report(tmp_path / "big.html", [before, after])
+    assert out.stat().st_size < 5_000_000
+    pl = Payload(out.read_text())
+    assert np.array_equal(pl.pages(1, 2, A)["pfn"], cpfn)
