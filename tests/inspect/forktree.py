@@ -9,6 +9,10 @@ import os
 import signal
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from cowscope.inspect.sample import ProcessFigures
+
 PAGE = mmap.PAGESIZE
 
 
@@ -169,3 +173,21 @@ def start_tree(plan: TreePlan, cpu: int | None = None) -> Tree:
     rest.sort(key=lambda d: order[d["pid"]])
     return Tree(head["master"], head["workers"], head["r"], {d["pid"]: d["own"] for d in rest},
                 {d["pid"]: d["kids"] for d in rest}, hold_w)
+
+
+def range_classes(pf: ProcessFigures, addr: int, npages: int) -> dict[int, int]:
+    """Pages of each class code in [addr, addr + npages pages) of one process."""
+    out: dict[int, int] = {}
+    end = addr + npages * PAGE
+    covered = 0
+    for m in pf.mappings:
+        lo, hi = max(m.start, addr), min(m.end, end)
+        if lo >= hi:
+            continue
+        assert m.codes is not None
+        seg = m.codes[(lo - m.start) // PAGE:(hi - m.start) // PAGE]
+        covered += len(seg)
+        for code, n in zip(*np.unique(seg, return_counts=True), strict=True):
+            out[int(code)] = out.get(int(code), 0) + int(n)
+    assert covered == npages, f"pid {pf.pid}: only {covered} of {npages} pages are in its mappings"
+    return out

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from forktree import PAGE, Tree, TreePlan, WorkerPlan
+from forktree import PAGE, Tree, TreePlan, WorkerPlan, range_classes
 
 from cowscope.inspect import classify as cl
 from cowscope.inspect.sample import ProcessFigures, Sampler
@@ -13,24 +12,6 @@ from cowscope.observe import procfs
 pytestmark = pytest.mark.kernel
 
 KB = PAGE // 1024
-
-
-def range_classes(pf: ProcessFigures, addr: int, npages: int) -> dict[int, int]:
-    """Pages of each class code in [addr, addr + npages pages) of one process."""
-    out: dict[int, int] = {}
-    end = addr + npages * PAGE
-    covered = 0
-    for m in pf.mappings:
-        lo, hi = max(m.start, addr), min(m.end, end)
-        if lo >= hi:
-            continue
-        assert m.codes is not None
-        seg = m.codes[(lo - m.start) // PAGE:(hi - m.start) // PAGE]
-        covered += len(seg)
-        for code, n in zip(*np.unique(seg, return_counts=True), strict=True):
-            out[int(code)] = out.get(int(code), 0) + int(n)
-    assert covered == npages, f"pid {pf.pid}: only {covered} of {npages} pages are in its mappings"
-    return out
 
 
 def vma_of(pf: ProcessFigures, addr: int):

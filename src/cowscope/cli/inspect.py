@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -74,6 +75,14 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _console() -> Console:
+    """A console; output that is not a terminal gets a wide fixed width instead of 80 columns."""
+    c = Console()
+    if not c.is_terminal:
+        c = Console(width=int(os.environ.get("COLUMNS", "160")))
+    return c
+
+
 def _err(msg: str) -> None:
     print(f"cowscope inspect: {msg}", file=sys.stderr)
 
@@ -95,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         try:
             a, b = (load_recording(x) for x in args.compare)
-            Console().print(compare_table(a, b))
+            _console().print(compare_table(a, b))
         except (OSError, ValueError) as exc:
             _err(str(exc))
             return EXIT_FAILED
@@ -159,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: subprocess.Popen[bytes] | None,
           save: IO[str] | None) -> int:
-    console = Console()
+    console = _console()
     watching = args.watch is not None or proc is not None
     interval = args.watch if args.watch is not None else 1.0
     count = args.count if watching else 1

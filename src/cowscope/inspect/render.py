@@ -122,7 +122,7 @@ def mapping_table(p: ProcessFigures, top: int = 12) -> Table:
     """The largest mappings of one process with their figures and classes."""
     t = Table(title=f"pid {p.pid} ({p.name}) mappings by RSS", title_justify="left", show_edge=False,
               pad_edge=False)
-    t.add_column("mapping", no_wrap=True)
+    t.add_column("mapping", no_wrap=True, overflow="ellipsis", max_width=60)
     for h in HEADERS:
         t.add_column(h, justify="right")
     for m in sorted(p.mappings, key=lambda m: -m.rss_kb)[:top]:
