@@ -1,0 +1,109 @@
+"""Seeded random malloc workloads in the ops-file format, mixing every call the model covers."""
+
+from __future__ import annotations
+
+import random
+
+
+def _size(rng: random.Random) -> int:
+    """A request size: mostly tcache/fastbin sizes, some small/large-bin, some mmap-sized."""
+    x = rng.random()
+    if x < 0.45:
+        return rng.randint(0, 128)
+    if x < 0.68:
+        return rng.randint(129, 1032)
+    if x < 0.82:
+        return rng.randint(1033, 16384)
+    if x < 0.92:
+        return rng.randint(16385, 131072)
+    if x < 0.965:
+        return rng.randint(131073, 1 << 21)
+    return rng.choice([0, 1, 24, 25, 120, 121, 1032, 1033, 0x3f8, 0x400, 0x1fff8, 0x20000, 4096, 65536])
+
+
+_MALLOPT = {
+    1: [0, 8, 24, 64, 80, 128, 160, 200],          # M_MXFAST (200 is rejected)
+    -1: [0, 4096, 65536, 131072, 1 << 20],          # M_TRIM_THRESHOLD
+    -2: [0, 4096, 65536, 131072, 1 << 20],          # M_TOP_PAD
+    -3: [4096, 65536, 131072, 524288, 1 << 20],     # M_MMAP_THRESHOLD
+    -4: [0, 1, 4, 65536],                           # M_MMAP_MAX
+}
+
+
+def generate(seed: int, nops: int = 10000, tail_error: bool | None = None) -> str:
+    """An ops file of nops operations (m c r f a t o s, and a corrupting tail for some seeds)."""
+    rng = random.Random(seed)
+    lines = [f"# cowscope random workload seed={seed} ops={nops}"]
+    live: list[int] = []
+    next_id = 1
+    if tail_error is None:
+        tail_error = seed % 3 == 2
+    body = nops - (3 if tail_error else 0)
+    i = 0
+    while i < body:
+        x = rng.random()
+        if live and (x < 0.33 or len(live) > 400):
+            j = rng.randrange(len(live))
+            lines.append(f"f {live[j]}")
+            live[j] = live[-1]
+            live.pop()
+        elif x < 0.66:
+            lines.append(f"m {next_id} {_size(rng)}")
+            live.append(next_id)
+            next_id += 1
+        elif x < 0.74:
+            n = rng.choice([1, 1, 1, 2, 3, 4, 8, 16, 100, 0])
+            lines.append(f"c {next_id} {n} {max(0, _size(rng) // max(n, 1))}")
+            live.append(next_id)
+            next_id += 1
+        elif x < 0.88:
+            if live and rng.random() < 0.9:
+                j = rng.randrange(len(live))
+                size = 0 if rng.random() < 0.05 else _size(rng)
+                lines.append(f"r {live[j]} {size}")
+                if size == 0:
+                    live[j] = live[-1]
+                    live.pop()
+            else:
+                lines.append(f"r {next_id} {_size(rng)}")
+                live.append(next_id)
+                next_id += 1
+        elif x < 0.94:
+            align = rng.choice([8, 16, 32, 64, 128, 256, 1024, 4096, 48, 100, 3000])
+            lines.append(f"a {next_id} {align} {_size(rng)}")
+            live.append(next_id)
+            next_id += 1
+        elif x < 0.998:
+            # a burst of frees: lets chunks coalesce, reach top and trigger trimming
+            for _ in range(min(len(live), rng.randint(1, 40))):
+                if i >= body - 1:
+                    break
+                j = rng.randrange(len(live))
+                lines.append(f"f {live[j]}")
+                live[j] = live[-1]
+                live.pop()
+                i += 1
+            continue
+        else:
+            y = rng.random()
+            if y < 0.4:
+                lines.append(f"t {rng.choice([0, 0, 4096, 65536, 1 << 20])}")
+            elif y < 0.75:
+                param = rng.choice(list(_MALLOPT))
+                lines.append(f"o {param} {rng.choice(_MALLOPT[param])}")
+            else:
+                lines.append(f"s {rng.choice([24, 100, 4096, 4096, 65536])}")
+        i += 1
+    if tail_error:
+        if not live:
+            lines.append(f"m {next_id} 40")
+            live.append(next_id)
+        victim = rng.choice(live)
+        kind = rng.randrange(3)
+        if kind == 0:
+            lines += [f"x {victim}", f"x {victim}"]
+        elif kind == 1:
+            lines += [f"F {victim} 8", f"f {victim}"]
+        else:
+            lines += [f"w {victim} -8 0x11", f"f {victim}"]
+    return "\n".join(lines) + "\n"
