@@ -225,7 +225,11 @@ static int64_t do_mmap(struct cmd *c, const char *path)
 	void *p;
 
 	if (path[0]) {
-		fd = open(path, (prot & PROT_WRITE) && (fl & MMAP_SHARED) ? O_RDWR : O_RDONLY);
+		/* Opened read-write when allowed, as the model assumes: a MAP_SHARED mapping of a
+		 * read-only descriptor loses VM_SHARED/VM_MAYWRITE ("sh", "mw" in VmFlags). */
+		fd = open(path, O_RDWR);
+		if (fd < 0)
+			fd = open(path, O_RDONLY);
 		if (fd < 0)
 			return -errno;
 	} else {

@@ -17,6 +17,7 @@ from typing import Any
 from .trace import EXCLUSIONS, SMAPS_COMPARED, Trace, TracedMachine
 
 FAULT_AROUND = "untouched file/shmem pages"
+HEAP_VMA = "heap VMA and its smaps"
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,11 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool)
         out.append(Diff(f"{at} new page since last checkpoint at p{idx}", [ra["moved"][i] for i in idx],
                         [rb["moved"][i] for i in idx]))
     va, vb = ra["vmas"], rb["vmas"]
+    if at.endswith(" heap"):
+        why = EXCLUSIONS[HEAP_VMA]
+        if va != vb:
+            out.append(Diff(f"{at} VMAs", [v["pages"] for v in va], [v["pages"] for v in vb], why))
+        return out
     if [v["pages"] for v in va] != [v["pages"] for v in vb]:
         out.append(Diff(f"{at} VMAs", [v["pages"] for v in va], [v["pages"] for v in vb]))
         return out

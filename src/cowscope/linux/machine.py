@@ -74,18 +74,18 @@ def prot_bits(prot: str | int) -> int:
 
 @dataclass
 class File:
-    """A file of the machine: `name` as the scenario spells it, `path` where it really lives."""
+    """A file of the machine: `path` as the scenario spells it, `real_path` where it really lives."""
 
-    name: str
     path: str
+    real_path: str
 
     @property
     def size(self) -> int:
-        return os.path.getsize(self.path)
+        return os.path.getsize(self.real_path)
 
     def read(self, offset: int = 0, n: int | None = None) -> bytes:
         """pread(2) of the file: what the page cache holds (MAP_SHARED writes included)."""
-        with open(self.path, "rb") as f:
+        with open(self.real_path, "rb") as f:
             f.seek(offset)
             return f.read(-1 if n is None else n)
 
@@ -314,7 +314,7 @@ class Process:
         flags = (MMAP_SHARED if shared else 0) | (MMAP_FIXED if fixed else 0) | MMAP_NOHUGE
         if guard and addr is None and not fixed:
             flags |= MMAP_GUARD
-        path = file.path.encode() if file is not None else b""
+        path = file.real_path.encode() if file is not None else b""
         ret, _ = self._call(OP_MMAP, length, prot_bits(prot), flags, addr or 0, offset, payload=path,
                             what="mmap")
         return ret
@@ -581,6 +581,16 @@ class Machine:
             f.flush()
             os.fsync(f.fileno())  # written back: its page-cache pages are clean, as a file on disk
         return File(name, path)
+
+    def pread(self, f: File, offset: int, n: int) -> bytes:
+        """pread(2) of a machine file."""
+        return f.read(offset, n)
+
+    def pwrite(self, f: File, offset: int, data: bytes) -> None:
+        """pwrite(2) to a machine file (through the page cache)."""
+        with open(f.real_path, "r+b") as fh:
+            fh.seek(offset)
+            fh.write(data)
 
     def live_processes(self) -> list[Process]:
         return [p for p in self.processes.values() if p.alive]

@@ -40,6 +40,9 @@ EXCLUSIONS = {
     "VmFlags nh": "the harness puts MADV_NOHUGEPAGE on every region to keep THP out (THP is not modelled)",
     "untouched file/shmem pages": "read fault-around maps 0-15 neighbouring page-cache pages "
     "opportunistically; only pages a process accessed are compared in file and shmem regions",
+    "heap VMA and its smaps": "the model lays the program out without ASLR, so its [heap] VMA "
+    "merges with the program's .bss; the kernel randomizes the break (randomize_va_space=2) and "
+    "the agent's .bss differs in size: heap pages are compared, the heap's VMA range and smaps are not",
     "pids and addresses": "they differ between backends; compared as process history names and "
     "region-relative offsets",
 }
@@ -169,7 +172,7 @@ class TracedProcess:
         region's VMA never merges with a neighbour and its smaps figures are its own."""
         self._nmaps += 1
         key = f"{self.key}#{self._nmaps}"
-        args = (length, prot, shared, getattr(file, "name", None), offset, fixed)
+        args = (length, prot, shared, getattr(file, "path", None), offset, fixed)
 
         def call() -> int:
             if addr is not None or fixed:

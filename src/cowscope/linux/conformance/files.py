@@ -38,7 +38,7 @@ def private_file_cow(m: Any) -> None:
     p.write(a + 2 * PAGE, b"Z")
     m.checkpoint("parent wrote p2")
     m.expect_eq(m.tokens(p, a, 4), ["F2", "F2", "X", "F2"], "parent pagemap")
-    m.expect_eq(f.read(2 * PAGE, 1), b"c", "the file is unchanged")
+    m.expect_eq(m.pread(f, 2 * PAGE, 1), b"c", "the file is unchanged")
     m.expect_eq(c.read(a + 2 * PAGE, 1), b"c", "the child still reads the file")
     m.expect_smaps(p, a, "parent smaps", Size=16, Rss=16, Pss=10, Pss_Dirty=4, Shared_Clean=12,
                    Private_Dirty=4, Anonymous=4)
@@ -54,7 +54,7 @@ def private_file_write_first(m: Any) -> None:
     m.expect_eq(m.tokens(p, a, 4), ["-", "X", "-", "-"], "no fault-around on a write fault")
     m.expect_smaps(p, a, "smaps", Size=16, Rss=4, Pss=4, Pss_Dirty=4, Private_Dirty=4, Anonymous=4)
     m.expect_eq(p.read(a + PAGE, 2), b"Wb", "rest of the page comes from the file")
-    m.expect_eq(f.read(PAGE, 1), b"b", "the file is unchanged")
+    m.expect_eq(m.pread(f, PAGE, 1), b"b", "the file is unchanged")
 
 
 @scenario("C21", "MAP_SHARED file: writes reach the file, nothing copied at fork")
@@ -64,7 +64,7 @@ def shared_file(m: Any) -> None:
     a = p.mmap(4 * PAGE, prot="rw", shared=True, file=f)
     touch_pages(p, a, 4)
     p.write(a + PAGE, b"z")
-    m.expect_eq(f.read(PAGE, 1), b"z", "pread sees the write")
+    m.expect_eq(m.pread(f, PAGE, 1), b"z", "pread sees the write")
     m.checkpoint("parent wrote p1")
     m.expect_eq(m.tokens(p, a, 4), ["F1"] * 4, "parent pagemap")
     m.expect_smaps(p, a, "parent smaps", Size=16, Rss=16, Pss=16, Pss_Dirty=4, Private_Clean=12,
@@ -73,7 +73,7 @@ def shared_file(m: Any) -> None:
     m.checkpoint("after fork")
     m.expect_eq(m.tokens(c, a, 4), ["-"] * 4, "child pagemap")
     c.write(a + 3 * PAGE, b"y")
-    m.expect_eq((p.read(a + 3 * PAGE, 1), f.read(3 * PAGE, 1)), (b"y", b"y"), "child's write is shared")
+    m.expect_eq((p.read(a + 3 * PAGE, 1), m.pread(f, 3 * PAGE, 1)), (b"y", b"y"), "child's write is shared")
 
 
 @scenario("F01", "private file after one CoW write: fork copies every PTE")
