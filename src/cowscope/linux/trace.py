@@ -37,7 +37,8 @@ EXCLUSIONS = {
     "them; informational only (kernel-conformance.md conventions)",
     "smaps LazyFree": "MADV_FREE pages reach LazyFree only when the per-CPU LRU batch drains "
     "(0 or all pages on the kernel, C33)",
-    "VmFlags nh": "the harness puts MADV_NOHUGEPAGE on every region to keep THP out (THP is not modelled)",
+    "VmFlags nh": "the agent puts MADV_NOHUGEPAGE on every region so THP never "
+    "enters these scenarios (the kernel's THP mode is madvise; the model's regions have no flag)",
     "untouched file/shmem pages": "read fault-around maps 0-15 neighbouring page-cache pages "
     "opportunistically; only pages a process accessed are compared in file and shmem regions",
     "heap VMA and its smaps": "the model lays the program out without ASLR, so its [heap] VMA "

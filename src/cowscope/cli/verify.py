@@ -1,0 +1,142 @@
+"""`cowscope verify`: run the conformance suite on the model and the real kernel, score agreement."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+EPILOG = """\
+Each scenario runs on both backends through the same API; a scenario agrees when the op log
+(bytes read, outcomes) and every checkpoint (per-region page states, PFN identity, VMAs, smaps
+figures) are equal, apart from the listed exclusions ("~N": N excluded differences occurred,
+shown with -v). "facts" says whether the kernel (and the
+model) showed the measured facts of shared/reference/kernel-conformance.md the scenario states.
+
+exit status: 0 all scenarios agree and the kernel shows every fact; 1 otherwise; 2 cannot run.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the `verify` subcommand."""
+    p = subparsers.add_parser("verify", help="conformance suite: model vs the real kernel, agreement score",
+                              description=__doc__, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ids", nargs="*", metavar="ID", help="only these scenarios (e.g. C05 A02) or modules")
+    p.add_argument("--on", choices=("both", "linux", "model"), default="both",
+                   help="backends to run (default both; one backend checks the facts only)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show each disagreement and failed fact")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.set_defaults(func=run)
+
+
+def _select(ids: list[str]) -> list[Any]:
+    from ..linux.conformance import all_scenarios
+
+    scenarios = all_scenarios()
+    if not ids:
+        return scenarios
+    wanted = {i.lower() for i in ids}
+    return [s for s in scenarios if s.id.lower() in wanted or s.module.lower() in wanted]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the suite; print one line per scenario, the exclusions and the score."""
+    from ..linux.compare import compare, counted, run_traced
+    from ..linux.trace import EXCLUSIONS
+
+    scenarios = _select(args.ids)
+    if args.list:
+        for s in scenarios:
+            print(f"{s.id:<5} {s.module:<10} {s.title}")
+        return 0
+    if not scenarios:
+        print("no such scenario", file=sys.stderr)
+        return 2
+    make_linux = make_model = None
+    if args.on in ("both", "linux"):
+        problem = _linux_problem()
+        if problem:
+            print(f"cowscope verify: cannot run the kernel side: {problem}", file=sys.stderr)
+            return 2
+        from ..linux.machine import Machine as LinuxMachine
+
+        make_linux = LinuxMachine
+    if args.on in ("both", "model"):
+        from ..model import Machine as ModelMachine
+
+        make_model = ModelMachine
+    t0 = time.time()
+    agree = facts_ok = 0
+    failing: list[str] = []
+    kpage_note = False
+    for s in scenarios:
+        tl = run_traced(s.fn, make_linux(), "linux") if make_linux else None
+        tm = run_traced(s.fn, make_model(), "model") if make_model else None
+        if tl is not None and not tl.kpage and not kpage_note:
+            print("note: no root: PFNs and /proc/kpagecount are unavailable; page identity and map "
+                  "counts are not compared")
+            kpage_note = True
+        diffs = compare(tm, tl) if tm and tl else []
+        bad = counted(diffs)
+        kernel_facts = _facts(tl)
+        model_facts = _facts(tm)
+        ok_facts = kernel_facts in ("ok", "-")
+        facts_ok += ok_facts
+        if tm and tl:
+            agree += not bad
+            nex = len(diffs) - len(bad)
+            verdict = ("agree" if not bad else f"DIFFER ({len(bad)})") + (f" ~{nex}" if nex else "")
+        else:
+            verdict = "-"
+        if bad or not ok_facts or (tm and model_facts != "ok"):
+            failing.append(s.id)
+        print(f"{s.id:<5} {verdict:<12} kernel {kernel_facts:<10} model {model_facts:<10} {s.title}")
+        if args.verbose:
+            for tr in (tl, tm):
+                if tr is None:
+                    continue
+                if tr.error:
+                    print(f"      {tr.backend} error: {tr.error}")
+                for f in tr.failures:
+                    print(f"      {tr.backend} fact failed: {f}")
+            for d in diffs:
+                print(f"      {'≠' if d.excluded is None else '~'} {d.line()}")
+    n = len(scenarios)
+    print()
+    print("excluded from comparison (not compared, by design):")
+    for what, why in EXCLUSIONS.items():
+        print(f"  - {what}: {why}")
+    print()
+    if make_model and make_linux:
+        print(f"agreement: {agree}/{n} scenarios ({100.0 * agree / n:.1f}%)")
+    if make_linux:
+        print(f"kernel facts: {facts_ok}/{n} scenarios show every stated fact")
+    if failing:
+        print("not passing: " + " ".join(failing))
+    print(f"({time.time() - t0:.1f} s)")
+    return 0 if not failing else 1
+
+
+def _facts(tr: Any) -> str:
+    if tr is None:
+        return "-"
+    if tr.error:
+        return "ERROR"
+    return "ok" if not tr.failures else f"FAIL({len(tr.failures)})"
+
+
+def _linux_problem() -> str | None:
+    """Why the kernel side cannot run here, or None."""
+    import os
+
+    if sys.platform != "linux" or not os.path.exists("/proc/self/pagemap"):
+        return "needs Linux with /proc"
+    from ..linux.build import AgentBuildError, agent_path
+
+    try:
+        agent_path()
+    except AgentBuildError as exc:
+        return str(exc)
+    return None
