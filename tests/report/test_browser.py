@@ -1,0 +1,156 @@
+"""The HTML report in headless Chromium: DOM assertions on page maps, tree, timeline, event log; screenshots.
+
+Needs Debian's `chromium` (CI installs it); skipped with that reason when it is not installed.
+Screenshots go to build/report-artifacts/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cowscope.report import strips
+from cowscope.report.browser import Browser, find_chromium
+from cowscope.report.html import _code_name, tree_total, write_report
+
+from .scenarios import WRITTEN, A, F, N, fork_story, kernel_story
+
+pytestmark = pytest.mark.skipif(find_chromium() is None,
+                                reason="chromium not installed (Debian: apt-get install -y chromium)")
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "report-artifacts"
+READY = "window.cowscopeReport && (cowscopeReport.ready || document.body.dataset.ready === 'error')"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with Browser() as b:
+        yield b
+
+
+def _open(browser: Browser, path: Path) -> float:
+    browser.console_errors.clear()
+    took = browser.open(path.resolve().as_uri(), READY)
+    assert browser.evaluate("document.body.dataset.ready") == "1", browser.evaluate("cowscopeReport.errors")
+    return took
+
+
+def _no_errors(browser: Browser) -> None:
+    assert browser.console_errors == []
+    assert browser.evaluate("cowscopeReport.errors") == []
+
+
+def _expected_counts(pages) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for code, n in zip(*np.unique(strips.page_codes(pages), return_counts=True), strict=True):
+        out[_code_name(int(code))] = out.get(_code_name(int(code)), 0) + int(n)
+    return out
+
+
+def test_fork_story_renders(browser, tmp_path):
+    snaps = fork_story()
+    path = write_report(tmp_path / "fork.html", snaps, title="fork story")
+    _open(browser, path)
+    _no_errors(browser)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.screenshot(ARTIFACTS / "fork-story.png")
+
+    # page maps of the last checkpoint: one canvas per mapping and process, counts decoded in the page
+    maps = browser.evaluate("""[...document.querySelectorAll('#pagemaps .mapping')].map(e => ({
+        pid: +e.dataset.pid, start: +e.dataset.start, npages: +e.dataset.npages,
+        canvases: e.querySelectorAll('canvas.pagemap').length,
+        counts: JSON.parse(e.querySelector('.counts').dataset.counts),
+        changed: +e.querySelector('.changed').dataset.changed}))""")
+    last = snaps[-1]
+    assert len(maps) == sum(len(p.mappings) for p in last.processes) == 4
+    for m in maps:
+        view = next(v for p in last.processes if p.pid == m["pid"]
+                    for v in p.mappings if v.vma.start == m["start"])
+        assert m["npages"] == view.vma.npages and m["canvases"] == 1
+        assert m["counts"] == _expected_counts(view.pages)
+    changed = {(m["pid"], m["start"]): m["changed"] for m in maps}
+    assert changed[(11, A)] == WRITTEN      # the child's copies
+    assert changed[(10, A)] == WRITTEN      # the parent's pages went from shared to private
+    assert changed[(10, F)] == 0
+
+    # the first cell of the child's anon map is drawn in the private colour
+    rgb = browser.evaluate("""(() => { const c = document.querySelector('.mapping[data-pid="11"] canvas');
+        return [...c.getContext('2d').getImageData(4, 4, 1, 1).data].slice(0, 3); })()""")
+    assert "#" + "".join(f"{v:02x}" for v in rgb) == strips.COLOURS[2]
+
+    # process tree: both processes, totals as computed from the snapshot
+    rows = browser.evaluate("[...document.querySelectorAll('#tree-table .proc-row')].map(r => +r.dataset.pid)")
+    assert rows == [10, 11]
+    total = browser.evaluate("+document.querySelector('#tree-table tr[data-total=total_kb]').dataset.kb")
+    assert total == tree_total(last)["total_kb"] == (N + WRITTEN + 4) * 4
+
+    # timeline: RSS/PSS/USS for 2 processes and the copy bars, drawn by plotly
+    traces = browser.evaluate("document.getElementById('timeline').data.map(t => [t.type, t.name])")
+    assert len(traces) == 2 * 3 + 1 and traces[-1][0] == "bar"
+    assert browser.evaluate("document.querySelectorAll('#timeline .scatterlayer .trace').length") == 6
+    assert browser.evaluate("document.getElementById('timeline').data[6].y") == [0, 0, WRITTEN]
+
+    # event log: all events listed; the kind filter narrows it to the copies
+    n_events = sum(len(s.events) for s in snaps)
+    assert browser.evaluate("document.querySelectorAll('#event-table tbody tr').length") == n_events
+    browser.evaluate("""(() => { const s = document.getElementById('f-kind');
+        s.value = [...s.options].find(o => o.text === 'cow-copy').value;
+        s.dispatchEvent(new Event('change')); })()""")
+    assert browser.evaluate("+document.getElementById('event-count').dataset.matching") == WRITTEN
+    kinds = browser.evaluate("[...document.querySelectorAll('#event-table tbody tr')].map(r => r.dataset.kind)")
+    assert kinds == ["cow-copy"] * WRITTEN
+    browser.evaluate("""(() => { const s = document.getElementById('f-pid'); s.value = '10';
+        s.dispatchEvent(new Event('change')); })()""")
+    assert browser.evaluate("+document.getElementById('event-count').dataset.matching") == 0
+
+    # hover story: the last event of a copied page, and of the parent's page whose frame was copied away
+    assert "copied by pid 11" in browser.evaluate(f"cowscopeReport.lastEventText(2, 11, {A}, 500)")
+    assert "copied by pid 11" in browser.evaluate(f"cowscopeReport.lastEventText(2, 10, {A + 4096}, 101)")
+    assert "zero-filled by pid 10" in browser.evaluate(
+        f"cowscopeReport.lastEventText(2, 10, {A + 20 * 4096}, 120)")
+
+    # stepping back to the fork: every anon page of the parent changed (private -> shared by 2)
+    browser.evaluate("cowscopeReport.setStep(1)")
+    sel = f'.mapping[data-pid="10"][data-start="{A}"] .changed'
+    ch = browser.evaluate(f"+document.querySelector('{sel}').dataset.changed")
+    assert ch == N
+    _no_errors(browser)
+
+
+def test_model_vs_kernel_differences(browser, tmp_path):
+    path = write_report(tmp_path / "cmp.html", fork_story(), compare=kernel_story(differ=3))
+    _open(browser, path)
+    _no_errors(browser)
+    diffs = browser.evaluate("""[...document.querySelectorAll('.mapping')].map(e => [+e.dataset.pid,
+        +e.dataset.start, e.querySelectorAll('canvas.pagemap').length, e.querySelector('.diff').dataset.diff])""")
+    d = {(p, s): (n, v) for p, s, n, v in diffs}
+    assert d[(11, A)] == (2, "3")
+    assert d[(10, F)] == (2, "0")
+    browser.screenshot(ARTIFACTS / "model-vs-kernel.png")
+
+
+@pytest.mark.slow
+def test_large_mapping_opens_fast(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_report import scenario
+
+    path = write_report(tmp_path / "big.html", scenario(262144, 0.5))
+    assert path.stat().st_size < 5_000_000
+    with Browser() as b:  # a fresh profile: nothing cached
+        took = _open(b, path)
+        _no_errors(b)
+        assert took < 3.0, f"report for 262,144 pages took {took:.2f} s to open"
+        cells = b.evaluate("[...document.querySelectorAll('.mapping .zoom')]"
+                           ".map(z => [+z.dataset.per, +z.dataset.cells])")
+        assert cells == [[32, 8192], [32, 8192]]
+        # each click on a run zooms in 8x: 32 pages a cell, then 4, then single pages
+        click = """(() => { const c = document.querySelector('.mapping canvas');
+            const r = c.getBoundingClientRect();
+            c.dispatchEvent(new MouseEvent('click', {clientX: r.left + 3, clientY: r.top + 3, bubbles: true}));
+            return +document.querySelector('.mapping .zoom').dataset.per; })()"""
+        assert [b.evaluate(click), b.evaluate(click)] == [4, 1]
+        b.screenshot(ARTIFACTS / "large-mapping.png", max_height=3000)
