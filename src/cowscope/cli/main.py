@@ -20,9 +20,10 @@ def version_text() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cowscope",
-        description="Understand and measure what fork() does to a process's memory on Linux: "
-        "an executable model of the kernel's memory system, the real kernel side by side, and an "
-        "inspector for live process trees.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps --version on one line
+        description="Understand and measure what fork() does to a process's memory on Linux:\n"
+        "an executable model of the kernel's memory system, the real kernel side by side,\n"
+        "and an inspector for live process trees.",
     )
     parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -1,0 +1,5 @@
+"""`python -m cowscope` runs the CLI."""
+
+from .cli.main import entry
+
+entry()

@@ -1,0 +1,92 @@
+"""Scenario files: a Python file with `def scenario(m):` driving a machine through the public API.
+
+Loading and running report the scenario's own file and line on any error — a syntax error, a
+missing `scenario` function, an exception it raised, or a process it let die — never a
+traceback of cowscope's internals.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CowscopeError
+from .observe.snapshot import Snapshot, take
+
+
+class ScenarioError(Exception):
+    """A scenario could not be loaded or failed; the message names its file and line."""
+
+
+def load_scenario(path: str | Path) -> Callable[[Any], Any]:
+    """Compile and execute the file, return its `scenario` function."""
+    path = Path(path)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ScenarioError(f"{path}: cannot read scenario: {e.strerror or e}") from None
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as e:
+        raise ScenarioError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+    namespace: dict[str, Any] = {"__name__": "cowscope_scenario", "__file__": str(path)}
+    try:
+        exec(code, namespace)
+    except Exception as e:  # noqa: BLE001 - any error in the user's module is reported
+        raise ScenarioError(_located(e, path, "while loading")) from None
+    fn = namespace.get("scenario")
+    if not callable(fn):
+        raise ScenarioError(f"{path}:1: no function `def scenario(m):` in the file")
+    return fn
+
+
+def _located(exc: BaseException, path: Path, when: str = "") -> str:
+    """'file:line: <error>' using the innermost frame that belongs to the scenario file."""
+    line = 0
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if Path(frame.filename) == path:
+            line = frame.lineno or 0
+    kind = type(exc).__name__
+    where = f" {when}" if when else ""
+    return f"{path}:{line}:{where} {kind}: {exc}"
+
+
+@dataclass
+class ScenarioRun:
+    """What a scenario run produced: a snapshot per checkpoint, the machine, and how it ended."""
+
+    machine: Any
+    snapshots: list[Snapshot] = field(default_factory=list)
+    error: str | None = None
+    outcome: str | None = None  # a process death the scenario did not catch (e.g. SIGSEGV)
+
+
+def run_scenario(path: str | Path, machine: Any, source: str = "model", pages: bool = True) -> ScenarioRun:
+    """Run the file's scenario on `machine`, taking a snapshot at every m.checkpoint(label)."""
+    path = Path(path)
+    fn = load_scenario(path)
+    run = ScenarioRun(machine)
+    mark = [0]
+
+    def on_checkpoint(label: str) -> None:
+        events = getattr(machine, "events", None)
+        since = list(events.since(mark[0])) if events is not None else []
+        if events is not None:
+            mark[0] = len(events)
+        run.snapshots.append(take(machine, label, source=source, pages=pages, events=since))
+
+    machine.on_checkpoint = on_checkpoint
+    try:
+        fn(machine)
+    except CowscopeError as e:
+        run.outcome = _located(e, path)
+    except Exception as e:  # noqa: BLE001 - the scenario's own bug, reported with its line
+        run.error = _located(e, path)
+    finally:
+        machine.on_checkpoint = None
+    if not run.snapshots and run.error is None:
+        on_checkpoint("end")
+    return run
