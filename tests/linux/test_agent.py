@@ -1,0 +1,188 @@
+"""The Linux backend's agent: operations, outcomes, build cache, and never leaking a process."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from cowscope.errors import Aborted, ProcessGone, Segfault, SyscallError
+from cowscope.linux import build
+from cowscope.linux.compare import run_traced
+from cowscope.observe import procfs
+
+pytestmark = pytest.mark.kernel
+PAGE = 4096
+
+
+@pytest.fixture
+def machine():
+    from cowscope.linux.machine import Machine
+
+    m = Machine()
+    yield m
+    m.close()
+
+
+def _gone(pids: list[int], timeout: float = 5.0) -> list[int]:
+    """The pids still alive (not dead, not zombie) after waiting up to `timeout`."""
+    deadline = time.time() + timeout
+    while True:
+        alive = [p for p in pids if procfs.is_alive(p) and _is_agent(p)]
+        if not alive or time.time() > deadline:
+            return alive
+        time.sleep(0.02)
+
+
+def _is_agent(pid: int) -> bool:
+    try:
+        return "cowscope-agent" in os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+
+
+def test_memory_ops_and_views(machine) -> None:
+    p = machine.spawn("worker")
+    assert p.status().name == "worker"
+    a = p.mmap(3 * PAGE)
+    p.write(a + 10, b"hello")
+    p.fill(a + PAGE, PAGE, 0x7F)
+    assert p.read(a + 10, 5) == b"hello" and p.read(a + PAGE, 2) == b"\x7f\x7f"
+    p.write_u64(a + 2 * PAGE, 2**64 - 2)
+    assert p.read_u64(a + 2 * PAGE) == 2**64 - 2
+    vmas = [v for v in p.maps() if v.start <= a < v.end]
+    assert len(vmas) == 1 and (vmas[0].start, vmas[0].end) == (a, a + 3 * PAGE)  # guard pages isolate it
+    assert [e.present for e in p.pagemap(a, 3)] == [True, True, True]
+    big = p.read(a, 3 * PAGE)
+    assert len(big) == 3 * PAGE and big[PAGE:2 * PAGE] == b"\x7f" * PAGE
+    before = p.fault_counts()["minor"]
+    b = p.mmap(8 * PAGE)
+    p.touch(b, 8 * PAGE, write=True)
+    assert p.fault_counts()["minor"] - before >= 8
+    p.mprotect(b, PAGE, "r")
+    p.munmap(b, 8 * PAGE)
+    assert "[heap]" not in p.proc("maps")  # the agent itself never allocates on the heap
+
+
+def test_syscall_errors_keep_the_process(machine) -> None:
+    p = machine.spawn()
+    with pytest.raises(SyscallError) as ei:
+        p.munmap(PAGE + 1, PAGE)
+    assert ei.value.errno == errno.EINVAL
+    with pytest.raises(SyscallError) as ei:
+        p.madvise(p.mmap(PAGE, shared=True), PAGE, "wipeonfork")
+    assert ei.value.errno == errno.EINVAL
+    assert p.alive and p.read(p.mmap(PAGE), 1) == b"\x00"
+
+
+def test_segfault_abort_and_exit_statuses(machine) -> None:
+    p = machine.spawn()
+    a = p.mmap(PAGE)
+    c = p.fork()
+    with pytest.raises(Segfault) as ei:
+        c.read(a - PAGE, 1)
+    assert ei.value.address == a - PAGE and c.state == "Z"
+    assert p.wait(c) == (c.pid, ("signal", signal.SIGSEGV)) and c.state == "X"
+    c2 = p.fork()
+    x = c2.malloc(24)
+    c2.free(x)
+    with pytest.raises(Aborted) as ab:
+        c2.free(x)
+    assert "double free" in ab.value.message and "double free" in c2.stderr
+    assert p.wait(c2)[1] == ("signal", signal.SIGABRT)
+    c3 = p.fork()
+    c3.exit(300)
+    assert p.wait(c3)[1] == ("exit", 300 & 0xFF)
+    with pytest.raises(ProcessGone):
+        c3.read(a, 1)
+
+
+def test_vfork_suspends_parent_until_exec(machine) -> None:
+    p = machine.spawn()
+    a = p.mmap(PAGE)
+    v = p.vfork()
+    with pytest.raises(RuntimeError, match="suspended in vfork"):
+        p.read(a, 1)
+    v.write(a, b"\x05")
+    v.exec()
+    assert p.read(a, 1) == b"\x05"
+    assert v.alive and v.ppid == p.pid
+    with pytest.raises(Segfault):
+        v.read(a, 1)  # the fresh image has nothing there
+
+
+def test_build_cache_rebuilds_on_source_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COWSCOPE_CACHE", str(tmp_path))
+    first = build.agent_path()
+    assert first.parent == tmp_path and os.access(first, os.X_OK)
+    assert build.agent_path() == first  # cached
+    src = build.agent_source() + b"\n/* changed */\n"
+    monkeypatch.setattr(build, "agent_source", lambda: src)
+    second = build.agent_path()
+    assert second != first and second.exists() and not first.exists()
+
+
+def test_no_compiler_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COWSCOPE_CACHE", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CC", raising=False)
+    with pytest.raises(build.AgentBuildError, match="no C compiler was found"):
+        build.agent_path()
+
+
+# --- never leak a process -----------------------------------------------------------------
+
+
+def test_raising_scenario_leaves_no_agent() -> None:
+    from cowscope.linux.machine import Machine
+
+    pids: list[int] = []
+
+    def scenario(m) -> None:
+        p = m.spawn("P")
+        c = p.fork()
+        g = c.fork()
+        v = g.vfork()  # g is suspended inside vfork
+        pids.extend([p.pid, c.pid, g.pid, v.pid])
+        raise RuntimeError("scenario bug")
+
+    trace = run_traced(scenario, Machine(), "linux")
+    assert trace.error and "scenario bug" in trace.error
+    assert len(pids) == 4 and _gone(pids) == []
+
+
+CONTROLLER = textwrap.dedent("""
+    import sys, time
+    from cowscope.linux.machine import Machine
+    m = Machine()
+    p = m.spawn("P")
+    a = p.mmap(4096)
+    c = p.fork()
+    g = c.fork()
+    c2 = p.fork()
+    v = c2.vfork()
+    print(" ".join(str(x.pid) for x in (p, c, g, c2, v)), flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL, signal.SIGTERM])
+def test_killed_controller_leaves_no_agent(sig: int) -> None:
+    ctl = subprocess.Popen([sys.executable, "-c", CONTROLLER], stdout=subprocess.PIPE, text=True)
+    try:
+        line = ctl.stdout.readline()
+        pids = [int(x) for x in line.split()]
+        assert len(pids) == 5 and all(_is_agent(p) for p in pids)
+        ctl.send_signal(sig)
+        ctl.wait(timeout=10)
+        assert _gone(pids) == []
+    finally:
+        if ctl.poll() is None:
+            ctl.kill()
