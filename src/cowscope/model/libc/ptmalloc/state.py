@@ -11,7 +11,6 @@ from .layout import (
     AV_SYSTEM_MEM,
     AV_TOP,
     IS_MMAPPED,
-    MIN_LARGE_SIZE,
     MINSIZE,
     NBINS,
     NFASTBINS,
@@ -150,6 +149,18 @@ def check_heap(alloc, in_use: set[int] | None = None) -> HeapCheck:
             assert r(p + 24) == prev, f"bin {i}: bk of {p:#x} broken"
             prev, p = p, r(p + 16)
         assert r(b + 24) == prev, f"bin {i}: header bk broken"
+    for i, items in bin_lists(alloc).items():
+        if i < 64:
+            continue
+        sizes = [r(c + 8) for c in items]
+        assert sizes == sorted(sizes, reverse=True), f"large bin {i} not sorted"
+        heads = [c for k, c in enumerate(items) if k == 0 or sizes[k] != sizes[k - 1]]
+        ring, c = [], heads[0]
+        for _ in range(len(heads)):
+            ring.append(c)
+            assert r(r(c + 32) + 40) == c, f"bin {i}: nextsize ring broken at {c:#x}"
+            c = r(c + 32)
+        assert ring == heads and c == heads[0], f"bin {i}: nextsize ring is not the size heads"
     brk = alloc.host.sbrk(0)
     p = base
     n = used = tcn = fastn = binned = 0
@@ -180,8 +191,6 @@ def check_heap(alloc, in_use: set[int] | None = None) -> HeapCheck:
             assert not prev_free, f"two adjacent free chunks at {p:#x}"
             assert not nhead & PREV_INUSE, f"free chunk {p:#x}: next has P set"
             assert r(nxt) == size, f"free chunk {p:#x}: footer {r(nxt):#x} != {size:#x}"
-            if size >= MIN_LARGE_SIZE and i != 1:
-                assert r(p + 32) != 0 and r(p + 40) != 0, f"large chunk {p:#x} without nextsize links"
             prev_free = True
         else:
             # fenceposts (size 0x10) never occur in a contiguous heap; anything else is in use

@@ -99,11 +99,14 @@ def generate(seed: int, nops: int = 10000, tail_error: bool | None = None) -> st
             lines.append(f"m {next_id} 40")
             live.append(next_id)
         victim = rng.choice(live)
-        kind = rng.randrange(3)
+        # only corruptions whose outcome does not depend on absolute addresses (ASLR, safe-linking)
+        kind = rng.randrange(4)
         if kind == 0:
             lines += [f"x {victim}", f"x {victim}"]
         elif kind == 1:
-            lines += [f"F {victim} 8", f"f {victim}"]
+            lines += [f"w {victim} 0 0x31", f"F {victim} 8"]
+        elif kind == 2:
+            lines += [f"w {victim} 0 0x1002", f"F {victim} 8"]
         else:
             lines += [f"w {victim} -8 0x11", f"f {victim}"]
     return "\n".join(lines) + "\n"
