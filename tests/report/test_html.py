@@ -92,11 +92,25 @@ def test_loose_events_split_by_checkpoint_markers():
     flat = [e for s in snaps for e in s.events]
     for s in snaps:
         s.events = []
-    marked = [ev(-1, 0, "checkpoint", detail="filled")] + flat[:N + 4]
-    marked += [ev(-1, 0, "checkpoint", detail="forked")]
-    marked += flat[N + 4:N + 5] + [ev(-1, 0, "checkpoint", detail="child wrote")] + flat[N + 5:]
+    # as the model records them: each checkpoint marker closes the step of the snapshot taken there
+    marked = flat[:N + 4] + [ev(1, 0, "checkpoint", detail="filled")] + flat[N + 4:N + 5]
+    marked += [ev(2, 0, "checkpoint", detail="forked")] + flat[N + 5:]
+    marked += [ev(3, 0, "checkpoint", detail="child wrote")]
     meta, blob = build_payload(snaps, events=marked)
     assert [s["events"] for s in meta["steps"]] == [N + 4, 1, WRITTEN]
+    assert "checkpoint" not in meta["events"]["kinds"]
+    meta, blob = build_payload(snaps, events=flat)  # no markers: all on the last step
+    assert [s["events"] for s in meta["steps"]] == [0, 0, len(flat)]
+
+
+def test_model_style_zero_means_no_address_or_frame():
+    snaps = fork_story()
+    snaps[1].events = [ev(N + 4, 10, "fork", 0, 0, 0, "child 11")]
+    pl = Payload(render_html(snaps))
+    cols = pl.events()
+    fork = cols["kind"] == pl.meta["events"]["kinds"].index("fork")
+    assert list(cols["addr"][fork]) == [-1] and list(cols["old_pfn"][fork]) == [-1]
+    assert list(cols["mapping"][fork]) == [-1]
 
 
 def test_compare_counts_page_differences():

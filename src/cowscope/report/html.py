@@ -109,11 +109,12 @@ class _Events:
         self.seq.append(int(get("seq", len(self.seq)) or 0))
         self.pid.append(int(get("pid", 0) or 0))
         self.kind.append(str(get("kind", "") or ""))
+        # No address / no frame: None, or 0 as the model writes it (page 0 and PFN 0 are never user pages).
         a = get("address", None)
-        self.addr.append(-1 if a is None else int(a))
+        self.addr.append(int(a) if a else -1)
         for col, name in ((self.old_pfn, "old_pfn"), (self.new_pfn, "new_pfn")):
             v = get(name, None)
-            col.append(-1 if v is None else int(v))
+            col.append(int(v) if v else -1)
         d = get("detail", "")
         self.detail.append("" if d is None else str(d))
         self.step.append(step)
@@ -122,30 +123,37 @@ class _Events:
         return len(self.seq)
 
 
+def _kind(ev: Any) -> str:
+    return str(ev.get("kind") if isinstance(ev, dict) else getattr(ev, "kind", ""))
+
+
 def _assign_events(snapshots: Sequence[Snapshot], events: Sequence[Any] | None) -> _Events:
-    """Events with their step: a snapshot's own events belong to it; loose events go by seq or marker."""
+    """Events with their step: the events a snapshot carries, else split at checkpoint markers.
+
+    A model checkpoint marker (kind "checkpoint", detail = label) closes the step of the snapshot
+    with that label: events before it belong to that snapshot, events after it to the next one.
+    Without markers, loose events all go to the last step. Markers themselves are not listed.
+    """
     out = _Events()
     if any(s.events for s in snapshots):
         for i, s in enumerate(snapshots):
             for ev in s.events:
-                out.add(ev, i)
+                if _kind(ev) != "checkpoint":
+                    out.add(ev, i)
         return out
     if not events:
         return out
-    # Loose events: split at checkpoint markers named like the snapshots, else all before the last step.
     labels = [s.label for s in snapshots]
-    step = 0
-    has_markers = any(getattr(ev, "kind", None) == "checkpoint" for ev in events)
+    last = len(snapshots) - 1
+    has_markers = any(_kind(ev) == "checkpoint" for ev in events)
+    step = 0 if has_markers else last
     for ev in events:
-        kind = getattr(ev, "kind", None) if not isinstance(ev, dict) else ev.get("kind")
-        if has_markers and kind == "checkpoint":
-            detail = getattr(ev, "detail", None) if not isinstance(ev, dict) else ev.get("detail")
-            if detail in labels[step + 1:]:
-                step = labels.index(detail, step + 1)
-            elif step == 0 and detail == labels[0]:
-                step = 0
+        if _kind(ev) == "checkpoint":
+            detail = ev.get("detail") if isinstance(ev, dict) else getattr(ev, "detail", None)
+            if detail in labels[step:]:
+                step = labels.index(detail, step) + 1
             continue
-        out.add(ev, step if has_markers else max(0, len(snapshots) - 1))
+        out.add(ev, min(step, last))
     return out
 
 

@@ -280,7 +280,7 @@
     let nch = 0;
     for (let i = 0; i < changed.length; i++) nch += changed[i];
     box.appendChild(el("span", { class: "changed", "data-changed": nch },
-      step > 0 ? `${nch} pages changed since “${META.steps[step - 1].label}”` : ""));
+      step > 0 && nch ? `${nch} changed since step ${step}` : ""));
     let kd = null, diff = null;
     if (m.cmp && m.cmp.pages) {
       kd = pages(m.cmp.pages);
@@ -350,6 +350,15 @@
     return box;
   }
 
+  function isEmpty(step, p, m) {
+    // nothing resident now, and nothing was resident at the previous step either
+    if (!m.pages) return false;
+    const resident = (c) => Object.keys(c || {}).some((k) => k !== "not present" && c[k] > 0);
+    if (resident(m.counts) || (m.cmp && resident(m.cmp.counts))) return false;
+    const pm = findPrev(step, p.pid, m);
+    if (!pm) return true;
+    return !resident(pm.counts);
+  }
   function renderMaps() {
     const root = document.getElementById("pagemaps");
     root.textContent = "";
@@ -358,7 +367,14 @@
       const box = el("div", { class: "proc", "data-pid": p.pid });
       box.appendChild(el("h3", null, `pid ${p.pid} ${p.name} (ppid ${p.ppid})` +
         (p.cmp ? ` ↔ kernel pid ${p.cmp.pid}` : "")));
-      for (const m of p.mappings) box.appendChild(mappingBlock(cur, p, m));
+      const showEmpty = document.getElementById("show-empty").checked;
+      let hidden = 0;
+      for (const m of p.mappings) {
+        if (!showEmpty && isEmpty(cur, p, m)) { hidden++; continue; }
+        box.appendChild(mappingBlock(cur, p, m));
+      }
+      if (hidden) box.appendChild(el("div", { class: "nopages", "data-hidden": hidden },
+        `${hidden} mappings with no resident page and no change hidden`));
       root.appendChild(box);
     }
   }
@@ -422,7 +438,8 @@
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf"];
   function timelineData() {
-    const x = META.steps.map((s, i) => `${i + 1}: ${s.label}`);
+    const short = (t) => (t.length > 28 ? t.slice(0, 27) + "…" : t);
+    const x = META.steps.map((s, i) => `${i + 1}: ${short(s.label)}`);
     const pids = [];
     const names = new Map();
     for (const s of META.steps) for (const p of s.processes) {
@@ -521,6 +538,7 @@
     fill("f-kind", META.events.kinds.map((k, i) => [i, k]));
     document.getElementById("f-step").addEventListener("change", () => renderEvents(true));
     document.getElementById("event-more").addEventListener("click", () => renderEvents(false));
+    document.getElementById("show-empty").addEventListener("change", () => renderMaps());
   }
 
   // ---------------------------------------------------------------- steps
