@@ -223,7 +223,9 @@ def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: sub
     if not watching and not args.json and last is not None:
         console.print(sample_view(last, None, None, args.mappings, args.pages, args.width))
     if proc is not None:
-        _err(f"command exited with status {proc.wait()}")
+        status = proc.poll()
+        _err(f"command exited with status {status}" if status is not None
+             else f"stopped the command (pid {proc.pid}) after the last sample")
     if not reported:
         return EXIT_FAILED
     return EXIT_MISSED if missed else EXIT_OK

@@ -27,7 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="malloc implementation in the model (default: ptmalloc)")
     p.add_argument("--only", metavar="TEXT", default=None,
                    help="show only mappings whose path contains TEXT ([anon] for anonymous ones)")
-    p.set_defaults(func=run, on="model")
+    p.add_argument("--on", choices=("model", "linux", "both"), default="model",
+                   help="backend: the model (default), the real kernel, or both side by side "
+                   "(exit status 1 when they disagree)")
+    p.set_defaults(func=run)
 
 
 def run_model(args: argparse.Namespace) -> ScenarioRun:
@@ -35,6 +38,13 @@ def run_model(args: argparse.Namespace) -> ScenarioRun:
     from ..model import Machine
 
     return run_scenario(args.scenario, Machine(allocator=args.allocator), source="model")
+
+
+def run_linux(args: argparse.Namespace) -> ScenarioRun:
+    """Run the scenario on real processes (cowscope.linux)."""
+    from ..linux.machine import Machine
+
+    return run_scenario(args.scenario, Machine(), source="linux")
 
 
 def print_snapshot(console: Console, snap: Snapshot, width: int, only: str | None) -> None:
@@ -61,9 +71,13 @@ def print_snapshot(console: Console, snap: Snapshot, width: int, only: str | Non
 def run(args: argparse.Namespace) -> int:
     from ..report.strips import legend
 
+    if args.on == "both":
+        from ..linux.compare import run_both
+
+        return run_both(args)
     console = Console(highlight=False, markup=False)
     try:
-        result = run_model(args)
+        result = run_linux(args) if args.on == "linux" else run_model(args)
     except ScenarioError as e:
         print(f"cowscope run: {e}", file=sys.stderr)
         return 2

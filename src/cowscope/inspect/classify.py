@@ -115,7 +115,8 @@ class PfnTable:
 
     def _lookup(self, table: np.ndarray, pfn: np.ndarray) -> np.ndarray:
         if self.dense:
-            return table[pfn]
+            inside = pfn < len(table)
+            return np.where(inside, table[np.where(inside, pfn, 0)], 0)
         idx = np.searchsorted(self.unique, pfn)
         idx = np.minimum(idx, max(len(self.unique) - 1, 0))
         out = table[idx] if len(table) else np.zeros(len(pfn), dtype=np.int32)

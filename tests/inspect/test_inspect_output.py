@@ -1,0 +1,200 @@
+"""JSON lines, recordings and --compare, --watch with the duty-cycle limit, commands, Prometheus."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from forktree import PAGE, TreePlan, WorkerPlan
+from prometheus_client.parser import text_string_to_metric_families
+
+from cowscope.cli.main import main
+from cowscope.inspect.metrics import serve
+from cowscope.inspect.recording import MAPPING_KEYS, PROCESS_KEYS, load_recording
+from cowscope.inspect.sample import DutyCycle, Sampler
+
+pytestmark = pytest.mark.kernel
+KB = PAGE // 1024
+PLAN = TreePlan(touched=48, tail=16, master_rewrites=2, workers=[
+    WorkerPlan(copy_from=10, copies=6, new_in_r=3), WorkerPlan(copy_from=30, copies=4)])
+
+INT_OR_NULL = (int, type(None))
+
+
+def validate_process(obj: dict) -> None:
+    """Check one JSON-lines process object against the documented schema."""
+    assert tuple(obj) == PROCESS_KEYS
+    assert obj["type"] == "process"
+    assert isinstance(obj["ts"], float) and isinstance(obj["seq"], int)
+    assert isinstance(obj["pid"], int) and isinstance(obj["ppid"], int) and isinstance(obj["name"], str)
+    assert isinstance(obj["parent_in_tree"], bool) and isinstance(obj["exact"], bool)
+    for k in ("rss_kb", "pss_kb", "uss_kb", "swap_kb"):
+        assert isinstance(obj[k], int) and obj[k] >= 0
+    for k in ("zero_kb", "shared_with_parent_kb", "sibling_shared_kb", "copied_kb", "new_kb",
+              "shared_in_tree_kb"):
+        assert isinstance(obj[k], INT_OR_NULL)
+        if obj["parent_in_tree"] and k != "zero_kb":
+            assert isinstance(obj[k], int)
+            assert obj[k] == sum(m[k] for m in obj["mappings"]), k
+        elif k in ("shared_with_parent_kb", "sibling_shared_kb", "copied_kb", "new_kb"):
+            assert obj[k] is None
+    for m in obj["mappings"]:
+        assert tuple(m) == MAPPING_KEYS
+        assert int(m["start"], 16) < int(m["end"], 16) and len(m["perms"]) == 4
+        for k in MAPPING_KEYS[4:]:
+            assert isinstance(m[k], INT_OR_NULL)
+
+
+def r_mapping(obj: dict, addr: int) -> dict:
+    """The JSON mapping object containing addr."""
+    return next(m for m in obj["mappings"] if int(m["start"], 16) <= addr < int(m["end"], 16))
+
+
+def test_json_lines_follow_the_schema_and_carry_the_figures(make_tree, capsys) -> None:
+    t = make_tree(PLAN)
+    assert main(["inspect", "--tree", str(t.master), "--json"]) == 0
+    objs = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert [o["pid"] for o in objs] == [t.master, *t.workers]
+    for o in objs:
+        validate_process(o)
+    w0 = r_mapping(objs[1], t.r_addr)
+    assert (w0["copied_kb"], w0["new_kb"], w0["sibling_shared_kb"], w0["shared_with_parent_kb"]) == (
+        6 * KB, 3 * KB, 2 * KB, (48 - 2 - 6) * KB)
+    assert objs[1]["ppid"] == t.master and objs[0]["parent_in_tree"] is False
+
+
+def test_save_and_compare(make_tree, tmp_path, capsys) -> None:
+    t = make_tree(PLAN)
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert main(["inspect", "--tree", str(t.master), "--save", str(a)]) == 0
+    assert main(["inspect", str(t.master), str(t.workers[0]), "--save", str(b)]) == 0
+    capsys.readouterr()
+    ra, rb = load_recording(a), load_recording(b)
+    assert ra.header["schema"] == 1 and ra.trees[0]["processes"] == 3 and rb.trees[0]["processes"] == 2
+    for objs in ra.processes.values():
+        for o in objs:
+            validate_process(o)
+    assert main(["inspect", "--compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "average worker copied" in out and "really used" in out
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"type": "process"}\n')
+    assert main(["inspect", "--compare", str(a), str(bad)]) == 2
+    assert "not a cowscope recording" in capsys.readouterr().err
+
+
+def test_watch_reports_samples_skipped_by_the_duty_cycle(make_tree, capsys) -> None:
+    t = make_tree(PLAN)
+    # A tiny duty cycle: after the first read, the next ticks come too soon and are skipped.
+    rc = main(["inspect", "--tree", str(t.master), "--json", "--watch", "0.05", "--count", "3",
+               "--max-duty", "0.001"])
+    assert rc == 0
+    out = capsys.readouterr()
+    seqs = {json.loads(ln)["seq"] for ln in out.out.splitlines()}
+    assert seqs == {0}
+    assert out.err.count("sample skipped") == 2 and "duty-cycle" in out.err
+    rc = main(["inspect", "--tree", str(t.master), "--json", "--watch", "0.05", "--count", "3",
+               "--max-duty", "1"])
+    assert rc == 0
+    assert {json.loads(ln)["seq"] for ln in capsys.readouterr().out.splitlines()} == {0, 1, 2}
+
+
+def test_duty_cycle_arithmetic() -> None:
+    d = DutyCycle(0.25)
+    assert d.allow(0.0)
+    d.record(10.0, 0.5)  # half a second of reading buys two seconds of rest at 25 %
+    assert not d.allow(11.9) and d.allow(12.0)
+    assert "25%" in d.skip_reason(11.0) and d.skipped == 1
+
+
+def test_command_is_started_and_followed(tmp_path, capsys) -> None:
+    script = ("import os, time\n"
+              "pid = os.fork()\n"
+              "time.sleep(30)\n")
+    rc = main(["inspect", "--json", "--watch", "0.3", "--count", "3", "--max-duty", "1", "--",
+               sys.executable, "-c", script])
+    out = capsys.readouterr()
+    objs = [json.loads(ln) for ln in out.out.splitlines()]
+    assert rc == 0, out.err
+    last = [o for o in objs if o["seq"] == max(o["seq"] for o in objs)]
+    assert len(last) == 2
+    root, child = sorted(last, key=lambda o: o["ppid"] == last[0]["pid"])
+    assert child["ppid"] == root["pid"] and child["parent_in_tree"]
+    assert "stopped the command" in out.err
+
+
+def free_port() -> int:
+    """An unused TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict[tuple[str, str], float]:
+    """Scrape /metrics over loopback: {(sample name, pid label): value}."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, s.labels.get("pid", ""))] = s.value
+    return out
+
+
+def test_prometheus_endpoint_scraped_over_loopback(make_tree) -> None:
+    t = make_tree(PLAN)
+    sampler = Sampler([t.master], tree=True)
+    server, _thread, collector = serve(sampler, free_port(), "127.0.0.1", DutyCycle(1.0))
+    try:
+        m = scrape(server.server_address[1])
+    finally:
+        server.shutdown()
+    s = collector.last
+    assert s is not None
+    for p in s.processes:
+        assert m[("cowscope_process_rss_bytes", str(p.pid))] == p.rss_kb * 1024
+        assert m[("cowscope_process_uss_bytes", str(p.pid))] == p.uss_kb * 1024
+    w = s.process(t.workers[1])
+    assert m[("cowscope_process_copied_bytes", str(w.pid))] == w.copied_kb * 1024
+    assert ("cowscope_process_copied_bytes", str(t.master)) not in m
+    assert m[("cowscope_tree_unique_bytes", "")] == s.totals.unique_kb * 1024
+    assert m[("cowscope_tree_processes", "")] == 3 and m[("cowscope_exact", "")] == 1
+
+
+def test_export_command_serves_metrics(make_tree) -> None:
+    t = make_tree(PLAN)
+    port = free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "cowscope")
+    proc = subprocess.Popen([exe, "export", "--port", str(port), "--tree", str(t.master)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        assert "serving 3 processes" in line, line
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                m = scrape(port)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert m[("cowscope_process_rss_bytes", str(t.workers[0]))] > 0
+        assert m[("cowscope_processes_missed", "")] == 0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_command_that_ends_stops_the_watch(capsys) -> None:
+    rc = main(["inspect", "--json", "--watch", "0.1", "--max-duty", "1", "--",
+               sys.executable, "-c", "import time; time.sleep(0.8)"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "command exited with status 0" in out.err
+    assert len({json.loads(ln)["seq"] for ln in out.out.splitlines()}) >= 2
