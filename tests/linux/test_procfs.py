@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -146,7 +147,16 @@ def _sleeper() -> subprocess.Popen[bytes]:
 
 @pytest.mark.kernel
 def test_live_readers_match_records() -> None:
-    pid = os.getpid()
+    sleeper = _sleeper()
+    time.sleep(0.3)  # let it reach its sleep: a quiescent process
+    try:
+        _check_live_readers(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def _check_live_readers(pid: int) -> None:
     maps = procfs.read_maps(pid)
     smaps = procfs.read_smaps(pid)
     assert [s.vma for s in smaps] == maps
@@ -209,3 +219,11 @@ def test_kpage_unavailable_is_clear(tmp_path: Path) -> None:
     else:
         with pytest.raises(procfs.KpageUnavailable, match="needs root"):
             procfs.read_kpagecount([1], root=str(tmp_path))
+
+
+@pytest.mark.kernel
+def test_pagemap_beyond_user_space_reads_as_absent() -> None:
+    vsys = [e for e in procfs.read_maps(os.getpid()) if e.path == "[vsyscall]"]
+    addr = vsys[0].start if vsys else 0xFFFFFFFFFF600000
+    raw = procfs.read_pagemap(os.getpid(), addr, 1)
+    assert raw.tolist() == [0]

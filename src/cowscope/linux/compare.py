@@ -18,6 +18,7 @@ from .trace import EXCLUSIONS, SMAPS_COMPARED, Trace, TracedMachine
 
 FAULT_AROUND = "untouched file/shmem pages"
 HEAP_VMA = "heap VMA and its smaps"
+MERGED_VMA = "smaps of a VMA reaching beyond its region"
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,8 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool)
                 out.append(Diff(f"{vat} {f}", v[f], w[f]))
         lo, hi = v["pages"]
         excl = EXCLUSIONS[FAULT_AROUND] if any(lo <= i < hi for i in fault_around_pages) else None
+        if lo < 0 or hi > len(ra["pages"]):
+            excl = EXCLUSIONS[MERGED_VMA]
         for f in SMAPS_COMPARED:
             if v["smaps"][f] != w["smaps"][f]:
                 out.append(Diff(f"{vat} {f}", v["smaps"][f], w["smaps"][f], excl))
@@ -205,11 +208,24 @@ def render(model: Trace, linux: Trace, diffs: list[Diff], width: int = 38) -> st
     for side, tr in (("model", model), ("linux", linux)):
         for f in tr.failures:
             lines.append(f"  expectation failed on {side}: {f}")
+    reasons: dict[str, int] = {}
     for d in diffs:
-        lines.append(("  ≠ " if d.excluded is None else "  ~ ") + d.line())
+        if d.excluded is None:
+            lines.append("  ≠ " + d.line())
+        else:
+            lines.append(f"  ~ {d.where}: model {_short(d.model)} | linux {_short(d.linux)}  (excluded)")
+            reasons[d.excluded] = reasons.get(d.excluded, 0) + 1
     n = len(counted(diffs))
     lines.append(f"  {n} difference(s), {len(diffs) - n} excluded")
+    for why, k in reasons.items():
+        what = next((w for w, r in EXCLUSIONS.items() if r == why), "?")
+        lines.append(f"  excluded ({k}x) {what}: {why}")
     return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _smaps_text(v: dict[str, Any]) -> str:
@@ -224,3 +240,29 @@ def _info_text(info: dict[str, Any]) -> str:
     st = info.get("status", {})
     fl = info.get("faults", {})
     return f"RssAnon={st.get('RssAnon', '?')} minflt={fl.get('minor', '?')}"
+
+
+def run_both(args: Any) -> int:
+    """`cowscope run SCENARIO.py --on both`: 0 agree, 1 they disagree, 2 the scenario failed on both."""
+    import sys
+
+    from ..model import Machine as ModelMachine
+    from ..scenario import ScenarioError, load_scenario
+    from .machine import Machine as LinuxMachine
+
+    try:
+        fn = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        print(f"cowscope run: {exc}", file=sys.stderr)
+        return 2
+    model = run_traced(fn, ModelMachine(allocator=getattr(args, "allocator", None)), "model")
+    linux = run_traced(fn, LinuxMachine(), "linux")
+    diffs = compare(model, linux)
+    print(render(model, linux, diffs))
+    if not linux.kpage:
+        print("note: no root: PFNs and /proc/kpagecount are unavailable; page identity and map counts "
+              "are not compared")
+    print("never compared (by design): " + "; ".join(EXCLUSIONS) + " (cowscope verify lists the reasons)")
+    if model.error and linux.error and model.error == linux.error:
+        return 2
+    return 1 if counted(diffs) else 0

@@ -461,6 +461,13 @@ class Process:
         return self._call(OP_INFO, what="sbrk")[0]
 
 
+class NoEvents(list):  # type: ignore[type-arg]
+    """The event log of a machine that reports no events (the real kernel)."""
+
+    def since(self, index: int) -> list[Any]:
+        return []
+
+
 def _decode_status(status: int) -> tuple[str, int]:
     if os.WIFSIGNALED(status):
         return ("signal", os.WTERMSIG(status))
@@ -493,7 +500,7 @@ class Machine:
             raise ValueError(f"the Linux backend runs glibc's malloc (ptmalloc), not {allocator!r}")
         self.cpu = _pick_cpu() if cpu is None else cpu
         self.processes: dict[int, Process] = {}
-        self.events: list[Any] = []  # the kernel does not report events
+        self.events = NoEvents()  # the kernel does not report events
         self._agent = str(agent_path())
         self._dir = tempfile.mkdtemp(prefix="cowscope-linux-", dir=_files_root())
         self._errdir = os.path.join(self._dir, "stderr")
@@ -502,6 +509,7 @@ class Machine:
         self._kpage_ok: bool | None = None
         self._closed = False
         self.checkpoints: list[str] = []
+        self.on_checkpoint: Any = None
         _MACHINES.add(self)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -596,7 +604,10 @@ class Machine:
         return [p for p in self.processes.values() if p.alive]
 
     def checkpoint(self, label: str) -> None:
+        """Mark a step; `on_checkpoint` (set by the scenario runner) observes the views here."""
         self.checkpoints.append(label)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(label)
 
     def check(self) -> None:
         """Every live agent still answers (the kernel keeps its own invariants)."""

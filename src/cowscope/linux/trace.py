@@ -44,6 +44,9 @@ EXCLUSIONS = {
     "heap VMA and its smaps": "the model lays the program out without ASLR, so its [heap] VMA "
     "merges with the program's .bss; the kernel randomizes the break (randomize_va_space=2) and "
     "the agent's .bss differs in size: heap pages are compared, the heap's VMA range and smaps are not",
+    "smaps of a VMA reaching beyond its region": "a region mapped without guard pages (malloc's "
+    "mmap'd chunks) may merge with a neighbouring anonymous VMA of the program or libc, whose pages "
+    "are process baseline; that VMA's smaps are not the region's own (its pages still are compared)",
     "pids and addresses": "they differ between backends; compared as process history names and "
     "region-relative offsets",
 }
@@ -241,17 +244,29 @@ class TracedProcess:
         self._mark(addr, 8)
         self._do("write_u64", (self.where(addr), value), lambda: self._p.write_u64(addr, value))
 
+    def _chunk_region(self, ptr: int) -> int:
+        """A block malloc served by mmap (outside the heap) becomes a region "KEY@n" of its own."""
+        if ptr and self.where(ptr).startswith("mmap+"):
+            self._nmaps += 1
+            start = ptr & ~(PAGE_SIZE - 1)
+            end = ptr + int(self._p.malloc_usable_size(ptr))
+            length = (end - start + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+            self.regions.append(Region(f"{self.key}@{self._nmaps}", start, length))
+        return ptr
+
     def malloc(self, n: int) -> int:
-        return self._do("malloc", (n,), lambda: self._p.malloc(n), self.where)
+        return self._chunk_region(self._do("malloc", (n,), lambda: self._p.malloc(n), self.where))
 
     def calloc(self, n: int, size: int) -> int:
-        return self._do("calloc", (n, size), lambda: self._p.calloc(n, size), self.where)
+        return self._chunk_region(self._do("calloc", (n, size), lambda: self._p.calloc(n, size), self.where))
 
     def realloc(self, ptr: int, n: int) -> int:
-        return self._do("realloc", (self.where(ptr), n), lambda: self._p.realloc(ptr, n), self.where)
+        return self._chunk_region(self._do("realloc", (self.where(ptr), n), lambda: self._p.realloc(ptr, n),
+                                           self.where))
 
     def memalign(self, alignment: int, n: int) -> int:
-        return self._do("memalign", (alignment, n), lambda: self._p.memalign(alignment, n), self.where)
+        return self._chunk_region(self._do("memalign", (alignment, n), lambda: self._p.memalign(alignment, n),
+                                           self.where))
 
     def free(self, ptr: int) -> None:
         self._do("free", (self.where(ptr),), lambda: self._p.free(ptr))

@@ -170,13 +170,12 @@ def read_pagemap(pid: int, addr: int, npages: int, root: str = PROC) -> np.ndarr
             buf += chunk
     finally:
         os.close(fd)
-    if len(buf) < want and not is_alive(pid, root):
-        raise ProcessGone(pid)
-    if len(buf) < want:
-        raise ValueError(f"/proc/{pid}/pagemap: short read ({len(buf)} of {want} bytes at {addr:#x})")
     if not is_alive(pid, root):
         raise ProcessGone(pid)
-    return parse_pagemap(bytes(buf))
+    # The kernel stops at the end of user space (TASK_SIZE): [vsyscall] and beyond read as
+    # "no entries", which is what an all-zero entry means.
+    buf += bytes(want - len(buf) - (want - len(buf)) % 8)
+    return parse_pagemap(bytes(buf[: len(buf) - len(buf) % 8]))
 
 
 def pagemap_pfns(raw: np.ndarray) -> np.ndarray:
