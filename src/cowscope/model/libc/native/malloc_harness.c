@@ -254,6 +254,7 @@ int main(int argc, char **argv) {
     close(fd);
     ops_buf[len] = 0;
     if (argc > 2) state_fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (state_fd >= 0) { puts_("# H="); hex(H); puts_("\n"); flush_to(state_fd); }
     locate_libc_state();
     if (!A || !MP) { write(2, "cannot locate main_arena/mp_ in libc\n", 37); return 3; }
 

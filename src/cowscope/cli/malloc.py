@@ -1,0 +1,125 @@
+"""`cowscope malloc`: replay malloc operation files on the ptmalloc model, diff against real glibc."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `malloc` command and its replay/diff/native/gen subcommands."""
+    p = sub.add_parser(
+        "malloc", help="replay malloc operation files on the ptmalloc model (glibc 2.36) or diff with glibc",
+        description="Operation files use the malloc-cases format (m/c/r/f/a/t/o/x/F/w/s lines; see "
+        "tests/fixtures/malloc-cases/README.md). Output is the harness's .expected format, so "
+        "`diff` against real glibc's output is the test.")
+    msub = p.add_subparsers(dest="malloc_command", metavar="SUBCOMMAND")
+    r = msub.add_parser("replay", help="run OPS_FILE on the model; print results in the .expected format")
+    r.add_argument("ops_file")
+    r.add_argument("--state", metavar="FILE", help="also write the bins after every operation (.state format)")
+    d = msub.add_parser("diff", help="run OPS_FILE on the model and on real glibc; show the first divergence "
+                        "with both sides' bins")
+    d.add_argument("ops_file")
+    n = msub.add_parser("native", help="run OPS_FILE on the real glibc (native harness) and print its results")
+    n.add_argument("ops_file")
+    n.add_argument("--state", metavar="FILE", help="also write glibc's bins after every operation")
+    g = msub.add_parser("gen", help="print a seeded random workload (every call mixed)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--ops", type=int, default=10000)
+    p.set_defaults(func=run, malloc_parser=p)
+
+
+def _read(path: str) -> str:
+    """The ops file's text ('-' is stdin)."""
+    return sys.stdin.read() if path == "-" else Path(path).read_text()
+
+
+def _states_by_op(lines: list[str]) -> dict[int, list[str]]:
+    """Split a .state dump into op number -> its lines."""
+    out: dict[int, list[str]] = {}
+    cur: list[str] | None = None
+    for line in lines:
+        if line.startswith("== "):
+            cur = out.setdefault(int(line[3:]), [])
+        elif cur is not None:
+            cur.append(line)
+    return out
+
+
+def diff_report(ops_text: str) -> tuple[bool, list[str]]:
+    """Run both sides; (identical?, report lines)."""
+    from ..model.libc.flat import FlatHost
+    from ..model.libc.ptmalloc import replay_text
+    from ..model.libc.ptmalloc.native import run_native
+
+    real, rstate = run_native(ops_text, with_state=True)
+    # the model's heap starts where this run's did, so alignments above a page agree too
+    base = next((int(x[4:], 16) for x in rstate[:1] if x.startswith("# H=")), None)
+    host = FlatHost(heap_base=base) if base else FlatHost()
+    model, mstate = replay_text(ops_text, host=host, with_state=True)
+    if model == real:
+        return True, [f"identical: {len(model)} lines (model = glibc {len(real) - 3} operations)"]
+    i = next(k for k, (a, b) in enumerate(zip(model + ["<eof>"], real + ["<eof>"])) if a != b)
+    out = [f"first divergence at output line {i + 1}:", f"  model: {model[i] if i < len(model) else '<eof>'}",
+           f"  glibc: {real[i] if i < len(real) else '<eof>'}"]
+    m = re.match(r"(\d+) ", real[i] if i < len(real) else "") or re.match(r"(\d+) ", model[i] if i < len(model)
+                                                                            else "")
+    op = int(m.group(1)) if m else max(0, i - 1)
+    ms, rs = _states_by_op(mstate), _states_by_op(rstate)
+    if op - 1 in rs or op - 1 in ms:
+        before_m, before_r = ms.get(op - 1, []), rs.get(op - 1, [])
+        if before_m == before_r:
+            out.append(f"bins before operation {op} (identical on both sides):")
+            out += [f"  {x}" for x in before_r]
+        else:
+            out.append(f"bins before operation {op} differ already:")
+            out += ["  " + x for x in difflib.unified_diff(before_r, before_m, "glibc", "model", lineterm="")]
+    if op in ms or op in rs:
+        out.append(f"bins after operation {op} (--- glibc, +++ model):")
+        diff = list(difflib.unified_diff(rs.get(op, []), ms.get(op, []), "glibc", "model", lineterm=""))
+        out += ["  " + x for x in diff] or ["  (same bins)"]
+    return False, out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch `cowscope malloc SUBCOMMAND`."""
+    cmd = getattr(args, "malloc_command", None)
+    if cmd is None:
+        args.malloc_parser.print_help()
+        return 2
+    if cmd == "gen":
+        from ..model.libc.ptmalloc.workload import generate
+
+        sys.stdout.write(generate(args.seed, args.ops))
+        return 0
+    try:
+        text = _read(args.ops_file)
+    except OSError as exc:
+        print(f"cowscope malloc: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if cmd == "replay":
+            from ..model.libc.ptmalloc import replay_text
+
+            lines, states = replay_text(text, with_state=bool(args.state))
+        elif cmd == "native":
+            from ..model.libc.ptmalloc.native import run_native
+
+            lines, states = run_native(text, with_state=bool(args.state))
+        else:
+            same, report = diff_report(text)
+            print("\n".join(report))
+            return 0 if same else 1
+    except ValueError as exc:
+        print(f"cowscope malloc: {args.ops_file}: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"cowscope malloc: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    if args.state:
+        Path(args.state).write_text("".join(f"{x}\n" for x in states))
+    return 0
