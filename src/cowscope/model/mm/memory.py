@@ -34,6 +34,7 @@ from .page_alloc import (
     ZERO_PFN,
     OutOfMemory,
 )
+from .pgtable import Span
 from .vma import MM, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, VMA, AnonVma
 
 if TYPE_CHECKING:
@@ -315,19 +316,18 @@ def wp_page_shared(m: Machine, pid: int, mm: MM, va: int, pte: int, pfn: int) ->
 # -- vectorised range faults (private anonymous VMAs) ------------------------------------------
 
 def fault_range(m: Machine, pid: int, mm: MM, vma: VMA, start: int, end: int, write: bool) -> None:
-    """Make every page of [start, end) in a private anon VMA accessible, vectorised per table."""
-    for t, lo, hi, va in list(mm.pgd.blocks(start, end, alloc=True)):
-        ptes = t[lo:hi]
-        if np.any(ptes & PTE_MARKER_GUARD):
-            _fault_pages_scalar(m, pid, mm, vma, va, va + ((hi - lo) << PAGE_SHIFT), write)
-            continue
-        try:
-            if write:
-                _write_block(m, pid, mm, vma, t, lo, hi, va)
-            else:
-                _read_block(m, pid, t, lo, hi, va)
-        except OutOfMemory:
-            _fault_pages_scalar(m, pid, mm, vma, va, va + ((hi - lo) << PAGE_SHIFT), write)
+    """Make every page of [start, end) in a private anon VMA accessible, in one vectorised pass."""
+    span = mm.pgd.span(start, end, alloc=True)
+    if np.any(span.ptes & PTE_MARKER_GUARD):
+        _fault_pages_scalar(m, pid, mm, vma, start, end, write)
+        return
+    try:
+        if write:
+            _write_span(m, pid, mm, vma, span)
+        else:
+            _read_span(m, pid, span)
+    except OutOfMemory:
+        _fault_pages_scalar(m, pid, mm, vma, start, end, write)
 
 
 def _fault_pages_scalar(m: Machine, pid: int, mm: MM, vma: VMA, start: int, end: int,
@@ -341,31 +341,27 @@ def _fault_pages_scalar(m: Machine, pid: int, mm: MM, vma: VMA, start: int, end:
             mm.pgd.set(va, pte | PTE_DIRTY | PTE_YOUNG)
 
 
-def _addrs(va: int, idx: np.ndarray) -> np.ndarray:
-    return va + (idx.astype(np.int64) << PAGE_SHIFT)
-
-
-def _read_block(m: Machine, pid: int, t: np.ndarray, lo: int, hi: int, va: int) -> None:
-    ptes = t[lo:hi]
+def _read_span(m: Machine, pid: int, span: Span) -> None:
+    ptes = span.ptes
     none = np.flatnonzero(ptes == 0)
     if len(none):
-        t[lo + none] = ZERO_PTE
+        ptes[none] = ZERO_PTE
         m.count_faults(pid, len(none))
-        m.events.add_bulk(pid, "zero-page-map", _addrs(va, none), np.zeros(len(none)),
+        m.events.add_bulk(pid, "zero-page-map", span.addresses(none), np.zeros(len(none)),
                           np.full(len(none), ZERO_PFN))
         m.stat["zero_page_map"] += len(none)
-    t[lo:hi] |= np.where(t[lo:hi] & PTE_PRESENT, PTE_YOUNG, 0)
+    ptes |= np.where(ptes & PTE_PRESENT, PTE_YOUNG, 0)
+    span.store(ptes)
 
 
-def _write_block(m: Machine, pid: int, mm: MM, vma: VMA, t: np.ndarray, lo: int, hi: int,
-                 va: int) -> None:
-    """The write decisions of do_anonymous_page / do_wp_page for up to 512 pages at once."""
+def _write_span(m: Machine, pid: int, mm: MM, vma: VMA, span: Span) -> None:
+    """The write decisions of do_anonymous_page / do_wp_page for a whole range at once."""
     phys = m.phys
-    ptes = t[lo:hi]
+    ptes = span.ptes
     present = (ptes & PTE_PRESENT) != 0
     writable = present & ((ptes & PTE_RW) != 0)
     if writable.all():
-        t[lo:hi] = ptes | (PTE_DIRTY | PTE_YOUNG)
+        span.store(ptes | (PTE_DIRTY | PTE_YOUNG))
         return
     none = np.flatnonzero(ptes == 0)
     zero = np.flatnonzero(present & ((ptes & PTE_SPECIAL) != 0))
@@ -379,12 +375,12 @@ def _write_block(m: Machine, pid: int, mm: MM, vma: VMA, t: np.ndarray, lo: int,
     new = phys.alloc(nnew, ANON_FLAGS, 0) if nnew else np.zeros(0, np.int64)
     anon_vma_prepare(vma)
     m.count_faults(pid, nnew + len(reuse))
-    t[lo:hi] = ptes | np.where(writable, PTE_DIRTY | PTE_YOUNG, 0)
+    ptes = ptes | np.where(writable, PTE_DIRTY | PTE_YOUNG, 0)
     if len(reuse):
         rp = pfns[reuse_mask]
         phys.flags[rp] |= PG_ANON_EXCLUSIVE
-        t[lo + reuse] |= PTE_RW | PTE_DIRTY | PTE_YOUNG
-        m.events.add_bulk(pid, "cow-reuse", _addrs(va, reuse), rp, rp)
+        ptes[reuse] |= PTE_RW | PTE_DIRTY | PTE_YOUNG
+        m.events.add_bulk(pid, "cow-reuse", span.addresses(reuse), rp, rp)
         m.stat["cow_reuse"] += len(reuse)
     k = 0
     for idx, kind in ((none, "zero-fill"), (zero, "zero-cow"), (copy, "cow-copy")):
@@ -394,19 +390,19 @@ def _write_block(m: Machine, pid: int, mm: MM, vma: VMA, t: np.ndarray, lo: int,
         k += len(idx)
         phys.refcount[got] = 1
         phys.mapcount[got] = 1
-        old = np.zeros(len(idx), np.int64)
         if kind == "cow-copy":
             old = pfns[~reuse_mask]
             phys.copy(got, old)
             rss_add(m, mm, old, -1)
             phys.mapcount[old] -= 1
             phys.put(old)
-        elif kind == "zero-cow":
-            old = np.full(len(idx), ZERO_PFN)
+        else:
+            old = np.full(len(idx), ZERO_PFN if kind == "zero-cow" else 0, dtype=np.int64)
         mm.rss_anon += len(idx)
-        t[lo + idx] = (got << PAGE_SHIFT) | _RW_NEW
-        m.events.add_bulk(pid, kind, _addrs(va, idx), old, got)
+        ptes[idx] = (got << PAGE_SHIFT) | _RW_NEW
+        m.events.add_bulk(pid, kind, span.addresses(idx), old, got)
         m.stat[kind.replace("-", "_")] += len(idx)
+    span.store(ptes)
     mm.hiwater_rss = max(mm.hiwater_rss, mm.rss_anon + mm.rss_file + mm.rss_shmem)
 
 
@@ -414,43 +410,36 @@ def _write_block(m: Machine, pid: int, mm: MM, vma: VMA, t: np.ndarray, lo: int,
 
 def zap_range(m: Machine, mm: MM, start: int, end: int, keep_markers: bool = False) -> None:
     """Unmap every PTE in [start, end): drop map counts, free frames nobody holds (zap_pte_range)."""
-    phys = m.phys
-    for t, lo, hi, _va in mm.pgd.blocks(start, end):
-        ptes = t[lo:hi]
-        normal = (ptes & PTE_PRESENT != 0) & (ptes & PTE_SPECIAL == 0)
-        pfns = ptes[normal] >> PAGE_SHIFT
-        if len(pfns):
-            rss_add(m, mm, pfns, -1)
-            phys.mapcount[pfns] -= 1
-            phys.put(pfns)
-        if keep_markers:
-            t[lo:hi] = np.where(ptes & PTE_MARKER_GUARD, ptes, 0)
-        else:
-            t[lo:hi] = 0
+    span = mm.pgd.span(start, end)
+    ptes = span.ptes
+    if not ptes.any():
+        return
+    normal = (ptes & PTE_PRESENT != 0) & (ptes & PTE_SPECIAL == 0)
+    pfns = ptes[normal] >> PAGE_SHIFT
+    if len(pfns):
+        rss_add(m, mm, pfns, -1)
+        m.phys.mapcount[pfns] -= 1
+        m.phys.put(pfns)
+    span.store(np.where(ptes & PTE_MARKER_GUARD, ptes, 0) if keep_markers else np.zeros_like(ptes))
 
 
 def copy_page_range(m: Machine, dst: MM, src: MM, vma: VMA) -> None:
     """fork: copy the VMA's PTEs; private writable ones become read-only in both (CoW)."""
     phys = m.phys
-    cow = vma.is_cow
-    for t, lo, hi, va in list(src.pgd.blocks(vma.vm_start, vma.vm_end)):
-        ptes = t[lo:hi]
-        if not ptes.any():
-            dst.pgd.table(va)  # copy_pmd_range allocates the child's table for a populated pmd
-            continue
-        present = (ptes & PTE_PRESENT) != 0
-        normal = present & ((ptes & PTE_SPECIAL) == 0)
-        pfns = ptes[normal] >> PAGE_SHIFT
-        if len(pfns):
-            phys.mapcount[pfns] += 1
-            phys.refcount[pfns] += 1
-            phys.flags[pfns] &= np.uint16(~PG_ANON_EXCLUSIVE & 0xFFFF)
-            rss_add(m, dst, pfns, 1)
-        child = ptes.copy()
-        if cow:
-            t[lo:hi] = np.where(present, ptes & ~PTE_RW, ptes)
-            child = np.where(present, child & ~PTE_RW, child)
-        if vma.is_shared:
-            child = np.where(present, child & ~PTE_DIRTY, child)
-        child = np.where(present, child & ~PTE_YOUNG, child)
-        dst.pgd.table(va)[lo:hi] = child
+    span = src.pgd.span(vma.vm_start, vma.vm_end)
+    if not span.blocks:
+        return
+    ptes = span.ptes
+    present = (ptes & PTE_PRESENT) != 0
+    pfns = ptes[present & ((ptes & PTE_SPECIAL) == 0)] >> PAGE_SHIFT
+    if len(pfns):
+        phys.mapcount[pfns] += 1
+        phys.refcount[pfns] += 1
+        phys.flags[pfns] &= np.uint16(~PG_ANON_EXCLUSIVE & 0xFFFF)
+        rss_add(m, dst, pfns, 1)
+    clear = PTE_YOUNG | (PTE_RW if vma.is_cow else 0) | (PTE_DIRTY if vma.is_shared else 0)
+    child = np.where(present, ptes & ~clear, ptes)
+    if vma.is_cow:
+        span.store(np.where(present, ptes & ~PTE_RW, ptes))
+    # copy_pmd_range gives the child a table for every populated parent table in the range
+    Span([(dst.pgd.table(va), lo, hi, va) for _t, lo, hi, va in span.blocks]).store(child)

@@ -57,6 +57,10 @@ class PageTable:
                 yield t, lo, lo + ((block_end - va) >> PAGE_SHIFT), va
             va = block_end
 
+    def span(self, start: int, end: int, alloc: bool = False) -> Span:
+        """The PTE tables covering [start, end) as one gathered range (see Span)."""
+        return Span(list(self.blocks(start, end, alloc)))
+
     def gather(self, start: int, npages: int) -> np.ndarray:
         """PTEs of npages pages from start as one array (0 where no table)."""
         out = np.zeros(npages, dtype=np.int64)
@@ -86,3 +90,42 @@ class PageTable:
         pmds = {k >> (PUD_SHIFT - PMD_SHIFT) for k in keys}
         puds = {k >> (39 - PMD_SHIFT) for k in keys}
         return len(keys) + len(pmds) + len(puds)
+
+
+class Span:
+    """A range of PTEs spread over several tables, gathered into one array for vectorised work."""
+
+    __slots__ = ("blocks", "ptes")
+
+    def __init__(self, blocks: list[tuple[np.ndarray, int, int, int]]) -> None:
+        self.blocks = blocks
+        if not blocks:
+            self.ptes = np.zeros(0, dtype=np.int64)
+        elif len(blocks) == 1:
+            t, lo, hi, _ = blocks[0]
+            self.ptes = t[lo:hi].copy()
+        else:
+            self.ptes = np.concatenate([t[lo:hi] for t, lo, hi, _ in blocks])
+
+    def addresses(self, idx: np.ndarray) -> np.ndarray:
+        """Virtual addresses of the gathered entries at positions idx."""
+        if len(self.blocks) == 1 or not len(idx):
+            va0 = self.blocks[0][3] if self.blocks else 0
+            return va0 + (idx.astype(np.int64) << PAGE_SHIFT)
+        base = np.concatenate([np.full(hi - lo, va - (pos << PAGE_SHIFT), dtype=np.int64)
+                               for (_, lo, hi, va), pos in zip(self.blocks, self._offsets())])
+        return base[idx] + (idx.astype(np.int64) << PAGE_SHIFT)
+
+    def _offsets(self) -> list[int]:
+        out, pos = [], 0
+        for _, lo, hi, _va in self.blocks:
+            out.append(pos)
+            pos += hi - lo
+        return out
+
+    def store(self, values: np.ndarray) -> None:
+        """Write the (modified) gathered entries back into their tables."""
+        pos = 0
+        for t, lo, hi, _ in self.blocks:
+            t[lo:hi] = values[pos:pos + hi - lo]
+            pos += hi - lo
