@@ -1,0 +1,151 @@
+"""Side-by-side comparison: real traces that differ are caught; exclusions only where they belong."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cowscope.linux.compare import compare, counted, render, run_traced
+from cowscope.linux.trace import EXCLUSIONS, Trace
+
+PAGE = 4096
+CLI = [sys.executable, "-c", "from cowscope.cli.main import entry; entry()"]
+
+
+def _linux():
+    from cowscope.linux.machine import Machine
+
+    return Machine()
+
+
+def _obs(pages: list[str], smaps: dict[str, int], filebacked: bool = False, accessed=(), key="P#1",
+         vma=(0, 2)) -> dict:
+    base = {k: 0 for k in ("Size", "Rss", "Pss", "Pss_Dirty", "Shared_Clean", "Shared_Dirty",
+                           "Private_Clean", "Private_Dirty", "Anonymous", "AnonHugePages", "Swap", "Locked")}
+    region = {"pages": pages, "moved": [False] * len(pages), "filebacked": filebacked,
+              "accessed": list(accessed),
+              "vmas": [{"pages": vma, "perms": "rw-p", "vmflags": "rd wr", "smaps": base | smaps}]}
+    return {"P": {"state": "alive", "exit": None, "regions": {key: region}, "info": {}}}
+
+
+def _trace(backend: str, obs: dict, ops=()) -> Trace:
+    t = Trace(backend)
+    t.ops = list(ops)
+    t.checkpoints = [("c", obs)]
+    return t
+
+
+def test_hand_built_traces_page_smaps_and_op_differences() -> None:
+    a = _trace("model", _obs(["X.A", "S2.B"], {"Rss": 8}), [("P", "read", ("P#1+0x0", 1), "00")])
+    b = _trace("linux", _obs(["X.A", "X.B"], {"Rss": 4}), [("P", "read", ("P#1+0x0", 1), "01")])
+    d = counted(compare(a, b))
+    wheres = {x.where for x in d}
+    assert "op 1" in wheres and "[c] P P#1 p1" in wheres and "[c] P P#1 vma[0, 2] Rss" in wheres
+    assert compare(a, _trace("linux", _obs(["X.A", "S2.B"], {"Rss": 8}), a.ops)) == []
+
+
+def test_fault_around_pages_excluded_only_when_untouched() -> None:
+    a = _trace("model", _obs(["F1.A", "-"], {"Rss": 4}, filebacked=True, accessed=[0]))
+    b = _trace("linux", _obs(["F1.A", "F1.B"], {"Rss": 8}, filebacked=True, accessed=[0]))
+    diffs = compare(a, b)
+    assert diffs and counted(diffs) == []
+    assert all(x.excluded == EXCLUSIONS["untouched file/shmem pages"] for x in diffs)
+    # the same difference on a page the process did access counts
+    b2 = _trace("linux", _obs(["-", "F1.B"], {"Rss": 4}, filebacked=True, accessed=[0]))
+    assert [x.where for x in counted(compare(a, b2))] == ["[c] P P#1 p0"]
+    # and anonymous regions get no fault-around excuse
+    a3 = _trace("model", _obs(["X.A", "-"], {}))
+    b3 = _trace("linux", _obs(["X.A", "Z"], {}))
+    assert len(counted(compare(a3, b3))) == 1
+
+
+def test_merged_vma_smaps_excluded_but_pages_compared() -> None:
+    a = _trace("model", _obs(["X.A", "X.B"], {"Rss": 8}, vma=(0, 3)))
+    b = _trace("linux", _obs(["X.A", "X.B"], {"Rss": 12}, vma=(0, 3)))
+    diffs = compare(a, b)
+    assert len(diffs) == 1 and diffs[0].excluded
+    b2 = _trace("linux", _obs(["X.A", "-"], {"Rss": 12}, vma=(0, 3)))
+    assert len(counted(compare(a, b2))) == 1
+
+
+def test_without_pfns_letters_and_counts_are_not_compared() -> None:
+    a = _trace("model", _obs(["S3.A", "X.B"], {}))
+    b = _trace("linux", _obs(["S2", "X"], {}))
+    b.kpage = False
+    assert counted(compare(a, b)) == []
+    b.kpage = True
+    assert len(counted(compare(a, b))) == 2
+
+
+@pytest.mark.kernel
+def test_real_traces_that_differ_are_caught() -> None:
+    """Two real kernel runs of scenarios differing in one write: op log, pages and smaps differ."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for PFNs")
+
+    def scenario(variant: bool):
+        def run(m) -> None:
+            p = m.spawn("P")
+            a = p.mmap(4 * PAGE)
+            p.fill(a, 2 * PAGE, 1)
+            c = p.fork()
+            if variant:
+                c.write(a, b"\x02")
+            m.checkpoint("after")
+            c.read(a, 1)
+        return run
+
+    same = compare(run_traced(scenario(False), _linux(), "linux"), run_traced(scenario(False), _linux(), "linux"))
+    assert counted(same) == []
+    t1 = run_traced(scenario(False), _linux(), "model")
+    t2 = run_traced(scenario(True), _linux(), "linux")
+    bad = counted(compare(t1, t2))
+    wheres = " ".join(x.where for x in bad)
+    assert "op " in wheres and "[after] P.1 P#1 p0" in wheres and "Private_Dirty" in wheres
+    text = render(t1, t2, compare(t1, t2))
+    assert "≠" in text and "P#1" in text and "difference(s)" in text
+
+
+DISAGREE = '''
+PAGE = 4096
+
+def scenario(m):
+    p = m.spawn("P")
+    a = p.mmap(2 * PAGE)
+    p.fill(a, PAGE, 1)
+    if getattr(m, "backend", "model") == "linux":
+        p.fill(a + PAGE, PAGE, 1)
+    m.checkpoint("done")
+'''
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("backend_differs", [False, True])
+def test_run_on_both_cli_exit_status(tmp_path: Path, backend_differs: bool) -> None:
+    src = DISAGREE if backend_differs else DISAGREE.replace('== "linux"', '== "neither"')
+    f = tmp_path / "s.py"
+    f.write_text(src)
+    out = subprocess.run([*CLI, "run", str(f), "--on", "both"],
+                         capture_output=True, text=True, timeout=60)
+    if backend_differs:
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert "≠" in out.stdout and "P#1" in out.stdout
+    else:
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "0 difference(s)" in out.stdout
+
+
+@pytest.mark.kernel
+def test_verify_cli_prints_lines_exclusions_and_score() -> None:
+    out = subprocess.run([*CLI, "verify", "C05", "C16", "H02"],
+                         capture_output=True, text=True, timeout=60)
+    lines = out.stdout.splitlines()
+    assert [ln.split()[0] for ln in lines[:3]] == ["C05", "C16", "H02"]
+    assert "agreement: 3/3 scenarios (100.0%)" in out.stdout
+    for what in EXCLUSIONS:
+        assert what in out.stdout
+    assert out.returncode == 0
