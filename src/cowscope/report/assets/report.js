@@ -439,7 +439,10 @@
     "#bcbd22", "#17becf"];
   function timelineData() {
     const short = (t) => (t.length > 28 ? t.slice(0, 27) + "…" : t);
-    const x = META.steps.map((s, i) => `${i + 1}: ${short(s.label)}`);
+    // the inspector samples over time: label its steps by seconds since the first sample
+    const timed = META.steps.every((s) => s.source === "inspect");
+    const t0 = META.steps[0].ts;
+    const x = META.steps.map((s, i) => (timed ? `${(s.ts - t0).toFixed(1)} s` : `${i + 1}: ${short(s.label)}`));
     const pids = [];
     const names = new Map();
     for (const s of META.steps) for (const p of s.processes) {
