@@ -35,7 +35,19 @@ def test_kernel_shows_the_facts(sc) -> None:
     assert trace.checkpoints, "every scenario observes at least the end"
 
 
-@pytest.mark.parametrize("sc", SCENARIOS, ids=IDS)
+#: Disagreements found by this suite and reported to the model's owner (strict: a fix turns them green).
+KNOWN_MODEL_DISAGREEMENTS = {
+    "C39": "model prints VmFlags 'ac gu', the kernel 'gu ac' (mnemonics are printed in vm_flags bit order)",
+}
+
+
+def _agreement_param(sc):
+    why = KNOWN_MODEL_DISAGREEMENTS.get(sc.id)
+    marks = [pytest.mark.xfail(reason=why, strict=True)] if why else []
+    return pytest.param(sc, id=sc.id, marks=marks)
+
+
+@pytest.mark.parametrize("sc", [_agreement_param(s) for s in SCENARIOS])
 def test_model_agrees_with_kernel(sc) -> None:
     from cowscope.model import Machine as ModelMachine
 

@@ -44,7 +44,7 @@ def _select(ids: list[str]) -> list[Any]:
 def run(args: argparse.Namespace) -> int:
     """Run the suite; print one line per scenario, the exclusions and the score."""
     from ..linux.compare import compare, counted, run_traced
-    from ..linux.trace import EXCLUSIONS
+    from ..linux.trace import EXCLUSIONS, NOT_COVERED
 
     scenarios = _select(args.ids)
     if args.list:
@@ -107,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
     print()
     print("excluded from comparison (not compared, by design):")
     for what, why in EXCLUSIONS.items():
+        print(f"  - {what}: {why}")
+    print("not run (measured on the kernel, but outside what this suite can drive):")
+    for what, why in NOT_COVERED.items():
         print(f"  - {what}: {why}")
     print()
     if make_model and make_linux:

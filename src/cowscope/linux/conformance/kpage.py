@@ -1,0 +1,110 @@
+"""Page flags, mlock, guard regions and status counters: the remaining measured cases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import Segfault
+from . import PAGE, pattern_file, region, scenario, touch_pages
+
+KPF_ANON = 1 << 12
+KPF_ANON_EXCLUSIVE = 1 << 34  # PG_anon_exclusive shows as bit 34 (aliases PG_mappedtodisk)
+
+
+def _pae(m: Any, p: Any, a: int) -> tuple[str, int, bool]:
+    """(token, pfn, PageAnonExclusive) of the page at a."""
+    pfn = m.pfns(p, a, 1)[0]
+    return m.tokens(p, a, 1)[0], pfn, bool(m.kpageflags(pfn) & KPF_ANON_EXCLUSIVE)
+
+
+@scenario("C10", "PageAnonExclusive vs exclusively mapped, through fork, exit and writes")
+def anon_exclusive(m: Any) -> None:
+    p = m.spawn("P")
+    a = region(m, p, 1)
+    p.write(a, b"\x01")
+    tok, pfn, pae = _pae(m, p, a)
+    m.expect_eq((tok, pae), ("X", True), "1 write: X, PAE")
+    m.expect(bool(m.kpageflags(pfn) & KPF_ANON), "kpageflags ANON")
+    c = p.fork()
+    m.expect_eq(_pae(m, p, a), ("S2", pfn, False), "2 fork: shared, PAE cleared")
+    c.exit(0)
+    p.wait(c)
+    m.expect_eq(_pae(m, p, a), ("X", pfn, False), "3 child exited: X again but PAE still 0")
+    p.write(a, b"\x02")
+    m.expect_eq(_pae(m, p, a), ("X", pfn, True), "4 write: reused, PAE set")
+    c2 = p.fork()
+    c2.write(a, b"\x03")
+    m.checkpoint("second child copied")
+    m.expect_eq(_pae(m, p, a), ("X", pfn, False), "5 child copied: parent X, PAE 0")
+    p.write(a, b"\x04")
+    m.expect_eq(_pae(m, p, a), ("X", pfn, True), "6 write: reused, PAE set")
+
+
+@scenario("C35", "mlock populates and is not inherited")
+def mlock_fork(m: Any) -> None:
+    p = m.spawn("P")
+    a = region(m, p, 2)
+    p.mlock(a, 2 * PAGE)
+    s = m.vma_at(p, a)
+    m.expect(s is not None and "lo" in s.vm_flags, "VmFlags lo")
+    m.expect_smaps(p, a, "smaps after mlock", Size=8, Rss=8, Pss=8, Pss_Dirty=8, Private_Dirty=8,
+                   Anonymous=8, Locked=8)
+    c = p.fork()
+    m.checkpoint("after fork")
+    s = m.vma_at(c, a)
+    m.expect(s is not None and "lo" not in s.vm_flags, "child VmFlags without lo")
+    m.expect_eq(m.tokens(c, a, 2), ["S2", "S2"], "child pagemap")
+    m.expect_smaps(c, a, "child smaps", Size=8, Rss=8, Pss=4, Pss_Dirty=4, Shared_Dirty=8, Anonymous=8)
+
+
+@scenario("C39", "guard regions: markers survive fork, access is SIGSEGV, removal discards data")
+def guard_regions(m: Any) -> None:
+    p = m.spawn("P")
+    a = region(m, p, 3, fill=0x11)
+    p.madvise(a + PAGE, PAGE, "guard_install")
+    m.checkpoint("guard installed")
+    m.expect_eq(m.tokens(p, a, 3), ["X", "G", "X"], "parent pagemap")
+    m.expect_eq(p.pagemap(a + PAGE, 1)[0].flags(), "SG", "pagemap bits 62 and 58")
+    s = m.vma_at(p, a)
+    m.expect(s is not None and (s.vma.start, s.vma.end) == (a, a + 3 * PAGE) and "gu" in s.vm_flags,
+             "one VMA with VmFlags gu")
+    m.expect_smaps(p, a, "smaps", Size=12, Rss=8, Pss=8, Pss_Dirty=8, Private_Dirty=8, Anonymous=8)
+    c = p.fork()
+    m.checkpoint("after fork")
+    m.expect_eq(m.tokens(c, a, 3), ["S2", "G", "S2"], "child pagemap")
+    m.expect_raises(Segfault, lambda: c.read(a + PAGE, 1), "child reads the guard page")
+    p.madvise(a + PAGE, PAGE, "guard_remove")
+    m.expect_eq(m.tokens(p, a + PAGE, 1), ["-"], "marker gone")
+    m.expect_eq(p.read(a + PAGE, 1), b"\x00", "the old content was discarded")
+
+
+@scenario("C40", "status counters: RssAnon, RssShmem and RssFile deltas of a quiescent process")
+def status_counters(m: Any) -> None:
+    f = pattern_file(m, "/data/f40", 30)
+    p = m.spawn("P")
+    warm = region(m, p, 2)  # run each operation once so the process's own code is faulted in
+    p.touch(warm, PAGE)
+    p.touch(warm + PAGE, PAGE, write=True)
+
+    def rss() -> tuple[int, int, int]:
+        st = p.status()
+        return st["RssAnon"], st["RssFile"], st["RssShmem"]
+
+    a = region(m, p, 228)
+    s = region(m, p, 50, shared=True)
+    fm = p.mmap(30 * PAGE, prot="r", file=f)
+    base = rss()
+    p.touch(a, 128 * PAGE)
+    m.expect_eq(rss(), base, "128 zero-page reads: +0")
+    p.touch(a + 128 * PAGE, 100 * PAGE, write=True)
+    m.expect_eq(rss(), (base[0] + 400, base[1], base[2]), "100 first writes: RssAnon +400 kB")
+    p.touch(s, 50 * PAGE, write=True)
+    m.expect_eq(rss(), (base[0] + 400, base[1], base[2] + 200), "50 shmem writes: RssShmem +200 kB")
+    touch_pages(p, fm, 30)
+    m.expect_eq(rss(), (base[0] + 400, base[1] + 120, base[2] + 200), "30 file pages: RssFile +120 kB")
+    m.checkpoint("counted")
+    st = p.status()
+    roll = p.smaps_rollup()
+    m.expect_eq(st["VmRSS"], roll["Rss"], "VmRSS == smaps_rollup Rss")
+    m.expect_eq(roll["Rss"], sum(b["Rss"] for b in p.smaps()), "rollup Rss == sum of smaps Rss")
+    m.expect(roll["Pss"] >= sum(b["Pss"] for b in p.smaps()), "rollup Pss >= sum of per-VMA Pss")
