@@ -18,7 +18,9 @@
 
   // ---------------------------------------------------------------- decoding
   function b64bytes(id) {
-    const bin = atob(document.getElementById(id).textContent.trim());
+    const text = document.getElementById(id).textContent.trim();
+    if (Uint8Array.fromBase64) return Uint8Array.fromBase64(text);
+    const bin = atob(text);
     const n = bin.length;
     const u = new Uint8Array(n);
     for (let i = 0; i < n; i++) u[i] = bin.charCodeAt(i);
@@ -615,6 +617,7 @@
 
   async function main() {
     const t0 = performance.now();
+    R.scriptStartMs = t0;
     const status = document.getElementById("status");
     if (typeof DecompressionStream === "undefined") {
       status.textContent = "This browser lacks DecompressionStream; open the report in a current browser.";
@@ -633,12 +636,6 @@
     setStep(META.steps.length - 1);
     mark("drawn");
     try {
-      const js = new TextDecoder().decode(await inflate(b64bytes("plotly-z")));
-      mark("plotly_inflated");
-      const s = document.createElement("script");
-      s.text = js;
-      document.head.appendChild(s);
-      mark("plotly_loaded");
       await renderTimeline();
       mark("timeline");
     } catch (e) {
