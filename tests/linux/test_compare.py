@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cowscope.linux.compare import compare, counted, render, run_traced
@@ -149,3 +150,31 @@ def test_verify_cli_prints_lines_exclusions_and_score() -> None:
     for what in EXCLUSIONS:
         assert what in out.stdout
     assert out.returncode == 0
+
+
+@pytest.mark.kernel
+def test_without_root_compares_what_remains(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """As an unprivileged user sees it: PFN fields zeroed, /proc/kpagecount unreadable."""
+    from cowscope.linux import machine as lm
+    from cowscope.linux.conformance import all_scenarios
+    from cowscope.model import Machine as ModelMachine
+    from cowscope.observe import procfs
+
+    real = procfs.read_pagemap
+
+    def hidden(pid: int, addr: int, npages: int, root: str = "/proc"):
+        raw = real(pid, addr, npages)
+        return raw & ~np.uint64((1 << 55) - 1)
+
+    monkeypatch.setattr(procfs, "read_pagemap", hidden)
+    monkeypatch.setattr(procfs, "kpage_available", lambda root="/proc": False)
+    monkeypatch.setattr(procfs, "zero_pfns", lambda: frozenset())
+    monkeypatch.setattr(lm, "_KPAGE_NOTE_SHOWN", False)
+    chosen = [s for s in all_scenarios() if s.id in ("C02", "C05", "C06", "C14")]
+    for sc in chosen:
+        linux = run_traced(sc.fn, lm.Machine(), "linux")
+        model = run_traced(sc.fn, ModelMachine(), "model")
+        assert not linux.kpage and linux.error is None
+        assert counted(compare(model, linux)) == [], sc.id
+    err = capsys.readouterr().err
+    assert err.count("need root") == 1

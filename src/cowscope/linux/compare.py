@@ -59,10 +59,14 @@ _COUNT = re.compile(r"^([SF])\d+")
 
 
 def _norm_token(tok: str, letters: bool, counts: bool) -> str:
+    """Without PFNs (no root) pagemap still tells present / exclusive / file, nothing more:
+    the zero page and a shared anon page are both "P" (present, not exclusive)."""
     if not letters:
         tok = _LETTER.sub("", tok)
     if not counts:
         tok = _COUNT.sub(r"\1", tok)
+        if tok in ("Z", "S"):
+            tok = "P"
     return tok
 
 

@@ -480,6 +480,7 @@ def _pick_cpu() -> int:
 
 
 _MACHINES: weakref.WeakSet[Machine] = weakref.WeakSet()
+_KPAGE_NOTE_SHOWN = False
 
 
 @atexit.register
@@ -619,11 +620,15 @@ class Machine:
 
     @property
     def kpage_available(self) -> bool:
+        """Whether PFNs and /proc/kpagecount can be read (root); says so once per run when not."""
+        global _KPAGE_NOTE_SHOWN
         if self._kpage_ok is None:
             self._kpage_ok = procfs.kpage_available() and bool(procfs.zero_pfns())
-            if not self._kpage_ok:
-                print("cowscope linux: /proc/kpagecount and PFNs need root; comparing without PFNs "
-                      "and page map counts", file=sys.stderr)
+            if not self._kpage_ok and not _KPAGE_NOTE_SHOWN:
+                _KPAGE_NOTE_SHOWN = True
+                print("cowscope linux: PFNs and /proc/kpagecount need root: page identity, the zero "
+                      "page and map counts are not available; comparing present/exclusive/file only",
+                      file=sys.stderr)
         return self._kpage_ok
 
     def kpagecount_array(self, pfns: np.ndarray | list[int]) -> np.ndarray | None:
