@@ -1,9 +1,9 @@
 """A flat, page-granular stand-in for a process: enough of brk/mmap/mremap for an allocator.
 
 `FlatHost` implements `AllocatorHost` without the full machine model (no page tables, no fork):
-the heap is one bytearray between the initial break and the current break, each anonymous
-mapping is its own bytearray, and libc's rw data and the TLS block are two more. It is what
-the replay engine, the benchmark and the fast tests run ptmalloc on.
+libc's rw data, the TLS block and the heap (initial break .. current break) share one private
+anonymous window, and each anonymous mapping is its own bytearray. It is what the replay
+engine, the benchmark and the fast tests run ptmalloc on.
 
 Mapping placement follows the kernel's top-down allocator for anonymous mmaps (the highest gap
 below `mmap_base` that fits, 2 MiB-aligned when the length is a multiple of 2 MiB), and mremap
@@ -13,14 +13,12 @@ grows in place only when the pages above the mapping are free, as Linux does.
 from __future__ import annotations
 
 import errno
-import struct
+import mmap
 
 from ...errors import Aborted, Segfault, SyscallError
 
 PAGE = 4096
-_U64 = struct.Struct("<Q")
-_unpack_u64 = _U64.unpack_from
-_pack_u64 = _U64.pack_into
+_NORESERVE = 0x4000  # MAP_NORESERVE: the window is virtual until touched
 THP_SIZE = 2 << 20
 
 
@@ -30,43 +28,121 @@ def _page_up(n: int) -> int:
 
 
 class FlatHost:
-    """A single process's memory as bytearrays: heap (brk), anonymous mmaps, libc data and TLS."""
+    """A single process's memory: one window (libc data, TLS, heap) plus one buffer per mmap.
+
+    The window is a private anonymous mmap laid out as [libc rw data | TLS | heap ... limit);
+    addresses in it are served by 64/32/16/8-bit memoryview casts (the fast path the allocator
+    binds through `accessors()`); anything else (mmapped chunks, misaligned or unmapped
+    addresses) goes through `_locate`, which raises Segfault outside every mapping. Pages above
+    the break are inaccessible, and pages given back by brk read as zeros when regained.
+    """
 
     def __init__(self, heap_base: int = 0x555555559000, mmap_base: int = 0x7FFFF7D80000,
-                 libc_data: int = 0x7FFFF7F9D000, libc_data_size: int = 0xF000,
-                 tls: int = 0x7FFFF7D8A000, heap_limit: int = 1 << 32,
-                 mmap_limit: int = 1 << 40, pid: int = 1) -> None:
+                 libc_data_size: int = 0xF000, tls_size: int = 3 * PAGE,
+                 heap_limit: int = 1 << 30, mmap_limit: int = 1 << 40, pid: int = 1) -> None:
         self.pid = pid
         self.heap_base = heap_base
-        self.heap = bytearray()          # [heap_base, heap_base + len(heap)) = pages up to the break
+        self.libc_data_size = libc_data_size
+        self.tls_size = tls_size
+        self.tls = heap_base - tls_size
+        self.libc_data = self.tls - libc_data_size
+        self.window_base = self.libc_data
+        self.window_size = libc_data_size + tls_size + heap_limit
+        self.window = mmap.mmap(-1, self.window_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _NORESERVE)
         self.cur_brk = heap_base
         self.heap_limit = heap_limit
         self.mmap_base = mmap_base
         self.mmap_limit = mmap_limit
         self.maps: dict[int, bytearray] = {}   # start -> bytes of an anonymous mapping
-        self.libc_data = libc_data
-        self.libc_data_size = libc_data_size
-        self.libc_mem = bytearray(libc_data_size)
-        self.tls = tls
-        self.tls_size = PAGE
-        self.tls_mem = bytearray(PAGE)
         self.stderr = ""
         self.alive = True
         self.syscalls: list[tuple] = []        # (name, args...) log of brk/mmap/munmap/mremap/madvise
         self.log_syscalls = False
+        self._lim = heap_base - self.window_base  # accessible bytes of the window
+        self._acc = self._make_accessors()
+
+    @property
+    def heap(self) -> memoryview:
+        """The heap's bytes, from the initial break to the page holding the current break."""
+        return memoryview(self.window)[self.heap_base - self.window_base:self._lim]
+
+    def _make_accessors(self) -> dict:
+        """Closures for 8..64-bit loads/stores with a fast path for aligned window addresses."""
+        mv = memoryview(self.window)
+        q, i32, h16, b8 = mv.cast("Q"), mv.cast("I"), mv.cast("H"), mv.cast("B")
+        W = self.window_base
+        lim = self._lim
+        slow_r, slow_w = self._slow_read, self._slow_write
+
+        def set_lim(n: int) -> None:
+            nonlocal lim
+            lim = n
+
+        def r64(a: int) -> int:
+            o = a - W
+            if 0 <= o < lim and not o & 7:
+                return q[o >> 3]
+            return int.from_bytes(slow_r(a, 8), "little")
+
+        def w64(a: int, v: int) -> None:
+            o = a - W
+            if 0 <= o < lim and not o & 7:
+                q[o >> 3] = v & 0xFFFFFFFFFFFFFFFF
+            else:
+                slow_w(a, (v & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
+
+        def r32(a: int) -> int:
+            o = a - W
+            if 0 <= o < lim and not o & 3:
+                return i32[o >> 2]
+            return int.from_bytes(slow_r(a, 4), "little")
+
+        def w32(a: int, v: int) -> None:
+            o = a - W
+            if 0 <= o < lim and not o & 3:
+                i32[o >> 2] = v & 0xFFFFFFFF
+            else:
+                slow_w(a, (v & 0xFFFFFFFF).to_bytes(4, "little"))
+
+        def r16(a: int) -> int:
+            o = a - W
+            if 0 <= o < lim and not o & 1:
+                return h16[o >> 1]
+            return int.from_bytes(slow_r(a, 2), "little")
+
+        def w16(a: int, v: int) -> None:
+            o = a - W
+            if 0 <= o < lim and not o & 1:
+                h16[o >> 1] = v & 0xFFFF
+            else:
+                slow_w(a, (v & 0xFFFF).to_bytes(2, "little"))
+
+        def r8(a: int) -> int:
+            o = a - W
+            if 0 <= o < lim:
+                return b8[o]
+            return slow_r(a, 1)[0]
+
+        def w8(a: int, v: int) -> None:
+            o = a - W
+            if 0 <= o < lim:
+                b8[o] = v & 0xFF
+            else:
+                slow_w(a, bytes([v & 0xFF]))
+
+        self._set_lim = set_lim
+        return {"r64": r64, "w64": w64, "r32": r32, "w32": w32, "r16": r16, "w16": w16, "r8": r8, "w8": w8}
+
+    def accessors(self) -> dict:
+        """Fast memory accessors for an allocator bound to this host."""
+        return self._acc
 
     # -- address resolution ---------------------------------------------------------------------
-    def _locate(self, addr: int, n: int) -> tuple[bytearray, int]:
+    def _locate(self, addr: int, n: int):
         """Return (buffer, offset) holding [addr, addr+n), or raise Segfault."""
-        off = addr - self.heap_base
-        if 0 <= off and off + n <= len(self.heap):
-            return self.heap, off
-        off = addr - self.libc_data
-        if 0 <= off and off + n <= self.libc_data_size:
-            return self.libc_mem, off
-        off = addr - self.tls
-        if 0 <= off and off + n <= self.tls_size:
-            return self.tls_mem, off
+        off = addr - self.window_base
+        if 0 <= off and off + n <= self._lim:
+            return self.window, off
         for start, buf in self.maps.items():
             off = addr - start
             if 0 <= off and off + n <= len(buf):
@@ -74,36 +150,32 @@ class FlatHost:
         self.alive = False
         raise Segfault(self.pid, addr, "access outside any mapping")
 
-    def read(self, addr: int, n: int) -> bytes:
-        """Read n bytes (models a load)."""
-        if n == 0:
-            return b""
+    def _slow_read(self, addr: int, n: int) -> bytes:
+        """Read through _locate."""
         buf, off = self._locate(addr, n)
         return bytes(buf[off:off + n])
 
-    def write(self, addr: int, data: bytes) -> None:
-        """Write bytes (models a store)."""
-        if not data:
-            return
+    def _slow_write(self, addr: int, data: bytes) -> None:
+        """Write through _locate."""
         buf, off = self._locate(addr, len(data))
         buf[off:off + len(data)] = data
 
+    def read(self, addr: int, n: int) -> bytes:
+        """Read n bytes (models a load)."""
+        return self._slow_read(addr, n) if n > 0 else b""
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Write bytes (models a store)."""
+        if data:
+            self._slow_write(addr, bytes(data))
+
     def read_u64(self, addr: int) -> int:
         """Load a little-endian 64-bit word."""
-        off = addr - self.heap_base
-        if 0 <= off <= len(self.heap) - 8:
-            return _unpack_u64(self.heap, off)[0]
-        buf, off = self._locate(addr, 8)
-        return _unpack_u64(buf, off)[0]
+        return self._acc["r64"](addr)
 
     def write_u64(self, addr: int, value: int) -> None:
         """Store a little-endian 64-bit word."""
-        off = addr - self.heap_base
-        if 0 <= off <= len(self.heap) - 8:
-            _pack_u64(self.heap, off, value & 0xFFFFFFFFFFFFFFFF)
-            return
-        buf, off = self._locate(addr, 8)
-        _pack_u64(buf, off, value & 0xFFFFFFFFFFFFFFFF)
+        self._acc["w64"](addr, value)
 
     def fill(self, addr: int, length: int, byte: int) -> None:
         """memset."""
@@ -121,11 +193,12 @@ class FlatHost:
             return self.cur_brk
         if new_end > self.cur_brk and self._overlaps_map(self.cur_brk, _page_up(new_end)):
             return self.cur_brk
-        want = _page_up(new_end) - self.heap_base
-        if want < len(self.heap):
-            del self.heap[want:]
-        elif want > len(self.heap):
-            self.heap.extend(bytes(want - len(self.heap)))
+        old_lim = self._lim
+        lim = _page_up(new_end) - self.window_base
+        if lim < old_lim:
+            self.window.madvise(mmap.MADV_DONTNEED, lim, old_lim - lim)  # regained pages read zero
+        self._lim = lim
+        self._set_lim(lim)
         if self.log_syscalls:
             self.syscalls.append(("brk", new_end))
         self.cur_brk = new_end

@@ -1,6 +1,7 @@
 /* cowscope native malloc harness: run a malloc-cases operation file on the real glibc.
  *
  * Usage: malloc_harness OPS_FILE [STATE_FILE]
+ *        malloc_harness --bench OPS_FILE REPEAT   (m/f only, timed, no per-op output)
  *
  * Prints one line per operation in the `.expected` format of tests/fixtures/malloc-cases
  * (the Python wrapper adds the `# stderr:` and `# exit:` lines).  With STATE_FILE, dumps the
@@ -19,6 +20,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_IDS (1 << 20)
@@ -238,7 +240,49 @@ static long start_brk_from_proc(void) {
     return -1;
 }
 
+/* --bench OPS_FILE REPEAT: time only m/f operations (no output per op); print best ns. */
+static int op_kind[1 << 22];
+static uint32_t op_id[1 << 22];
+static size_t op_size[1 << 22];
+
+static int bench(const char *path, int repeat) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return 2;
+    size_t len = 0;
+    ssize_t k;
+    while ((k = read(fd, ops_buf + len, sizeof ops_buf - 1 - len)) > 0) len += (size_t)k;
+    close(fd);
+    ops_buf[len] = 0;
+    int n = 0;
+    for (char *s = ops_buf; *s && n < (1 << 22);) {
+        char kind = *s;
+        char *e;
+        unsigned long id = strtoul(s + 1, &e, 10);
+        size_t size = kind == 'm' ? strtoull(e, &e, 10) : 0;
+        op_kind[n] = kind; op_id[n] = (uint32_t)(id & (MAX_IDS - 1)); op_size[n++] = size;
+        s = strchr(s, '\n');
+        if (!s) break;
+        s++;
+    }
+    uint64_t best = ~(uint64_t)0;
+    for (int r = 0; r < repeat; r++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int i = 0; i < n; i++) {
+            if (op_kind[i] == 'm') ptrs[op_id[i]] = malloc(op_size[i]);
+            else { free(ptrs[op_id[i]]); ptrs[op_id[i]] = NULL; }
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        uint64_t ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)(t1.tv_nsec - t0.tv_nsec);
+        if (ns < best) best = ns;
+    }
+    puts_(""); dec((int64_t)best); puts_(" ns for "); dec(n); puts_(" ops\n");
+    flush_to(1);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 3 && strcmp(argv[1], "--bench") == 0) return bench(argv[2], atoi(argv[3]));
     H = (uintptr_t)sbrk(0);
     long start_brk = start_brk_from_proc();
     if (argc < 2) {

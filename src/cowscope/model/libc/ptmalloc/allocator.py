@@ -66,11 +66,11 @@ from .layout import (
     SIZE_BITS,
     SIZE_MAX,
     SIZE_SZ,
+    TC_ENTRIES,
     TCACHE_FILL_COUNT,
     TCACHE_MAX_BINS,
     TCACHE_MAX_BYTES,
     TCACHE_STRUCT_SIZE,
-    TLS_ERRNO,
     TLS_TCACHE,
     TLS_TCACHE_SHUTTING_DOWN,
     TLS_THREAD_ARENA,
@@ -108,10 +108,10 @@ class PtMalloc(PtMallocCore, Allocator):
         super().__init__(host)
         if host.libc_data_size < LIBC_DATA_MIN_SIZE:
             raise ValueError(f"ptmalloc needs a libc data area of at least {LIBC_DATA_MIN_SIZE:#x} bytes")
-        self._bind(host)
         self.A = host.libc_data + OFF_MAIN_ARENA
         self.MP = host.libc_data + OFF_MP
         self.UNSORTED = self.A + 0x60
+        self._bind(host)
         self._key_seed = tcache_key
         if self._r(self.A + AV_NEXT) != self.A:
             self._load_static_data()
@@ -130,7 +130,7 @@ class PtMalloc(PtMallocCore, Allocator):
         w(mp + MP_TOP_PAD, DEFAULT_TOP_PAD)
         w(mp + MP_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
         w(mp + MP_ARENA_TEST, 8)
-        self._wn(mp + MP_N_MMAPS_MAX, 4, DEFAULT_MMAP_MAX)
+        self._w32(mp + MP_N_MMAPS_MAX, DEFAULT_MMAP_MAX)
         w(mp + MP_TCACHE_BINS, TCACHE_MAX_BINS)
         w(mp + MP_TCACHE_MAX_BYTES, TCACHE_MAX_BYTES)
         w(mp + MP_TCACHE_COUNT, TCACHE_FILL_COUNT)
@@ -139,12 +139,12 @@ class PtMalloc(PtMallocCore, Allocator):
 
     def _initialized(self) -> bool:
         """__malloc_initialized."""
-        return bool(self._rn(self.host.libc_data + OFF_MALLOC_INITIALIZED, 1))
+        return bool(self._r8(self.a_init))
 
     def ptmalloc_init(self) -> None:
         """ptmalloc_init: tcache key, thread_arena, malloc_init_state (circular bins, max_fast, top)."""
         ld = self.host.libc_data
-        self._wn(ld + OFF_MALLOC_INITIALIZED, 1, 1)
+        self._w8(ld + OFF_MALLOC_INITIALIZED, 1)
         seed = self._key_seed if self._key_seed is not None else (0x5EED0000 ^ self.host.pid)
         self._w(ld + OFF_TCACHE_KEY, random.Random(seed).getrandbits(64) | 1)
         self._w(self.host.tls + TLS_THREAD_ARENA, self.A)
@@ -154,7 +154,7 @@ class PtMalloc(PtMallocCore, Allocator):
             w(b + 16, b)
             w(b + 24, b)
         w(ld + OFF_GLOBAL_MAX_FAST, set_max_fast(DEFAULT_MXFAST))
-        self._wn(self.A + AV_HAVE_FASTCHUNKS, 4, 0)
+        self._w32(self.A + AV_HAVE_FASTCHUNKS, 0)
         w(self.A + AV_TOP, self.UNSORTED)
 
     def tcache_init(self) -> None:
@@ -173,48 +173,84 @@ class PtMalloc(PtMallocCore, Allocator):
 
     def _lock(self) -> None:
         """__libc_lock_lock(main_arena.mutex) (single thread: always free)."""
-        self._wn(self.A + AV_MUTEX, 4, 1)
+        self._w32(self.A + AV_MUTEX, 1)
 
     def _unlock(self) -> None:
         """__libc_lock_unlock(main_arena.mutex)."""
-        self._wn(self.A + AV_MUTEX, 4, 0)
+        self._w32(self.A + AV_MUTEX, 0)
 
     # -- malloc / free ------------------------------------------------------------------------------
     def malloc(self, size: int) -> int:
-        """__libc_malloc: tcache first, then _int_malloc."""
-        if not self._rn(self.host.libc_data + OFF_MALLOC_INITIALIZED, 1):
+        """__libc_malloc: tcache first (tcache_get inlined), then _int_malloc."""
+        if not self._r8(self.a_init):
             self.ptmalloc_init()
-        nb = checked_request2size(size)
-        if nb == 0:
+        if size > PTRDIFF_MAX:
             self.set_errno(ENOMEM)
             return 0
-        tc_idx = (nb - 17) // 16
+        tc_idx = 0 if size < 9 else ((size + 23) >> 4) - 2   # csize2tidx(request2size(size))
         r = self._r
-        tls = self.host.tls
-        tc = r(tls + TLS_TCACHE)
+        tc = r(self.a_tcache)
         if tc == 0:
             self.tcache_init()
-            tc = r(tls + TLS_TCACHE)
-        if tc and tc_idx < r(self.MP + MP_TCACHE_BINS):
+            tc = r(self.a_tcache)
+        if tc and tc_idx < r(self.a_tcache_bins):
             ca = tc + 2 * tc_idx
-            if self._rn(ca, 2) > 0:
-                return self.tcache_get(tc_idx)
+            cnt = self._r16(ca)
+            if cnt:
+                w = self._w
+                slot = tc + TC_ENTRIES + 8 * tc_idx
+                e = r(slot)
+                if e & MALLOC_ALIGN_MASK:
+                    self.malloc_printerr("malloc(): unaligned tcache chunk detected")
+                w(slot, (e >> 12) ^ r(e))
+                self._w16(ca, cnt - 1)
+                w(e + 8, 0)
+                return e
         return self._int_malloc(size)
 
     def free(self, ptr: int) -> None:
-        """__libc_free: munmap mmapped chunks (dynamic threshold), else _int_free; errno kept."""
+        """__libc_free: munmap mmapped chunks (dynamic threshold), else _int_free; errno kept.
+
+        The common case, a put into a tcache bin that has room and no double-free suspicion, is
+        inlined here; everything else goes through _int_free from the start.
+        """
         if ptr == 0:
             return
-        errno_addr = self.host.tls + TLS_ERRNO
-        err = self._rn(errno_addr, 4)
+        r = self._r
+        errno_addr = self.a_errno
+        err = self._r32(errno_addr)
         p = (ptr - 16) & MASK64
-        if self._r(p + 8) & IS_MMAPPED:
+        head = r(p + 8)
+        if head & IS_MMAPPED:
             self.dyn_threshold_on_free(p)
             self.munmap_chunk(p)
-        else:
-            self._maybe_init_tcache()
-            self._int_free(p, False)
-        self._wn(errno_addr, 4, err)
+            self._w32(errno_addr, err)
+            return
+        tc = r(self.a_tcache)
+        if tc == 0:
+            self.tcache_init()
+            tc = r(self.a_tcache)
+        size = head & ~SIZE_BITS
+        if (tc and size >= MINSIZE and not size & MALLOC_ALIGN_MASK and not p & MALLOC_ALIGN_MASK
+                and p <= (-size) & MASK64):
+            tc_idx = (size - 17) >> 4
+            if tc_idx < r(self.a_tcache_bins):
+                e = p + 16
+                key = r(self.a_key)
+                if r(e + 8) != key:
+                    ca = tc + 2 * tc_idx
+                    cnt = self._r16(ca)
+                    if cnt < r(self.a_tcache_count):
+                        w = self._w
+                        w(e + 8, key)
+                        slot = tc + TC_ENTRIES + 8 * tc_idx
+                        w(e, (e >> 12) ^ r(slot))
+                        w(slot, e)
+                        self._w16(ca, cnt + 1)
+                        self._w32(errno_addr, err)
+                        return
+        self._int_free(p, False)
+        self._w32(errno_addr, err)
 
     def calloc(self, n: int, size: int) -> int:
         """__libc_calloc: _int_malloc (never the tcache), clear unless fresh from the kernel."""
@@ -236,11 +272,11 @@ class PtMalloc(PtMallocCore, Allocator):
             return 0
         p = mem - 16
         if r(p + 8) & IS_MMAPPED:
-            if self._rn(self.host.libc_data + OFF_PERTURB_BYTE, 4) & 0xFF:
+            if self._r32(self.host.libc_data + OFF_PERTURB_BYTE) & 0xFF:
                 self.host.fill(mem, total, 0)
             return mem
         csz = r(p + 8) & ~SIZE_BITS
-        perturb = self._rn(self.host.libc_data + OFF_PERTURB_BYTE, 4) & 0xFF
+        perturb = self._r32(self.host.libc_data + OFF_PERTURB_BYTE) & 0xFF
         if not perturb and p == oldtop and csz > oldtopsize:
             csz = oldtopsize
         self.host.fill(mem, csz - SIZE_SZ, 0)
@@ -456,18 +492,18 @@ class PtMalloc(PtMallocCore, Allocator):
                 res = 0
         elif param == M_TRIM_THRESHOLD:
             w(mp + MP_TRIM_THRESHOLD, v)
-            self._wn(mp + MP_NO_DYN_THRESHOLD, 4, 1)
+            self._w32(mp + MP_NO_DYN_THRESHOLD, 1)
         elif param == M_TOP_PAD:
             w(mp + MP_TOP_PAD, v)
-            self._wn(mp + MP_NO_DYN_THRESHOLD, 4, 1)
+            self._w32(mp + MP_NO_DYN_THRESHOLD, 1)
         elif param == M_MMAP_THRESHOLD:
             w(mp + MP_MMAP_THRESHOLD, v)
-            self._wn(mp + MP_NO_DYN_THRESHOLD, 4, 1)
+            self._w32(mp + MP_NO_DYN_THRESHOLD, 1)
         elif param == M_MMAP_MAX:
-            self._wn(mp + MP_N_MMAPS_MAX, 4, value & 0xFFFFFFFF)
-            self._wn(mp + MP_NO_DYN_THRESHOLD, 4, 1)
+            self._w32(mp + MP_N_MMAPS_MAX, value & 0xFFFFFFFF)
+            self._w32(mp + MP_NO_DYN_THRESHOLD, 1)
         elif param == M_PERTURB:
-            self._wn(self.host.libc_data + OFF_PERTURB_BYTE, 4, value & 0xFFFFFFFF)
+            self._w32(self.host.libc_data + OFF_PERTURB_BYTE, value & 0xFFFFFFFF)
         elif param == M_ARENA_TEST:
             if value > 0:
                 w(mp + MP_ARENA_TEST, v)
@@ -514,7 +550,7 @@ class PtMalloc(PtMallocCore, Allocator):
         system_mem = r(A + AV_SYSTEM_MEM)
         mp = self.MP
         info = Mallinfo2(arena=system_mem, ordblks=nblocks, smblks=nfastblocks,
-                         hblks=self._rn(mp + MP_N_MMAPS, 4), hblkhd=r(mp + MP_MMAPPED_MEM), usmblks=0,
+                         hblks=self._r32(mp + MP_N_MMAPS), hblkhd=r(mp + MP_MMAPPED_MEM), usmblks=0,
                          fsmblks=fastavail, uordblks=system_mem - avail, fordblks=avail,
                          keepcost=r(r(A + AV_TOP) + 8) & ~SIZE_BITS)
         self._unlock()
@@ -533,11 +569,11 @@ class PtMalloc(PtMallocCore, Allocator):
         """The mp_ fields the harness reports."""
         r, mp = self._r, self.MP
         return {"mmap_threshold": r(mp + MP_MMAP_THRESHOLD), "trim_threshold": r(mp + MP_TRIM_THRESHOLD),
-                "top_pad": r(mp + MP_TOP_PAD), "n_mmaps": self._rn(mp + MP_N_MMAPS, 4),
+                "top_pad": r(mp + MP_TOP_PAD), "n_mmaps": self._r32(mp + MP_N_MMAPS),
                 "mmapped_mem": r(mp + MP_MMAPPED_MEM),
-                "no_dyn_threshold": self._rn(mp + MP_NO_DYN_THRESHOLD, 4),
+                "no_dyn_threshold": self._r32(mp + MP_NO_DYN_THRESHOLD),
                 "sbrk_base": r(mp + MP_SBRK_BASE)}
 
     def binmap(self) -> list[int]:
         """main_arena.binmap[4]."""
-        return [self._rn(self.A + AV_BINMAP + 4 * i, 4) for i in range(4)]
+        return [self._r32(self.A + AV_BINMAP + 4 * i) for i in range(4)]

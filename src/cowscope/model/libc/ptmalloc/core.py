@@ -6,6 +6,8 @@ is kept on the Python side except the fixed addresses of main_arena, mp_ and the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ....errors import Aborted, SyscallError
 from .layout import (
     AV_BINMAP,
@@ -46,6 +48,7 @@ from .layout import (
     NONCONTIGUOUS_BIT,
     OFF_CURBRK,
     OFF_GLOBAL_MAX_FAST,
+    OFF_MALLOC_INITIALIZED,
     OFF_TCACHE_KEY,
     PAGESIZE,
     PREV_INUSE,
@@ -62,6 +65,29 @@ from .layout import (
 )
 
 
+def narrow_accessors(r64: Callable[[int], int], w64: Callable[[int, int], None]) -> dict[str, Callable]:
+    """8/16/32-bit loads and stores built on 64-bit ones (read-modify-write of the aligned word)."""
+
+    def rn(nbytes: int) -> Callable[[int], int]:
+        mask = (1 << (8 * nbytes)) - 1
+
+        def r(addr: int) -> int:
+            return (r64(addr & ~7) >> ((addr & 7) * 8)) & mask
+        return r
+
+    def wn(nbytes: int) -> Callable[[int, int], None]:
+        mask = (1 << (8 * nbytes)) - 1
+
+        def w(addr: int, value: int) -> None:
+            base = addr & ~7
+            sh = (addr & 7) * 8
+            w64(base, (r64(base) & ~(mask << sh)) | ((value & mask) << sh))
+        return w
+
+    return {"r64": r64, "w64": w64, "r8": rn(1), "w8": wn(1), "r16": rn(2), "w16": wn(2),
+            "r32": rn(4), "w32": wn(4)}
+
+
 class PtMallocCore:
     """main_arena + mp_ + the thread's tcache, operated on in simulated memory."""
 
@@ -74,24 +100,25 @@ class PtMallocCore:
     def _bind(self, host) -> None:
         """Bind the memory accessors of host (done again for a fork child)."""
         self.host = host
-        self._r = host.read_u64
-        self._w = host.write_u64
-
-    def _rn(self, addr: int, nbytes: int) -> int:
-        """Load an 8/16/32-bit field (via its aligned 64-bit word)."""
-        sh = (addr & 7) * 8
-        return (self._r(addr & ~7) >> sh) & ((1 << (8 * nbytes)) - 1)
-
-    def _wn(self, addr: int, nbytes: int, value: int) -> None:
-        """Store an 8/16/32-bit field (read-modify-write of its aligned 64-bit word)."""
-        base = addr & ~7
-        sh = (addr & 7) * 8
-        m = ((1 << (8 * nbytes)) - 1) << sh
-        self._w(base, (self._r(base) & ~m) | ((value << sh) & m))
+        fast = getattr(host, "accessors", None)
+        acc = fast() if fast is not None else narrow_accessors(host.read_u64, host.write_u64)
+        self._r, self._w = acc["r64"], acc["w64"]
+        self._r8, self._w8 = acc["r8"], acc["w8"]
+        self._r16, self._w16 = acc["r16"], acc["w16"]
+        self._r32, self._w32 = acc["r32"], acc["w32"]
+        ld, tls = host.libc_data, host.tls
+        self.a_tcache = tls + TLS_TCACHE
+        self.a_errno = tls + TLS_ERRNO
+        self.a_max_fast = ld + OFF_GLOBAL_MAX_FAST
+        self.a_key = ld + OFF_TCACHE_KEY
+        self.a_curbrk = ld + OFF_CURBRK
+        self.a_init = ld + OFF_MALLOC_INITIALIZED
+        self.a_tcache_bins = self.MP + MP_TCACHE_BINS
+        self.a_tcache_count = self.MP + MP_TCACHE_COUNT
 
     def _ri32(self, addr: int) -> int:
         """Load a signed int."""
-        v = self._rn(addr, 4)
+        v = self._r32(addr)
         return v - (1 << 32) if v & 0x80000000 else v
 
     def malloc_printerr(self, msg: str) -> None:
@@ -101,24 +128,24 @@ class PtMallocCore:
 
     def set_errno(self, err: int) -> None:
         """__set_errno (TLS errno)."""
-        self._wn(self.host.tls + TLS_ERRNO, 4, err)
+        self._w32(self.a_errno, err)
 
     def _tcache(self) -> int:
         """The thread's tcache pointer (TLS)."""
-        return self._r(self.host.tls + TLS_TCACHE)
+        return self._r(self.a_tcache)
 
     def _max_fast(self) -> int:
         """get_max_fast()."""
-        return self._r(self.host.libc_data + OFF_GLOBAL_MAX_FAST)
+        return self._r(self.a_max_fast)
 
     def _tcache_key(self) -> int:
         """tcache_key (libc .bss)."""
-        return self._r(self.host.libc_data + OFF_TCACHE_KEY)
+        return self._r(self.a_key)
 
     # -- morecore / mmap ----------------------------------------------------------------------------
     def libc_sbrk(self, delta: int) -> int | None:
         """glibc's __sbrk (MORECORE): move the break, update __curbrk; None on failure."""
-        cb = self.host.libc_data + OFF_CURBRK
+        cb = self.a_curbrk
         if self._r(cb) == 0:
             self._w(cb, self.host.sbrk(0))
         if delta == 0:
@@ -135,26 +162,26 @@ class PtMallocCore:
     def tcache_put(self, chunk: int, tc_idx: int) -> None:
         """tcache_put: push chunk on tcache bin tc_idx (key, protected next, head, count)."""
         r, w = self._r, self._w
-        tc = r(self.host.tls + TLS_TCACHE)
+        tc = r(self.a_tcache)
         e = chunk + 16
         w(e + 8, self._tcache_key())
         slot = tc + TC_ENTRIES + 8 * tc_idx
         w(e, (e >> 12) ^ r(slot))
         w(slot, e)
         ca = tc + 2 * tc_idx
-        self._wn(ca, 2, self._rn(ca, 2) + 1)
+        self._w16(ca, self._r16(ca) + 1)
 
     def tcache_get(self, tc_idx: int) -> int:
         """tcache_get: pop the head of tcache bin tc_idx, return the user pointer."""
         r, w = self._r, self._w
-        tc = r(self.host.tls + TLS_TCACHE)
+        tc = r(self.a_tcache)
         slot = tc + TC_ENTRIES + 8 * tc_idx
         e = r(slot)
         if e & MALLOC_ALIGN_MASK:
             self.malloc_printerr("malloc(): unaligned tcache chunk detected")
         w(slot, (e >> 12) ^ r(e))
         ca = tc + 2 * tc_idx
-        self._wn(ca, 2, (self._rn(ca, 2) - 1) & 0xFFFF)
+        self._w16(ca, (self._r16(ca) - 1) & 0xFFFF)
         w(e + 8, 0)
         return e
 
@@ -166,7 +193,7 @@ class PtMallocCore:
     def mark_bin(self, i: int) -> None:
         """mark_bin: set bit i of the binmap."""
         a = self.A + AV_BINMAP + 4 * (i >> 5)
-        self._wn(a, 4, self._rn(a, 4) | (1 << (i & 31)))
+        self._w32(a, self._r32(a) | (1 << (i & 31)))
 
     def unlink_chunk(self, p: int) -> None:
         """unlink_chunk: take a free chunk off its doubly linked (and nextsize) list."""
@@ -202,7 +229,7 @@ class PtMallocCore:
         """malloc_consolidate: empty every fastbin, merging chunks with free neighbours."""
         r, w = self._r, self._w
         A = self.A
-        self._wn(A + AV_HAVE_FASTCHUNKS, 4, 0)
+        self._w32(A + AV_HAVE_FASTCHUNKS, 0)
         unsorted = self.UNSORTED
         for i in range(NFASTBINS):
             fb = A + AV_FASTBINS + 8 * i
@@ -283,7 +310,7 @@ class PtMallocCore:
             return 0
         r, w = self._r, self._w
         A = self.A
-        tc = r(self.host.tls + TLS_TCACHE)
+        tc = r(self.a_tcache)
         mp = self.MP
         tcache_bins = r(mp + MP_TCACHE_BINS)
         tcache_count = r(mp + MP_TCACHE_COUNT)
@@ -301,7 +328,7 @@ class PtMallocCore:
                     self.malloc_printerr("malloc(): memory corruption (fast)")
                 if tc and tc_idx < tcache_bins:
                     ca = tc + 2 * tc_idx
-                    while self._rn(ca, 2) < tcache_count:
+                    while self._r16(ca) < tcache_count:
                         tcv = r(fb)
                         if not tcv:
                             break
@@ -324,7 +351,7 @@ class PtMallocCore:
                 w(bck + 16, b)
                 if tc and tc_idx < tcache_bins:
                     ca = tc + 2 * tc_idx
-                    while self._rn(ca, 2) < tcache_count:
+                    while self._r16(ca) < tcache_count:
                         tcv = r(b + 24)
                         if tcv == b:
                             break
@@ -336,7 +363,7 @@ class PtMallocCore:
                 return victim + 16
         else:
             idx = largebin_index(nb)
-            if self._rn(A + AV_HAVE_FASTCHUNKS, 4):
+            if self._r32(A + AV_HAVE_FASTCHUNKS):
                 self.malloc_consolidate()
 
         tcache_nb = nb if (tc and tc_idx < tcache_bins) else 0
@@ -390,7 +417,7 @@ class PtMallocCore:
 
                 if size == nb:
                     w(nxt + 8, r(nxt + 8) | PREV_INUSE)
-                    if tcache_nb and self._rn(tc + 2 * tc_idx, 2) < tcache_count:
+                    if tcache_nb and self._r16(tc + 2 * tc_idx) < tcache_count:
                         self.tcache_put(victim, tc_idx)
                         return_cached = True
                         continue
@@ -469,7 +496,7 @@ class PtMallocCore:
             idx += 1
             b = self.bin_at(idx)
             block = idx >> 5
-            bmap = self._rn(A + AV_BINMAP + 4 * block, 4)
+            bmap = self._r32(A + AV_BINMAP + 4 * block)
             bit = 1 << (idx & 31)
             use_top = False
             while True:
@@ -479,7 +506,7 @@ class PtMallocCore:
                         if block >= BINMAPSIZE:
                             use_top = True
                             break
-                        bmap = self._rn(A + AV_BINMAP + 4 * block, 4)
+                        bmap = self._r32(A + AV_BINMAP + 4 * block)
                         if bmap:
                             break
                     if use_top:
@@ -492,7 +519,7 @@ class PtMallocCore:
                 victim = r(b + 24)
                 if victim == b:
                     bmap &= ~bit
-                    self._wn(A + AV_BINMAP + 4 * block, 4, bmap)
+                    self._w32(A + AV_BINMAP + 4 * block, bmap)
                     b += 16
                     bit = (bit << 1) & 0xFFFFFFFF
                 else:
@@ -510,7 +537,7 @@ class PtMallocCore:
                 w(victim + 8, nb | PREV_INUSE)
                 w(rem + 8, (size - nb) | PREV_INUSE)
                 return victim + 16
-            if self._rn(A + AV_HAVE_FASTCHUNKS, 4):
+            if self._r32(A + AV_HAVE_FASTCHUNKS):
                 self.malloc_consolidate()
                 idx = nb >> 4 if nb < MIN_LARGE_SIZE else largebin_index(nb)
                 continue
@@ -530,10 +557,10 @@ class PtMallocCore:
         w(mm, 0)
         w(mm + 8, size | IS_MMAPPED)
         mp = self.MP
-        new = self._rn(mp + MP_N_MMAPS, 4) + 1
-        self._wn(mp + MP_N_MMAPS, 4, new)
-        if new > self._rn(mp + MP_MAX_N_MMAPS, 4):
-            self._wn(mp + MP_MAX_N_MMAPS, 4, new)
+        new = self._r32(mp + MP_N_MMAPS) + 1
+        self._w32(mp + MP_N_MMAPS, new)
+        if new > self._r32(mp + MP_MAX_N_MMAPS):
+            self._w32(mp + MP_MAX_N_MMAPS, new)
         total = self._r(mp + MP_MMAPPED_MEM) + size
         w(mp + MP_MMAPPED_MEM, total)
         if total > self._r(mp + MP_MAX_MMAPPED_MEM):
@@ -544,14 +571,14 @@ class PtMallocCore:
         """sysmalloc: mmap a big chunk, or grow the heap with sbrk (top_pad, page rounding)."""
         r, w = self._r, self._w
         A, mp = self.A, self.MP
-        if nb >= r(mp + MP_MMAP_THRESHOLD) and self._rn(mp + MP_N_MMAPS, 4) < self._ri32(mp + MP_N_MMAPS_MAX):
+        if nb >= r(mp + MP_MMAP_THRESHOLD) and self._r32(mp + MP_N_MMAPS) < self._ri32(mp + MP_N_MMAPS_MAX):
             mm = self.sysmalloc_mmap(nb)
             if mm:
                 return mm
         old_top = r(A + AV_TOP)
         old_size = r(old_top + 8) & ~SIZE_BITS
         old_end = old_top + old_size
-        contiguous = not self._rn(A + AV_FLAGS, 4) & NONCONTIGUOUS_BIT
+        contiguous = not self._r32(A + AV_FLAGS) & NONCONTIGUOUS_BIT
         if not ((old_top == self.UNSORTED and old_size == 0)
                 or (old_size >= MINSIZE and r(old_top + 8) & PREV_INUSE and old_end & (PAGESIZE - 1) == 0)):
             self.malloc_printerr("Fatal glibc error: malloc assertion failure in sysmalloc: "
@@ -575,7 +602,7 @@ class PtMallocCore:
                 except SyscallError:
                     brk = None
                 if brk is not None:
-                    self._wn(A + AV_FLAGS, 4, self._rn(A + AV_FLAGS, 4) | NONCONTIGUOUS_BIT)
+                    self._w32(A + AV_FLAGS, self._r32(A + AV_FLAGS) | NONCONTIGUOUS_BIT)
                     contiguous = False
                     size = msize
                     snd_brk = brk + size
@@ -665,7 +692,7 @@ class PtMallocCore:
         if size < MINSIZE or size & MALLOC_ALIGN_MASK:
             self.malloc_printerr("free(): invalid size")
         tc_idx = (size - 17) // 16
-        tc = r(self.host.tls + TLS_TCACHE)
+        tc = r(self.a_tcache)
         mp = self.MP
         if tc and tc_idx < r(mp + MP_TCACHE_BINS):
             e = p + 16
@@ -682,7 +709,7 @@ class PtMallocCore:
                         self.malloc_printerr("free(): double free detected in tcache 2")
                     tmp = (tmp >> 12) ^ r(tmp)
                     cnt += 1
-            if self._rn(tc + 2 * tc_idx, 2) < r(mp + MP_TCACHE_COUNT):
+            if self._r16(tc + 2 * tc_idx) < r(mp + MP_TCACHE_COUNT):
                 self.tcache_put(p, tc_idx)
                 return
 
@@ -690,7 +717,7 @@ class PtMallocCore:
             nhead = r(p + size + 8)
             if nhead <= CHUNK_HDR_SZ or (nhead & ~SIZE_BITS) >= r(A + AV_SYSTEM_MEM):
                 self.malloc_printerr("free(): invalid next size (fast)")
-            self._wn(A + AV_HAVE_FASTCHUNKS, 4, 1)
+            self._w32(A + AV_HAVE_FASTCHUNKS, 1)
             idx = (size >> 4) - 2
             fb = A + AV_FASTBINS + 8 * idx
             old = r(fb)
@@ -710,7 +737,7 @@ class PtMallocCore:
         top = r(A + AV_TOP)
         if p == top:
             self.malloc_printerr("double free or corruption (top)")
-        contiguous = not self._rn(A + AV_FLAGS, 4) & NONCONTIGUOUS_BIT
+        contiguous = not self._r32(A + AV_FLAGS) & NONCONTIGUOUS_BIT
         if contiguous and nextchunk >= top + (r(top + 8) & ~SIZE_BITS):
             self.malloc_printerr("double free or corruption (out)")
         nhead = r(nextchunk + 8)
@@ -750,7 +777,7 @@ class PtMallocCore:
             w(p + 8, size | PREV_INUSE)
             w(A + AV_TOP, p)
         if size >= FASTBIN_CONSOLIDATION_THRESHOLD:
-            if self._rn(A + AV_HAVE_FASTCHUNKS, 4):
+            if self._r32(A + AV_HAVE_FASTCHUNKS):
                 self.malloc_consolidate()
             top = r(A + AV_TOP)
             if r(top + 8) & ~SIZE_BITS >= r(mp + MP_TRIM_THRESHOLD):
@@ -767,7 +794,7 @@ class PtMallocCore:
         if (block | total) & (PAGESIZE - 1) or not powerof2(mem & (PAGESIZE - 1)):
             self.malloc_printerr("munmap_chunk(): invalid pointer")
         mp = self.MP
-        self._wn(mp + MP_N_MMAPS, 4, (self._rn(mp + MP_N_MMAPS, 4) - 1) & 0xFFFFFFFF)
+        self._w32(mp + MP_N_MMAPS, (self._r32(mp + MP_N_MMAPS) - 1) & 0xFFFFFFFF)
         self._w(mp + MP_MMAPPED_MEM, (r(mp + MP_MMAPPED_MEM) - total) & MASK64)
         try:
             self.host.munmap(block, total)
@@ -779,7 +806,7 @@ class PtMallocCore:
         r, w = self._r, self._w
         mp = self.MP
         head = r(p + 8)
-        if (not self._rn(mp + MP_NO_DYN_THRESHOLD, 4) and head > r(mp + MP_MMAP_THRESHOLD)
+        if (not self._r32(mp + MP_NO_DYN_THRESHOLD) and head > r(mp + MP_MMAP_THRESHOLD)
                 and head <= DEFAULT_MMAP_THRESHOLD_MAX):
             w(mp + MP_MMAP_THRESHOLD, head & ~SIZE_BITS)
             w(mp + MP_TRIM_THRESHOLD, 2 * (head & ~SIZE_BITS))

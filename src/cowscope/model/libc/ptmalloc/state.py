@@ -40,7 +40,7 @@ def tcache_lists(alloc) -> dict[int, tuple[int, list[int]]]:
     if not tc:
         return out
     for i in range(TCACHE_MAX_BINS):
-        count = alloc._rn(tc + 2 * i, 2)
+        count = alloc._r16(tc + 2 * i)
         e = r(tc + TC_ENTRIES + 8 * i)
         if not count and not e:
             continue
@@ -94,7 +94,7 @@ def dump_state(alloc, H: int) -> list[str]:
         line += f" topsz={r(top + 8):#x}"
     bm = ",".join(f"{x:#x}" for x in alloc.binmap())
     line += (f" last_remainder={_fmt(r(A + AV_LAST_REMAINDER), H, A)} system_mem={r(A + AV_SYSTEM_MEM):#x}"
-             f" have_fastchunks={alloc._rn(A + AV_HAVE_FASTCHUNKS, 4)} binmap={bm}")
+             f" have_fastchunks={alloc._r32(A + AV_HAVE_FASTCHUNKS)} binmap={bm}")
     p = alloc.params()
     lines = [line, (f"mp: mmap_threshold={p['mmap_threshold']:#x} trim_threshold={p['trim_threshold']:#x}"
                     f" top_pad={p['top_pad']:#x} n_mmaps={p['n_mmaps']} mmapped_mem={p['mmapped_mem']:#x}"
@@ -201,7 +201,7 @@ def check_heap(alloc, in_use: set[int] | None = None) -> HeapCheck:
         p = nxt
     tsize = r(top + 8) & ~SIZE_BITS
     assert r(top + 8) & PREV_INUSE, "top without P"
-    noncontiguous = alloc._rn(A + 4, 4) & 2
+    noncontiguous = alloc._r32(A + 4) & 2
     assert top + tsize <= brk or noncontiguous, f"top ends at {top + tsize:#x}, past brk {brk:#x}"
     assert not prev_free, "a free chunk borders top"
     assert len(tc_members) == tcn and len(fast_members) == fastn and len(bin_members) == binned, \
