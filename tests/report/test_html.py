@@ -163,3 +163,34 @@ def test_large_mapping_stays_small(tmp_path):
     assert out.stat().st_size < 5_000_000
     pl = Payload(out.read_text())
     assert np.array_equal(pl.pages(1, 2, A)["pfn"], cpfn)
+
+
+def test_compare_aligns_mappings_placed_differently():
+    model = fork_story()
+    kern = kernel_story(differ=0)
+    # the kernel placed the anon buffer elsewhere, 2 pages into a mapping 4 pages larger
+    K = 0x7F5500000000
+    for s in kern:
+        for p in s.processes:
+            for i, m in enumerate(p.mappings):
+                if m.vma.path == "":
+                    st = np.r_[[0, 0], m.pages.state, [0, 0]].astype(np.uint8)
+                    mc = np.r_[[0, 0], m.pages.mapcount, [0, 0]]
+                    pf = np.r_[[0, 0], m.pages.pfn, [0, 0]]
+                    p.mappings[i] = mapping(K, states(st, mapcount=mc, pfn=pf))
+    kern[2].processes[1].mappings[0].pages.state[2 + 5] = SHARED  # one page not yet copied in the kernel
+    kern[2].processes[1].mappings[0].pages.mapcount[2 + 5] = 2
+    without = Payload(render_html(model, compare=kern))
+    child = next(p for p in without.meta["steps"][2]["processes"] if p["pid"] == 11)
+    anon = next(m for m in child["mappings"] if m["start"] == A)
+    assert anon["cmp"]["shift"] == 0  # n-th anon mapping, aligned at the start: everything off by 2
+    assert anon["cmp"]["diff"] > 1
+    pl = Payload(render_html(model, compare=kern, address_map={A: K + 2 * 4096}))
+    child = next(p for p in pl.meta["steps"][2]["processes"] if p["pid"] == 11)
+    anon = next(m for m in child["mappings"] if m["start"] == A)
+    assert anon["cmp"]["shift"] == 2
+    assert anon["cmp"]["diff"] == 1 and anon["cmp"]["outside"] == 0
+    kcode = pl.pages(2, 11, A, cmp=True)["code"]
+    assert kcode[5] == 3 and kcode[4] == 2
+    filem = next(m for m in child["mappings"] if m["start"] == F)
+    assert filem["cmp"]["diff"] == 0  # file mappings pair by path, perms and offset

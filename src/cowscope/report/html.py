@@ -199,10 +199,6 @@ def _mapping_label(m: MappingView) -> str:
     return f"{m.vma.start:x}-{m.vma.end:x} {m.vma.path or '[anon]'}"
 
 
-def _mapping_key(m: MappingView) -> tuple[str, str, int]:
-    return (m.vma.path or "[anon]", m.vma.perms, m.vma.npages)
-
-
 def _match_processes(a: Sequence[ProcessView], b: Sequence[ProcessView]) -> list[tuple[int, int]]:
     """Pair processes of two backends: same pid first, then by name in pid order."""
     pairs: list[tuple[int, int]] = []
@@ -221,37 +217,84 @@ def _match_processes(a: Sequence[ProcessView], b: Sequence[ProcessView]) -> list
     return pairs
 
 
-def _match_mappings(a: Sequence[MappingView], b: Sequence[MappingView]) -> dict[int, int]:
-    """Pair mappings: same start address, else the n-th mapping with the same path, perms and size."""
-    starts = {m.vma.start: j for j, m in enumerate(b)}
-    out: dict[int, int] = {}
+def _containing(ms: Sequence[MappingView], addr: int, used: set[int]) -> int | None:
+    return next((j for j, m in enumerate(ms) if j not in used and m.vma.start <= addr < m.vma.end), None)
+
+
+def _match_mappings(a: Sequence[MappingView], b: Sequence[MappingView],
+                    address_map: dict[int, int] | None = None) -> dict[int, tuple[int, int]]:
+    """Pair mappings of two backends: {index in a: (index in b, shift)}, b's page = a's page + shift.
+
+    In order: mappings holding addresses the caller knows on both sides (`address_map`, e.g. a
+    scenario's mmap results), aligned on those addresses; the same start, path and perms; file
+    mappings with the same path, perms and file offset; then the n-th mapping with the same path
+    (or anon) and perms in address order, aligned at the start ([stack]: at the end).
+    """
+    out: dict[int, tuple[int, int]] = {}
     used: set[int] = set()
+
+    def pair(i: int, j: int, shift: int) -> None:
+        out[i] = (j, shift)
+        used.add(j)
+
+    for am, km in sorted((address_map or {}).items()):
+        i = _containing(a, am, set(out))
+        j = _containing(b, km, used)
+        if i is not None and j is not None and a[i].vma.perms == b[j].vma.perms:
+            pair(i, j, (km - b[j].vma.start) // PAGE_SIZE - (am - a[i].vma.start) // PAGE_SIZE)
+    starts = {(m.vma.start, m.vma.path, m.vma.perms): j for j, m in enumerate(b)}
     for i, m in enumerate(a):
-        j = starts.get(m.vma.start)
-        if j is not None and _mapping_key(b[j]) == _mapping_key(m):
-            out[i] = j
-            used.add(j)
+        j = starts.get((m.vma.start, m.vma.path, m.vma.perms))
+        if i not in out and j is not None and j not in used:
+            pair(i, j, 0)
+    files = {(m.vma.path, m.vma.perms, m.vma.offset): j for j, m in enumerate(b) if m.vma.path.startswith("/")}
+    for i, m in enumerate(a):
+        j = files.get((m.vma.path, m.vma.perms, m.vma.offset))
+        if i not in out and m.vma.path.startswith("/") and j is not None and j not in used:
+            pair(i, j, 0)
     for i, m in enumerate(a):
         if i in out:
             continue
-        for j, n in enumerate(b):
-            if j not in used and _mapping_key(n) == _mapping_key(m):
-                out[i] = j
-                used.add(j)
-                break
+        key = (m.vma.path, m.vma.perms)
+        nth = sum(1 for k, n in enumerate(a) if k < i and (n.vma.path, n.vma.perms) == key)
+        same = [j for j, n in enumerate(b) if (n.vma.path, n.vma.perms) == key]
+        if nth < len(same) and same[nth] not in used:
+            j = same[nth]
+            pair(i, j, b[j].vma.npages - m.vma.npages if m.vma.path == "[stack]" else 0)
     return out
+
+
+#: Legend code of a page the other series' mapping does not cover (model-vs-kernel view).
+OUTSIDE = len(strips.CHARS)
+
+
+def _page_columns(m: MappingView) -> dict[str, np.ndarray] | None:
+    """Legend code, map count and PFN per page of a mapping, or None without page data."""
+    if m.pages is None or len(m.pages) != m.vma.npages:
+        return None
+    return {"code": strips.page_codes(m.pages), "mc": np.minimum(m.pages.mapcount, 2**31 - 1),
+            "pfn": np.asarray(m.pages.pfn, dtype=np.int64)}
+
+
+def _aligned(cols: dict[str, np.ndarray], n: int, shift: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The other series' columns re-indexed on this mapping's pages (page i <- i + shift)."""
+    j = np.arange(n) + shift
+    valid = (j >= 0) & (j < len(cols["code"]))
+    out = {"code": np.full(n, OUTSIDE, dtype=np.uint8), "mc": np.zeros(n, dtype=np.int64),
+           "pfn": np.zeros(n, dtype=np.int64)}
+    for k in out:
+        out[k][valid] = cols[k][j[valid]]
+    return out, valid
 
 
 _Refs = dict[tuple[Any, ...], tuple[np.ndarray, Any]]
 
 
-def _pages_payload(blob: _Blob, m: MappingView, refs: _Refs, key: tuple[Any, ...],
+def _store_columns(blob: _Blob, cols: dict[str, np.ndarray] | None, refs: _Refs, key: tuple[Any, ...],
                    ref_key: tuple[Any, ...] | None) -> dict[str, Any] | None:
     """Descriptors of a mapping's code, map count and PFN arrays (patched on ref_key's if close)."""
-    if m.pages is None or len(m.pages) != m.vma.npages:
+    if cols is None:
         return None
-    cols = {"code": strips.page_codes(m.pages), "mc": np.minimum(m.pages.mapcount, 2**31 - 1),
-            "pfn": np.asarray(m.pages.pfn, dtype=np.int64)}
     out: dict[str, Any] = {}
     for name, arr in cols.items():
         ref = refs.get((*ref_key, name)) if ref_key is not None else None
@@ -277,7 +320,7 @@ def _counts(m: MappingView) -> dict[str, int]:
 
 def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
                   compare: Sequence[Snapshot] | None = None, title: str = "cowscope report",
-                  ) -> tuple[dict[str, Any], str]:
+                  address_map: dict[int, int] | None = None) -> tuple[dict[str, Any], str]:
     """The report's metadata (JSON-able) and its base64 deflated binary blob."""
     if not snapshots:
         raise ValueError("write_report needs at least one snapshot")
@@ -309,7 +352,7 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
         for i, p in enumerate(snap.processes):
             maps = []
             cp = cmp_snap.processes[pairs[i]] if cmp_snap is not None and i in pairs else None
-            mpairs = _match_mappings(p.mappings, cp.mappings) if cp is not None else {}
+            mpairs = _match_mappings(p.mappings, cp.mappings, address_map) if cp is not None else {}
             for mi, m in enumerate(p.mappings):
                 s = m.smaps
                 entry: dict[str, Any] = {
@@ -319,21 +362,27 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
                     "priv": (s["Private_Clean"] + s["Private_Dirty"]) if s else None,
                     "shared": (s["Shared_Clean"] + s["Shared_Dirty"]) if s else None,
                     "counts": _counts(m),
-                    "pages": _pages_payload(blob, m, refs, ("m", k, p.pid, m.vma.start, m.vma.npages),
-                                            _ref_key(refs, "m", k, p, m)),
                 }
+                cols = _page_columns(m)
+                entry["pages"] = _store_columns(blob, cols, refs, ("m", k, p.pid, m.vma.start, m.vma.npages),
+                                                _ref_key(refs, "m", k, p, m))
                 name_id(entry["label"])
                 if cp is not None:
                     entry["cmp"] = None
                     if mi in mpairs:
-                        cm = cp.mappings[mpairs[mi]]
-                        cpl = _pages_payload(blob, cm, refs, ("c", k, cp.pid, cm.vma.start, cm.vma.npages),
-                                             _ref_key(refs, "c", k, cp, cm))
-                        diff = None
-                        if cpl is not None and m.pages is not None:
-                            diff = int(np.sum(strips.page_codes(m.pages) != strips.page_codes(cm.pages)))
+                        j, shift = mpairs[mi]
+                        cm = cp.mappings[j]
+                        ccols = _page_columns(cm)
+                        cpl, diff, outside = None, None, None
+                        if ccols is not None and cols is not None:
+                            ccols, valid = _aligned(ccols, m.vma.npages, shift)
+                            diff = int(np.sum(valid & (ccols["code"] != cols["code"])))
+                            outside = int(np.sum(~valid))
+                            cpl = _store_columns(blob, ccols, refs, ("c", k, p.pid, m.vma.start, m.vma.npages),
+                                                 _ref_key(refs, "c", k, p, m))
                         entry["cmp"] = {"pid": cp.pid, "start": cm.vma.start, "label": _mapping_label(cm),
-                                        "pages": cpl, "diff": diff, "counts": _counts(cm)}
+                                        "shift": shift, "pages": cpl, "diff": diff, "outside": outside,
+                                        "counts": _counts(cm)}
                 maps.append(entry)
             proc: dict[str, Any] = {
                 "pid": p.pid, "ppid": p.ppid, "name": p.name, "rss": _field_kb(p, "Rss"),
@@ -386,10 +435,11 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
     }
     legend = [{"code": i, "char": strips.CHARS[i], "colour": strips.COLOURS[i],
                "name": _code_name(i)} for i in range(len(strips.CHARS))]
+    legend.append({"code": OUTSIDE, "char": " ", "colour": "#ffffff", "name": "outside the other mapping"})
     meta = {"title": title, "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "legend": legend,
             "legend_groups": [{"char": c, "name": n} for c, n in strips.LEGEND],
             "steps": steps, "events": events_meta, "mapping_names": mapping_names,
-            "compare": compare is not None, "page_size": PAGE_SIZE,
+            "compare": compare is not None, "page_size": PAGE_SIZE, "outside_code": OUTSIDE,
             "sources": sorted({s.source for s in [*snapshots, *(compare or [])]})}
     return meta, blob.encode()
 
@@ -425,9 +475,10 @@ def _asset(name: str) -> str:
 
 
 def render_html(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
-                compare: Sequence[Snapshot] | None = None, title: str = "cowscope report") -> str:
+                compare: Sequence[Snapshot] | None = None, title: str = "cowscope report",
+                address_map: dict[int, int] | None = None) -> str:
     """The complete report as one HTML string."""
-    meta, blob = build_payload(snapshots, events, compare, title)
+    meta, blob = build_payload(snapshots, events, compare, title, address_map)
     env = jinja2.Environment(autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
     template = env.from_string(_asset("report.html"))
     meta_json = json.dumps(meta, separators=(",", ":")).replace("</", "<\\/")
@@ -437,10 +488,15 @@ def render_html(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = No
 
 
 def write_report(path: str | Path, snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
-                 compare: Sequence[Snapshot] | None = None, title: str = "cowscope report") -> Path:
-    """Write a self-contained HTML report of `snapshots` (and a second series to compare) to `path`."""
+                 compare: Sequence[Snapshot] | None = None, title: str = "cowscope report",
+                 address_map: dict[int, int] | None = None) -> Path:
+    """Write a self-contained HTML report of `snapshots` (and a second series to compare) to `path`.
+
+    `address_map` maps addresses of the main series to the same objects' addresses in `compare`
+    (e.g. each mmap's result on both backends), so mappings placed differently still line up.
+    """
     out = Path(path)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(snapshots, events, compare, title), encoding="utf-8")
+    out.write_text(render_html(snapshots, events, compare, title, address_map), encoding="utf-8")
     return out

@@ -116,11 +116,10 @@
     return out;
   }
   function diffMask(a, b, n) {
+    // pages whose state differs; pages outside the other series' mapping are not counted
     const out = new Uint8Array(n);
     if (!a || !b) return out;
-    const k = Math.min(a.code.length, b.code.length);
-    for (let i = 0; i < k; i++) out[i] = a.code[i] !== b.code[i] ? 1 : 0;
-    for (let i = k; i < n; i++) out[i] = 1;
+    for (let i = 0; i < n; i++) out[i] = b.code[i] !== META.outside_code && a.code[i] !== b.code[i] ? 1 : 0;
     return out;
   }
 
@@ -314,8 +313,12 @@
     const chMark = { mask: changed, colour: "#000" };
     const dfMark = diff ? { mask: diff, colour: "#ff00ff", corner: "br" } : null;
     mk(srcName, d, dfMark ? [chMark, dfMark] : [chMark], { name: "kernel", d: kd }, true);
-    if (kd) mk(META.steps[step].cmp ? META.steps[step].cmp.source : "kernel", kd, [dfMark],
-      { name: srcName, d }, false);
+    if (kd) {
+      const c = m.cmp;
+      mk(`${META.steps[step].cmp ? META.steps[step].cmp.source : "kernel"}: pid ${c.pid} ${c.label}` +
+        (c.shift ? ` (aligned, shift ${c.shift} pages)` : "") + (c.outside ? `, ${c.outside} pages outside it` : ""),
+        kd, [dfMark], { name: srcName, d }, false);
+    }
     const redraw = () => {
       const L0 = layout(view.hi - view.lo);
       zoom.textContent = "";
