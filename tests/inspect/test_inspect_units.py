@@ -57,17 +57,24 @@ def test_parent_alignment_across_split_mappings() -> None:
 def test_sparse_and_dense_frame_tables_agree(monkeypatch) -> None:
     rng = np.random.default_rng(5)
     arrays = [rng.integers(0, 5000, 300) for _ in range(4)]
-    dense = cl.PfnTable(arrays)
+    shared = [arrays[1][:50]]
+    dense = cl.PfnTable(arrays, shared)
     monkeypatch.setattr(cl, "DENSE_PFN_LIMIT", 10)
-    sparse = cl.PfnTable(arrays)
+    sparse = cl.PfnTable(arrays, shared)
     assert dense.dense and not sparse.dense
     assert dense.unique.tolist() == sparse.unique.tolist()
-    counts = np.arange(len(dense.unique)) + 1
+    assert dense.need.tolist() == sparse.need.tolist() == sorted(set(shared[0].tolist()) - {0})
+    counts = np.arange(len(dense.need)) + 2
     dense.set_mapcounts(counts)
     sparse.set_mapcounts(counts)
-    probe = np.concatenate([arrays[0], [0, 4999, 12345 % 5000]])
+    probe = np.concatenate([arrays[0], arrays[1][:60], [0, 4999, 12345 % 5000, 10**6]])
     assert dense.tree_count(probe).tolist() == sparse.tree_count(probe).tolist()
     assert dense.mapcount(probe).tolist() == sparse.mapcount(probe).tolist()
+    expect = {int(p): int(c) for p, c in zip(dense.need, counts, strict=True)}
+    got = dense.mapcount(probe).tolist()
+    for pfn, mc in zip(probe.tolist(), got, strict=True):
+        in_tree = pfn > 0 and any(pfn in a for a in arrays)
+        assert mc == (expect.get(pfn, 1) if in_tree else 0)
 
 
 def test_pss_weights_follow_the_kernels_fixed_point() -> None:

@@ -86,50 +86,56 @@ class ProcPages:
 
 
 class PfnTable:
-    """How often each frame occurs in the inspected tree, and its /proc/kpagecount map count."""
+    """How often each frame occurs in the inspected tree, and its map count.
 
-    def __init__(self, pfn_arrays: list[np.ndarray]) -> None:
-        parts = [a[a > 0] for a in pfn_arrays]
-        allp = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    Map counts come from /proc/kpagecount only for frames some PTE shows as not exclusive
+    (pagemap bit 56 clear); a frame every PTE shows as exclusive is mapped once.
+    """
+
+    def __init__(self, pfn_arrays: list[np.ndarray], shared_arrays: list[np.ndarray] | None = None) -> None:
+        allp = np.concatenate(pfn_arrays) if pfn_arrays else np.zeros(0, dtype=np.int64)
+        allp = allp[allp > 0]
+        shared = np.concatenate(shared_arrays) if shared_arrays else allp
+        shared = shared[shared > 0]
         self.dense = len(allp) == 0 or int(allp.max()) < DENSE_PFN_LIMIT
         if self.dense:
-            self._count = np.bincount(allp, minlength=1).astype(np.int32)
+            size = (int(allp.max()) if len(allp) else 0) + 2  # a zero at the end catches clipped lookups
+            self._count = np.bincount(allp, minlength=size).astype(np.int32)
             self._count[0] = 0
             self.unique = np.flatnonzero(self._count)
+            self.need = np.flatnonzero(np.bincount(shared, minlength=size)) if len(shared) else shared
+            self._mapcount = (self._count > 0).astype(np.int32)
         else:
             s = np.sort(allp)
             edges = np.flatnonzero(np.diff(s)) + 1
-            starts = np.concatenate(([0], edges)) if len(s) else np.zeros(0, dtype=np.int64)
-            self.unique = s[starts] if len(s) else s
+            starts = np.concatenate(([0], edges)).astype(np.int64) if len(s) else np.zeros(0, dtype=np.int64)
+            self.unique = s[starts]
             self._ucount = np.diff(np.concatenate((starts, [len(s)]))).astype(np.int32)
-        self._mapcount: np.ndarray | None = None
+            ss = np.sort(shared)
+            self.need = ss[np.concatenate(([True], np.diff(ss) != 0))] if len(ss) else ss
+            self._mapcount = np.ones(len(self.unique), dtype=np.int32)
 
     def set_mapcounts(self, counts: np.ndarray) -> None:
-        """Attach kpagecount values for `self.unique` (same order)."""
+        """Attach kpagecount values for `self.need` (same order)."""
         if self.dense:
-            full = np.zeros(len(self._count), dtype=np.int32)
-            full[self.unique] = counts
-            self._mapcount = full
+            self._mapcount[self.need] = counts
         else:
-            self._mapcount = np.asarray(counts, dtype=np.int32)
+            self._mapcount[np.searchsorted(self.unique, self.need)] = counts
 
     def _lookup(self, table: np.ndarray, pfn: np.ndarray) -> np.ndarray:
         if self.dense:
-            inside = pfn < len(table)
-            return np.where(inside, table[np.where(inside, pfn, 0)], 0)
-        idx = np.searchsorted(self.unique, pfn)
-        idx = np.minimum(idx, max(len(self.unique) - 1, 0))
-        out = table[idx] if len(table) else np.zeros(len(pfn), dtype=np.int32)
-        return np.where((pfn > 0) & (self.unique[idx] == pfn if len(self.unique) else False), out, 0)
+            return np.take(table, pfn, mode="clip")
+        if len(self.unique) == 0:
+            return np.zeros(len(pfn), dtype=np.int32)
+        idx = np.minimum(np.searchsorted(self.unique, pfn), len(self.unique) - 1)
+        return np.where((pfn > 0) & (self.unique[idx] == pfn), table[idx], 0)
 
     def tree_count(self, pfn: np.ndarray) -> np.ndarray:
         """Occurrences of each frame among all inspected PTEs (0 for pfn 0)."""
         return self._lookup(self._count if self.dense else self._ucount, pfn)
 
-    def mapcount(self, pfn: np.ndarray) -> np.ndarray | None:
-        """kpagecount of each frame, or None when it was not read."""
-        if self._mapcount is None:
-            return None
+    def mapcount(self, pfn: np.ndarray) -> np.ndarray:
+        """Map count of each frame (1 for frames never seen shared)."""
         return self._lookup(self._mapcount, pfn)
 
 

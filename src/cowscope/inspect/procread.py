@@ -16,7 +16,7 @@ PROC = Path("/proc")
 #: pagemap entries read per system call (8 MiB of entries = 4 GiB of address space).
 PAGEMAP_BLOCK = 1 << 20
 #: Two PFN runs closer than this are read from /proc/kpagecount in one pread.
-KPAGECOUNT_GAP = 256
+KPAGECOUNT_GAP = 64
 PF_KTHREAD = 0x00200000
 #: Mappings whose PTEs are not "normal pages" (smaps does not count them).
 SPECIAL_MAPPINGS = ("[vvar]", "[vvar_vclock]", "[vsyscall]")

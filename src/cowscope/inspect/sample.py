@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import bisect
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,7 +144,7 @@ class _Raw:
     pid: int
     ppid: int
     name: str
-    rollup: dict[str, int]
+    rollup: dict[str, int] | None
     pages: cl.ProcPages | None = None
     smaps: dict[int, SmapsEntry] | None = None
 
@@ -177,12 +179,13 @@ class Sampler:
     """Reads a fixed set of PIDs, or trees under root PIDs, into Samples."""
 
     def __init__(self, pids: list[int], tree: bool = False, mode: str = "auto", mappings: bool = True,
-                 hook: Hook | None = None) -> None:
+                 hook: Hook | None = None, threads: int | None = None) -> None:
         self.roots = list(pids)
         self.tree = tree
         self.mode, self.notes = resolve_mode(mode)
         self.mappings = mappings
         self.hook = hook
+        self.threads = threads if threads is not None else min(4, os.cpu_count() or 1)
         self.seq = 0
         self.zero_pfn = zero_pfn() if self.mode == "exact" else 0
 
@@ -193,9 +196,17 @@ class Sampler:
         self.seq += 1
         pids, s.missed = discover(self.roots, self.tree)
         raws: list[_Raw] = []
-        for pid in pids:
+        if self.threads > 1 and len(pids) > 1:
+            with ThreadPoolExecutor(self.threads) as pool:
+                results = list(pool.map(self._read_or_error, pids))
+        else:
+            results = [self._read_or_error(pid) for pid in pids]
+        for pid, res in zip(pids, results, strict=True):
+            if isinstance(res, _Raw):
+                raws.append(res)
+                continue
             try:
-                raws.append(self._read(pid))
+                raise res
             except ProcessGone:
                 s.missed.append(Missed(pid, "gone", f"pid {pid} exited while being read"))
             except (ProcPermissionError, PermissionError) as exc:
@@ -208,6 +219,12 @@ class Sampler:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def _read_or_error(self, pid: int) -> _Raw | BaseException:
+        try:
+            return self._read(pid)
+        except (ProcessGone, PermissionError, _KernelThread) as exc:
+            return exc
+
     def _read(self, pid: int) -> _Raw:
         state, flags = stat_flags(pid)
         if flags & 0x00200000:
@@ -215,7 +232,9 @@ class Sampler:
         if state in ("Z", "X", "x"):
             raise ProcessGone(pid, "exited (zombie)")
         st = procfs.read_status(pid)
-        raw = _Raw(pid, st.ppid, st.name, dict(procfs.read_smaps_rollup(pid).fields))
+        raw = _Raw(pid, st.ppid, st.name, None)
+        if self.mode != "exact":  # exact mode derives the same figures from the pages it reads anyway
+            raw.rollup = dict(procfs.read_smaps_rollup(pid).fields)
         if self.mode == "summary":
             return raw
         maps = [v for v in procfs.read_maps(pid)
@@ -238,15 +257,18 @@ class Sampler:
         exact = self.mode == "exact"
         table: cl.PfnTable | None = None
         if exact:
-            table = cl.PfnTable([r.pages.pfn for r in raws if r.pages is not None])
-            table.set_mapcounts(read_kpagecount(table.unique))
+            pages = [r.pages for r in raws if r.pages is not None]
+            table = cl.PfnTable([pp.pfn[pp.real] for pp in pages],
+                                [pp.pfn[pp.real & ~pp.excl] for pp in pages])
+            table.set_mapcounts(read_kpagecount(table.need))
         tot = s.totals
         for r in raws:
             parent = by_pid.get(r.ppid) if r.ppid != r.pid else None
             pf = ProcessFigures(r.pid, r.ppid, r.name, parent_in_tree=parent is not None, exact=exact)
-            f = r.rollup
-            pf.rss_kb, pf.pss_kb, pf.swap_kb = f.get("Rss", 0), f.get("Pss", 0), f.get("Swap", 0)
-            pf.uss_kb = f.get("Private_Clean", 0) + f.get("Private_Dirty", 0)
+            if r.rollup is not None:
+                f = r.rollup
+                pf.rss_kb, pf.pss_kb, pf.swap_kb = f.get("Rss", 0), f.get("Pss", 0), f.get("Swap", 0)
+                pf.uss_kb = f.get("Private_Clean", 0) + f.get("Private_Dirty", 0)
             if r.pages is not None:
                 self._classify(pf, r, parent, table)
             s.processes.append(pf)
@@ -286,12 +308,14 @@ class Sampler:
         if exact:
             assert table is not None
             mc = table.mapcount(pp.pfn[pp.real])
-            assert mc is not None
             rss = pp.per_mapping(pp.real) * KB
             uss = np.bincount(idx[pp.real][mc <= 1], minlength=nmap) * KB
-            pss = np.bincount(idx[pp.real], weights=cl.pss_weights(mc), minlength=nmap)
+            weights = cl.pss_weights(mc)
+            pss = np.bincount(idx[pp.real], weights=weights, minlength=nmap)
             swap = pp.per_mapping(pp.swap) * KB
             pf.zero_kb = int(by_class[:, cl.ZERO].sum())
+            pf.rss_kb, pf.uss_kb, pf.swap_kb = int(rss.sum()), int(uss.sum()), int(swap.sum())
+            pf.pss_kb = cl.pss_kb(int(weights.sum()))
         if not self.mappings:
             return
         smaps = r.smaps or {}
