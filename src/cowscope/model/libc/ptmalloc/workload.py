@@ -95,9 +95,8 @@ def generate(seed: int, nops: int = 10000, tail_error: bool | None = None) -> st
                 lines.append(f"s {rng.choice([24, 100, 4096, 4096, 65536])}")
         i += 1
     if tail_error:
-        if not live:
-            lines.append(f"m {next_id} 40")
-            live.append(next_id)
+        lines.append(f"m {next_id} {_size(rng)}")
+        live.append(next_id)
         victim = rng.choice(live)
         # only corruptions whose outcome does not depend on absolute addresses (ASLR, safe-linking)
         kind = rng.randrange(4)
