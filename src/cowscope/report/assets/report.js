@@ -132,10 +132,10 @@
       mapping: col(e.mapping) };
   }
   const COPY_KINDS = new Set(["cow-copy", "zero-cow", "file-copy"]);
+  const copyKind = META.events.kinds.map((k) => COPY_KINDS.has(k));
   function lastEvent(step, pid, addr, pfn) {
     // The last event up to `step` on this page of this process, or another process copying away from its frame.
     const page = Math.floor(addr / PAGE) * PAGE;
-    const copyKind = META.events.kinds.map((k) => COPY_KINDS.has(k));
     let best = -1;
     for (let j = 0; j < EV.n; j++) {
       if (EV.step[j] > step) continue;
