@@ -51,7 +51,8 @@ def _expected_counts(pages) -> dict[str, int]:
 
 def test_fork_story_renders(browser, tmp_path):
     snaps = fork_story()
-    path = write_report(tmp_path / "fork.html", snaps, title="fork story")
+    path = write_report(tmp_path / "fork.html", snaps, title="fork story",
+                        notes=["filled", "forked: all shared", "the child wrote 8 pages"])
     _open(browser, path)
     _no_errors(browser)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -110,6 +111,8 @@ def test_fork_story_renders(browser, tmp_path):
     assert "copied by pid 11" in browser.evaluate(f"cowscopeReport.lastEventText(2, 10, {A + 4096}, 101)")
     assert "zero-filled by pid 10" in browser.evaluate(
         f"cowscopeReport.lastEventText(2, 10, {A + 20 * 4096}, 120)")
+
+    assert browser.evaluate("document.getElementById('step-note').textContent") == "the child wrote 8 pages"
 
     # stepping back to the fork: every anon page of the parent changed (private -> shared by 2)
     browser.evaluate("cowscopeReport.setStep(1)")

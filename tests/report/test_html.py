@@ -194,3 +194,10 @@ def test_compare_aligns_mappings_placed_differently():
     assert kcode[5] == 3 and kcode[4] == 2
     filem = next(m for m in child["mappings"] if m["start"] == F)
     assert filem["cmp"]["diff"] == 0  # file mappings pair by path, perms and offset
+
+
+def test_notes_per_step():
+    meta, _ = build_payload(fork_story(), notes=["a", "b", "c"])
+    assert [s["note"] for s in meta["steps"]] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="notes"):
+        build_payload(fork_story(), notes=["a"])

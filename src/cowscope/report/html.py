@@ -320,10 +320,13 @@ def _counts(m: MappingView) -> dict[str, int]:
 
 def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
                   compare: Sequence[Snapshot] | None = None, title: str = "cowscope report",
-                  address_map: dict[int, int] | None = None) -> tuple[dict[str, Any], str]:
+                  address_map: dict[int, int] | None = None, notes: Sequence[str] | None = None,
+                  ) -> tuple[dict[str, Any], str]:
     """The report's metadata (JSON-able) and its base64 deflated binary blob."""
     if not snapshots:
         raise ValueError("write_report needs at least one snapshot")
+    if notes is not None and len(notes) != len(snapshots):
+        raise ValueError(f"{len(notes)} notes for {len(snapshots)} snapshots")
     if compare is not None and len(compare) != len(snapshots):
         raise ValueError(f"compare has {len(compare)} snapshots, the main series {len(snapshots)}")
     blob = _Blob()
@@ -394,6 +397,7 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
                                "pss": _field_kb(cp, "Pss"), "uss": _uss_kb(cp)}
             procs.append(proc)
         step = {"label": snap.label, "source": snap.source, "ts": snap.ts, "processes": procs,
+                "note": notes[k] if notes is not None else "",
                 "total": tree_total(snap),
                 "copies": int(np.sum(arrays["copy"] & (arrays["step"] == k))),
                 "events": int(np.sum(arrays["step"] == k))}
@@ -476,9 +480,9 @@ def _asset(name: str) -> str:
 
 def render_html(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
                 compare: Sequence[Snapshot] | None = None, title: str = "cowscope report",
-                address_map: dict[int, int] | None = None) -> str:
+                address_map: dict[int, int] | None = None, notes: Sequence[str] | None = None) -> str:
     """The complete report as one HTML string."""
-    meta, blob = build_payload(snapshots, events, compare, title, address_map)
+    meta, blob = build_payload(snapshots, events, compare, title, address_map, notes)
     env = jinja2.Environment(autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
     template = env.from_string(_asset("report.html"))
     meta_json = json.dumps(meta, separators=(",", ":")).replace("</", "<\\/")
@@ -489,14 +493,15 @@ def render_html(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = No
 
 def write_report(path: str | Path, snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
                  compare: Sequence[Snapshot] | None = None, title: str = "cowscope report",
-                 address_map: dict[int, int] | None = None) -> Path:
+                 address_map: dict[int, int] | None = None, notes: Sequence[str] | None = None) -> Path:
     """Write a self-contained HTML report of `snapshots` (and a second series to compare) to `path`.
 
     `address_map` maps addresses of the main series to the same objects' addresses in `compare`
     (e.g. each mmap's result on both backends), so mappings placed differently still line up.
+    `notes` gives one text per snapshot, shown with its checkpoint (e.g. what the step did and why).
     """
     out = Path(path)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(snapshots, events, compare, title, address_map), encoding="utf-8")
+    out.write_text(render_html(snapshots, events, compare, title, address_map, notes), encoding="utf-8")
     return out

@@ -610,6 +610,7 @@
     document.querySelectorAll("#step-list button").forEach((b) =>
       b.classList.toggle("current", Number(b.dataset.step) === i));
     document.getElementById("step-info").textContent = stepInfo();
+    document.getElementById("step-note").textContent = META.steps[i].note || "";
     document.body.dataset.step = i;
     renderTree();
     renderMaps();
