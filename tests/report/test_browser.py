@@ -113,6 +113,12 @@ def test_fork_story_renders(browser, tmp_path):
         f"cowscopeReport.lastEventText(2, 10, {A + 20 * 4096}, 120)")
 
     assert browser.evaluate("document.getElementById('step-note').textContent") == "the child wrote 8 pages"
+    # the page maps' process filter
+    browser.evaluate("""(() => { const s = document.getElementById('map-pid'); s.value = '11';
+        s.dispatchEvent(new Event('change')); })()""")
+    assert browser.evaluate("[...document.querySelectorAll('#pagemaps .proc')].map(e => +e.dataset.pid)") == [11]
+    browser.evaluate("""(() => { const s = document.getElementById('map-pid'); s.value = '';
+        s.dispatchEvent(new Event('change')); })()""")
 
     # stepping back to the fork: every anon page of the parent changed (private -> shared by 2)
     browser.evaluate("cowscopeReport.setStep(1)")

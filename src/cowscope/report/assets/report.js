@@ -368,7 +368,9 @@
     const root = document.getElementById("pagemaps");
     root.textContent = "";
     const step = META.steps[cur];
+    const only = document.getElementById("map-pid").value;
     for (const p of step.processes) {
+      if (only !== "" && p.pid !== Number(only)) continue;
       const box = el("div", { class: "proc", "data-pid": p.pid });
       box.appendChild(el("h3", null, `pid ${p.pid} ${p.name} (ppid ${p.ppid})` +
         (p.cmp ? ` ↔ kernel pid ${p.cmp.pid}` : "")));
@@ -547,6 +549,10 @@
     document.getElementById("f-step").addEventListener("change", () => renderEvents(true));
     document.getElementById("event-more").addEventListener("click", () => renderEvents(false));
     document.getElementById("show-empty").addEventListener("change", () => renderMaps());
+    const mp = document.getElementById("map-pid");
+    const allPids = [...new Set(META.steps.flatMap((s) => s.processes.map((p) => p.pid)))].sort((a, b) => a - b);
+    for (const pid of allPids) mp.appendChild(el("option", { value: pid }, String(pid)));
+    mp.addEventListener("change", () => renderMaps());
   }
 
   // ---------------------------------------------------------------- steps
