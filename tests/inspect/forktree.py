@@ -7,6 +7,7 @@ import json
 import mmap
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -171,8 +172,23 @@ def start_tree(plan: TreePlan, cpu: int | None = None) -> Tree:
     rest = [d for d in lines if "pid" in d]
     order = {pid: i for i, pid in enumerate(head["workers"])}
     rest.sort(key=lambda d: order[d["pid"]])
-    return Tree(head["master"], head["workers"], head["r"], {d["pid"]: d["own"] for d in rest},
+    tree = Tree(head["master"], head["workers"], head["r"], {d["pid"]: d["own"] for d in rest},
                 {d["pid"]: d["kids"] for d in rest}, hold_w)
+    settle(tree.all_pids())
+    return tree
+
+
+def settle(pids: list[int], timeout: float = 30.0) -> None:
+    """Wait until every process sits blocked in read(2): its memory no longer changes."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while True:
+            with open(f"/proc/{pid}/syscall") as f:
+                if f.read().split()[0] == "0":  # x86-64 read
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pid {pid} never blocked in read()")
+            time.sleep(0.001)
 
 
 def range_classes(pf: ProcessFigures, addr: int, npages: int) -> dict[int, int]:

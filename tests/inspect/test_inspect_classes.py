@@ -159,3 +159,20 @@ def test_summary_mode_reports_rollup_figures_only(make_tree) -> None:
         ub, ua = (r["Private_Clean"] + r["Private_Dirty"] for r in (b, a))
         assert min(ub, ua) <= pf.uss_kb <= max(ub, ua)
         assert pf.copied_kb is None and pf.mappings == []
+
+
+def test_exact_process_totals_equal_smaps_rollup(make_tree) -> None:
+    t = make_tree(PLAN)
+    pids = t.all_pids()
+    before = {p: procfs.read_smaps_rollup(p) for p in pids}
+    s = Sampler([t.master], tree=True, mode="exact").sample()
+    after = {p: procfs.read_smaps_rollup(p) for p in pids}
+    for pf in s.processes:
+        b, a = before[pf.pid], after[pf.pid]
+        assert (pf.rss_kb, pf.swap_kb) == (b["Rss"], b["Swap"]) == (a["Rss"], a["Swap"])
+        # The master still shares pages with this test process, which keeps writing its own: pages
+        # turn private and PSS rises while we read. Bracket by the kernel's figures before and after.
+        ub, ua = (r["Private_Clean"] + r["Private_Dirty"] for r in (b, a))
+        assert min(ub, ua) <= pf.uss_kb <= max(ub, ua)
+        assert min(b["Pss"], a["Pss"]) - 8 <= pf.pss_kb <= max(b["Pss"], a["Pss"]) + 8
+        assert pf.rss_kb == sum(m.rss_kb for m in pf.mappings)

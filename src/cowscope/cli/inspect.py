@@ -166,6 +166,17 @@ def run(args: argparse.Namespace) -> int:
                 proc.wait()
 
 
+def _root_exiting(proc: subprocess.Popen[bytes], s: Sample) -> bool:
+    """True if the command was missed in this sample because it is exiting (its mm goes first)."""
+    if not any(m.pid == proc.pid for m in s.missed):
+        return False
+    try:
+        proc.wait(0.5)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
 def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: subprocess.Popen[bytes] | None,
           save: IO[str] | None) -> int:
     console = _console()
@@ -190,7 +201,7 @@ def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: sub
 
     try:
         for s in follow(sampler, interval, duty, count=count, stop=stopped):
-            if proc is not None and s.skipped is None and stopped():
+            if proc is not None and s.skipped is None and (stopped() or _root_exiting(proc, s)):
                 break  # the command ended while we read: its tree is gone, not missed
             if save is not None:
                 write_sample(save, s, tree=True)
