@@ -1,16 +1,15 @@
 """Self-contained HTML report: page maps per checkpoint, process tree, timeline, event log, model vs kernel.
 
-Everything the page needs is inside the one file. Page data travels as typed arrays (legend code
-per page, map count, PFN, index of the event that last changed the page), delta-coded where that
-helps, deflated and base64-encoded; the page inflates them with the browser's DecompressionStream
-and draws them on canvases. plotly.js's basic bundle is inlined as a plain script.
+Everything the page needs is inside the one file. Page data travels as typed arrays (legend code,
+map count and PFN per page; event columns), delta-coded or patched against the previous checkpoint
+where that helps, deflated and base64-encoded; the page inflates them with the browser's
+DecompressionStream and draws them on canvases. plotly.js's basic bundle is inlined as a plain script.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-import html as html_mod
 import json
 import re
 import time
@@ -333,8 +332,7 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
     ev = _assign_events(snapshots, events)
     arrays = {
         "step": np.asarray(ev.step, dtype=np.int64), "pid": np.asarray(ev.pid, dtype=np.int64),
-        "addr": np.asarray(ev.addr, dtype=np.int64), "old_pfn": np.asarray(ev.old_pfn, dtype=np.int64),
-        "kind": np.asarray(ev.kind, dtype=object),
+        "addr": np.asarray(ev.addr, dtype=np.int64), "kind": np.asarray(ev.kind, dtype=object),
     }
     arrays["copy"] = np.isin(arrays["kind"], COPY_KINDS) if len(ev) else np.zeros(0, dtype=bool)
     mapping_names: list[str] = []
@@ -487,8 +485,7 @@ def render_html(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = No
     template = env.from_string(_asset("report.html"))
     meta_json = json.dumps(meta, separators=(",", ":")).replace("</", "<\\/")
     return template.render(title=title, css=_asset("report.css"), js=_asset("report.js"),
-                           meta_json=meta_json, blob=blob, plotly=plotly_js(),
-                           title_text=html_mod.escape(title))
+                           meta_json=meta_json, blob=blob, plotly=plotly_js())
 
 
 def write_report(path: str | Path, snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
