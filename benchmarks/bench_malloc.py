@@ -5,7 +5,8 @@
 The workload is a seeded mix of malloc and free (sizes: mostly tcache/fastbin classes, some
 small/large-bin sizes, a few mmap-sized), with the live set bounded; it ends by freeing
 everything. The model runs the calls directly (no replay formatting); glibc runs the same ops
-in the native harness's --bench mode (timed in C, output suppressed).
+in the native harness's --bench mode (timed in C, output suppressed). Both sides are timed in
+process CPU time, so other load on the machine distorts the figures less.
 """
 
 from __future__ import annotations
@@ -55,13 +56,13 @@ def run_model(ops: list[tuple[str, int, int]]) -> float:
     a = PtMalloc(FlatHost())
     malloc, free = a.malloc, a.free
     ptrs: dict[int, int] = {}
-    t = time.perf_counter()
+    t = time.process_time()
     for kind, i, size in ops:
         if kind == "m":
             ptrs[i] = malloc(size)
         else:
             free(ptrs.pop(i))
-    return time.perf_counter() - t
+    return time.process_time() - t
 
 
 def run_glibc(ops: list[tuple[str, int, int]], repeat: int) -> float:

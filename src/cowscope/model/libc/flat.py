@@ -71,62 +71,54 @@ class FlatHost:
         mv = memoryview(self.window)
         q, i32, h16, b8 = mv.cast("Q"), mv.cast("I"), mv.cast("H"), mv.cast("B")
         W = self.window_base
-        lim = self._lim
+        L = W + self._lim            # end of the accessible part of the window (absolute)
         slow_r, slow_w = self._slow_read, self._slow_write
 
         def set_lim(n: int) -> None:
-            nonlocal lim
-            lim = n
+            nonlocal L
+            L = W + n
 
         def r64(a: int) -> int:
-            o = a - W
-            if 0 <= o < lim and not o & 7:
-                return q[o >> 3]
+            if W <= a < L and not a & 7:
+                return q[(a - W) >> 3]
             return int.from_bytes(slow_r(a, 8), "little")
 
         def w64(a: int, v: int) -> None:
-            o = a - W
-            if 0 <= o < lim and not o & 7:
-                q[o >> 3] = v & 0xFFFFFFFFFFFFFFFF
+            if W <= a < L and not a & 7:
+                q[(a - W) >> 3] = v & 0xFFFFFFFFFFFFFFFF
             else:
                 slow_w(a, (v & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
 
         def r32(a: int) -> int:
-            o = a - W
-            if 0 <= o < lim and not o & 3:
-                return i32[o >> 2]
+            if W <= a < L and not a & 3:
+                return i32[(a - W) >> 2]
             return int.from_bytes(slow_r(a, 4), "little")
 
         def w32(a: int, v: int) -> None:
-            o = a - W
-            if 0 <= o < lim and not o & 3:
-                i32[o >> 2] = v & 0xFFFFFFFF
+            if W <= a < L and not a & 3:
+                i32[(a - W) >> 2] = v & 0xFFFFFFFF
             else:
                 slow_w(a, (v & 0xFFFFFFFF).to_bytes(4, "little"))
 
         def r16(a: int) -> int:
-            o = a - W
-            if 0 <= o < lim and not o & 1:
-                return h16[o >> 1]
+            if W <= a < L and not a & 1:
+                return h16[(a - W) >> 1]
             return int.from_bytes(slow_r(a, 2), "little")
 
         def w16(a: int, v: int) -> None:
-            o = a - W
-            if 0 <= o < lim and not o & 1:
-                h16[o >> 1] = v & 0xFFFF
+            if W <= a < L and not a & 1:
+                h16[(a - W) >> 1] = v & 0xFFFF
             else:
                 slow_w(a, (v & 0xFFFF).to_bytes(2, "little"))
 
         def r8(a: int) -> int:
-            o = a - W
-            if 0 <= o < lim:
-                return b8[o]
+            if W <= a < L:
+                return b8[a - W]
             return slow_r(a, 1)[0]
 
         def w8(a: int, v: int) -> None:
-            o = a - W
-            if 0 <= o < lim:
-                b8[o] = v & 0xFF
+            if W <= a < L:
+                b8[a - W] = v & 0xFF
             else:
                 slow_w(a, bytes([v & 0xFF]))
 

@@ -116,6 +116,11 @@ class PtMalloc(PtMallocCore, Allocator):
         if self._r(self.A + AV_NEXT) != self.A:
             self._load_static_data()
 
+    def _bind(self, host) -> None:
+        """Bind the host's memory accessors and the fast paths built on them."""
+        super()._bind(host)
+        self._install_fast_paths()
+
     def fork_child(self, child: AllocatorHost) -> PtMalloc:
         """The child's allocator: all state is in (copy-on-write) memory; rebind the accessors."""
         clone = super().fork_child(child)
@@ -181,76 +186,98 @@ class PtMalloc(PtMallocCore, Allocator):
 
     # -- malloc / free ------------------------------------------------------------------------------
     def malloc(self, size: int) -> int:
-        """__libc_malloc: tcache first (tcache_get inlined), then _int_malloc."""
+        """__libc_malloc: tcache first, then _int_malloc."""
         if not self._r8(self.a_init):
             self.ptmalloc_init()
-        if size > PTRDIFF_MAX:
+        nb = checked_request2size(size)
+        if nb == 0:
             self.set_errno(ENOMEM)
             return 0
-        tc_idx = 0 if size < 9 else ((size + 23) >> 4) - 2   # csize2tidx(request2size(size))
+        tc_idx = (nb - 17) >> 4
         r = self._r
         tc = r(self.a_tcache)
         if tc == 0:
             self.tcache_init()
             tc = r(self.a_tcache)
-        if tc and tc_idx < r(self.a_tcache_bins):
-            ca = tc + 2 * tc_idx
-            cnt = self._r16(ca)
-            if cnt:
-                w = self._w
-                slot = tc + TC_ENTRIES + 8 * tc_idx
-                e = r(slot)
-                if e & MALLOC_ALIGN_MASK:
-                    self.malloc_printerr("malloc(): unaligned tcache chunk detected")
-                w(slot, (e >> 12) ^ r(e))
-                self._w16(ca, cnt - 1)
-                w(e + 8, 0)
-                return e
+        if tc and tc_idx < r(self.a_tcache_bins) and self._r16(tc + 2 * tc_idx):
+            return self.tcache_get(tc_idx)
         return self._int_malloc(size)
 
     def free(self, ptr: int) -> None:
-        """__libc_free: munmap mmapped chunks (dynamic threshold), else _int_free; errno kept.
-
-        The common case, a put into a tcache bin that has room and no double-free suspicion, is
-        inlined here; everything else goes through _int_free from the start.
-        """
+        """__libc_free: munmap mmapped chunks (dynamic threshold), else _int_free; errno kept."""
         if ptr == 0:
             return
-        r = self._r
-        errno_addr = self.a_errno
-        err = self._r32(errno_addr)
+        err = self._r32(self.a_errno)
         p = (ptr - 16) & MASK64
-        head = r(p + 8)
-        if head & IS_MMAPPED:
+        if self._r(p + 8) & IS_MMAPPED:
             self.dyn_threshold_on_free(p)
             self.munmap_chunk(p)
-            self._w32(errno_addr, err)
-            return
-        tc = r(self.a_tcache)
-        if tc == 0:
-            self.tcache_init()
-            tc = r(self.a_tcache)
-        size = head & ~SIZE_BITS
-        if (tc and size >= MINSIZE and not size & MALLOC_ALIGN_MASK and not p & MALLOC_ALIGN_MASK
-                and p <= (-size) & MASK64):
-            tc_idx = (size - 17) >> 4
-            if tc_idx < r(self.a_tcache_bins):
-                e = p + 16
-                key = r(self.a_key)
-                if r(e + 8) != key:
+        else:
+            if self._r(self.a_tcache) == 0:
+                self.tcache_init()
+            self._int_free(p, False)
+        self._w32(self.a_errno, err)
+
+    def _install_fast_paths(self) -> None:
+        """Instance-level malloc/free closures for the common tcache hits (same reads and writes).
+
+        They handle only a tcache_get from a non-empty bin and a tcache_put into a bin with room
+        whose chunk does not carry the key (no double-free suspicion), before writing anything;
+        every other case falls through to the full methods above.
+        """
+        r, w, r16, w16, r32, w32 = self._r, self._w, self._r16, self._w16, self._r32, self._w32
+        a_tcache, a_tcache_bins, a_tcache_count = self.a_tcache, self.a_tcache_bins, self.a_tcache_count
+        a_key, a_errno = self.a_key, self.a_errno
+        full_malloc = PtMalloc.malloc.__get__(self)
+        full_free = PtMalloc.free.__get__(self)
+
+        def malloc(size: int) -> int:
+            tc = r(a_tcache)
+            if tc and size <= PTRDIFF_MAX:
+                tc_idx = 0 if size < 9 else ((size + 23) >> 4) - 2   # csize2tidx(request2size)
+                if tc_idx < r(a_tcache_bins):
                     ca = tc + 2 * tc_idx
-                    cnt = self._r16(ca)
-                    if cnt < r(self.a_tcache_count):
-                        w = self._w
-                        w(e + 8, key)
+                    cnt = r16(ca)
+                    if cnt:
                         slot = tc + TC_ENTRIES + 8 * tc_idx
-                        w(e, (e >> 12) ^ r(slot))
-                        w(slot, e)
-                        self._w16(ca, cnt + 1)
-                        self._w32(errno_addr, err)
-                        return
-        self._int_free(p, False)
-        self._w32(errno_addr, err)
+                        e = r(slot)
+                        if not e & MALLOC_ALIGN_MASK:
+                            w(slot, (e >> 12) ^ r(e))
+                            w16(ca, cnt - 1)
+                            w(e + 8, 0)
+                            return e
+            return full_malloc(size)
+
+        def free(ptr: int) -> None:
+            if ptr == 0:
+                return
+            p = (ptr - 16) & MASK64
+            head = r(p + 8)
+            tc = r(a_tcache)
+            if tc and not head & IS_MMAPPED:
+                size = head & ~SIZE_BITS
+                if (size >= MINSIZE and not size & MALLOC_ALIGN_MASK and not p & MALLOC_ALIGN_MASK
+                        and p <= (-size) & MASK64):
+                    tc_idx = (size - 17) >> 4
+                    if tc_idx < r(a_tcache_bins):
+                        e = p + 16
+                        key = r(a_key)
+                        if r(e + 8) != key:
+                            ca = tc + 2 * tc_idx
+                            cnt = r16(ca)
+                            if cnt < r(a_tcache_count):
+                                err = r32(a_errno)
+                                w(e + 8, key)
+                                slot = tc + TC_ENTRIES + 8 * tc_idx
+                                w(e, (e >> 12) ^ r(slot))
+                                w(slot, e)
+                                w16(ca, cnt + 1)
+                                w32(a_errno, err)
+                                return
+            full_free(ptr)
+
+        self.malloc = malloc  # type: ignore[method-assign]
+        self.free = free  # type: ignore[method-assign]
 
     def calloc(self, n: int, size: int) -> int:
         """__libc_calloc: _int_malloc (never the tcache), clear unless fresh from the kernel."""

@@ -164,7 +164,7 @@ class PtMallocCore:
         r, w = self._r, self._w
         tc = r(self.a_tcache)
         e = chunk + 16
-        w(e + 8, self._tcache_key())
+        w(e + 8, r(self.a_key))
         slot = tc + TC_ENTRIES + 8 * tc_idx
         w(e, (e >> 12) ^ r(slot))
         w(slot, e)
@@ -316,7 +316,7 @@ class PtMallocCore:
         tcache_count = r(mp + MP_TCACHE_COUNT)
         tc_idx = (nb - 17) // 16
 
-        if nb <= self._max_fast():
+        if nb <= r(self.a_max_fast):
             idx = (nb >> 4) - 2
             fb = A + AV_FASTBINS + 8 * idx
             victim = r(fb)
@@ -696,7 +696,7 @@ class PtMallocCore:
         mp = self.MP
         if tc and tc_idx < r(mp + MP_TCACHE_BINS):
             e = p + 16
-            if r(e + 8) == self._tcache_key():
+            if r(e + 8) == r(self.a_key):
                 tcache_count = r(mp + MP_TCACHE_COUNT)
                 tmp = r(tc + TC_ENTRIES + 8 * tc_idx)
                 cnt = 0
@@ -713,7 +713,7 @@ class PtMallocCore:
                 self.tcache_put(p, tc_idx)
                 return
 
-        if size <= self._max_fast():
+        if size <= r(self.a_max_fast):
             nhead = r(p + size + 8)
             if nhead <= CHUNK_HDR_SZ or (nhead & ~SIZE_BITS) >= r(A + AV_SYSTEM_MEM):
                 self.malloc_printerr("free(): invalid next size (fast)")
