@@ -18,7 +18,7 @@ class Payload:
         meta = re.search(r'<script type="application/json" id="meta">(.*?)</script>', html, re.S)
         blob = re.search(r'<script type="application/octet-stream" id="blob">([^<]*)</script>', html)
         assert meta and blob, "report lacks its meta or blob script"
-        self.meta: dict[str, Any] = json.loads(meta.group(1).replace("<\\/", "</"))
+        self.meta: dict[str, Any] = json.loads(meta.group(1))
         self.raw = zlib.decompress(base64.b64decode(blob.group(1)))
 
     def col(self, desc: Any) -> np.ndarray:

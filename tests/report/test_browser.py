@@ -129,9 +129,12 @@ def test_fork_story_renders(browser, tmp_path):
 
 
 def test_model_vs_kernel_differences(browser, tmp_path):
-    path = write_report(tmp_path / "cmp.html", fork_story(), compare=kernel_story(differ=3))
+    model = fork_story()
+    model[0].label = "filled </script><!--<b>"  # labels are text, whatever they hold
+    path = write_report(tmp_path / "cmp.html", model, compare=kernel_story(differ=3))
     _open(browser, path)
     _no_errors(browser)
+    assert browser.evaluate("document.querySelector('#step-list button').textContent") == "1. " + model[0].label
     diffs = browser.evaluate("""[...document.querySelectorAll('.mapping')].map(e => [+e.dataset.pid,
         +e.dataset.start, e.querySelectorAll('canvas.pagemap').length, e.querySelector('.diff').dataset.diff])""")
     d = {(p, s): (n, v) for p, s, n, v in diffs}

@@ -140,7 +140,11 @@ def test_report_is_self_contained(tmp_path, story_html):
     text = out.read_text()
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", text)
     assert "fork story &lt;test&gt;" in story_html  # title escaped
-    assert "</script" not in Payload(story_html).meta["title"]
+    assert Payload(story_html).meta["title"] == "fork story <test>"
+    tricky = fork_story()
+    tricky[0].label = "</script><!--<script>"
+    pl = Payload(render_html(tricky))
+    assert pl.meta["steps"][0]["label"] == "</script><!--<script>"
 
 
 def test_large_mapping_stays_small(tmp_path):

@@ -483,7 +483,7 @@ def render_html(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = No
     meta, blob = build_payload(snapshots, events, compare, title, address_map, notes)
     env = jinja2.Environment(autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
     template = env.from_string(_asset("report.html"))
-    meta_json = json.dumps(meta, separators=(",", ":")).replace("</", "<\\/")
+    meta_json = json.dumps(meta, separators=(",", ":")).replace("<", "\\u003c")  # nothing closes the script
     return template.render(title=title, css=_asset("report.css"), js=_asset("report.js"),
                            meta_json=meta_json, blob=blob, plotly=plotly_js())
 
