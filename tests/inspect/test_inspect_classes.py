@@ -176,3 +176,16 @@ def test_exact_process_totals_equal_smaps_rollup(make_tree) -> None:
         assert min(ub, ua) <= pf.uss_kb <= max(ub, ua)
         assert min(b["Pss"], a["Pss"]) - 8 <= pf.pss_kb <= max(b["Pss"], a["Pss"]) + 8
         assert pf.rss_kb == sum(m.rss_kb for m in pf.mappings)
+
+
+def test_huge_mappings_are_left_to_the_kernels_totals(make_tree, monkeypatch) -> None:
+    from cowscope.inspect import sample as sample_mod
+
+    t = make_tree(TreePlan(touched=64, tail=32, workers=[WorkerPlan(copy_from=10, copies=5)]))
+    monkeypatch.setattr(sample_mod, "MAX_MAPPING_PAGES", 90)  # R has 96 pages
+    s = Sampler([t.master], tree=True, mode="exact").sample()
+    w = s.process(t.workers[0])
+    assert not any(m.start <= t.r_addr < m.end for m in w.mappings)
+    assert any(f"{t.r_addr:x}-" in n and "too large" in n for n in s.notes)
+    r = procfs.read_smaps_rollup(w.pid)
+    assert w.rss_kb == r["Rss"] and w.rss_kb > sum(m.rss_kb for m in w.mappings)

@@ -56,7 +56,7 @@ def test_parent_alignment_across_split_mappings() -> None:
 
 def test_sparse_and_dense_frame_tables_agree(monkeypatch) -> None:
     rng = np.random.default_rng(5)
-    arrays = [rng.integers(0, 5000, 300) for _ in range(4)]
+    arrays = [rng.integers(0, 5000, 2000) for _ in range(4)]
     shared = [arrays[1][:50]]
     dense = cl.PfnTable(arrays, shared)
     monkeypatch.setattr(cl, "DENSE_PFN_LIMIT", 10)

@@ -97,9 +97,11 @@ class PfnTable:
         allp = allp[allp > 0]
         shared = np.concatenate(shared_arrays) if shared_arrays else allp
         shared = shared[shared > 0]
-        self.dense = len(allp) == 0 or int(allp.max()) < DENSE_PFN_LIMIT
+        top = int(allp.max()) if len(allp) else 0
+        # Dense per-frame arrays pay off when the tree's frames cover much of the PFN range.
+        self.dense = top < DENSE_PFN_LIMIT and len(allp) * 16 >= top
         if self.dense:
-            size = (int(allp.max()) if len(allp) else 0) + 2  # a zero at the end catches clipped lookups
+            size = top + 2  # a zero at the end catches clipped lookups
             self._count = np.bincount(allp, minlength=size).astype(np.int32)
             self._count[0] = 0
             self.unique = np.flatnonzero(self._count)

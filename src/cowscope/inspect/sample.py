@@ -30,6 +30,8 @@ from .tree import Missed, discover
 KB = PAGE_SIZE // 1024
 CLASS_FIELDS = ("shared_with_parent_kb", "sibling_shared_kb", "copied_kb", "new_kb")
 MODES = ("auto", "exact", "estimate", "summary")
+#: Mappings larger than this (16 GiB) are not read page by page (sparse reservations of huge VMAs).
+MAX_MAPPING_PAGES = 1 << 22
 
 
 @dataclass
@@ -147,6 +149,7 @@ class _Raw:
     rollup: dict[str, int] | None
     pages: cl.ProcPages | None = None
     smaps: dict[int, SmapsEntry] | None = None
+    too_big: list[MapsEntry] = field(default_factory=list)
 
 
 Hook = Callable[[int, str], None]
@@ -239,6 +242,11 @@ class Sampler:
             return raw
         maps = [v for v in procfs.read_maps(pid)
                 if v.start < USER_SPACE_END and v.path not in SPECIAL_MAPPINGS]
+        raw.too_big = [v for v in maps if v.npages > MAX_MAPPING_PAGES]
+        if raw.too_big:  # huge sparse reservations: kernel totals, no page-level reading
+            maps = [v for v in maps if v.npages <= MAX_MAPPING_PAGES]
+            if raw.rollup is None:
+                raw.rollup = dict(procfs.read_smaps_rollup(pid).fields)
         if self.hook:
             self.hook(pid, "maps")
         with PagemapReader(pid) as reader:
@@ -271,6 +279,10 @@ class Sampler:
                 pf.uss_kb = f.get("Private_Clean", 0) + f.get("Private_Dirty", 0)
             if r.pages is not None:
                 self._classify(pf, r, parent, table)
+            for v in r.too_big:
+                s.notes.append(f"pid {r.pid}: mapping {v.start:x}-{v.end:x} {v.path or '[anon]'} "
+                               f"({v.size_kb >> 20} GiB) is too large to read page by page: it has no "
+                               "page classes and the process totals come from smaps_rollup")
             s.processes.append(pf)
             tot.processes += 1
             tot.rss_sum_kb += pf.rss_kb
@@ -314,8 +326,9 @@ class Sampler:
             pss = np.bincount(idx[pp.real], weights=weights, minlength=nmap)
             swap = pp.per_mapping(pp.swap) * KB
             pf.zero_kb = int(by_class[:, cl.ZERO].sum())
-            pf.rss_kb, pf.uss_kb, pf.swap_kb = int(rss.sum()), int(uss.sum()), int(swap.sum())
-            pf.pss_kb = cl.pss_kb(int(weights.sum()))
+            if r.rollup is None:
+                pf.rss_kb, pf.uss_kb, pf.swap_kb = int(rss.sum()), int(uss.sum()), int(swap.sum())
+                pf.pss_kb = cl.pss_kb(int(weights.sum()))
         if not self.mappings:
             return
         smaps = r.smaps or {}
