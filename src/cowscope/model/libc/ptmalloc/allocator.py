@@ -97,6 +97,27 @@ class Mallinfo2:
     keepcost: int
 
 
+def static_libc_data(libc_data: int) -> list[tuple[int, bytes]]:
+    """(address, bytes) of malloc's initialised .data in a libc loaded with rw data at libc_data.
+
+    mp_'s defaults, main_arena.next = &main_arena (a relative relocation ld.so applies) and
+    main_arena.attached_threads = 1; everything else of malloc's is zero (.data zeros or .bss).
+    An image loader can write these at exec so the first malloc finds them, as on Linux.
+    """
+    mp = libc_data + OFF_MP
+    a = libc_data + OFF_MAIN_ARENA
+
+    def u64(v: int) -> bytes:
+        return v.to_bytes(8, "little")
+
+    return [(mp + MP_TRIM_THRESHOLD, u64(DEFAULT_MMAP_THRESHOLD)), (mp + MP_TOP_PAD, u64(DEFAULT_TOP_PAD)),
+            (mp + MP_MMAP_THRESHOLD, u64(DEFAULT_MMAP_THRESHOLD)), (mp + MP_ARENA_TEST, u64(8)),
+            (mp + MP_N_MMAPS_MAX, DEFAULT_MMAP_MAX.to_bytes(4, "little")),
+            (mp + MP_TCACHE_BINS, u64(TCACHE_MAX_BINS)), (mp + MP_TCACHE_MAX_BYTES, u64(TCACHE_MAX_BYTES)),
+            (mp + MP_TCACHE_COUNT, u64(TCACHE_FILL_COUNT)), (a + AV_NEXT, u64(a)),
+            (a + AV_ATTACHED_THREADS, u64(1))]
+
+
 @register
 class PtMalloc(PtMallocCore, Allocator):
     """ptmalloc2 as in glibc 2.36 (x86-64, single thread, main arena)."""
@@ -129,18 +150,9 @@ class PtMalloc(PtMallocCore, Allocator):
 
     # -- image load and initialisation -----------------------------------------------------------
     def _load_static_data(self) -> None:
-        """The statically initialised .data of libc: mp_ defaults, main_arena.next, attached_threads."""
-        w, mp = self._w, self.MP
-        w(mp + MP_TRIM_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
-        w(mp + MP_TOP_PAD, DEFAULT_TOP_PAD)
-        w(mp + MP_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
-        w(mp + MP_ARENA_TEST, 8)
-        self._w32(mp + MP_N_MMAPS_MAX, DEFAULT_MMAP_MAX)
-        w(mp + MP_TCACHE_BINS, TCACHE_MAX_BINS)
-        w(mp + MP_TCACHE_MAX_BYTES, TCACHE_MAX_BYTES)
-        w(mp + MP_TCACHE_COUNT, TCACHE_FILL_COUNT)
-        w(self.A + AV_NEXT, self.A)
-        w(self.A + AV_ATTACHED_THREADS, 1)
+        """Write libc's statically initialised malloc data (when the image did not provide it)."""
+        for addr, data in static_libc_data(self.host.libc_data):
+            self.host.write(addr, data)
 
     def _initialized(self) -> bool:
         """__malloc_initialized."""
