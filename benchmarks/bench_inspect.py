@@ -110,8 +110,13 @@ def cowscope_summary(pids: list[int], threads: int) -> dict[int, tuple[int, int]
 
 def smem_run(pids: list[int]) -> str:
     """smem's USS/PSS table for the pids."""
-    return subprocess.run(["smem", "-c", "pid uss pss", "-H"], capture_output=True, text=True,
-                          check=False).stdout
+    out = subprocess.run(["smem", "-P", "bench_inspect", "-c", "pid uss pss", "-H"], capture_output=True,
+                         text=True, check=False).stdout
+    got = {int(ln.split()[0]) for ln in out.splitlines() if ln.strip()}
+    missing = set(pids) - got
+    if missing:
+        raise RuntimeError(f"smem did not report {sorted(missing)}")
+    return out
 
 
 def main() -> None:
