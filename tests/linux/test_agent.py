@@ -186,3 +186,16 @@ def test_killed_controller_leaves_no_agent(sig: int) -> None:
     finally:
         if ctl.poll() is None:
             ctl.kill()
+
+
+def test_package_exports_and_cpu_pinning() -> None:
+    import cowscope.linux
+
+    with cowscope.linux.Machine() as m:
+        p = m.spawn("P")
+        c = p.fork()
+        g = c.vfork()
+        for proc in (p, c, g):
+            assert os.sched_getaffinity(proc.pid) == {m.cpu}
+        g.exit(0)
+    assert _gone([p.pid, c.pid, g.pid]) == []
