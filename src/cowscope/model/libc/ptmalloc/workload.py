@@ -30,10 +30,13 @@ _MALLOPT = {
 }
 
 
-def generate(seed: int, nops: int = 10000, tail_error: bool | None = None) -> str:
-    """An ops file of nops operations (m c r f a t o s, and a corrupting tail for some seeds)."""
+def generate(seed: int, nops: int = 10000, tail_error: bool | None = None, rare: float = 0.002) -> str:
+    """An ops file of nops operations (m c r f a t o s, and a corrupting tail for some seeds).
+
+    `rare` is the share of malloc_trim / mallopt / foreign sbrk operations.
+    """
     rng = random.Random(seed)
-    lines = [f"# cowscope random workload seed={seed} ops={nops}"]
+    lines = [f"# cowscope random workload seed={seed} ops={nops}" + (f" rare={rare}" if rare != 0.002 else "")]
     live: list[int] = []
     next_id = 1
     if tail_error is None:
@@ -73,7 +76,7 @@ def generate(seed: int, nops: int = 10000, tail_error: bool | None = None) -> st
             lines.append(f"a {next_id} {align} {_size(rng)}")
             live.append(next_id)
             next_id += 1
-        elif x < 0.998:
+        elif x < 1 - rare:
             # a burst of frees: lets chunks coalesce, reach top and trigger trimming
             for _ in range(min(len(live), rng.randint(1, 40))):
                 if i >= body - 1:
