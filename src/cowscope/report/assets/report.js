@@ -449,7 +449,8 @@
     // the inspector samples over time: label its steps by seconds since the first sample
     const timed = META.steps.every((s) => s.source === "inspect");
     const t0 = META.steps[0].ts;
-    const x = META.steps.map((s, i) => (timed ? `${(s.ts - t0).toFixed(1)} s` : `${i + 1}: ${short(s.label)}`));
+    let x = META.steps.map((s, i) => (timed ? `${(s.ts - t0).toFixed(1)} s` : short(numbered(i, s.label))));
+    if (new Set(x).size < x.length) x = x.map((t, i) => `${i + 1}: ${t}`); // plotly merges equal categories
     const pids = [];
     const names = new Map();
     for (const s of META.steps) for (const p of s.processes) {
@@ -585,12 +586,16 @@
       lg.appendChild(df);
     }
   }
+  function numbered(i, label) {
+    // step number in front, unless the label already starts with it
+    return /^\d/.test(label) ? label : `${i + 1}. ${label}`;
+  }
   function renderSteps() {
     const list = document.getElementById("step-list");
     const slider = document.getElementById("step-slider");
     slider.max = META.steps.length - 1;
     META.steps.forEach((s, i) => {
-      const b = el("button", { "data-step": i }, `${i + 1}. ${s.label}`);
+      const b = el("button", { "data-step": i }, numbered(i, s.label));
       b.title = `${s.events} events, ${s.copies} copies`;
       b.onclick = () => setStep(i);
       list.appendChild(el("li")).appendChild(b);
@@ -612,7 +617,7 @@
   function setStep(i) {
     cur = i;
     document.getElementById("step-slider").value = i;
-    document.getElementById("step-name").textContent = `${i + 1}/${META.steps.length}: ${META.steps[i].label}`;
+    document.getElementById("step-name").textContent = `${i + 1}/${META.steps.length} · ${META.steps[i].label}`;
     document.querySelectorAll("#step-list button").forEach((b) =>
       b.classList.toggle("current", Number(b.dataset.step) === i));
     document.getElementById("step-info").textContent = stepInfo();
