@@ -198,3 +198,18 @@ def test_command_that_ends_stops_the_watch(capsys) -> None:
     assert rc == 0, out.err
     assert "command exited with status 0" in out.err
     assert len({json.loads(ln)["seq"] for ln in out.out.splitlines()}) >= 2
+
+
+def test_table_and_page_picture(make_tree, capsys) -> None:
+    t = make_tree(PLAN)
+    assert main(["inspect", "--tree", str(t.master), "--pages", f"{t.r_addr + 5 * PAGE:x}", "--width", "64",
+                 "--mappings", "2"]) == 0
+    out = capsys.readouterr().out
+    rows = {int(ln.split()[0]): ln.split()[2] for ln in out.splitlines()
+            if ln.strip() and ln.split()[0].isdigit() and len(ln.split()) == 3}
+    # One cell per page: 48 touched, 16 untouched; the master rewrote 2, workers copied 6 and 4.
+    assert rows[t.master] == "##" + "=" * 46 + "." * 16
+    assert rows[t.workers[0]] == "~~" + "=" * 8 + "c" * 6 + "=" * 32 + "+" * 3 + "." * 13
+    assert rows[t.workers[1]] == "~~" + "=" * 28 + "c" * 4 + "=" * 14 + "." * 16
+    assert "really used (each frame once)" in out and "mappings by RSS" in out
+    assert "shared w/ parent" in out

@@ -96,7 +96,7 @@ def process_table(sample: Sample, first: Sample | None = None,
     return t
 
 
-def totals_text(sample: Sample) -> Text:
+def totals_text(sample: Sample, first: Sample | None = None) -> Text:
     """Tree totals: unique memory vs the RSS sum, the parent's resident ceiling, class sums."""
     tt = sample.totals
     text = Text()
@@ -106,6 +106,8 @@ def totals_text(sample: Sample) -> Text:
         text.append(f"  really used (each frame once) {fmt_kb(tt.unique_kb)}", style="bold")
         text.append(f"  saved by sharing {fmt_kb(tt.rss_sum_kb - tt.unique_kb)}")
     text.append(f"\nparents' resident memory (ceiling CoW can erode) {fmt_kb(tt.parent_rss_kb)}")
+    if first is not None and first is not sample:
+        text.append(f" (at the first sample {fmt_kb(first.totals.parent_rss_kb)})")
     if tt.copied_kb is not None:
         text.append(f"  workers: shared w/ parent {fmt_kb(tt.shared_with_parent_kb)}"
                     f"  shared in tree {fmt_kb(tt.sibling_shared_kb)}  copied {fmt_kb(tt.copied_kb)}"
@@ -177,7 +179,7 @@ def page_picture(sample: Sample, spec: str, width: int = 64, limit: int = 8) -> 
 def sample_view(sample: Sample, first: Sample | None = None, history: dict[int, list[int]] | None = None,
                 mappings: int = 0, pages: str | None = None, width: int = 64) -> Group:
     """Everything about one sample as one renderable."""
-    parts: list[object] = [process_table(sample, first, history), totals_text(sample)]
+    parts: list[object] = [process_table(sample, first, history), totals_text(sample, first)]
     if mappings:
         parts += [mapping_table(p, mappings) for p in sample.processes]
     if pages:
