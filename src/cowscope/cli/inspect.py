@@ -232,7 +232,11 @@ def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: sub
         if live is not None:
             live.stop()
     if not watching and not args.json and last is not None:
-        console.print(sample_view(last, None, None, args.mappings, args.pages, args.width))
+        if last.processes:
+            console.print(sample_view(last, None, None, args.mappings, args.pages, args.width))
+        else:
+            for m in last.missed:
+                _err(f"missed: {m.reason}")
     if proc is not None:
         status = proc.poll()
         _err(f"command exited with status {status}" if status is not None
