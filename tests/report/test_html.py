@@ -60,6 +60,9 @@ def test_events_assigned_to_steps_and_mappings(story_html):
     fork = cols["kind"] == kinds.index("fork")
     assert list(cols["mapping"][fork]) == [-1] and list(cols["addr"][fork]) == [-1]
     assert [s["copies"] for s in meta["steps"]] == [0, 0, WRITTEN]
+    assert [s["kinds"] for s in meta["steps"]] == [{"pagecache-map": 4, "zero-fill": N}, {"fork": 1},
+                                                   {"cow-copy": WRITTEN}]
+    assert meta["events"]["pids"] == [10, 11]
 
 
 def test_tree_total_counts_each_frame_once():

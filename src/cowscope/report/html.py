@@ -14,6 +14,7 @@ import json
 import re
 import time
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -345,6 +346,7 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
         return mapping_index[label]
 
     refs: _Refs = {}
+    step_kinds = Counter(zip(ev.step, ev.kind, strict=True))
     steps = []
     for k, snap in enumerate(snapshots):
         procs = []
@@ -398,7 +400,8 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
                 "note": notes[k] if notes is not None else "",
                 "total": tree_total(snap),
                 "copies": int(np.sum(arrays["copy"] & (arrays["step"] == k))),
-                "events": int(np.sum(arrays["step"] == k))}
+                "events": int(np.sum(arrays["step"] == k)),
+                "kinds": {kd: n for (st, kd), n in sorted(step_kinds.items()) if st == k}}
         if cmp_snap is not None:
             step["cmp"] = {"label": cmp_snap.label, "source": cmp_snap.source, "total": tree_total(cmp_snap)}
         steps.append(step)
@@ -424,7 +427,8 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
     details = sorted(set(ev.detail))
     detail_id = {d: i for i, d in enumerate(details)}
     events_meta = {
-        "n": len(ev), "kinds": kinds, "details": details,
+        "n": len(ev), "kinds": kinds, "details": details, "pids": sorted(set(ev.pid)),
+        "mappings": sorted({int(i) for i in ev_map if i >= 0}),
         "seq": blob.add(np.asarray(ev.seq, dtype=np.int64), delta=True),
         "pid": blob.add(np.asarray(ev.pid, dtype=np.int64)),
         "kind": blob.add(np.asarray([kind_id[k] for k in ev.kind], dtype=np.int64)),

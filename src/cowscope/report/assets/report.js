@@ -542,10 +542,8 @@
       for (const [v, t] of items) s.appendChild(el("option", { value: v }, t));
       s.addEventListener("change", () => renderEvents(true));
     };
-    const pids = [...new Set(Array.from(EV.pid))].sort((a, b) => a - b);
-    fill("f-pid", pids.map((p) => [p, String(p)]));
-    const maps = [...new Set(Array.from(EV.mapping).filter((m) => m >= 0))].sort((a, b) => a - b);
-    fill("f-mapping", maps.map((m) => [m, META.mapping_names[m]]));
+    fill("f-pid", META.events.pids.map((p) => [p, String(p)]));
+    fill("f-mapping", META.events.mappings.map((m) => [m, META.mapping_names[m]]));
     fill("f-kind", META.events.kinds.map((k, i) => [i, k]));
     document.getElementById("f-step").addEventListener("change", () => renderEvents(true));
     document.getElementById("event-more").addEventListener("click", () => renderEvents(false));
@@ -604,14 +602,9 @@
   }
   function stepInfo() {
     const s = META.steps[cur];
-    const byKind = new Map();
-    for (let i = 0; i < EV.n; i++) if (EV.step[i] === cur) {
-      const k = META.events.kinds[EV.kind[i]];
-      byKind.set(k, (byKind.get(k) || 0) + 1);
-    }
-    const parts = [...byKind.entries()].map(([k, n]) => `${n} ${k}`);
+    const parts = Object.entries(s.kinds).map(([k, n]) => `${n} ${k}`);
     const t = s.total;
-    return `${s.processes.length} processes · RSS sum ${kb(t.rss_sum_kb)} · real total ${kb(t.total_kb)}` +
+    return `${s.processes.length} process${s.processes.length === 1 ? "" : "es"} · RSS sum ${kb(t.rss_sum_kb)} · real total ${kb(t.total_kb)}` +
       (parts.length ? ` · events since previous checkpoint: ${parts.join(", ")}` : "");
   }
   function setStep(i) {
