@@ -233,15 +233,17 @@ class PtMalloc(PtMallocCore, Allocator):
     def _install_fast_paths(self) -> None:
         """Instance-level malloc/free closures for the common tcache hits (same reads and writes).
 
-        They handle only a tcache_get from a non-empty bin and a tcache_put into a bin with room
-        whose chunk does not carry the key (no double-free suspicion), before writing anything;
-        every other case falls through to the full methods above.
+        They handle a tcache_get from a non-empty bin and a tcache_put into a bin with room whose
+        chunk does not carry the key (no double-free suspicion); once the tcache exists, other
+        heap requests go straight to _int_malloc / _int_free (errno saved and restored), and
+        everything else (first call, mmapped chunks) falls through to the full methods above.
         """
         r, w, r16, w16, r32, w32 = self._r, self._w, self._r16, self._w16, self._r32, self._w32
         a_tcache, a_tcache_bins, a_tcache_count = self.a_tcache, self.a_tcache_bins, self.a_tcache_count
         a_key, a_errno = self.a_key, self.a_errno
         full_malloc = PtMalloc.malloc.__get__(self)
         full_free = PtMalloc.free.__get__(self)
+        int_malloc, int_free = self._int_malloc, self._int_free
 
         def malloc(size: int) -> int:
             tc = r(a_tcache)
@@ -258,6 +260,10 @@ class PtMalloc(PtMallocCore, Allocator):
                             w16(ca, cnt - 1)
                             w(e + 8, 0)
                             return e
+                    else:
+                        return int_malloc(size)
+                else:
+                    return int_malloc(size)
             return full_malloc(size)
 
         def free(ptr: int) -> None:
@@ -286,6 +292,10 @@ class PtMalloc(PtMallocCore, Allocator):
                                 w16(ca, cnt + 1)
                                 w32(a_errno, err)
                                 return
+                err = r32(a_errno)
+                int_free(p, False)
+                w32(a_errno, err)
+                return
             full_free(ptr)
 
         self.malloc = malloc  # type: ignore[method-assign]
