@@ -211,5 +211,10 @@ def test_table_and_page_picture(make_tree, capsys) -> None:
     assert rows[t.master] == "##" + "=" * 46 + "." * 16
     assert rows[t.workers[0]] == "~~" + "=" * 8 + "c" * 6 + "=" * 32 + "+" * 3 + "." * 13
     assert rows[t.workers[1]] == "~~" + "=" * 28 + "c" * 4 + "=" * 14 + "." * 16
+    # Under each row, the model's page states: map counts 2 and 3, private pages, not present.
+    lines = out.splitlines()
+    row = next(i for i, ln in enumerate(lines) if ln.split()[:1] == [str(t.workers[0])] and len(ln.split()) == 3)
+    below = lines[row + 1].split()
+    assert below == ["22" + "3" * 8 + "#" * 6 + "3" * 14 + "2" * 4 + "3" * 14 + "#" * 3 + "." * 13]
     assert "really used (each frame once)" in out and "mappings by RSS" in out
     assert "shared w/ parent" in out

@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         pids = [proc.pid]
     try:
-        sampler = Sampler(pids, tree=args.tree or proc is not None, mode=args.mode)
+        sampler = Sampler(pids, tree=args.tree or proc is not None, mode=args.mode, states=bool(args.pages))
     except PermissionError as exc:
         _err(str(exc))
         return EXIT_FAILED

@@ -51,9 +51,11 @@ class ProcPages:
     zero: np.ndarray     # bool: the shared zero page (only known with PFNs)
     swap: np.ndarray     # bool: swap entry
     excl: np.ndarray     # bool: pagemap bit 56, mapped exactly once
+    raw: np.ndarray | None = None  # the raw entries, kept only when page states are wanted
 
     @classmethod
-    def decode(cls, vmas: list[MapsEntry], pms: list[np.ndarray], zero_pfn: int) -> ProcPages:
+    def decode(cls, vmas: list[MapsEntry], pms: list[np.ndarray], zero_pfn: int, keep_raw: bool = False,
+               ) -> ProcPages:
         """Split raw pagemap entries (one array per mapping) into the masks the classifier needs."""
         pm = np.concatenate(pms) if pms else np.zeros(0, dtype=np.uint64)
         offsets = np.zeros(len(vmas) + 1, dtype=np.int64)
@@ -68,7 +70,7 @@ class ProcPages:
         real = present & ~zero
         swap = ~present & ((pm & np.uint64(PM_SWAP)) != 0)
         excl = (pm & np.uint64(PM_MMAP_EXCLUSIVE)) != 0
-        return cls(list(vmas), offsets, pfn, real, zero, swap, excl)
+        return cls(list(vmas), offsets, pfn, real, zero, swap, excl, pm if keep_raw else None)
 
     @property
     def starts(self) -> list[int]:

@@ -9,6 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..report import strips
 from ..report.strips import cell_codes, pages_per_cell
 from . import classify as cl
 from .sample import MappingFigures, ProcessFigures, Sample, find_mapping
@@ -166,13 +167,20 @@ def page_picture(sample: Sample, spec: str, width: int = 64, limit: int = 8) -> 
             problems.append(f"pid {p.pid}: no mapping matches {spec!r}")
             continue
         rows.append((p, m))
-    parts: list[Text] = [Text(f"mapping {spec!r}: one row per process", style="bold")]
+    with_states = any(m.states is not None for _, m in rows)
+    head = "one row per process" + (": classes against the parent, then page states" if with_states else "")
+    parts: list[Text] = [Text(f"mapping {spec!r}: {head}", style="bold")]
     for p, m in rows:
         assert m.codes is not None
         line = Text(f"{p.pid:>8} {m.start:x}-{m.end:x} ")
         line.append_text(class_strip(m.codes, width))
         parts.append(line)
+        if m.states is not None:
+            pad = " " * (len(line.plain) - len(class_strip(m.codes, width).plain))
+            parts.append(Text(pad) + strips.strip(m.states, width))
     parts.append(class_legend())
+    if with_states:
+        parts.append(strips.legend())
     return Group(*parts), problems
 
 

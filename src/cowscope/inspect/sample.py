@@ -13,6 +13,8 @@ import numpy as np
 
 from ..errors import ProcessGone
 from ..observe import procfs
+from ..observe.pages import PageStates
+from ..observe.pages import classify as classify_states
 from ..observe.records import PAGE_SIZE, MapsEntry, SmapsEntry
 from . import classify as cl
 from .procread import (
@@ -53,6 +55,7 @@ class MappingFigures:
     new_kb: int | None = None
     shared_in_tree_kb: int | None = None
     codes: np.ndarray | None = field(default=None, repr=False)  # per-page class codes (not serialised)
+    states: PageStates | None = field(default=None, repr=False)  # observe.pages states (with states=True)
 
     @property
     def label(self) -> str:
@@ -182,11 +185,12 @@ class Sampler:
     """Reads a fixed set of PIDs, or trees under root PIDs, into Samples."""
 
     def __init__(self, pids: list[int], tree: bool = False, mode: str = "auto", mappings: bool = True,
-                 hook: Hook | None = None, threads: int | None = None) -> None:
+                 hook: Hook | None = None, threads: int | None = None, states: bool = False) -> None:
         self.roots = list(pids)
         self.tree = tree
         self.mode, self.notes = resolve_mode(mode)
         self.mappings = mappings
+        self.states = states
         self.hook = hook
         self.threads = threads if threads is not None else min(4, os.cpu_count() or 1)
         self.seq = 0
@@ -251,7 +255,7 @@ class Sampler:
             self.hook(pid, "maps")
         with PagemapReader(pid) as reader:
             pms = [reader.read(vma.start, vma.npages) for vma in maps]
-        raw.pages = cl.ProcPages.decode(maps, pms, self.zero_pfn)
+        raw.pages = cl.ProcPages.decode(maps, pms, self.zero_pfn, keep_raw=self.states)
         if self.hook:
             self.hook(pid, "pagemap")
         if self.mode == "estimate":
@@ -331,6 +335,13 @@ class Sampler:
                 pf.pss_kb = cl.pss_kb(int(weights.sum()))
         if not self.mappings:
             return
+        st = None
+        if pp.raw is not None:  # the model's page states, for strips in its legend
+            kc = np.zeros(len(pp.raw), dtype=np.int64)
+            if exact:
+                assert table is not None
+                kc[pp.real] = table.mapcount(pp.pfn[pp.real])
+            st = classify_states(pp.raw, kc if exact else None, {self.zero_pfn} if self.zero_pfn else set())
         smaps = r.smaps or {}
         for k, vma in enumerate(pp.vmas):
             mf = _mapping(vma)
@@ -344,7 +355,10 @@ class Sampler:
             for name, c in cols.items():
                 setattr(mf, name, int(by_class[k, c]))
             mf.shared_in_tree_kb = int(in_tree[k])
-            mf.codes = codes[pp.offsets[k]:pp.offsets[k + 1]]
+            a, b = pp.offsets[k], pp.offsets[k + 1]
+            mf.codes = codes[a:b]
+            if st is not None:
+                mf.states = PageStates(st.state[a:b], st.mapcount[a:b], st.pfn[a:b])
             pf.mappings.append(mf)
 
 
