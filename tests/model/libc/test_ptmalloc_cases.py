@@ -53,3 +53,29 @@ def test_case_heap_consistent_after_every_op(name: str) -> None:
     runner.state_hook = lambda n: check_heap(runner.alloc, {p for p in runner.ptrs.values() if p})
     lines = list(runner.run(ops))
     assert lines[-1] == "# exit: status 0"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_case_on_the_machine_model(name: str) -> None:
+    """The same cases on a full model process (page tables, brk/mmap/mremap of the kernel model)."""
+    from cowscope.model import Machine
+
+    m = Machine(allocator="ptmalloc")
+    p = m.spawn("app")
+    runner = ModelRunner(PtMalloc(p))
+    got = list(runner.run(parse_ops((CASES / f"{name}.ops").read_text())))
+    assert got == (CASES / f"{name}.expected").read_text().splitlines()
+    m.check()
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_random_workload_same_on_machine_and_flat_host(seed: int) -> None:
+    from cowscope.model import Machine
+    from cowscope.model.libc.ptmalloc.workload import generate
+
+    ops = parse_ops(generate(seed, 1500, rare=0.02))
+    flat = list(ModelRunner(PtMalloc(FlatHost())).run(ops))
+    m = Machine(allocator="ptmalloc")
+    machine = list(ModelRunner(PtMalloc(m.spawn("app"))).run(ops))
+    assert machine == flat
+    m.check()
