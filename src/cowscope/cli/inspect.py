@@ -228,6 +228,8 @@ def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: sub
                 live.update(sample_view(s, first, history, args.mappings, args.pages, args.width))
             elif watching:
                 console.print(sample_view(s, first, history, args.mappings, args.pages, args.width))
+    except KeyboardInterrupt:
+        _err("interrupted")
     finally:
         if live is not None:
             live.stop()
