@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import operator
 import re
 import time
 import zlib
@@ -90,9 +91,27 @@ class _Blob:
         return base64.b64encode(zlib.compress(b"".join(self.parts), 6)).decode("ascii")
 
 
+_EVENT_FIELDS = ("seq", "pid", "kind", "address", "old_pfn", "new_pfn", "detail")
+_get_fields = operator.attrgetter(*_EVENT_FIELDS)
+
+
+def _fields(ev: Any) -> tuple[Any, ...]:
+    """An event's fields in _EVENT_FIELDS order, from an Event-like object or a dict."""
+    if isinstance(ev, dict):
+        return tuple(ev.get(k) for k in _EVENT_FIELDS)
+    try:
+        return _get_fields(ev)
+    except AttributeError:
+        return tuple(getattr(ev, k, None) for k in _EVENT_FIELDS)
+
+
 @dataclass
 class _Events:
-    """Events flattened into columns, with the step each belongs to."""
+    """Events flattened into columns, with the step each belongs to.
+
+    No address / no frame is -1: given as None, or as 0 the way the model writes it (page 0 and
+    PFN 0 are never user pages).
+    """
 
     seq: list[int] = field(default_factory=list)
     pid: list[int] = field(default_factory=list)
@@ -103,28 +122,20 @@ class _Events:
     detail: list[str] = field(default_factory=list)
     step: list[int] = field(default_factory=list)
 
-    def add(self, ev: Any, step: int) -> None:
-        """Append one event (any object or mapping with the Event fields)."""
-        get = ev.get if isinstance(ev, dict) else (lambda k, d=None: getattr(ev, k, d))
-        self.seq.append(int(get("seq", len(self.seq)) or 0))
-        self.pid.append(int(get("pid", 0) or 0))
-        self.kind.append(str(get("kind", "") or ""))
-        # No address / no frame: None, or 0 as the model writes it (page 0 and PFN 0 are never user pages).
-        a = get("address", None)
-        self.addr.append(int(a) if a else -1)
-        for col, name in ((self.old_pfn, "old_pfn"), (self.new_pfn, "new_pfn")):
-            v = get(name, None)
-            col.append(int(v) if v else -1)
-        d = get("detail", "")
-        self.detail.append("" if d is None else str(d))
-        self.step.append(step)
+    @classmethod
+    def from_rows(cls, rows: list[tuple[Any, ...]], steps: list[int]) -> _Events:
+        """Columns from _fields() tuples and their steps."""
+        if not rows:
+            return cls()
+        seq, pid, kind, addr, old, new, detail = zip(*rows, strict=True)
+        return cls([int(v) if v is not None else i for i, v in enumerate(seq)],
+                   [int(v or 0) for v in pid], [str(v or "") for v in kind],
+                   [int(v) if v else -1 for v in addr], [int(v) if v else -1 for v in old],
+                   [int(v) if v else -1 for v in new], ["" if v is None else str(v) for v in detail],
+                   list(steps))
 
     def __len__(self) -> int:
         return len(self.seq)
-
-
-def _kind(ev: Any) -> str:
-    return str(ev.get("kind") if isinstance(ev, dict) else getattr(ev, "kind", ""))
 
 
 def _assign_events(snapshots: Sequence[Snapshot], events: Sequence[Any] | None) -> _Events:
@@ -134,27 +145,30 @@ def _assign_events(snapshots: Sequence[Snapshot], events: Sequence[Any] | None) 
     with that label: events before it belong to that snapshot, events after it to the next one.
     Without markers, loose events all go to the last step. Markers themselves are not listed.
     """
-    out = _Events()
+    rows: list[tuple[Any, ...]] = []
+    steps: list[int] = []
     if any(s.events for s in snapshots):
         for i, s in enumerate(snapshots):
-            for ev in s.events:
-                if _kind(ev) != "checkpoint":
-                    out.add(ev, i)
-        return out
+            for f in map(_fields, s.events):
+                if f[2] != "checkpoint":
+                    rows.append(f)
+                    steps.append(i)
+        return _Events.from_rows(rows, steps)
     if not events:
-        return out
+        return _Events()
     labels = [s.label for s in snapshots]
     last = len(snapshots) - 1
-    has_markers = any(_kind(ev) == "checkpoint" for ev in events)
+    all_rows = [_fields(ev) for ev in events]
+    has_markers = any(f[2] == "checkpoint" for f in all_rows)
     step = 0 if has_markers else last
-    for ev in events:
-        if _kind(ev) == "checkpoint":
-            detail = ev.get("detail") if isinstance(ev, dict) else getattr(ev, "detail", None)
-            if detail in labels[step:]:
-                step = labels.index(detail, step) + 1
+    for f in all_rows:
+        if f[2] == "checkpoint":
+            if f[6] in labels[step:]:
+                step = labels.index(f[6], step) + 1
             continue
-        out.add(ev, min(step, last))
-    return out
+        rows.append(f)
+        steps.append(min(step, last))
+    return _Events.from_rows(rows, steps)
 
 
 def _uss_kb(p: ProcessView) -> int:
@@ -188,7 +202,8 @@ def tree_total(snapshot: Snapshot) -> dict[str, Any]:
                 exact = False
             pfns.append(f)
     if exact:
-        frames = int(len(np.unique(np.concatenate(pfns)))) if pfns else 0
+        allp = np.sort(np.concatenate(pfns)) if pfns else np.zeros(0, dtype=np.int64)
+        frames = int(np.count_nonzero(np.diff(allp)) + 1) if len(allp) else 0
         return {"total_kb": frames * PAGE_SIZE // 1024, "rss_sum_kb": rss, "pss_sum_kb": pss,
                 "method": "distinct frames"}
     return {"total_kb": pss, "rss_sum_kb": rss, "pss_sum_kb": pss,
