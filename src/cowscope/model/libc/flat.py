@@ -125,6 +125,11 @@ class FlatHost:
         self._set_lim = set_lim
         return {"r64": r64, "w64": w64, "r32": r32, "w32": w32, "r16": r16, "w16": w16, "r8": r8, "w8": w8}
 
+    def fixed_views(self) -> tuple[memoryview, memoryview, int]:
+        """64- and 32-bit views of the window and its base, for libc data and TLS (always mapped)."""
+        mv = memoryview(self.window)
+        return mv.cast("Q"), mv.cast("I"), self.window_base
+
     def accessors(self) -> dict:
         """Fast memory accessors for an allocator bound to this host."""
         return self._acc

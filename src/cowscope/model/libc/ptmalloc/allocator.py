@@ -241,15 +241,26 @@ class PtMalloc(PtMallocCore, Allocator):
         r, w, r16, w16, r32, w32 = self._r, self._w, self._r16, self._w16, self._r32, self._w32
         a_tcache, a_tcache_bins, a_tcache_count = self.a_tcache, self.a_tcache_bins, self.a_tcache_count
         a_key, a_errno = self.a_key, self.a_errno
+        # libc data and TLS are mapped for the process's whole life: a host may hand out direct
+        # views of them (FlatHost does), so these fixed fields skip the bounds-checked accessors
+        fixed = getattr(self.host, "fixed_views", None)
+        if fixed is not None:
+            q, i32v, base = fixed()
+            cr, er, ew = q.__getitem__, i32v.__getitem__, i32v.__setitem__
+            a_tcache, a_tcache_bins, a_tcache_count, a_key = ((x - base) >> 3 for x in (
+                a_tcache, a_tcache_bins, a_tcache_count, a_key))
+            a_errno = (a_errno - base) >> 2
+        else:
+            cr, er, ew = r, r32, w32
         full_malloc = PtMalloc.malloc.__get__(self)
         full_free = PtMalloc.free.__get__(self)
         int_malloc, int_free = self._int_malloc, self._int_free
 
         def malloc(size: int) -> int:
-            tc = r(a_tcache)
+            tc = cr(a_tcache)
             if tc and size <= PTRDIFF_MAX:
                 tc_idx = 0 if size < 9 else ((size + 23) >> 4) - 2   # csize2tidx(request2size)
-                if tc_idx < r(a_tcache_bins):
+                if tc_idx < cr(a_tcache_bins):
                     ca = tc + 2 * tc_idx
                     cnt = r16(ca)
                     if cnt:
@@ -271,30 +282,30 @@ class PtMalloc(PtMallocCore, Allocator):
                 return
             p = (ptr - 16) & MASK64
             head = r(p + 8)
-            tc = r(a_tcache)
+            tc = cr(a_tcache)
             if tc and not head & IS_MMAPPED:
                 size = head & ~SIZE_BITS
                 if (size >= MINSIZE and not size & MALLOC_ALIGN_MASK and not p & MALLOC_ALIGN_MASK
                         and p <= (-size) & MASK64):
                     tc_idx = (size - 17) >> 4
-                    if tc_idx < r(a_tcache_bins):
+                    if tc_idx < cr(a_tcache_bins):
                         e = p + 16
-                        key = r(a_key)
+                        key = cr(a_key)
                         if r(e + 8) != key:
                             ca = tc + 2 * tc_idx
                             cnt = r16(ca)
-                            if cnt < r(a_tcache_count):
-                                err = r32(a_errno)
+                            if cnt < cr(a_tcache_count):
+                                err = er(a_errno)
                                 w(e + 8, key)
                                 slot = tc + TC_ENTRIES + 8 * tc_idx
                                 w(e, (e >> 12) ^ r(slot))
                                 w(slot, e)
                                 w16(ca, cnt + 1)
-                                w32(a_errno, err)
+                                ew(a_errno, err)
                                 return
-                err = r32(a_errno)
+                err = er(a_errno)
                 int_free(p, False)
-                w32(a_errno, err)
+                ew(a_errno, err)
                 return
             full_free(ptr)
 
