@@ -12,6 +12,7 @@ process CPU time, so other load on the machine distorts the figures less.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import subprocess
 import tempfile
@@ -77,6 +78,17 @@ def run_glibc(ops: list[tuple[str, int, int]], repeat: int) -> float:
     return int(out.split()[0]) / 1e9
 
 
+def call_overhead_ns() -> float:
+    """CPU ns of an empty Python function call right now (a yardstick for the model's speed)."""
+    def f(x: int) -> int:
+        return x
+
+    t = time.process_time()
+    for i in range(300_000):
+        f(i)
+    return (time.process_time() - t) / 300_000 * 1e9
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ops", type=int, default=200_000)
@@ -99,6 +111,8 @@ def main() -> None:
     print(f"model (ptmalloc on FlatHost): {m_rate:12,.0f} ops/s   ({model * 1e6 / len(ops):.2f} us/op)")
     print(f"real glibc 2.36:              {g_rate:12,.0f} ops/s   ({glibc * 1e9 / len(ops):.1f} ns/op)")
     print(f"ratio glibc/model: {g_rate / m_rate:,.0f}x")
+    print(f"(empty Python call: {call_overhead_ns():.0f} ns; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":
