@@ -174,3 +174,16 @@ def test_large_mapping_opens_fast(tmp_path):
             return +document.querySelector('.mapping .zoom').dataset.per; })()"""
         assert [b.evaluate(click), b.evaluate(click)] == [4, 1]
         b.screenshot(ARTIFACTS / "large-mapping.png", max_height=3000)
+
+
+def test_without_events_timeline_counts_new_frames(browser, tmp_path):
+    snaps = fork_story()
+    for s in snaps:
+        s.events = []
+    path = write_report(tmp_path / "noevents.html", snaps)
+    _open(browser, path)
+    _no_errors(browser)
+    bar = browser.evaluate("(() => { const d = document.getElementById('timeline').data; "
+                           "const t = d[d.length - 1]; return [t.name, t.y]; })()")
+    assert bar == ["pages with a new frame", [0, 0, WRITTEN]]
+    assert browser.evaluate("+document.getElementById('event-count').dataset.matching") == 0

@@ -208,3 +208,12 @@ def test_notes_per_step():
     assert [s["note"] for s in meta["steps"]] == ["a", "b", "c"]
     with pytest.raises(ValueError, match="notes"):
         build_payload(fork_story(), notes=["a"])
+
+
+def test_new_frames_per_step_without_events():
+    snaps = fork_story()
+    for s in snaps:
+        s.events = []
+    meta, _ = build_payload(snaps)
+    # the child's copies replace WRITTEN frames; the parent keeps its frames
+    assert [s["new_frames"] for s in meta["steps"]] == [0, 0, WRITTEN]

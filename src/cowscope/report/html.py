@@ -365,6 +365,7 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
     steps = []
     for k, snap in enumerate(snapshots):
         procs = []
+        new_frames = 0
         cmp_snap = compare[k] if compare is not None else None
         pairs = dict(_match_processes(snap.processes, cmp_snap.processes)) if cmp_snap else {}
         for i, p in enumerate(snap.processes):
@@ -382,6 +383,9 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
                     "counts": _counts(m),
                 }
                 cols = _page_columns(m)
+                prev = refs.get(("m", k - 1, p.pid, m.vma.start, m.vma.npages, "pfn"))
+                if cols is not None and prev is not None:  # frames replaced since the last checkpoint
+                    new_frames += int(np.sum((cols["pfn"] != prev[0]) & (cols["pfn"] > 0) & (prev[0] > 0)))
                 entry["pages"] = _store_columns(blob, cols, refs, ("m", k, p.pid, m.vma.start, m.vma.npages),
                                                 _ref_key(refs, "m", k, p, m))
                 name_id(entry["label"])
@@ -414,7 +418,7 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
         step = {"label": snap.label, "source": snap.source, "ts": snap.ts, "processes": procs,
                 "note": notes[k] if notes is not None else "",
                 "total": tree_total(snap),
-                "copies": int(np.sum(arrays["copy"] & (arrays["step"] == k))),
+                "copies": int(np.sum(arrays["copy"] & (arrays["step"] == k))), "new_frames": new_frames,
                 "events": int(np.sum(arrays["step"] == k)),
                 "kinds": {kd: n for (st, kd), n in sorted(step_kinds.items()) if st == k}}
         if cmp_snap is not None:

@@ -468,8 +468,11 @@
           legendgroup: String(pid), line: { color: colour, dash }, hovertemplate: "%{y:.2f} MiB" });
       }
     });
-    traces.push({ x, y: META.steps.map((s) => s.copies), type: "bar", name: "copy events", yaxis: "y2",
-      marker: { color: "rgba(214,39,40,0.35)" }, hovertemplate: "%{y} copies" });
+    // copy events from the model; without events (kernel, inspector) pages that got a new frame
+    const byEvents = META.events.n > 0;
+    traces.push({ x, y: META.steps.map((s) => (byEvents ? s.copies : s.new_frames)), type: "bar",
+      name: byEvents ? "copy events" : "pages with a new frame", yaxis: "y2",
+      marker: { color: "rgba(214,39,40,0.35)" }, hovertemplate: byEvents ? "%{y} copies" : "%{y} pages" });
     return { x, traces };
   }
   let TL = null;
@@ -480,7 +483,7 @@
     const layout = {
       margin: { t: 30, r: 60, b: 80, l: 60 }, hovermode: "x unified",
       yaxis: { title: { text: "MiB" }, rangemode: "tozero" },
-      yaxis2: { title: { text: "copy events" }, overlaying: "y", side: "right", rangemode: "tozero",
+      yaxis2: { title: { text: META.events.n > 0 ? "copy events" : "pages with a new frame" }, overlaying: "y", side: "right", rangemode: "tozero",
         showgrid: false },
       legend: { orientation: "h", y: -0.25 }, shapes: [currentShape()],
     };
