@@ -16,7 +16,7 @@ from ..inspect.procread import linux_problem
 from ..inspect.recording import compare_table, header_object, load_recording, write_sample
 from ..inspect.render import sample_view
 from ..inspect.run import DEFAULT_DUTY, follow
-from ..inspect.sample import MODES, DutyCycle, Sample, Sampler
+from ..inspect.sample import MODES, DutyCycle, ProcessFigures, Sample, Sampler
 
 EXIT_OK, EXIT_MISSED, EXIT_FAILED = 0, 1, 2
 
@@ -192,6 +192,7 @@ def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: sub
     first: Sample | None = None
     last: Sample | None = None
     history: dict[int, list[int]] = {}
+    baseline: dict[int, ProcessFigures] = {}  # each process as first seen: "change since start"
     missed = False
     reported = False
     warned: set[str] = set()
@@ -222,12 +223,13 @@ def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: sub
             for p in s.processes:
                 v = p.shared_with_parent_kb if p.parent_in_tree else p.shared_in_tree_kb
                 history.setdefault(p.pid, []).append(v or 0)
+                baseline.setdefault(p.pid, p)
             if args.json:
                 write_sample(sys.stdout, s, tree=False)
             elif live is not None:
-                live.update(sample_view(s, first, history, args.mappings, args.pages, args.width))
+                live.update(sample_view(s, first, history, args.mappings, args.pages, args.width, baseline))
             elif watching:
-                console.print(sample_view(s, first, history, args.mappings, args.pages, args.width))
+                console.print(sample_view(s, first, history, args.mappings, args.pages, args.width, baseline))
     except KeyboardInterrupt:
         _err("interrupted")
     finally:

@@ -66,27 +66,27 @@ def _depth(sample: Sample) -> dict[int, int]:
     return depth
 
 
-def process_table(sample: Sample, first: Sample | None = None,
+def process_table(sample: Sample, baseline: dict[int, ProcessFigures] | None = None,
                   history: dict[int, list[int]] | None = None, title: str | None = None) -> Table:
-    """One row per process; with `first`, the change since then; with `history`, a trend of sharing."""
+    """One row per process; with `baseline` (each pid when first seen), the change since; with `history`, a trend."""
     t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     t.add_column("PID", justify="right")
     t.add_column("name", no_wrap=True)
     for h in HEADERS:
         t.add_column(h, justify="right")
-    if first is not None:
+    if baseline is not None:
         t.add_column("Δ shared", justify="right")
         t.add_column("Δ copied", justify="right")
     if history is not None:
         t.add_column("sharing trend", no_wrap=True)
     depth = _depth(sample)
-    before = {p.pid: p for p in first.processes} if first is not None else {}
+    before = baseline or {}
     for p in sample.processes:
         row = [str(p.pid), "  " * depth[p.pid] + p.name]
         row += [fmt_kb(getattr(p, c)) for c in COLUMNS]
         if p.parent_in_tree is False and p.shared_in_tree_kb is not None:
             row[HEADERS.index("shared in tree") + 2] = fmt_kb(p.shared_in_tree_kb)
-        if first is not None:
+        if baseline is not None:
             b = before.get(p.pid)
             for c in ("shared_with_parent_kb", "copied_kb"):
                 now, then = getattr(p, c), getattr(b, c) if b is not None else None
@@ -185,9 +185,12 @@ def page_picture(sample: Sample, spec: str, width: int = 64, limit: int = 8) -> 
 
 
 def sample_view(sample: Sample, first: Sample | None = None, history: dict[int, list[int]] | None = None,
-                mappings: int = 0, pages: str | None = None, width: int = 64) -> Group:
-    """Everything about one sample as one renderable."""
-    parts: list[object] = [process_table(sample, first, history), totals_text(sample, first)]
+                mappings: int = 0, pages: str | None = None, width: int = 64,
+                baseline: dict[int, ProcessFigures] | None = None) -> Group:
+    """Everything about one sample as one renderable (changes against `baseline`, else `first`)."""
+    if baseline is None and first is not None:
+        baseline = {p.pid: p for p in first.processes}
+    parts: list[object] = [process_table(sample, baseline, history), totals_text(sample, first)]
     if mappings:
         parts += [mapping_table(p, mappings) for p in sample.processes]
     if pages:
