@@ -218,3 +218,13 @@ def test_table_and_page_picture(make_tree, capsys) -> None:
     assert below == ["22" + "3" * 8 + "#" * 6 + "3" * 14 + "2" * 4 + "3" * 14 + "#" * 3 + "." * 13]
     assert "really used (each frame once)" in out and "mappings by RSS" in out
     assert "shared w/ parent" in out
+
+
+def test_watch_view_without_terminal_prints_changes_and_trends(make_tree, capsys) -> None:
+    t = make_tree(PLAN)
+    assert main(["inspect", "--tree", str(t.master), "--watch", "0.05", "--count", "3", "--max-duty", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("really used (each frame once)") == 3 and "Δ shared" in out and "sharing trend" in out
+    last_rows = [ln for ln in out.splitlines() if ln.split()[:1] == [str(t.workers[1])]][-1]
+    # The tree does not change: no change since start, a flat trend of three samples.
+    assert "±0" in last_rows and "▅▅▅" in last_rows
