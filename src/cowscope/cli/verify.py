@@ -28,6 +28,9 @@ def register(subparsers: Any) -> None:
                    help="backends to run (default both; one backend checks the facts only)")
     p.add_argument("-v", "--verbose", action="store_true", help="show each disagreement and failed fact")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--random", type=int, default=0, metavar="N",
+                   help="also run N seeded random differential scenarios (both backends; not in the score)")
+    p.add_argument("--seed", type=int, default=0, help="first seed for --random (default 0)")
     p.set_defaults(func=run)
 
 
@@ -104,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
             for d in diffs:
                 print(f"      {'≠' if d.excluded is None else '~'} {d.line()}")
     n = len(scenarios)
+    if args.random and make_model and make_linux:
+        failing += _random_runs(args, make_model, make_linux)
     print()
     print("excluded from comparison (not compared, by design):")
     for what, why in EXCLUSIONS.items():
@@ -120,6 +125,30 @@ def run(args: argparse.Namespace) -> int:
         print("not passing: " + " ".join(failing))
     print(f"({time.time() - t0:.1f} s)")
     return 0 if not failing else 1
+
+
+def _random_runs(args: argparse.Namespace, make_model: Any, make_linux: Any) -> list[str]:
+    """Seeded random op sequences on both backends; one line per seed that disagrees."""
+    from ..linux.compare import compare, counted, run_traced
+    from ..linux.fuzz import random_scenario
+
+    print()
+    print(f"random differential runs: seeds {args.seed}..{args.seed + args.random - 1}")
+    bad_seeds = []
+    for seed in range(args.seed, args.seed + args.random):
+        fn = random_scenario(seed)
+        tm = run_traced(fn, make_model(), "model")
+        tl = run_traced(fn, make_linux(), "linux")
+        bad = counted(compare(tm, tl))
+        if bad or tm.error or tl.error:
+            bad_seeds.append(f"random:{seed}")
+            first = bad[0].line() if bad else f"error: model {tm.error} | linux {tl.error}"
+            print(f"  seed {seed:<5} DIFFER ({len(bad)}) first: {first[:200]}")
+            if args.verbose:
+                for d in bad[1:]:
+                    print(f"      ≠ {d.line()}")
+    print(f"  {args.random - len(bad_seeds)}/{args.random} random scenarios agree")
+    return bad_seeds
 
 
 def _facts(tr: Any) -> str:

@@ -19,6 +19,7 @@ from .trace import EXCLUSIONS, SMAPS_COMPARED, Trace, TracedMachine
 FAULT_AROUND = "untouched file/shmem pages"
 HEAP_VMA = "heap VMA and its smaps"
 MERGED_VMA = "smaps of a VMA reaching beyond its region"
+RECYCLED = "page replaced after a drop"
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,9 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool)
             out.append(Diff(f"{at} p{i}", x, y, excl))
     if pfns and ra["moved"] != rb["moved"]:
         idx = [i for i, (x, y) in enumerate(zip(ra["moved"], rb["moved"], strict=False)) if x != y]
+        why = EXCLUSIONS[RECYCLED] if ra.get("recycled") or rb.get("recycled") else None
         out.append(Diff(f"{at} new page since last checkpoint at p{idx}", [ra["moved"][i] for i in idx],
-                        [rb["moved"][i] for i in idx]))
+                        [rb["moved"][i] for i in idx], why))
     va, vb = ra["vmas"], rb["vmas"]
     if at.endswith(" heap"):
         why = EXCLUSIONS[HEAP_VMA]

@@ -171,8 +171,23 @@ class Process:
 
     @property
     def state(self) -> str:
+        """ "S" (alive, waiting for a command), "Z" (dead, its parent has not waited), "X" (reaped).
+
+        An orphan (its parent agent is gone) counts as reaped: init reaps it, as the model says,
+        whenever this system's init gets to it."""
         if self.exit_status is None:
             return "S"
+        if not self._reaped:
+            if procfs.process_state(self.pid) is None:
+                self._reaped = True
+            else:
+                try:
+                    parent = procfs.read_ppid(self.pid)
+                except (ProcessGone, OSError, IndexError, ValueError):
+                    parent = -1
+                live = {p.pid for p in self.machine.processes.values() if p.alive}
+                if parent not in live:
+                    return "X"
         return "X" if self._reaped else "Z"
 
     @property

@@ -47,6 +47,10 @@ EXCLUSIONS = {
     "smaps of a VMA reaching beyond its region": "a region mapped without guard pages (malloc's "
     "mmap'd chunks) may merge with a neighbouring anonymous VMA of the program or libc, whose pages "
     "are process baseline; that VMA's smaps are not the region's own (its pages still are compared)",
+    "page replaced after a drop": "after a process drops pages of a region (DONTNEED, munmap, "
+    "mremap, free, brk shrink) and faults them again, the page allocator may hand back the very "
+    "same frame; whether a page was replaced since the last checkpoint is then not comparable "
+    "(copy vs reuse without a drop still is)",
     "pids and addresses": "they differ between backends; compared as process history names and "
     "region-relative offsets",
 }
@@ -110,6 +114,7 @@ class TracedProcess:
         self._nchildren = 0
         self._nmaps = 0
         self.accessed: dict[str, set[int]] = {}  # region key -> page indexes this process touched
+        self.dropped: set[str] = set()  # regions whose pages may have been freed since the checkpoint
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._p, name)
@@ -129,6 +134,15 @@ class TracedProcess:
         if addr == 0:
             return "NULL"
         return f"mmap+{addr & (PAGE_SIZE - 1):#x}"
+
+    def _drop(self, addr: int | None = None, n: int = 0) -> None:
+        """Pages of the regions overlapping [addr, addr+n) (all regions and the heap if addr is None)
+        may be freed: a later fault may get the same PFN back, so "replaced" is not decidable."""
+        for r in self.regions:
+            if addr is None or (r.addr < addr + n and addr < r.addr + r.length):
+                self.dropped.add(r.key)
+        if addr is None or self.where(addr).startswith("heap"):
+            self.dropped.add("heap")
 
     def _mark(self, addr: int, n: int) -> None:
         for r in self.regions:
@@ -205,6 +219,7 @@ class TracedProcess:
 
     def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
         where = self.where(addr)
+        self._drop(addr, old_len)
         new = self._do("mremap", (where, old_len, new_len, may_move),
                        lambda: self._p.mremap(addr, old_len, new_len, may_move=may_move),
                        lambda a: "moved" if a != addr else "in place")
@@ -214,21 +229,26 @@ class TracedProcess:
         return new
 
     def munmap(self, addr: int, n: int) -> None:
+        self._drop(addr, n)
         self._do("munmap", (self.where(addr), n), lambda: self._p.munmap(addr, n))
 
     def mprotect(self, addr: int, n: int, prot: str) -> None:
         self._do("mprotect", (self.where(addr), n, prot), lambda: self._p.mprotect(addr, n, prot))
 
     def madvise(self, addr: int, n: int, advice: str) -> None:
+        if advice in ("dontneed", "free", "remove", "pageout", "guard_install", "guard_remove"):
+            self._drop(addr, n)
         if advice.startswith("populate"):
             self._mark(addr, n)
         self._do("madvise", (self.where(addr), n, advice), lambda: self._p.madvise(addr, n, advice))
 
     def brk(self, new_end: int | None = None) -> int:
+        self.dropped.add("heap")
         return self._do("brk", (None if new_end is None else self.where(new_end),),
                         lambda: self._p.brk(new_end), self.where)
 
     def sbrk(self, delta: int) -> int:
+        self.dropped.add("heap")
         return self._do("sbrk", (delta,), lambda: self._p.sbrk(delta), self.where)
 
     def read(self, addr: int, n: int) -> bytes:
@@ -272,6 +292,8 @@ class TracedProcess:
         return self._chunk_region(self._do("calloc", (n, size), lambda: self._p.calloc(n, size), self.where))
 
     def realloc(self, ptr: int, n: int) -> int:
+        self._drop(ptr, 1)
+        self.dropped.add("heap")
         return self._chunk_region(self._do("realloc", (self.where(ptr), n), lambda: self._p.realloc(ptr, n),
                                            self.where))
 
@@ -280,6 +302,8 @@ class TracedProcess:
                                            self.where))
 
     def free(self, ptr: int) -> None:
+        self._drop(ptr, 1)
+        self.dropped.add("heap")  # free may trim the top of the heap
         self._do("free", (self.where(ptr),), lambda: self._p.free(ptr))
 
     def malloc_usable_size(self, ptr: int) -> int:
@@ -406,6 +430,7 @@ class TracedMachine:
         letters: dict[int, str] = {}
         out: dict[str, Any] = {}
         zero = set(self._m.zero_pfns)
+
         for tp in self.procs:
             p = tp._p
             entry: dict[str, Any] = {"state": _state(p), "exit": getattr(p, "exit_status", None)}
@@ -435,10 +460,14 @@ class TracedMachine:
                         "vmflags": " ".join(f for f in s.vm_flags if f != "nh"),
                         "smaps": {k: s.fields.get(k, 0) for k in SMAPS_COMPARED},
                     })
+                # A page this process dropped (DONTNEED, munmap, ...) and faulted again may get
+                # its old PFN back from the page allocator: then "replaced" is not decidable.
                 regions[r.key] = {"pages": toks, "moved": changed, "vmas": vmas,
+                                  "recycled": r.key in tp.dropped,
                                   "filebacked": r.filebacked,
                                   "accessed": sorted(tp.accessed.get(r.key, ()))}
             entry["regions"] = regions
+            tp.dropped.clear()
             info: dict[str, Any] = {}
             try:
                 st = p.status()

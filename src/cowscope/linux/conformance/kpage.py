@@ -108,3 +108,65 @@ def status_counters(m: Any) -> None:
     m.expect_eq(st["VmRSS"], roll["Rss"], "VmRSS == smaps_rollup Rss")
     m.expect_eq(roll["Rss"], sum(b["Rss"] for b in p.smaps()), "rollup Rss == sum of smaps Rss")
     m.expect(roll["Pss"] >= sum(b["Pss"] for b in p.smaps()), "rollup Pss >= sum of per-VMA Pss")
+
+
+# --- found by random differential runs (cowscope verify --random) ---------------------------
+
+
+@scenario("D01", "shmem page read-faulted, then written through its PTE: the folio stays clean")
+def shmem_dirty_via_pte(m: Any) -> None:
+    p = m.spawn("P")
+    s = region(m, p, 2, shared=True)
+    p.read(s, 1)  # p0: read fault maps a fresh shmem page writable but clean
+    p.write(s, b"x")  # the CPU sets the PTE's dirty bit; the folio's dirty flag stays clear
+    p.write(s + PAGE, b"y")  # p1: a write fault marks the folio dirty
+    c = p.fork()
+    c.read(s, 1)
+    c.read(s + PAGE, 1)
+    m.checkpoint("both mapped")
+    m.expect_smaps(p, s, "parent smaps", Size=8, Rss=8, Pss=4, Pss_Dirty=4, Shared_Dirty=8)
+    m.expect_smaps(c, s, "child smaps: p0 clean, p1 dirty", Size=8, Rss=8, Pss=4, Pss_Dirty=2,
+                   Shared_Clean=4, Shared_Dirty=4)
+
+
+@scenario("D02", "MADV_POPULATE_WRITE on a read-only mapping is EINVAL")
+def populate_write_readonly(m: Any) -> None:
+    import errno
+
+    from ...errors import SyscallError
+
+    p = m.spawn("P")
+    a = region(m, p, 2)
+    p.mprotect(a, 2 * PAGE, "r")
+    exc = m.expect_raises(SyscallError, lambda: p.madvise(a, 2 * PAGE, "populate_write"), "populate_write")
+    m.expect(exc is None or exc.errno == errno.EINVAL, "errno EINVAL")
+    m.checkpoint("after")
+    m.expect_eq(m.tokens(p, a, 2), ["-", "-"], "nothing populated")
+
+
+@scenario("D03", "madvise that changes no flag does not split the VMA (private and shared)")
+def madvise_noop_no_split(m: Any) -> None:
+    p = m.spawn("P")
+    for shared in (False, True):
+        a = region(m, p, 3, fill=0x01, shared=shared)
+        for advice in ("keeponfork", "dofork"):
+            p.madvise(a + PAGE, PAGE, advice)
+            m.expect_eq([(s.vma.start, s.vma.end) for s in p.smaps() if a <= s.vma.start < a + 3 * PAGE],
+                        [(a, a + 3 * PAGE)], f"{advice} (shared={shared}) on a VMA without the flag: one VMA")
+    m.checkpoint("after")
+
+
+@scenario("D04", "mprotect read-only of a never-written anon VMA drops VM_ACCOUNT (ac)")
+def mprotect_unaccount(m: Any) -> None:
+    p = m.spawn("P")
+    a = region(m, p, 2)
+    b = region(m, p, 2, fill=0x01)
+    p.mprotect(a, 2 * PAGE, "r")
+    p.mprotect(b, 2 * PAGE, "r")
+    m.checkpoint("read-only")
+    sa, sb = m.vma_at(p, a), m.vma_at(p, b)
+    m.expect(sa is not None and "ac" not in sa.vm_flags, f"no anon_vma: ac dropped ({sa and sa.vm_flags})")
+    m.expect(sb is not None and "ac" in sb.vm_flags, f"written (anon_vma): ac kept ({sb and sb.vm_flags})")
+    p.mprotect(a, 2 * PAGE, "rw")
+    sa = m.vma_at(p, a)
+    m.expect(sa is not None and "ac" in sa.vm_flags, "rw again: accounted again")
