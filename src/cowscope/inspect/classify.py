@@ -54,12 +54,15 @@ class ProcPages:
     raw: np.ndarray | None = None  # the raw entries, kept only when page states are wanted
 
     @classmethod
-    def decode(cls, vmas: list[MapsEntry], pms: list[np.ndarray], zero_pfn: int, keep_raw: bool = False,
-               ) -> ProcPages:
-        """Split raw pagemap entries (one array per mapping) into the masks the classifier needs."""
-        pm = np.concatenate(pms) if pms else np.zeros(0, dtype=np.uint64)
+    def decode(cls, vmas: list[MapsEntry], pm: np.ndarray | list[np.ndarray], zero_pfn: int,
+               keep_raw: bool = False) -> ProcPages:
+        """Split raw pagemap entries (all mappings concatenated, or one array each) into the masks."""
+        if isinstance(pm, list):
+            pm = np.concatenate(pm) if pm else np.zeros(0, dtype=np.uint64)
         offsets = np.zeros(len(vmas) + 1, dtype=np.int64)
-        np.cumsum([len(a) for a in pms], out=offsets[1:])
+        np.cumsum(np.array([v.npages for v in vmas], dtype=np.int64), out=offsets[1:])
+        if offsets[-1] != len(pm):
+            raise ValueError(f"{len(pm)} pagemap entries for mappings of {offsets[-1]} pages")
         present = (pm & np.uint64(PM_PRESENT)) != 0
         pfn = np.where(present, (pm & np.uint64(PM_PFN_MASK)).astype(np.int64), 0)
         if zero_pfn:

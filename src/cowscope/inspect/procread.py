@@ -76,9 +76,12 @@ class PagemapReader:
         except OSError as exc:
             _gone_or_raise(pid, "pagemap", exc)
 
-    def read(self, addr: int, npages: int) -> np.ndarray:
-        """Entries for npages pages from addr (uint64); ProcessGone if the process exited meanwhile."""
-        out = np.empty(npages, dtype=np.uint64)
+    def read(self, addr: int, npages: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Entries for npages pages from addr (uint64, into `out` if given); ProcessGone if it exited."""
+        if out is None:
+            out = np.empty(npages, dtype=np.uint64)
+        if len(out) != npages or out.dtype != np.uint64 or not out.flags.c_contiguous:
+            raise ValueError("pagemap output must be a contiguous uint64 array of npages entries")
         view = memoryview(out).cast("B")
         base = (addr >> 12) * 8
         done = 0

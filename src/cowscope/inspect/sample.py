@@ -253,9 +253,13 @@ class Sampler:
                 raw.rollup = dict(procfs.read_smaps_rollup(pid).fields)
         if self.hook:
             self.hook(pid, "maps")
+        pm = np.empty(sum(v.npages for v in maps), dtype=np.uint64)
         with PagemapReader(pid) as reader:
-            pms = [reader.read(vma.start, vma.npages) for vma in maps]
-        raw.pages = cl.ProcPages.decode(maps, pms, self.zero_pfn, keep_raw=self.states)
+            at = 0
+            for vma in maps:  # straight into one array for the whole process
+                reader.read(vma.start, vma.npages, pm[at:at + vma.npages])
+                at += vma.npages
+        raw.pages = cl.ProcPages.decode(maps, pm, self.zero_pfn, keep_raw=self.states)
         if self.hook:
             self.hook(pid, "pagemap")
         if self.mode == "estimate":
