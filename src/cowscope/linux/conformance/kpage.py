@@ -144,7 +144,7 @@ def populate_write_readonly(m: Any) -> None:
     m.expect_eq(m.tokens(p, a, 2), ["-", "-"], "nothing populated")
 
 
-@scenario("D03", "madvise that changes no flag does not split the VMA (private and shared)")
+@scenario("D03", "madvise or mprotect that changes nothing does not split the VMA (private and shared)")
 def madvise_noop_no_split(m: Any) -> None:
     p = m.spawn("P")
     for shared in (False, True):
@@ -153,6 +153,9 @@ def madvise_noop_no_split(m: Any) -> None:
             p.madvise(a + PAGE, PAGE, advice)
             m.expect_eq([(s.vma.start, s.vma.end) for s in p.smaps() if a <= s.vma.start < a + 3 * PAGE],
                         [(a, a + 3 * PAGE)], f"{advice} (shared={shared}) on a VMA without the flag: one VMA")
+        p.mprotect(a + PAGE, PAGE, "rw")
+        m.expect_eq([(s.vma.start, s.vma.end) for s in p.smaps() if a <= s.vma.start < a + 3 * PAGE],
+                    [(a, a + 3 * PAGE)], f"mprotect to the same prot (shared={shared}): one VMA")
     m.checkpoint("after")
 
 
@@ -170,3 +173,22 @@ def mprotect_unaccount(m: Any) -> None:
     p.mprotect(a, 2 * PAGE, "rw")
     sa = m.vma_at(p, a)
     m.expect(sa is not None and "ac" in sa.vm_flags, "rw again: accounted again")
+
+
+@scenario("D05", "madvise over a range with a hole: ENOMEM, but the mapped parts are advised")
+def madvise_hole_partial(m: Any) -> None:
+    import errno
+
+    from ...errors import SyscallError
+
+    p = m.spawn("P")
+    a = region(m, p, 4, fill=0x01)
+    p.munmap(a + 3 * PAGE, PAGE)
+    exc = m.expect_raises(SyscallError, lambda: p.madvise(a, 4 * PAGE, "dontfork"), "dontfork over a hole")
+    m.expect(exc is None or exc.errno == errno.ENOMEM, "errno ENOMEM")
+    s = m.vma_at(p, a)
+    m.expect(s is not None and "dc" in s.vm_flags, f"the mapped part got DONTFORK ({s and s.vm_flags})")
+    c = p.fork()
+    m.checkpoint("after fork")
+    m.expect_eq(m.tokens(c, a, 3), ["-", "-", "-"], "the child has no copy of the advised part")
+    p.madvise(a, 3 * PAGE, "dofork")
