@@ -74,9 +74,12 @@ class FlatHost:
         L = W + self._lim            # end of the accessible part of the window (absolute)
         slow_r, slow_w = self._slow_read, self._slow_write
 
+        box = self._limit_box = [L]   # the same end, shared with window_views() users
+
         def set_lim(n: int) -> None:
             nonlocal L
             L = W + n
+            box[0] = L
 
         def r64(a: int) -> int:
             if W <= a < L and not a & 7:
@@ -129,6 +132,14 @@ class FlatHost:
         """64- and 32-bit views of the window and its base, for libc data and TLS (always mapped)."""
         mv = memoryview(self.window)
         return mv.cast("Q"), mv.cast("I"), self.window_base
+
+    def window_views(self) -> tuple:
+        """(u64 view, u16 view, u32 view, window base, [end of the mapped part]) for fast paths.
+
+        The one-element list is updated by brk, so holders always see the current break.
+        """
+        mv = memoryview(self.window)
+        return mv.cast("Q"), mv.cast("H"), mv.cast("I"), self.window_base, self._limit_box
 
     def accessors(self) -> dict:
         """Fast memory accessors for an allocator bound to this host."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ....errors import SyscallError
@@ -308,6 +309,86 @@ class PtMalloc(PtMallocCore, Allocator):
                 ew(a_errno, err)
                 return
             full_free(ptr)
+
+        self.malloc = malloc  # type: ignore[method-assign]
+        self.free = free  # type: ignore[method-assign]
+        views = getattr(self.host, "window_views", None)
+        if views is not None:
+            self._install_window_fast_paths(views(), malloc, free)
+
+    def _install_window_fast_paths(self, views: tuple, generic_malloc: Callable[[int], int],
+                                   generic_free: Callable[[int], None]) -> None:
+        """The same tcache fast paths with the heap read through the host's memoryviews directly.
+
+        Used when the host exposes its memory window (FlatHost): addresses inside the mapped part
+        of the window (below the break) are indexed in place; anything else (corrupted or
+        misaligned pointers, mmapped chunks) takes the accessor-based paths.
+        """
+        q, h16, i32, W, box = views
+        i_tcache = (self.a_tcache - W) >> 3
+        i_bins = (self.a_tcache_bins - W) >> 3
+        i_count = (self.a_tcache_count - W) >> 3
+        i_key = (self.a_key - W) >> 3
+        i_errno = (self.a_errno - W) >> 2
+        int_malloc, int_free = self._int_malloc, self._int_free
+        tc_end = TCACHE_STRUCT_SIZE
+
+        def malloc(size: int) -> int:
+            tc = q[i_tcache]
+            if tc and size <= PTRDIFF_MAX:
+                tc_idx = 0 if size < 9 else ((size + 23) >> 4) - 2
+                if tc_idx >= q[i_bins]:
+                    return int_malloc(size)
+                if not tc & MALLOC_ALIGN_MASK and W <= tc and tc + tc_end <= box[0]:
+                    ot = tc - W
+                    ci = (ot >> 1) + tc_idx
+                    cnt = h16[ci]
+                    if not cnt:
+                        return int_malloc(size)
+                    si = (ot >> 3) + 16 + tc_idx          # entries[] start at tc + 128
+                    e = q[si]
+                    if not e & MALLOC_ALIGN_MASK and W <= e and e + 16 <= box[0]:
+                        eo = (e - W) >> 3
+                        q[si] = (e >> 12) ^ q[eo]         # entries[i] = REVEAL_PTR(e->next)
+                        h16[ci] = cnt - 1
+                        q[eo + 1] = 0                     # e->key = 0
+                        return e
+            return generic_malloc(size)
+
+        def free(ptr: int) -> None:
+            if ptr == 0:
+                return
+            p = (ptr - 16) & MASK64
+            lim = box[0]
+            if not p & MALLOC_ALIGN_MASK and W <= p and p + 32 <= lim:
+                po = (p - W) >> 3
+                head = q[po + 1]
+                tc = q[i_tcache]
+                if tc and not head & IS_MMAPPED:
+                    size = head & ~SIZE_BITS
+                    if size >= MINSIZE and not size & MALLOC_ALIGN_MASK and p <= (-size) & MASK64:
+                        tc_idx = (size - 17) >> 4
+                        if tc_idx < q[i_bins]:
+                            key = q[i_key]
+                            if (q[po + 3] != key and not tc & MALLOC_ALIGN_MASK and W <= tc
+                                    and tc + tc_end <= lim):
+                                ot = tc - W
+                                ci = (ot >> 1) + tc_idx
+                                cnt = h16[ci]
+                                if cnt < q[i_count]:
+                                    err = i32[i_errno]
+                                    q[po + 3] = key                      # e->key
+                                    si = (ot >> 3) + 16 + tc_idx
+                                    q[po + 2] = ((p + 16) >> 12) ^ q[si]  # e->next, safe-linked
+                                    q[si] = p + 16
+                                    h16[ci] = cnt + 1
+                                    i32[i_errno] = err
+                                    return
+                    err = i32[i_errno]
+                    int_free(p, False)
+                    i32[i_errno] = err
+                    return
+            generic_free(ptr)
 
         self.malloc = malloc  # type: ignore[method-assign]
         self.free = free  # type: ignore[method-assign]
