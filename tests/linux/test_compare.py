@@ -178,3 +178,18 @@ def test_without_root_compares_what_remains(monkeypatch: pytest.MonkeyPatch, cap
         assert counted(compare(model, linux)) == [], sc.id
     err = capsys.readouterr().err
     assert err.count("need root") == 1
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("seed", range(8))
+def test_random_scenarios_are_reproducible_on_the_kernel(seed: int) -> None:
+    """The harness is deterministic: two kernel runs of one random scenario never differ."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for PFNs")
+    from cowscope.linux.fuzz import random_scenario
+
+    fn = random_scenario(seed)
+    first = run_traced(fn, _linux(), "linux")
+    second = run_traced(fn, _linux(), "linux")
+    assert first.error is None and second.error is None
+    assert counted(compare(first, second)) == []
