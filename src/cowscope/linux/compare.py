@@ -32,6 +32,7 @@ class Diff:
     excluded: str | None = None
 
     def line(self) -> str:
+        """One line: where, both values, excluded or not."""
         mark = f"(excluded: {self.excluded})" if self.excluded else "DIFFERS"
         return f"{self.where}: model {self.model!r} | linux {self.linux!r}  {mark}"
 

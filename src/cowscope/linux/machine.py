@@ -81,6 +81,7 @@ class File:
 
     @property
     def size(self) -> int:
+        """Size of the file in bytes."""
         return os.path.getsize(self.real_path)
 
     def read(self, offset: int = 0, n: int | None = None) -> bytes:
@@ -90,6 +91,7 @@ class File:
             return f.read(-1 if n is None else n)
 
     def pread(self, n: int, offset: int) -> bytes:
+        """pread(2) of n bytes at offset."""
         return self.read(offset, n)
 
 
@@ -100,10 +102,12 @@ class _Conn:
         self.sock = sock
 
     def send(self, op: int, *args: int, payload: bytes = b"") -> None:
+        """Send one command with its payload."""
         vals = [int(a) & 0xFFFFFFFFFFFFFFFF for a in args] + [0] * (6 - len(args))
         self.sock.sendall(_CMD.pack(op, len(payload), *vals) + payload)
 
     def recv_exact(self, n: int) -> bytes | None:
+        """Exactly n bytes, or None at EOF."""
         buf = bytearray()
         while len(buf) < n:
             chunk = self.sock.recv(n - len(buf))
@@ -132,6 +136,7 @@ class _Conn:
         return _REPLY.unpack(msg), fds[0]
 
     def close(self) -> None:
+        """Close the socket."""
         self.sock.close()
 
 
@@ -158,10 +163,12 @@ class Process:
 
     @property
     def alive(self) -> bool:
+        """True until the process exits or is killed."""
         return self.exit_status is None
 
     @property
     def ppid(self) -> int:
+        """The parent pid (from /proc while alive; init's adoption shows there)."""
         if self.alive:
             try:
                 return procfs.read_ppid(self.pid)
@@ -192,6 +199,7 @@ class Process:
 
     @property
     def stderr(self) -> str:
+        """What the process wrote to stderr (glibc's abort messages)."""
         path = Path(self.machine._errdir) / f"{self.pid}.err"
         return path.read_text(errors="replace") if path.exists() else ""
 
@@ -335,22 +343,28 @@ class Process:
         return ret
 
     def munmap(self, addr: int, length: int) -> None:
+        """munmap(2)."""
         self._call(OP_MUNMAP, addr, length, what="munmap")
 
     def mprotect(self, addr: int, length: int, prot: str | int) -> None:
+        """mprotect(2); prot letters r, w, x ("" = PROT_NONE)."""
         self._call(OP_MPROTECT, addr, length, prot_bits(prot), what="mprotect")
 
     def madvise(self, addr: int, length: int, advice: str | int) -> None:
+        """madvise(2) with the model's advice names (or a number)."""
         value = MADVICE[advice] if isinstance(advice, str) else advice
         self._call(OP_MADVISE, addr, length, value, what="madvise")
 
     def mlock(self, addr: int, length: int) -> None:
+        """mlock(2)."""
         self._call(OP_MLOCK, addr, length, what="mlock")
 
     def munlock(self, addr: int, length: int) -> None:
+        """munlock(2)."""
         self._call(OP_MUNLOCK, addr, length, what="munlock")
 
     def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
+        """mremap(2); returns the (possibly new) address."""
         return self._call(OP_MREMAP, addr, old_len, new_len, int(may_move), what="mremap")[0]
 
     def brk(self, new_end: int | None = None) -> int:
@@ -381,9 +395,11 @@ class Process:
                 return bytes(out)
 
     def write(self, addr: int, data: bytes) -> None:
+        """Store bytes with the CPU's own stores."""
         self._call(OP_WRITE, addr, len(data), payload=bytes(data), what="write")
 
     def fill(self, addr: int, n: int, byte: int) -> None:
+        """memset through the CPU's own stores."""
         self._call(OP_FILL, addr, n, byte & 0xFF, what="fill")
 
     def touch(self, addr: int, n: int, write: bool = False) -> None:
@@ -391,29 +407,37 @@ class Process:
         self._call(OP_TOUCH, addr, n, int(write), what="touch")
 
     def read_u64(self, addr: int) -> int:
+        """Load a little-endian u64."""
         return int.from_bytes(self.read(addr, 8), "little")
 
     def write_u64(self, addr: int, value: int) -> None:
+        """Store a little-endian u64."""
         self.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
 
     # --- glibc malloc ----------------------------------------------------------------------
 
     def malloc(self, n: int) -> int:
+        """glibc malloc(3) in the process."""
         return self._call(OP_MALLOC, n, what="malloc")[0]
 
     def free(self, ptr: int) -> None:
+        """glibc free(3) (a corrupt heap aborts: Aborted)."""
         self._call(OP_FREE, ptr, what="free")
 
     def calloc(self, n: int, size: int) -> int:
+        """glibc calloc(3)."""
         return self._call(OP_CALLOC, n, size, what="calloc")[0]
 
     def realloc(self, ptr: int, n: int) -> int:
+        """glibc realloc(3)."""
         return self._call(OP_REALLOC, ptr, n, what="realloc")[0]
 
     def memalign(self, alignment: int, n: int) -> int:
+        """glibc memalign(3)."""
         return self._call(OP_MEMALIGN, alignment, n, what="memalign")[0]
 
     def malloc_usable_size(self, ptr: int) -> int:
+        """glibc malloc_usable_size(3)."""
         return self._call(OP_USABLE, ptr, what="malloc_usable_size")[0]
 
     # --- views -----------------------------------------------------------------------------
@@ -423,27 +447,33 @@ class Process:
             raise ProcessGone(self.pid, "exited")
 
     def maps(self) -> list[MapsEntry]:
+        """/proc/PID/maps."""
         self._check_observable()
         return procfs.read_maps(self.pid)
 
     def smaps(self) -> list[SmapsEntry]:
+        """/proc/PID/smaps."""
         self._check_observable()
         return procfs.read_smaps(self.pid)
 
     def smaps_rollup(self) -> SmapsRollup:
+        """/proc/PID/smaps_rollup."""
         self._check_observable()
         return procfs.read_smaps_rollup(self.pid)
 
     def status(self) -> Status:
+        """/proc/PID/status (zombies too)."""
         if self.state == "X":
             raise ProcessGone(self.pid, "been reaped")
         return procfs.read_status(self.pid)
 
     def pagemap_raw(self, addr: int, npages: int) -> np.ndarray:
+        """Raw /proc/PID/pagemap entries (uint64)."""
         self._check_observable()
         return procfs.read_pagemap(self.pid, addr, npages)
 
     def pagemap(self, addr: int, npages: int) -> list[PagemapEntry]:
+        """/proc/PID/pagemap entries as records."""
         return pagemap_entries(self.pagemap_raw(addr, npages))
 
     def proc(self, name: str) -> str:
@@ -453,6 +483,7 @@ class Process:
         return procfs.read_text(self.pid, name)
 
     def fault_counts(self) -> dict[str, int]:
+        """minflt/majflt from /proc/PID/stat."""
         return procfs.read_fault_counts(self.pid)
 
     @property
@@ -462,6 +493,7 @@ class Process:
 
     @property
     def libc_data_size(self) -> int:
+        """Size of libc's rw data mapping."""
         start, end = self._libc_rw()
         return end - start
 
@@ -480,6 +512,7 @@ class NoEvents(list):  # type: ignore[type-arg]
     """The event log of a machine that reports no events (the real kernel)."""
 
     def since(self, index: int) -> list[Any]:
+        """No events since any index."""
         return []
 
 
@@ -617,6 +650,7 @@ class Machine:
             fh.write(data)
 
     def live_processes(self) -> list[Process]:
+        """Processes that have not exited."""
         return [p for p in self.processes.values() if p.alive]
 
     def checkpoint(self, label: str) -> None:
@@ -647,30 +681,37 @@ class Machine:
         return self._kpage_ok
 
     def kpagecount_array(self, pfns: np.ndarray | list[int]) -> np.ndarray | None:
+        """/proc/kpagecount per PFN, None without root."""
         if not self.kpage_available:
             return None
         return procfs.read_kpagecount(pfns)
 
     def kpagecount(self, pfn: int) -> int:
+        """/proc/kpagecount of one PFN."""
         arr = self.kpagecount_array([pfn])
         if arr is None:
             raise procfs.KpageUnavailable(errno.EPERM, "/proc/kpagecount needs root")
         return int(arr[0])
 
     def kpageflags(self, pfn: int) -> int:
+        """/proc/kpageflags of one PFN."""
         return int(procfs.read_kpageflags([pfn])[0])
 
     @property
     def zero_pfns(self) -> set[int]:
+        """PFN of the shared zero page (empty without root)."""
         return set(procfs.zero_pfns())
 
     def meminfo(self) -> dict[str, int]:
+        """/proc/meminfo in kB."""
         return procfs.read_meminfo()
 
     def vmstat(self) -> dict[str, int]:
+        """/proc/vmstat counters."""
         return procfs.read_vmstat()
 
     def proc(self, name: str) -> str:
+        """The kernel's text of a /proc file."""
         with open(f"/proc/{name}", encoding="utf-8", errors="replace") as f:
             return f.read()
 

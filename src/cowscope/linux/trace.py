@@ -78,6 +78,7 @@ class Region:
 
     @property
     def npages(self) -> int:
+        """Pages the region spans."""
         return (self.length + PAGE_SIZE - 1) // PAGE_SIZE
 
 
@@ -166,28 +167,34 @@ class TracedProcess:
     # --- lifecycle -------------------------------------------------------------------------
 
     def fork(self) -> TracedProcess:
+        """fork, logged with region-relative addresses."""
         self._nchildren += 1
         key = f"{self.key}.{self._nchildren}"
         child = self._do("fork", (), self._p.fork, lambda c: key)
         return self._tm._add(child, key, self)
 
     def vfork(self) -> TracedProcess:
+        """vfork, logged with region-relative addresses."""
         self._nchildren += 1
         key = f"{self.key}.{self._nchildren}"
         child = self._do("vfork", (), self._p.vfork, lambda c: key)
         return self._tm._add(child, key, self)
 
     def exec(self, image: Any = None) -> None:
+        """exec, logged with region-relative addresses."""
         self._do("exec", (), lambda: self._p.exec(image))
         self.regions = []
         self.accessed = {}
         self.heap_base = self._tm._heap_of(self._p)
 
     def exit(self, code: int = 0) -> None:
+        """exit, logged with region-relative addresses."""
         self._do("exit", (code,), lambda: self._p.exit(code))
 
     def wait(self, child: TracedProcess | None = None) -> Any:
+        """wait, logged with region-relative addresses."""
         def shown(res: Any) -> Any:
+            """wait's result with the child's name."""
             pid, status = res
             return (self._tm.key_of(pid), status)
         return self._do("wait", (child.key if child else None,),
@@ -204,6 +211,7 @@ class TracedProcess:
         args = (length, prot, shared, getattr(file, "path", None), offset, fixed)
 
         def call() -> int:
+            """The mmap call(s) on the backend."""
             if addr is not None or fixed:
                 return self._p.mmap(length, prot=prot, shared=shared, file=file, offset=offset,
                                     addr=addr, fixed=fixed)
@@ -218,6 +226,7 @@ class TracedProcess:
         return a
 
     def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
+        """mremap, logged with region-relative addresses."""
         where = self.where(addr)
         self._drop(addr, old_len)
         new = self._do("mremap", (where, old_len, new_len, may_move),
@@ -229,13 +238,16 @@ class TracedProcess:
         return new
 
     def munmap(self, addr: int, n: int) -> None:
+        """munmap, logged with region-relative addresses."""
         self._drop(addr, n)
         self._do("munmap", (self.where(addr), n), lambda: self._p.munmap(addr, n))
 
     def mprotect(self, addr: int, n: int, prot: str) -> None:
+        """mprotect, logged with region-relative addresses."""
         self._do("mprotect", (self.where(addr), n, prot), lambda: self._p.mprotect(addr, n, prot))
 
     def madvise(self, addr: int, n: int, advice: str) -> None:
+        """madvise, logged with region-relative addresses."""
         if advice in ("dontneed", "free", "remove", "pageout", "guard_install", "guard_remove"):
             self._drop(addr, n)
         if advice.startswith("populate"):
@@ -243,35 +255,43 @@ class TracedProcess:
         self._do("madvise", (self.where(addr), n, advice), lambda: self._p.madvise(addr, n, advice))
 
     def brk(self, new_end: int | None = None) -> int:
+        """brk, logged with region-relative addresses."""
         self.dropped.add("heap")
         return self._do("brk", (None if new_end is None else self.where(new_end),),
                         lambda: self._p.brk(new_end), self.where)
 
     def sbrk(self, delta: int) -> int:
+        """sbrk, logged with region-relative addresses."""
         self.dropped.add("heap")
         return self._do("sbrk", (delta,), lambda: self._p.sbrk(delta), self.where)
 
     def read(self, addr: int, n: int) -> bytes:
+        """read, logged with region-relative addresses."""
         self._mark(addr, n)
         return self._do("read", (self.where(addr), n), lambda: self._p.read(addr, n), _bytes_text)
 
     def write(self, addr: int, data: bytes) -> None:
+        """write, logged with region-relative addresses."""
         self._mark(addr, len(data))
         self._do("write", (self.where(addr), _bytes_text(bytes(data))), lambda: self._p.write(addr, data))
 
     def fill(self, addr: int, n: int, byte: int) -> None:
+        """fill, logged with region-relative addresses."""
         self._mark(addr, n)
         self._do("fill", (self.where(addr), n, byte), lambda: self._p.fill(addr, n, byte))
 
     def touch(self, addr: int, n: int, write: bool = False) -> None:
+        """touch, logged with region-relative addresses."""
         self._mark(addr, n)
         self._do("touch", (self.where(addr), n, write), lambda: self._p.touch(addr, n, write=write))
 
     def read_u64(self, addr: int) -> int:
+        """read_u64, logged with region-relative addresses."""
         self._mark(addr, 8)
         return self._do("read_u64", (self.where(addr),), lambda: self._p.read_u64(addr))
 
     def write_u64(self, addr: int, value: int) -> None:
+        """write_u64, logged with region-relative addresses."""
         self._mark(addr, 8)
         self._do("write_u64", (self.where(addr), value), lambda: self._p.write_u64(addr, value))
 
@@ -286,27 +306,33 @@ class TracedProcess:
         return ptr
 
     def malloc(self, n: int) -> int:
+        """malloc, logged with region-relative addresses."""
         return self._chunk_region(self._do("malloc", (n,), lambda: self._p.malloc(n), self.where))
 
     def calloc(self, n: int, size: int) -> int:
+        """calloc, logged with region-relative addresses."""
         return self._chunk_region(self._do("calloc", (n, size), lambda: self._p.calloc(n, size), self.where))
 
     def realloc(self, ptr: int, n: int) -> int:
+        """realloc, logged with region-relative addresses."""
         self._drop(ptr, 1)
         self.dropped.add("heap")
         return self._chunk_region(self._do("realloc", (self.where(ptr), n), lambda: self._p.realloc(ptr, n),
                                            self.where))
 
     def memalign(self, alignment: int, n: int) -> int:
+        """memalign, logged with region-relative addresses."""
         return self._chunk_region(self._do("memalign", (alignment, n), lambda: self._p.memalign(alignment, n),
                                            self.where))
 
     def free(self, ptr: int) -> None:
+        """free, logged with region-relative addresses."""
         self._drop(ptr, 1)
         self.dropped.add("heap")  # free may trim the top of the heap
         self._do("free", (self.where(ptr),), lambda: self._p.free(ptr))
 
     def malloc_usable_size(self, ptr: int) -> int:
+        """malloc_usable_size, logged with region-relative addresses."""
         return self._do("malloc_usable_size", (self.where(ptr),), lambda: self._p.malloc_usable_size(ptr))
 
 
@@ -342,12 +368,14 @@ class TracedMachine:
         return tp
 
     def key_of(self, pid: int) -> str:
+        """The history name of a pid."""
         for tp in self.procs:
             if tp._p.pid == pid:
                 return tp.key
         return f"pid?{pid}"
 
     def spawn(self, name: str = "P", image: Any = None) -> TracedProcess:
+        """spawn, named by spawn order."""
         proc = self._m.spawn(name, image) if image is not None else self._m.spawn(name)
         n = sum(1 for p in self.procs if "." not in p.key)
         key = name if n == 0 else f"{name}{n}"
@@ -355,6 +383,7 @@ class TracedMachine:
         return self._add(proc, key, None)
 
     def create_file(self, name: str, data: bytes | None = None, size: int | None = None) -> Any:
+        """create_file on the backend."""
         if size is None:
             return self._m.create_file(name, data=data)
         return self._m.create_file(name, data=data, size=size)
@@ -362,14 +391,17 @@ class TracedMachine:
     # --- expectations (facts a scenario asserts on every backend) -------------------------
 
     def expect(self, cond: bool, what: str) -> bool:
+        """Record a failed fact unless cond."""
         if not cond:
             self.trace.failures.append(what)
         return bool(cond)
 
     def expect_eq(self, actual: Any, expected: Any, what: str) -> bool:
+        """Record a failed fact unless actual == expected."""
         return self.expect(actual == expected, f"{what}: got {actual!r}, expected {expected!r}")
 
     def expect_raises(self, exc_type: type[BaseException], fn: Any, what: str) -> BaseException | None:
+        """Record a failed fact unless fn raises exc_type; returns the exception."""
         try:
             fn()
         except exc_type as exc:
@@ -395,6 +427,7 @@ class TracedMachine:
         return [_token(int(s), int(c)) for s, c in zip(state, mc, strict=True)]
 
     def pfns(self, p: TracedProcess, addr: int, npages: int) -> list[int]:
+        """PFNs of npages from addr (0 when absent)."""
         return [int(x) for x in self.page_states(p, addr, npages)[2]]
 
     def smaps_at(self, p: TracedProcess, addr: int) -> dict[str, int]:
@@ -405,6 +438,7 @@ class TracedMachine:
         return {}
 
     def vma_at(self, p: TracedProcess, addr: int) -> Any:
+        """The smaps block of the VMA containing addr."""
         for s in p._p.smaps():
             if s.vma.start <= addr < s.vma.end:
                 return s
