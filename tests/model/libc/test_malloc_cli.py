@@ -66,3 +66,31 @@ def test_diff_against_real_glibc(capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["malloc", "diff", str(CASES / "b05_largebin_same_bin_order.ops")])
     out = capsys.readouterr().out
     assert rc == 0 and out.startswith("identical: 28 lines")
+
+
+def test_missing_compiler_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from cowscope.model.libc.ptmalloc import native
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))      # nothing cached yet
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.raises(native.NativeHarnessError, match="cannot run the C compiler"):
+        native.harness_path()
+    assert main(["malloc", "native", str(CASES / "t01_tcache_lifo.ops")]) == 2
+    assert "C compiler" in capsys.readouterr().err
+
+
+def test_harness_is_rebuilt_into_a_fresh_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from cowscope.model.libc.ptmalloc import native
+
+    try:
+        native.harness_path()
+    except native.NativeHarnessError:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    exe = native.harness_path()
+    assert exe.parent == tmp_path / "cowscope" and exe.exists()
+    digest = exe.name.rsplit("-", 1)[1]
+    import hashlib
+
+    assert digest == hashlib.sha256(native.SOURCE.read_bytes()).hexdigest()[:16]

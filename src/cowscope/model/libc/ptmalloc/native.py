@@ -46,7 +46,10 @@ def harness_path() -> Path:
             return out
         out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".tmp{os.getpid()}")
-    proc = subprocess.run([cc, "-O2", "-o", str(tmp), str(SOURCE)], capture_output=True, text=True)
+    try:
+        proc = subprocess.run([cc, "-O2", "-o", str(tmp), str(SOURCE)], capture_output=True, text=True)
+    except OSError as exc:
+        raise NativeHarnessError(f"cannot run the C compiler {cc!r}: {exc}") from None
     if proc.returncode != 0:
         raise NativeHarnessError(f"compiling {SOURCE} failed:\n{proc.stderr}")
     os.replace(tmp, out)
