@@ -180,15 +180,27 @@ def counted(diffs: list[Diff]) -> list[Diff]:
 def render(model: Trace, linux: Trace, diffs: list[Diff], width: int = 38) -> str:
     """The two traces side by side: op log with results, then each checkpoint region by region."""
     bad = {d.where for d in counted(diffs)}
-    lines = [f"{'':<24}{'model':<{width}}  linux"]
-    lines.append("-- operations " + "-" * 50)
-    for i in range(max(len(model.ops), len(linux.ops))):
-        a = _op_text(model.ops[i]) if i < len(model.ops) else ""
-        b = _op_text(linux.ops[i]) if i < len(linux.ops) else ""
-        mark = "≠" if f"op {i + 1}" in bad else " "
-        lines.append(f"{mark} {i + 1:>3} {a}" + ("" if a == b else f"\n        linux: {b}"))
-    for (label, mo), (_l, lo) in zip(model.checkpoints, linux.checkpoints, strict=False):
-        lines.append(f"-- checkpoint {label!r} " + "-" * 40)
+    lines = ["model | linux, checkpoint by checkpoint: the operations since the previous one (bytes "
+             "read, results), then each process's regions (pages: - none, Z zero page, X exclusive, "
+             "S<n>/F<n> shared anon/page cache mapped n times, .A same letter = same page; xN repeats)"]
+    nops = max(len(model.ops), len(linux.ops))
+    ends = [max(a, b) for a, b in zip(model.marks, linux.marks, strict=False)] + [nops]
+    labels = [lbl for lbl, _ in model.checkpoints]
+    start = 0
+    for k, end in enumerate(ends):
+        if k < len(labels):
+            lines.append(f"== checkpoint {labels[k]!r} " + "=" * 40)
+        elif start < nops:
+            lines.append("== after the last checkpoint " + "=" * 34)
+        for i in range(start, end):
+            a = _op_text(model.ops[i]) if i < len(model.ops) else "(none)"
+            b = _op_text(linux.ops[i]) if i < len(linux.ops) else "(none)"
+            mark = "≠" if f"op {i + 1}" in bad else " "
+            lines.append(f"{mark} {i + 1:>3} {a}" + ("" if a == b else f"\n        linux: {b}"))
+        start = end
+        if k >= min(len(model.checkpoints), len(linux.checkpoints)):
+            continue
+        (label, mo), (_l, lo) = model.checkpoints[k], linux.checkpoints[k]
         for key in sorted(set(mo) | set(lo)):
             a, b = mo.get(key, {}), lo.get(key, {})
             lines.append(f"  {key}: model {a.get('state')} {a.get('exit') or ''} | linux {b.get('state')} "
@@ -198,8 +210,8 @@ def render(model: Trace, linux: Trace, diffs: list[Diff], width: int = 38) -> st
                 rb = b.get("regions", {}).get(rk)
                 at = f"[{label}] {key} {rk}"
                 mark = "≠" if any(w.startswith(at + " ") or w == at for w in bad) else " "
-                pa = " ".join(ra["pages"]) if ra else "(none)"
-                pb = " ".join(rb["pages"]) if rb else "(none)"
+                pa = _pages_text(ra["pages"]) if ra else "(none)"
+                pb = _pages_text(rb["pages"]) if rb else "(none)"
                 lines.append(f"  {mark} {rk:<10} pages  {pa:<{width}} | {pb}")
                 for v, w in zip(ra["vmas"] if ra else [], rb["vmas"] if rb else [], strict=False):
                     fa = _smaps_text(v)
@@ -233,6 +245,19 @@ def render(model: Trace, linux: Trace, diffs: list[Diff], width: int = 38) -> st
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _pages_text(tokens: list[str]) -> str:
+    """Tokens with runs of one state folded: 'X.A X.B X.C' stays, '-' x 16 becomes '-x16'."""
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        j = i
+        while j + 1 < len(tokens) and tokens[j + 1] == tokens[i]:
+            j += 1
+        out.append(tokens[i] if j == i else f"{tokens[i]}x{j - i + 1}")
+        i = j + 1
+    return " ".join(out)
 
 
 def _smaps_text(v: dict[str, Any]) -> str:

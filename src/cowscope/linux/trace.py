@@ -92,6 +92,7 @@ class Trace:
     failures: list[str] = field(default_factory=list)  # failed expectations (facts)
     error: str | None = None  # an unexpected exception that ended the scenario
     kpage: bool = True
+    marks: list[int] = field(default_factory=list)  # len(ops) at each checkpoint
 
 
 def _bytes_text(data: bytes) -> str:
@@ -455,6 +456,7 @@ class TracedMachine:
 
     def checkpoint(self, label: str) -> None:
         """Observe every live process's regions (and forward the checkpoint to the backend)."""
+        self.trace.marks.append(len(self.trace.ops))
         self.trace.checkpoints.append((label, self.observe()))
         if hasattr(self._m, "checkpoint"):
             self._m.checkpoint(label)
