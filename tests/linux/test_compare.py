@@ -193,3 +193,12 @@ def test_random_scenarios_are_reproducible_on_the_kernel(seed: int) -> None:
     second = run_traced(fn, _linux(), "linux")
     assert first.error is None and second.error is None
     assert counted(compare(first, second)) == []
+
+
+@pytest.mark.kernel
+def test_run_on_linux_cli() -> None:
+    out = subprocess.run([*CLI, "run", "scenarios/bad_access.py", "--on", "linux"], capture_output=True,
+                         text=True, timeout=60, cwd=Path(__file__).parent.parent.parent)
+    assert out.returncode == 0, out.stderr
+    assert "checkpoint: child killed by SIGSEGV; parent goes on (linux)" in out.stdout
+    assert "cowscope-agent" in out.stdout  # real mappings of the agent binary

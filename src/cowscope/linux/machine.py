@@ -98,8 +98,12 @@ class File:
 class _Conn:
     """One agent's socket: send a command, receive framed replies."""
 
+    #: Seconds to wait for an agent's reply before giving up (an agent never takes this long).
+    TIMEOUT = 300.0
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.sock.settimeout(self.TIMEOUT)
 
     def send(self, op: int, *args: int, payload: bytes = b"") -> None:
         """Send one command with its payload."""
