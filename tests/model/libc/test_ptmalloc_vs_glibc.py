@@ -119,3 +119,19 @@ def test_parameter_heavy_workload_matches_glibc(seed: int) -> None:
     model, _ = replay_text(ops)
     real, _ = run_native(ops)
     assert model == real, first_divergence(model, real)
+
+
+@needs_glibc
+@pytest.mark.parametrize("seed,nops,marks", [(700, 2000, ()), (701, 2000, ()),
+                                             pytest.param(702, 10000, (), marks=pytest.mark.slow)])
+def test_bins_identical_after_every_operation(seed: int, nops: int, marks: tuple) -> None:
+    """Not just the results: every bin, tcache list, binmap word and mp_ field after every op."""
+    from cowscope.model.libc.flat import FlatHost
+
+    ops = generate(seed, nops, rare=0.01)
+    real, real_state = run_native(ops, with_state=True)
+    assert real_state[0].startswith("# H=")
+    heap_base = int(real_state[0][4:], 16)
+    model, model_state = replay_text(ops, host=FlatHost(heap_base=heap_base), with_state=True)
+    assert model == real, first_divergence(model, real)
+    assert model_state == real_state[1:], first_divergence(model_state, real_state[1:])
