@@ -117,27 +117,24 @@ def read_pagemap(pid: int, addr: int, npages: int) -> np.ndarray:
 def read_kpagecount(pfns: np.ndarray) -> np.ndarray:
     """Map counts of sorted unique PFNs, read from /proc/kpagecount in coalesced runs (root only)."""
     pfns = np.asarray(pfns, dtype=np.int64)
-    out = np.zeros(len(pfns), dtype=np.int64)
     if len(pfns) == 0:
-        return out
+        return np.zeros(0, dtype=np.int64)
     gaps = np.flatnonzero(np.diff(pfns) > KPAGECOUNT_GAP)
     starts = np.concatenate(([0], gaps + 1))
     ends = np.concatenate((gaps + 1, [len(pfns)]))
+    lo = pfns[starts]
+    n = pfns[ends - 1] - lo + 1
+    at = np.concatenate(([0], np.cumsum(n)))  # where each run lands in one buffer
+    buf = np.zeros(int(at[-1]), dtype=np.uint64)
+    view = memoryview(buf).cast("B")
     fd = os.open("/proc/kpagecount", os.O_RDONLY)
     try:
-        buf = np.empty(0, dtype=np.uint64)
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            lo = int(pfns[s])
-            n = int(pfns[e - 1]) - lo + 1
-            if len(buf) < n:
-                buf = np.empty(max(n, 1 << 16), dtype=np.uint64)
-            got = os.preadv(fd, [memoryview(buf[:n]).cast("B")], lo * 8) // 8
-            idx = pfns[s:e] - lo
-            ok = idx < got
-            out[s:e][ok] = buf[idx[ok]].astype(np.int64)
+        for a, b, first in zip(at[:-1].tolist(), at[1:].tolist(), lo.tolist(), strict=True):
+            os.preadv(fd, [view[a * 8:b * 8]], first * 8)  # a short read (end of memory) leaves zeros
     finally:
         os.close(fd)
-    return out
+    run = np.repeat(np.arange(len(starts)), ends - starts)
+    return buf[at[run] + (pfns - lo[run])].astype(np.int64)
 
 
 def kpagecount_readable() -> bool:
