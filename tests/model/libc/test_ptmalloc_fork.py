@@ -165,3 +165,56 @@ def test_abort_in_child_leaves_parent_running(machine: Machine) -> None:
     assert p.alive
     p.free(a)                       # the parent's copy of the chunk was never freed
     assert p.malloc(24) == a
+
+
+def test_child_realloc_growing_into_top_moves_only_headers(machine: Machine) -> None:
+    p = machine.spawn("app")
+    a = p.malloc(100)
+    c = p.fork()
+    old_top = c.allocator.top_chunk()
+    n = len(machine.events)
+    assert c.realloc(a, 1000) == a                       # next chunk is top: grows in place
+    new_top = c.allocator.top_chunk()
+    assert new_top == a - 16 + 0x3f0
+    f = faults(machine, c.pid, n)
+    arena_top = c.libc_data + OFF_MAIN_ARENA + AV_TOP
+    assert f.get("cow-copy", set()) == {page(a - 8), page(arena_top)} | ({page(new_top + 8)}
+                                                                        & {page(old_top + 8)})
+    assert set().union(*f.values()) == {page(a - 8), page(arena_top), page(new_top + 8)}
+
+
+def test_child_calloc_clears_through_fresh_pages(machine: Machine) -> None:
+    p = machine.spawn("app")
+    p.malloc(24)
+    c = p.fork()
+    old_top = c.allocator.top_chunk()
+    n = len(machine.events)
+    mem = c.calloc(1, 20000)                             # from top; memory below max_system_mem: cleared
+    assert mem == old_top + 16 and c.read(mem, 20000) == bytes(20000)
+    new_top = c.allocator.top_chunk()
+    f = faults(machine, c.pid, n)
+    arena_top = c.libc_data + OFF_MAIN_ARENA + AV_TOP
+    assert f["cow-copy"] == {page(old_top + 8), page(arena_top)}   # what the parent had
+    cleared = set(range(page(old_top + 8) + PAGE, page(new_top + 8) + PAGE, PAGE))
+    assert f["zero-fill"] == cleared                      # the rest of [header, new top header]
+
+
+def test_child_malloc_trim_gives_pages_back_only_in_the_child(machine: Machine) -> None:
+    p = machine.spawn("app")
+    p.malloc(24)
+    a = p.malloc(100000)
+    b = p.malloc(100000)                                 # the heap had to grow for this one
+    parent_brk = p.brk()
+    assert parent_brk - p.allocator.heap_start() > 0x21000
+    c = p.fork()
+    c.free(b)
+    c.free(a)                                            # both merge into top: systrim in the child
+    assert c.brk() < parent_brk
+    n = len(machine.events)
+    c.allocator.mallopt(-2, 0)                           # M_TOP_PAD 0 (lock, consolidate, unlock)
+    c.allocator.malloc_trim(0)
+    assert c.brk() - c.allocator.heap_start() == 0x1000  # one page left, as on glibc (case p02)
+    assert p.brk() == parent_brk
+    check_heap(c.allocator, set())
+    check_heap(p.allocator, {a, b})
+    assert not copied_pages(machine, c.pid, n)           # the child had copied these pages already
