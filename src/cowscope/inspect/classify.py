@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -52,6 +52,7 @@ class ProcPages:
     swap: np.ndarray     # bool: swap entry
     excl: np.ndarray     # bool: pagemap bit 56, mapped exactly once
     raw: np.ndarray | None = None  # the raw entries, kept only when page states are wanted
+    _index: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def decode(cls, vmas: list[MapsEntry], pm: np.ndarray | list[np.ndarray], zero_pfn: int,
@@ -81,8 +82,10 @@ class ProcPages:
         return [v.start for v in self.vmas]
 
     def mapping_index(self) -> np.ndarray:
-        """For every page, the index of its mapping."""
-        return np.repeat(np.arange(len(self.vmas)), np.diff(self.offsets))
+        """For every page, the index of its mapping (computed once)."""
+        if self._index is None:
+            self._index = np.repeat(np.arange(len(self.vmas)), np.diff(self.offsets))
+        return self._index
 
     def per_mapping(self, mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """Per-mapping count of pages in mask (or sum of weights over them)."""
