@@ -39,10 +39,12 @@ def test_kernel_shows_the_facts(sc) -> None:
 KNOWN_MODEL_DISAGREEMENTS = {
     "C39": "model prints VmFlags 'ac gu', the kernel 'gu ac' (mnemonics are printed in vm_flags bit order)",
     "D01": "model marks a shmem folio dirty on any write; the kernel only on a write fault",
-    "D02": "model populates a read-only VMA for MADV_POPULATE_WRITE; the kernel fails with EINVAL",
+    "D02": "model populates a read-only / PROT_NONE VMA for MADV_POPULATE_*; the kernel fails with EINVAL",
     "D03": "model splits a MAP_SHARED VMA for a madvise/mprotect that changes nothing; the kernel does not",
     "D04": "model keeps VM_ACCOUNT when a never-faulted anon VMA becomes read-only; the kernel drops it",
     "D05": "model applies nothing when madvise meets a hole; the kernel advises the mapped parts (ENOMEM)",
+    "D06": "model fails mremap shrink (EFAULT) when the old range spans VMAs or a hole; the kernel unmaps the tail",
+    "D07": "model populates nothing when MADV_POPULATE_* meets a hole; the kernel populates the mapped part",
 }
 
 

@@ -20,6 +20,7 @@ FAULT_AROUND = "untouched file/shmem pages"
 HEAP_VMA = "heap VMA and its smaps"
 MERGED_VMA = "smaps of a VMA reaching beyond its region"
 RECYCLED = "page replaced after a drop"
+CHUNK_VMA = "VMAs around malloc's mmap'd chunks"
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,8 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool)
         out.append(Diff(f"{at} new page since last checkpoint at p{idx}", [ra["moved"][i] for i in idx],
                         [rb["moved"][i] for i in idx], why))
     va, vb = ra["vmas"], rb["vmas"]
-    if at.endswith(" heap"):
-        why = EXCLUSIONS[HEAP_VMA]
+    if at.endswith(" heap") or "@" in at.rsplit(" ", 1)[-1]:
+        why = EXCLUSIONS[HEAP_VMA if at.endswith(" heap") else CHUNK_VMA]
         if va != vb:
             out.append(Diff(f"{at} VMAs", [v["pages"] for v in va], [v["pages"] for v in vb], why))
         return out

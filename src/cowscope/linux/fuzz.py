@@ -18,27 +18,44 @@ ADVICE = ("dontneed", "dontfork", "dofork", "wipeonfork", "keeponfork", "free", 
 
 
 def random_scenario(seed: int, steps: int = 40) -> Callable[[Any], None]:
-    """A scenario of `steps` random operations over a few processes and regions."""
+    """A scenario of `steps` random operations over a few processes, regions, files and mallocs.
+
+    Each process uses only addresses it has (regions are inherited at fork, dropped at exec and
+    when unmapped whole; a partial munmap leaves at most a 2-page hole, too small for a new
+    guarded region), so placement differences between backends never decide what an op hits.
+    """
 
     def scenario(m: Any) -> None:
         rng = random.Random(seed)
+        files = [m.create_file(f"/data/r{seed}-{i}", data=b"".join(bytes([0x41 + i + j]) * PAGE
+                                                                  for j in range(6))) for i in range(2)]
         procs = [m.spawn("P")]
-        regions: list[tuple[int, int, bool]] = []  # (addr, npages, shared)
+        regions: dict[str, list[list[int]]] = {"P": []}  # process key -> [addr, npages]
+        blocks: dict[str, list[int]] = {"P": []}  # live malloc blocks per process key
         for step in range(steps):
             live = [p for p in procs if p.alive]
             if not live:
                 break
             p = rng.choice(live)
+            mine = blocks.setdefault(p.key, [])
+            have = regions.setdefault(p.key, [])
             op = rng.choices(("mmap", "write", "read", "fork", "exit", "madvise", "mprotect", "munmap",
-                              "checkpoint"), weights=(3, 8, 4, 2, 1, 2, 1, 1, 2))[0]
+                              "checkpoint", "malloc", "free", "mremap", "exec"),
+                             weights=(3, 8, 4, 2, 1, 2, 1, 1, 2, 3, 2, 1, 1))[0]
             try:
-                if op == "mmap" or not regions:
+                if op == "mmap" or not have:
                     n = rng.randint(1, 6)
-                    shared = rng.random() < 0.2
-                    regions.append((procs[0].mmap(n * PAGE, shared=shared) if procs[0].alive
-                                    else p.mmap(n * PAGE, shared=shared), n, shared))
+                    kind = rng.random()
+                    if kind < 0.15:
+                        a = p.mmap(n * PAGE, shared=True)
+                    elif kind < 0.3:
+                        a = p.mmap(n * PAGE, file=rng.choice(files), shared=rng.random() < 0.5)
+                    else:
+                        a = p.mmap(n * PAGE)
+                    have.append([a, n])
                     continue
-                a, n, _shared = rng.choice(regions)
+                reg = rng.choice(have)
+                a, n = reg
                 i = rng.randrange(n)
                 k = rng.randint(1, n - i)
                 if op == "write":
@@ -46,15 +63,37 @@ def random_scenario(seed: int, steps: int = 40) -> Callable[[Any], None]:
                 elif op == "read":
                     p.read(a + i * PAGE, k * PAGE)
                 elif op == "fork" and len(procs) < 6:
-                    procs.append(p.fork())
+                    child = p.fork()
+                    blocks[child.key] = list(mine)
+                    regions[child.key] = [list(r) for r in have]
+                    procs.append(child)
                 elif op == "exit" and p is not procs[0]:
                     p.exit(step)
+                elif op == "exec" and p is not procs[0]:
+                    p.exec()
+                    mine.clear()
+                    have.clear()
                 elif op == "madvise":
                     p.madvise(a + i * PAGE, k * PAGE, rng.choice(ADVICE))
                 elif op == "mprotect":
                     p.mprotect(a + i * PAGE, k * PAGE, rng.choice(("r", "rw", "")))
                 elif op == "munmap":
-                    p.munmap(a + i * PAGE, k * PAGE)
+                    if rng.random() < 0.3:
+                        p.munmap(a, n * PAGE)
+                        have.remove(reg)
+                    else:
+                        p.munmap(a + i * PAGE, min(k, 2) * PAGE)
+                elif op == "mremap":
+                    new_n = rng.randint(1, 8)
+                    reg[0] = p.mremap(a, n * PAGE, new_n * PAGE)
+                    reg[1] = new_n
+                elif op == "malloc":
+                    size = rng.choice((24, 100, 1000, 5000, 70000, 200000))
+                    ptr = p.malloc(size)
+                    p.fill(ptr, min(size, 3 * PAGE), rng.randrange(256))
+                    mine.append(ptr)
+                elif op == "free" and mine:
+                    p.free(mine.pop(rng.randrange(len(mine))))
                 elif op == "checkpoint":
                     m.checkpoint(f"step {step}")
             except CowscopeError:

@@ -51,6 +51,9 @@ EXCLUSIONS = {
     "mremap, free, brk shrink) and faults them again, the page allocator may hand back the very "
     "same frame; whether a page was replaced since the last checkpoint is then not comparable "
     "(copy vs reuse without a drop still is)",
+    "VMAs around malloc's mmap'd chunks": "a block malloc served by mmap has no guard pages: the "
+    "VMAs around it depend on where each backend placed it among the other mappings; its pages are "
+    "compared, the VMA layout and smaps of regions named P@n are not",
     "pids and addresses": "they differ between backends; compared as process history names and "
     "region-relative offsets",
 }
@@ -128,7 +131,7 @@ class TracedProcess:
 
     def where(self, addr: int) -> str:
         """addr as "REGION+off" / "heap+off" (backend independent) or hex when outside both."""
-        for r in self.regions:
+        for r in reversed(self.regions):  # the newest mapping wins where an old one was replaced
             if r.addr <= addr < r.addr + max(r.length, PAGE_SIZE):
                 return f"{r.key}+{addr - r.addr:#x}"
         if self.heap_base and self.heap_base <= addr < self.heap_base + (1 << 30):
@@ -239,8 +242,9 @@ class TracedProcess:
         return new
 
     def munmap(self, addr: int, n: int) -> None:
-        """munmap, logged with region-relative addresses."""
+        """munmap, logged with region-relative addresses; a region unmapped whole is forgotten."""
         self._drop(addr, n)
+        self.regions = [r for r in self.regions if not (addr <= r.addr and r.addr + r.length <= addr + n)]
         self._do("munmap", (self.where(addr), n), lambda: self._p.munmap(addr, n))
 
     def mprotect(self, addr: int, n: int, prot: str) -> None:
@@ -296,6 +300,11 @@ class TracedProcess:
         self._mark(addr, 8)
         self._do("write_u64", (self.where(addr), value), lambda: self._p.write_u64(addr, value))
 
+    def _forget_chunk(self, ptr: int) -> None:
+        """Stop observing the mmap'd chunk region of block ptr (free/realloc unmapped it)."""
+        self.regions = [r for r in self.regions
+                        if not ("@" in r.key and r.addr == ptr & ~(PAGE_SIZE - 1))]
+
     def _chunk_region(self, ptr: int) -> int:
         """A block malloc served by mmap (outside the heap) becomes a region "KEY@n" of its own."""
         if ptr and self.where(ptr).startswith("mmap+"):
@@ -318,8 +327,10 @@ class TracedProcess:
         """realloc, logged with region-relative addresses."""
         self._drop(ptr, 1)
         self.dropped.add("heap")
-        return self._chunk_region(self._do("realloc", (self.where(ptr), n), lambda: self._p.realloc(ptr, n),
-                                           self.where))
+        new = self._do("realloc", (self.where(ptr), n), lambda: self._p.realloc(ptr, n), self.where)
+        if new != ptr:
+            self._forget_chunk(ptr)
+        return self._chunk_region(new)
 
     def memalign(self, alignment: int, n: int) -> int:
         """memalign, logged with region-relative addresses."""
@@ -327,9 +338,10 @@ class TracedProcess:
                                            self.where))
 
     def free(self, ptr: int) -> None:
-        """free, logged with region-relative addresses."""
+        """free, logged with region-relative addresses; a block's own mmap'd region goes with it."""
         self._drop(ptr, 1)
         self.dropped.add("heap")  # free may trim the top of the heap
+        self._forget_chunk(ptr)
         self._do("free", (self.where(ptr),), lambda: self._p.free(ptr))
 
     def malloc_usable_size(self, ptr: int) -> int:
@@ -484,7 +496,8 @@ class TracedMachine:
                     if self.trace.kpage and int(f) and int(f) not in zero:
                         tok += "." + letters.setdefault(int(f), _letter(len(letters)))
                     toks.append(tok)
-                    changed.append(bool(prev is not None and prev[i] and f and prev[i] != f))
+                    changed.append(bool(prev is not None and i < len(prev) and prev[i] and f
+                                        and prev[i] != f))
                 self._labels[(tp.key, r.key)] = pfn
                 vmas = []
                 for s in smaps:

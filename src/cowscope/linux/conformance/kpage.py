@@ -129,7 +129,7 @@ def shmem_dirty_via_pte(m: Any) -> None:
                    Shared_Clean=4, Shared_Dirty=4)
 
 
-@scenario("D02", "MADV_POPULATE_WRITE on a read-only mapping is EINVAL")
+@scenario("D02", "MADV_POPULATE_WRITE on a read-only mapping, and POPULATE_* on PROT_NONE, are EINVAL")
 def populate_write_readonly(m: Any) -> None:
     import errno
 
@@ -142,6 +142,12 @@ def populate_write_readonly(m: Any) -> None:
     m.expect(exc is None or exc.errno == errno.EINVAL, "errno EINVAL")
     m.checkpoint("after")
     m.expect_eq(m.tokens(p, a, 2), ["-", "-"], "nothing populated")
+    b = region(m, p, 2)
+    p.mprotect(b, 2 * PAGE, "")
+    for advice in ("populate_read", "populate_write"):
+        exc = m.expect_raises(SyscallError, lambda advice=advice: p.madvise(b, 2 * PAGE, advice),
+                              f"{advice} on PROT_NONE")
+        m.expect(exc is None or exc.errno == errno.EINVAL, f"{advice} on PROT_NONE: errno EINVAL")
 
 
 @scenario("D03", "madvise or mprotect that changes nothing does not split the VMA (private and shared)")
@@ -192,3 +198,33 @@ def madvise_hole_partial(m: Any) -> None:
     m.checkpoint("after fork")
     m.expect_eq(m.tokens(c, a, 3), ["-", "-", "-"], "the child has no copy of the advised part")
     p.madvise(a, 3 * PAGE, "dofork")
+
+
+@scenario("D06", "mremap shrinking a range that spans two VMAs or a hole: the tail is unmapped")
+def mremap_shrink_split(m: Any) -> None:
+    p = m.spawn("P")
+    a = region(m, p, 5, fill=0x01)
+    p.mprotect(a + 3 * PAGE, PAGE, "r")
+    m.expect_eq(p.mremap(a, 5 * PAGE, 2 * PAGE), a, "two VMAs: shrunk in place")
+    b = region(m, p, 5, fill=0x02)
+    p.munmap(b + 4 * PAGE, PAGE)
+    m.expect_eq(p.mremap(b, 5 * PAGE, 2 * PAGE), b, "a hole: shrunk in place")
+    m.checkpoint("shrunk")
+    m.expect_eq(m.tokens(p, a, 5), ["X", "X", "-", "-", "-"], "first range")
+    m.expect_eq(m.tokens(p, b, 5), ["X", "X", "-", "-", "-"], "second range")
+
+
+@scenario("D07", "MADV_POPULATE_* over a hole: ENOMEM after populating the mapped part")
+def populate_hole(m: Any) -> None:
+    import errno
+
+    from ...errors import SyscallError
+
+    p = m.spawn("P")
+    for advice, want in (("populate_read", "Z"), ("populate_write", "X")):
+        a = region(m, p, 3)
+        p.munmap(a + 2 * PAGE, PAGE)
+        exc = m.expect_raises(SyscallError, lambda a=a, advice=advice: p.madvise(a, 3 * PAGE, advice), advice)
+        m.expect(exc is None or exc.errno == errno.ENOMEM, f"{advice}: errno ENOMEM")
+        m.expect_eq(m.tokens(p, a, 2), [want, want], f"{advice}: the mapped part is populated")
+    m.checkpoint("populated")
