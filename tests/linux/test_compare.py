@@ -79,7 +79,16 @@ def test_without_pfns_letters_and_counts_are_not_compared() -> None:
     b.kpage = False
     assert counted(compare(a, b)) == []
     b.kpage = True
-    assert len(counted(compare(a, b))) == 2
+    assert [d.where for d in counted(compare(a, b))] == ["[c] P P#1 p0"]  # S3 vs S2
+
+
+def test_page_identity_is_compared_as_a_relation_not_as_names() -> None:
+    a = _trace("model", _obs(["S2.A", "S2.B"], {}))
+    same = _trace("linux", _obs(["S2.Q", "S2.R"], {}))  # other letters, same pattern
+    assert counted(compare(a, same)) == []
+    merged = _trace("linux", _obs(["S2.Q", "S2.Q"], {}))  # one page where the model has two
+    bad = counted(compare(a, merged))
+    assert len(bad) == 2 and all("same physical page" in d.where for d in bad)
 
 
 @pytest.mark.kernel

@@ -102,8 +102,25 @@ def _op_text(op: Any) -> str:
     return f"{key} {name}({', '.join(map(str, args))}) -> {res}"
 
 
+def _identity_diffs(pairs: list[tuple[str, str, str]]) -> list[Diff]:
+    """Page identity must be the same relation on both sides: letters pair up one to one."""
+    a_to_b: dict[str, set[str]] = {}
+    b_to_a: dict[str, set[str]] = {}
+    for _where, la, lb in pairs:
+        a_to_b.setdefault(la, set()).add(lb)
+        b_to_a.setdefault(lb, set()).add(la)
+    out = []
+    for where, la, lb in pairs:
+        if len(a_to_b[la]) > 1 or len(b_to_a[lb]) > 1:
+            same_a = sorted(w for w, x, _ in pairs if x == la and w != where)
+            same_b = sorted(w for w, _, y in pairs if y == lb and w != where)
+            out.append(Diff(f"{where} same physical page as", same_a, same_b))
+    return out
+
+
 def _compare_obs(label: str, mo: dict[str, Any], lo: dict[str, Any], pfns: bool) -> list[Diff]:
     out: list[Diff] = []
+    pairs: list[tuple[str, str, str]] = []
     for key in sorted(set(mo) | set(lo)):
         a, b = mo.get(key), lo.get(key)
         at = f"[{label}] {key}"
@@ -118,20 +135,27 @@ def _compare_obs(label: str, mo: dict[str, Any], lo: dict[str, Any], pfns: bool)
             if rk not in ra or rk not in rb:
                 out.append(Diff(f"{at} {rk}", "mapped" if rk in ra else None, "mapped" if rk in rb else None))
                 continue
-            out += _compare_region(f"{at} {rk}", ra[rk], rb[rk], pfns)
+            out += _compare_region(f"{at} {rk}", ra[rk], rb[rk], pfns, pairs)
         ia, ib = a.get("info", {}), b.get("info", {})
         if ia != ib:
             why = EXCLUSIONS["status / smaps_rollup / fault counts"]
             out.append(Diff(f"{at} status/faults", ia, ib, why))
-    return out
+    return out + _identity_diffs(pairs)
 
 
-def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool) -> list[Diff]:
+def _letter(tok: str) -> str | None:
+    m = _LETTER.search(tok)
+    return m.group(0)[1:] if m else None
+
+
+def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
+                    pairs: list[tuple[str, str, str]] | None = None) -> list[Diff]:
+    """Differences of one region; page-identity letters go to `pairs` (checked per checkpoint)."""
     out: list[Diff] = []
     accessed = set(ra["accessed"]) | set(rb["accessed"])
     fault_around_pages: set[int] = set()
-    ta = [_norm_token(t, pfns, pfns) for t in ra["pages"]]
-    tb = [_norm_token(t, pfns, pfns) for t in rb["pages"]]
+    ta = [_norm_token(t, False, pfns) for t in ra["pages"]]
+    tb = [_norm_token(t, False, pfns) for t in rb["pages"]]
     for i in range(max(len(ta), len(tb))):
         x = ta[i] if i < len(ta) else None
         y = tb[i] if i < len(tb) else None
@@ -141,6 +165,10 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool)
                 excl = EXCLUSIONS[FAULT_AROUND]
                 fault_around_pages.add(i)
             out.append(Diff(f"{at} p{i}", x, y, excl))
+        elif pfns and pairs is not None and x not in (None, "-", "Z", "G"):
+            la, lb = _letter(ra["pages"][i]), _letter(rb["pages"][i])
+            if la and lb:
+                pairs.append((f"{at} p{i}", la, lb))
     if pfns and ra["moved"] != rb["moved"]:
         idx = [i for i, (x, y) in enumerate(zip(ra["moved"], rb["moved"], strict=False)) if x != y]
         why = EXCLUSIONS[RECYCLED] if ra.get("recycled") or rb.get("recycled") else None
