@@ -1,4 +1,6 @@
-"""The arena internals of glibc 2.36 malloc: _int_malloc, _int_free, bins, sysmalloc, systrim.
+"""The arena internals of glibc 2.36 malloc: accessors, tcache, bins, unlink, consolidate, _int_free.
+
+_int_malloc lives in intmalloc.py, sysmalloc/systrim/mtrim in sysmem.py (mixins of this class).
 
 Every field is read from and written to the host's memory at the address glibc uses; nothing
 is kept on the Python side except the fixed addresses of main_arena, mp_ and the TLS slots.
@@ -9,41 +11,31 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ....errors import Aborted, SyscallError
+from .intmalloc import IntMallocMixin
 from .layout import (
     AV_BINMAP,
     AV_FASTBINS,
     AV_FLAGS,
     AV_HAVE_FASTCHUNKS,
-    AV_LAST_REMAINDER,
-    AV_MAX_SYSTEM_MEM,
     AV_SYSTEM_MEM,
     AV_TOP,
-    BINMAPSIZE,
     CHUNK_HDR_SZ,
     DEFAULT_MMAP_THRESHOLD_MAX,
     ENOMEM,
     FASTBIN_CONSOLIDATION_THRESHOLD,
     IS_MMAPPED,
     MALLOC_ALIGN_MASK,
-    MALLOC_STRUCT_SIZE,
     MASK64,
     MIN_LARGE_SIZE,
     MINSIZE,
-    MMAP_AS_MORECORE_SIZE,
-    MP_MAX_MMAPPED_MEM,
-    MP_MAX_N_MMAPS,
     MP_MMAP_THRESHOLD,
     MP_MMAPPED_MEM,
     MP_N_MMAPS,
-    MP_N_MMAPS_MAX,
     MP_NO_DYN_THRESHOLD,
-    MP_SBRK_BASE,
     MP_TCACHE_BINS,
     MP_TCACHE_COUNT,
-    MP_TCACHE_UNSORTED_LIMIT,
     MP_TOP_PAD,
     MP_TRIM_THRESHOLD,
-    NBINS,
     NFASTBINS,
     NONCONTIGUOUS_BIT,
     OFF_CURBRK,
@@ -53,16 +45,12 @@ from .layout import (
     PAGESIZE,
     PREV_INUSE,
     SIZE_BITS,
-    SIZE_SZ,
     TC_ENTRIES,
     TLS_ERRNO,
     TLS_TCACHE,
-    align_up,
-    bin_index,
-    checked_request2size,
-    largebin_index,
     powerof2,
 )
+from .sysmem import SysMemMixin
 
 
 def narrow_accessors(r64: Callable[[int], int], w64: Callable[[int, int], None]) -> dict[str, Callable]:
@@ -88,7 +76,7 @@ def narrow_accessors(r64: Callable[[int], int], w64: Callable[[int, int], None])
             "r32": rn(4), "w32": wn(4)}
 
 
-class PtMallocCore:
+class PtMallocCore(IntMallocMixin, SysMemMixin):
     """main_arena + mp_ + the thread's tcache, operated on in simulated memory."""
 
     host: object
@@ -275,413 +263,6 @@ class PtMallocCore:
                 p = nextp
 
     # -- _int_malloc --------------------------------------------------------------------------------
-    def _split_rest(self, victim: int, size: int, nb: int, msg: str, set_lr: bool) -> int:
-        """Exhaust or split a chunk taken from a bin (remainder to the unsorted head)."""
-        r, w = self._r, self._w
-        remainder_size = size - nb
-        self.unlink_chunk(victim)
-        if remainder_size < MINSIZE:
-            w(victim + size + 8, r(victim + size + 8) | PREV_INUSE)
-        else:
-            rem = victim + nb
-            bck = self.UNSORTED
-            fwd = r(bck + 16)
-            if r(fwd + 24) != bck:
-                self.malloc_printerr(msg)
-            w(rem + 24, bck)
-            w(rem + 16, fwd)
-            w(bck + 16, rem)
-            w(fwd + 24, rem)
-            if set_lr:
-                w(self.A + AV_LAST_REMAINDER, rem)
-            if remainder_size >= MIN_LARGE_SIZE:
-                w(rem + 32, 0)
-                w(rem + 40, 0)
-            w(victim + 8, nb | PREV_INUSE)
-            w(rem + 8, remainder_size | PREV_INUSE)
-            w(rem + remainder_size, remainder_size)
-        return victim + 16
-
-    def _int_malloc(self, nbytes: int) -> int:
-        """_int_malloc(&main_arena, bytes): fastbin, smallbin, unsorted scan, bins, top, sysmalloc."""
-        nb = checked_request2size(nbytes)
-        if nb == 0:
-            self.set_errno(ENOMEM)
-            return 0
-        r, w = self._r, self._w
-        A = self.A
-        tc = r(self.a_tcache)
-        mp = self.MP
-        tcache_bins = r(mp + MP_TCACHE_BINS)
-        tcache_count = r(mp + MP_TCACHE_COUNT)
-        tc_idx = (nb - 17) // 16
-
-        if nb <= r(self.a_max_fast):
-            idx = (nb >> 4) - 2
-            fb = A + AV_FASTBINS + 8 * idx
-            victim = r(fb)
-            if victim:
-                if victim & MALLOC_ALIGN_MASK:
-                    self.malloc_printerr("malloc(): unaligned fastbin chunk detected 2")
-                w(fb, ((victim + 16) >> 12) ^ r(victim + 16))
-                if ((r(victim + 8) & ~SIZE_BITS) >> 4) - 2 != idx:
-                    self.malloc_printerr("malloc(): memory corruption (fast)")
-                if tc and tc_idx < tcache_bins:
-                    ca = tc + 2 * tc_idx
-                    while self._r16(ca) < tcache_count:
-                        tcv = r(fb)
-                        if not tcv:
-                            break
-                        if tcv & MALLOC_ALIGN_MASK:
-                            self.malloc_printerr("malloc(): unaligned fastbin chunk detected 3")
-                        w(fb, ((tcv + 16) >> 12) ^ r(tcv + 16))
-                        self.tcache_put(tcv, tc_idx)
-                return victim + 16
-
-        if nb < MIN_LARGE_SIZE:
-            idx = nb >> 4
-            b = self.bin_at(idx)
-            victim = r(b + 24)
-            if victim != b:
-                bck = r(victim + 24)
-                if r(bck + 16) != victim:
-                    self.malloc_printerr("malloc(): smallbin double linked list corrupted")
-                w(victim + nb + 8, r(victim + nb + 8) | PREV_INUSE)
-                w(b + 24, bck)
-                w(bck + 16, b)
-                if tc and tc_idx < tcache_bins:
-                    ca = tc + 2 * tc_idx
-                    while self._r16(ca) < tcache_count:
-                        tcv = r(b + 24)
-                        if tcv == b:
-                            break
-                        bck = r(tcv + 24)
-                        w(tcv + nb + 8, r(tcv + nb + 8) | PREV_INUSE)
-                        w(b + 24, bck)
-                        w(bck + 16, b)
-                        self.tcache_put(tcv, tc_idx)
-                return victim + 16
-        else:
-            idx = largebin_index(nb)
-            if self._r32(A + AV_HAVE_FASTCHUNKS):
-                self.malloc_consolidate()
-
-        tcache_nb = nb if (tc and tc_idx < tcache_bins) else 0
-        return_cached = False
-        tcache_unsorted_count = 0
-        unsorted = self.UNSORTED
-        while True:
-            iters = 0
-            while True:
-                victim = r(unsorted + 24)
-                if victim == unsorted:
-                    break
-                bck = r(victim + 24)
-                head = r(victim + 8)
-                size = head & ~SIZE_BITS
-                nxt = victim + size
-                system_mem = r(A + AV_SYSTEM_MEM)
-                if size <= CHUNK_HDR_SZ or size > system_mem:
-                    self.malloc_printerr("malloc(): invalid size (unsorted)")
-                nhead = r(nxt + 8)
-                if nhead < CHUNK_HDR_SZ or nhead > system_mem:
-                    self.malloc_printerr("malloc(): invalid next size (unsorted)")
-                if r(nxt) & ~SIZE_BITS != size:
-                    self.malloc_printerr("malloc(): mismatching next->prev_size (unsorted)")
-                if r(bck + 16) != victim or r(victim + 16) != unsorted:
-                    self.malloc_printerr("malloc(): unsorted double linked list corrupted")
-                if nhead & PREV_INUSE:
-                    self.malloc_printerr("malloc(): invalid next->prev_inuse (unsorted)")
-
-                if (nb < MIN_LARGE_SIZE and bck == unsorted
-                        and victim == r(A + AV_LAST_REMAINDER) and size > nb + MINSIZE):
-                    remainder_size = size - nb
-                    rem = victim + nb
-                    w(unsorted + 24, rem)
-                    w(unsorted + 16, rem)
-                    w(A + AV_LAST_REMAINDER, rem)
-                    w(rem + 24, unsorted)
-                    w(rem + 16, unsorted)
-                    if remainder_size >= MIN_LARGE_SIZE:
-                        w(rem + 32, 0)
-                        w(rem + 40, 0)
-                    w(victim + 8, nb | PREV_INUSE)
-                    w(rem + 8, remainder_size | PREV_INUSE)
-                    w(rem + remainder_size, remainder_size)
-                    return victim + 16
-
-                if r(bck + 16) != victim:
-                    self.malloc_printerr("malloc(): corrupted unsorted chunks 3")
-                w(unsorted + 24, bck)
-                w(bck + 16, unsorted)
-
-                if size == nb:
-                    w(nxt + 8, r(nxt + 8) | PREV_INUSE)
-                    if tcache_nb and self._r16(tc + 2 * tc_idx) < tcache_count:
-                        self.tcache_put(victim, tc_idx)
-                        return_cached = True
-                        continue
-                    return victim + 16
-
-                if size < MIN_LARGE_SIZE:
-                    victim_index = size >> 4
-                    bck = self.bin_at(victim_index)
-                    fwd = r(bck + 16)
-                else:
-                    victim_index = largebin_index(size)
-                    bck = self.bin_at(victim_index)
-                    fwd = r(bck + 16)
-                    if fwd != bck:
-                        size |= PREV_INUSE
-                        last = r(bck + 24)
-                        if size < r(last + 8):
-                            fwd = bck
-                            bck = last
-                            ffd = r(fwd + 16)
-                            w(victim + 32, ffd)
-                            w(victim + 40, r(ffd + 40))
-                            w(ffd + 40, victim)
-                            w(r(victim + 40) + 32, victim)
-                        else:
-                            while size < r(fwd + 8):
-                                fwd = r(fwd + 32)
-                            if size == r(fwd + 8):
-                                fwd = r(fwd + 16)
-                            else:
-                                w(victim + 32, fwd)
-                                w(victim + 40, r(fwd + 40))
-                                if r(r(fwd + 40) + 32) != fwd:
-                                    self.malloc_printerr(
-                                        "malloc(): largebin double linked list corrupted (nextsize)")
-                                w(fwd + 40, victim)
-                                w(r(victim + 40) + 32, victim)
-                            bck = r(fwd + 24)
-                            if r(bck + 16) != fwd:
-                                self.malloc_printerr("malloc(): largebin double linked list corrupted (bk)")
-                    else:
-                        w(victim + 32, victim)
-                        w(victim + 40, victim)
-
-                self.mark_bin(victim_index)
-                w(victim + 24, bck)
-                w(victim + 16, fwd)
-                w(fwd + 24, victim)
-                w(bck + 16, victim)
-
-                tcache_unsorted_count += 1
-                limit = r(mp + MP_TCACHE_UNSORTED_LIMIT)
-                if return_cached and limit > 0 and tcache_unsorted_count > limit:
-                    return self.tcache_get(tc_idx)
-                iters += 1
-                if iters >= 10000:
-                    break
-
-            if return_cached:
-                return self.tcache_get(tc_idx)
-
-            if nb >= MIN_LARGE_SIZE:
-                b = self.bin_at(idx)
-                victim = r(b + 16)
-                if victim != b and r(victim + 8) >= nb:
-                    victim = r(victim + 40)
-                    while True:
-                        size = r(victim + 8) & ~SIZE_BITS
-                        if size >= nb:
-                            break
-                        victim = r(victim + 40)
-                    if victim != r(b + 24) and r(victim + 8) == r(r(victim + 16) + 8):
-                        victim = r(victim + 16)
-                    return self._split_rest(victim, size, nb, "malloc(): corrupted unsorted chunks", False)
-
-            idx += 1
-            b = self.bin_at(idx)
-            block = idx >> 5
-            bmap = self._r32(A + AV_BINMAP + 4 * block)
-            bit = 1 << (idx & 31)
-            use_top = False
-            while True:
-                if bit > bmap or bit == 0:
-                    while True:
-                        block += 1
-                        if block >= BINMAPSIZE:
-                            use_top = True
-                            break
-                        bmap = self._r32(A + AV_BINMAP + 4 * block)
-                        if bmap:
-                            break
-                    if use_top:
-                        break
-                    b = self.bin_at(block << 5)
-                    bit = 1
-                while not bit & bmap:
-                    b += 16
-                    bit = (bit << 1) & 0xFFFFFFFF
-                victim = r(b + 24)
-                if victim == b:
-                    bmap &= ~bit
-                    self._w32(A + AV_BINMAP + 4 * block, bmap)
-                    b += 16
-                    bit = (bit << 1) & 0xFFFFFFFF
-                else:
-                    size = r(victim + 8) & ~SIZE_BITS
-                    return self._split_rest(victim, size, nb, "malloc(): corrupted unsorted chunks 2",
-                                            nb < MIN_LARGE_SIZE)
-
-            victim = r(A + AV_TOP)
-            size = r(victim + 8) & ~SIZE_BITS
-            if size > r(A + AV_SYSTEM_MEM):
-                self.malloc_printerr("malloc(): corrupted top size")
-            if size >= nb + MINSIZE:
-                rem = victim + nb
-                w(A + AV_TOP, rem)
-                w(victim + 8, nb | PREV_INUSE)
-                w(rem + 8, (size - nb) | PREV_INUSE)
-                return victim + 16
-            if self._r32(A + AV_HAVE_FASTCHUNKS):
-                self.malloc_consolidate()
-                idx = nb >> 4 if nb < MIN_LARGE_SIZE else largebin_index(nb)
-                continue
-            return self.sysmalloc(nb)
-
-    # -- sysmalloc / systrim --------------------------------------------------------------------------
-    def sysmalloc_mmap(self, nb: int) -> int:
-        """sysmalloc_mmap: a chunk of its own mapping; 0 (MAP_FAILED) on failure."""
-        size = align_up(nb + SIZE_SZ, PAGESIZE)
-        if size <= nb:
-            return 0
-        try:
-            mm = self.host.mmap(size, "rw")
-        except SyscallError:
-            return 0
-        w = self._w
-        w(mm, 0)
-        w(mm + 8, size | IS_MMAPPED)
-        mp = self.MP
-        new = self._r32(mp + MP_N_MMAPS) + 1
-        self._w32(mp + MP_N_MMAPS, new)
-        if new > self._r32(mp + MP_MAX_N_MMAPS):
-            self._w32(mp + MP_MAX_N_MMAPS, new)
-        total = self._r(mp + MP_MMAPPED_MEM) + size
-        w(mp + MP_MMAPPED_MEM, total)
-        if total > self._r(mp + MP_MAX_MMAPPED_MEM):
-            w(mp + MP_MAX_MMAPPED_MEM, total)
-        return mm + 16
-
-    def sysmalloc(self, nb: int) -> int:
-        """sysmalloc: mmap a big chunk, or grow the heap with sbrk (top_pad, page rounding)."""
-        r, w = self._r, self._w
-        A, mp = self.A, self.MP
-        if nb >= r(mp + MP_MMAP_THRESHOLD) and self._r32(mp + MP_N_MMAPS) < self._ri32(mp + MP_N_MMAPS_MAX):
-            mm = self.sysmalloc_mmap(nb)
-            if mm:
-                return mm
-        old_top = r(A + AV_TOP)
-        old_size = r(old_top + 8) & ~SIZE_BITS
-        old_end = old_top + old_size
-        contiguous = not self._r32(A + AV_FLAGS) & NONCONTIGUOUS_BIT
-        if not ((old_top == self.UNSORTED and old_size == 0)
-                or (old_size >= MINSIZE and r(old_top + 8) & PREV_INUSE and old_end & (PAGESIZE - 1) == 0)):
-            self.malloc_printerr("Fatal glibc error: malloc assertion failure in sysmalloc: "
-                                 "(old_top == initial_top (av) && old_size == 0) || ((unsigned long) "
-                                 "(old_size) >= MINSIZE && prev_inuse (old_top) && ((unsigned long) "
-                                 "old_end & (pagesize - 1)) == 0)")
-        size = nb + r(mp + MP_TOP_PAD) + MINSIZE
-        if contiguous:
-            size -= old_size
-        size = align_up(size, PAGESIZE)
-        brk = None
-        snd_brk = None
-        if size > 0:
-            brk = self.libc_sbrk(size)
-        if brk is None:
-            msize = align_up(size + old_size, PAGESIZE) if contiguous else size
-            msize = max(msize, MMAP_AS_MORECORE_SIZE)
-            if msize > nb:
-                try:
-                    brk = self.host.mmap(msize, "rw")
-                except SyscallError:
-                    brk = None
-                if brk is not None:
-                    self._w32(A + AV_FLAGS, self._r32(A + AV_FLAGS) | NONCONTIGUOUS_BIT)
-                    contiguous = False
-                    size = msize
-                    snd_brk = brk + size
-        if brk is not None:
-            if r(mp + MP_SBRK_BASE) == 0:
-                w(mp + MP_SBRK_BASE, brk)
-            w(A + AV_SYSTEM_MEM, r(A + AV_SYSTEM_MEM) + size)
-            if brk == old_end and snd_brk is None:
-                w(old_top + 8, (size + old_size) | PREV_INUSE)
-            elif contiguous and old_size and brk < old_end:
-                self.malloc_printerr("break adjusted to free malloc space")
-            else:
-                correction = 0
-                aligned_brk = brk
-                if contiguous:
-                    if old_size:
-                        w(A + AV_SYSTEM_MEM, r(A + AV_SYSTEM_MEM) + brk - old_end)
-                    front_misalign = (brk + 16) & MALLOC_ALIGN_MASK
-                    if front_misalign > 0:
-                        correction = 16 - front_misalign
-                        aligned_brk += correction
-                    correction += old_size
-                    end_misalign = brk + size + correction
-                    correction += align_up(end_misalign, PAGESIZE) - end_misalign
-                    snd_brk = self.libc_sbrk(correction)
-                    if snd_brk is None:
-                        correction = 0
-                        snd_brk = self.libc_sbrk(0)
-                else:
-                    if snd_brk is None:
-                        snd_brk = self.libc_sbrk(0)
-                w(A + AV_TOP, aligned_brk)
-                w(aligned_brk + 8, (snd_brk - aligned_brk + correction) | PREV_INUSE)
-                w(A + AV_SYSTEM_MEM, r(A + AV_SYSTEM_MEM) + correction)
-                if old_size != 0:
-                    old_size = (old_size - 2 * CHUNK_HDR_SZ) & ~MALLOC_ALIGN_MASK
-                    w(old_top + 8, old_size | PREV_INUSE)
-                    w(old_top + old_size + 8, CHUNK_HDR_SZ | PREV_INUSE)
-                    w(old_top + old_size + CHUNK_HDR_SZ + 8, CHUNK_HDR_SZ | PREV_INUSE)
-                    if old_size >= MINSIZE:
-                        self._int_free(old_top, True)
-        sm = r(A + AV_SYSTEM_MEM)
-        if sm > r(A + AV_MAX_SYSTEM_MEM):
-            w(A + AV_MAX_SYSTEM_MEM, sm)
-        p = r(A + AV_TOP)
-        size = r(p + 8) & ~SIZE_BITS
-        if size >= nb + MINSIZE:
-            rem = p + nb
-            w(A + AV_TOP, rem)
-            w(p + 8, nb | PREV_INUSE)
-            w(rem + 8, (size - nb) | PREV_INUSE)
-            return p + 16
-        self.set_errno(ENOMEM)
-        return 0
-
-    def systrim(self, pad: int) -> int:
-        """systrim: give back whole pages at the top of the heap above pad (sbrk down)."""
-        r, w = self._r, self._w
-        top = r(self.A + AV_TOP)
-        top_size = r(top + 8) & ~SIZE_BITS
-        top_area = (top_size - MINSIZE - 1) & MASK64
-        if top_area <= pad:
-            return 0
-        extra = ((top_area - pad) & MASK64) & ~(PAGESIZE - 1)
-        if extra == 0 or extra >= 1 << 63:
-            return 0
-        current_brk = self.libc_sbrk(0)
-        if current_brk == top + top_size:
-            self.libc_sbrk(-extra)
-            new_brk = self.libc_sbrk(0)
-            if new_brk is not None:
-                released = current_brk - new_brk
-                if released != 0:
-                    w(self.A + AV_SYSTEM_MEM, r(self.A + AV_SYSTEM_MEM) - released)
-                    w(top + 8, (top_size - released) | PREV_INUSE)
-                    return 1
-        return 0
-
-    # -- _int_free ----------------------------------------------------------------------------------
     def _int_free(self, p: int, have_lock: bool = False) -> None:
         """_int_free: tcache, fastbin, or coalesce into unsorted/top (then consolidate/trim)."""
         r, w = self._r, self._w
@@ -810,26 +391,3 @@ class PtMallocCore:
                 and head <= DEFAULT_MMAP_THRESHOLD_MAX):
             w(mp + MP_MMAP_THRESHOLD, head & ~SIZE_BITS)
             w(mp + MP_TRIM_THRESHOLD, 2 * (head & ~SIZE_BITS))
-
-    def mtrim(self, pad: int) -> int:
-        """mtrim: consolidate, MADV_DONTNEED the whole free pages of big free chunks, systrim."""
-        r = self._r
-        self.malloc_consolidate()
-        psindex = bin_index(PAGESIZE)
-        result = 0
-        madvise = getattr(self.host, "madvise", None)
-        for i in range(1, NBINS):
-            if i == 1 or i >= psindex:
-                b = self.bin_at(i)
-                p = r(b + 24)
-                while p != b:
-                    size = r(p + 8) & ~SIZE_BITS
-                    if size > PAGESIZE - 1 + MALLOC_STRUCT_SIZE:
-                        paligned = (p + MALLOC_STRUCT_SIZE + PAGESIZE - 1) & ~(PAGESIZE - 1)
-                        size -= paligned - p
-                        if size > PAGESIZE - 1:
-                            if madvise is not None:
-                                madvise(paligned, size & ~(PAGESIZE - 1), "dontneed")
-                            result = 1
-                    p = r(p + 24)
-        return result | self.systrim(pad)

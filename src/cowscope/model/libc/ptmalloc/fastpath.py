@@ -1,0 +1,182 @@
+"""Fast paths of __libc_malloc / __libc_free for tcache hits, as closures over the accessors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .layout import (
+    IS_MMAPPED,
+    MALLOC_ALIGN_MASK,
+    MASK64,
+    MINSIZE,
+    PTRDIFF_MAX,
+    SIZE_BITS,
+    TC_ENTRIES,
+    TCACHE_STRUCT_SIZE,
+)
+
+
+class FastPathMixin:
+    """Installs per-instance malloc/free closures; the class methods stay the reference paths."""
+
+    def _install_fast_paths(self) -> None:
+        """Instance-level malloc/free closures for the common tcache hits (same reads and writes).
+
+        They handle a tcache_get from a non-empty bin and a tcache_put into a bin with room whose
+        chunk does not carry the key (no double-free suspicion); once the tcache exists, other
+        heap requests go straight to _int_malloc / _int_free (errno saved and restored), and
+        everything else (first call, mmapped chunks) falls through to the full methods above.
+        """
+        r, w, r16, w16, r32, w32 = self._r, self._w, self._r16, self._w16, self._r32, self._w32
+        a_tcache, a_tcache_bins, a_tcache_count = self.a_tcache, self.a_tcache_bins, self.a_tcache_count
+        a_key, a_errno = self.a_key, self.a_errno
+        # libc data and TLS are mapped for the process's whole life: a host may hand out direct
+        # views of them (FlatHost does), so these fixed fields skip the bounds-checked accessors
+        fixed = getattr(self.host, "fixed_views", None)
+        if fixed is not None:
+            q, i32v, base = fixed()
+            cr, er, ew = q.__getitem__, i32v.__getitem__, i32v.__setitem__
+            a_tcache, a_tcache_bins, a_tcache_count, a_key = ((x - base) >> 3 for x in (
+                a_tcache, a_tcache_bins, a_tcache_count, a_key))
+            a_errno = (a_errno - base) >> 2
+        else:
+            cr, er, ew = r, r32, w32
+        full_malloc = type(self).malloc.__get__(self)
+        full_free = type(self).free.__get__(self)
+        int_malloc, int_free = self._int_malloc, self._int_free
+
+        def malloc(size: int) -> int:
+            tc = cr(a_tcache)
+            if tc and size <= PTRDIFF_MAX:
+                tc_idx = 0 if size < 9 else ((size + 23) >> 4) - 2   # csize2tidx(request2size)
+                if tc_idx < cr(a_tcache_bins):
+                    ca = tc + 2 * tc_idx
+                    cnt = r16(ca)
+                    if cnt:
+                        slot = tc + TC_ENTRIES + 8 * tc_idx
+                        e = r(slot)
+                        if not e & MALLOC_ALIGN_MASK:
+                            w(slot, (e >> 12) ^ r(e))
+                            w16(ca, cnt - 1)
+                            w(e + 8, 0)
+                            return e
+                    else:
+                        return int_malloc(size)
+                else:
+                    return int_malloc(size)
+            return full_malloc(size)
+
+        def free(ptr: int) -> None:
+            if ptr == 0:
+                return
+            p = (ptr - 16) & MASK64
+            head = r(p + 8)
+            tc = cr(a_tcache)
+            if tc and not head & IS_MMAPPED:
+                size = head & ~SIZE_BITS
+                if (size >= MINSIZE and not size & MALLOC_ALIGN_MASK and not p & MALLOC_ALIGN_MASK
+                        and p <= (-size) & MASK64):
+                    tc_idx = (size - 17) >> 4
+                    if tc_idx < cr(a_tcache_bins):
+                        e = p + 16
+                        key = cr(a_key)
+                        if r(e + 8) != key:
+                            ca = tc + 2 * tc_idx
+                            cnt = r16(ca)
+                            if cnt < cr(a_tcache_count):
+                                err = er(a_errno)
+                                w(e + 8, key)
+                                slot = tc + TC_ENTRIES + 8 * tc_idx
+                                w(e, (e >> 12) ^ r(slot))
+                                w(slot, e)
+                                w16(ca, cnt + 1)
+                                ew(a_errno, err)
+                                return
+                err = er(a_errno)
+                int_free(p, False)
+                ew(a_errno, err)
+                return
+            full_free(ptr)
+
+        self.malloc = malloc  # type: ignore[method-assign]
+        self.free = free  # type: ignore[method-assign]
+        views = getattr(self.host, "window_views", None)
+        if views is not None:
+            self._install_window_fast_paths(views(), malloc, free)
+
+    def _install_window_fast_paths(self, views: tuple, generic_malloc: Callable[[int], int],
+                                   generic_free: Callable[[int], None]) -> None:
+        """The same tcache fast paths with the heap read through the host's memoryviews directly.
+
+        Used when the host exposes its memory window (FlatHost): addresses inside the mapped part
+        of the window (below the break) are indexed in place; anything else (corrupted or
+        misaligned pointers, mmapped chunks) takes the accessor-based paths.
+        """
+        q, h16, i32, W, box = views
+        i_tcache = (self.a_tcache - W) >> 3
+        i_bins = (self.a_tcache_bins - W) >> 3
+        i_count = (self.a_tcache_count - W) >> 3
+        i_key = (self.a_key - W) >> 3
+        i_errno = (self.a_errno - W) >> 2
+        int_malloc, int_free = self._int_malloc, self._int_free
+        tc_end = TCACHE_STRUCT_SIZE
+
+        def malloc(size: int) -> int:
+            tc = q[i_tcache]
+            if tc and size <= PTRDIFF_MAX:
+                tc_idx = 0 if size < 9 else ((size + 23) >> 4) - 2
+                if tc_idx >= q[i_bins]:
+                    return int_malloc(size)
+                if not tc & MALLOC_ALIGN_MASK and W <= tc and tc + tc_end <= box[0]:
+                    ot = tc - W
+                    ci = (ot >> 1) + tc_idx
+                    cnt = h16[ci]
+                    if not cnt:
+                        return int_malloc(size)
+                    si = (ot >> 3) + 16 + tc_idx          # entries[] start at tc + 128
+                    e = q[si]
+                    if not e & MALLOC_ALIGN_MASK and W <= e and e + 16 <= box[0]:
+                        eo = (e - W) >> 3
+                        q[si] = (e >> 12) ^ q[eo]         # entries[i] = REVEAL_PTR(e->next)
+                        h16[ci] = cnt - 1
+                        q[eo + 1] = 0                     # e->key = 0
+                        return e
+            return generic_malloc(size)
+
+        def free(ptr: int) -> None:
+            if ptr == 0:
+                return
+            p = (ptr - 16) & MASK64
+            lim = box[0]
+            if not p & MALLOC_ALIGN_MASK and W <= p and p + 32 <= lim:
+                po = (p - W) >> 3
+                head = q[po + 1]
+                tc = q[i_tcache]
+                if tc and not head & IS_MMAPPED:
+                    size = head & ~SIZE_BITS
+                    if size >= MINSIZE and not size & MALLOC_ALIGN_MASK and p <= (-size) & MASK64:
+                        tc_idx = (size - 17) >> 4
+                        if tc_idx < q[i_bins]:
+                            key = q[i_key]
+                            if (q[po + 3] != key and not tc & MALLOC_ALIGN_MASK and W <= tc
+                                    and tc + tc_end <= lim):
+                                ot = tc - W
+                                ci = (ot >> 1) + tc_idx
+                                cnt = h16[ci]
+                                if cnt < q[i_count]:
+                                    err = i32[i_errno]
+                                    q[po + 3] = key                      # e->key
+                                    si = (ot >> 3) + 16 + tc_idx
+                                    q[po + 2] = ((p + 16) >> 12) ^ q[si]  # e->next, safe-linked
+                                    q[si] = p + 16
+                                    h16[ci] = cnt + 1
+                                    i32[i_errno] = err
+                                    return
+                    err = i32[i_errno]
+                    int_free(p, False)
+                    i32[i_errno] = err
+                    return
+            generic_free(ptr)
+
+        self.malloc = malloc  # type: ignore[method-assign]
+        self.free = free  # type: ignore[method-assign]
