@@ -5,12 +5,14 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ProcessGone
 from ..observe import procfs
+from ..observe.records import parse_smaps_rollup
 
 PROC = Path("/proc")
 #: pagemap entries read per system call (8 MiB of entries = 4 GiB of address space).
@@ -49,16 +51,44 @@ def _gone_or_raise(pid: int, what: str, exc: OSError) -> None:
     raise exc
 
 
-def stat_flags(pid: int) -> tuple[str, int]:
-    """(state letter, task flags) from /proc/PID/stat."""
+@dataclass(frozen=True)
+class Stat:
+    """The fields of /proc/PID/stat the inspector needs."""
+
+    name: str
+    state: str
+    ppid: int
+    flags: int
+
+
+def read_stat(pid: int) -> Stat:
+    """Name (comm), state, parent and task flags from /proc/PID/stat in one read."""
     try:
         text = procfs.read_text(pid, "stat")
     except PermissionError as exc:
         raise ProcPermissionError(pid, "stat") from exc
-    rest = text.rsplit(")", 1)[-1].split()
-    if len(rest) < 7:
+    head, sep, tail = text.rpartition(")")
+    rest = tail.split()
+    if not sep or len(rest) < 7:
         raise ProcessGone(pid)
-    return rest[0], int(rest[6])
+    return Stat(head.partition("(")[2], rest[0], int(rest[1]), int(rest[6]))
+
+
+def stat_flags(pid: int) -> tuple[str, int]:
+    """(state letter, task flags) from /proc/PID/stat."""
+    st = read_stat(pid)
+    return st.state, st.flags
+
+
+def read_rollup(pid: int) -> dict[str, int]:
+    """/proc/PID/smaps_rollup fields in kB; ProcessGone when the process has no mm any more."""
+    try:
+        text = procfs.read_text(pid, "smaps_rollup")
+    except PermissionError as exc:
+        raise ProcPermissionError(pid, "smaps_rollup") from exc
+    if not text.strip():
+        raise ProcessGone(pid)
+    return parse_smaps_rollup(text).fields
 
 
 def is_kernel_thread(pid: int) -> bool:

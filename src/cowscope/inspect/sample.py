@@ -18,13 +18,15 @@ from ..observe.pages import classify as classify_states
 from ..observe.records import PAGE_SIZE, MapsEntry, SmapsEntry
 from . import classify as cl
 from .procread import (
+    PF_KTHREAD,
     SPECIAL_MAPPINGS,
     USER_SPACE_END,
     PagemapReader,
     ProcPermissionError,
     kpagecount_readable,
     read_kpagecount,
-    stat_flags,
+    read_rollup,
+    read_stat,
     zero_pfn,
 )
 from .tree import Missed, discover
@@ -214,6 +216,8 @@ class Sampler:
                 continue
             try:
                 raise res
+            except _NotFound:
+                s.missed.append(Missed(pid, "not-found", f"no process with pid {pid}"))
             except ProcessGone:
                 s.missed.append(Missed(pid, "gone", f"pid {pid} exited while being read"))
             except (ProcPermissionError, PermissionError) as exc:
@@ -229,19 +233,21 @@ class Sampler:
     def _read_or_error(self, pid: int) -> _Raw | BaseException:
         try:
             return self._read(pid)
-        except (ProcessGone, PermissionError, _KernelThread) as exc:
+        except (ProcessGone, PermissionError, _KernelThread, _NotFound) as exc:
             return exc
 
     def _read(self, pid: int) -> _Raw:
-        state, flags = stat_flags(pid)
-        if flags & 0x00200000:
+        try:
+            st = read_stat(pid)
+        except ProcessGone:
+            raise _NotFound(pid) from None
+        if st.flags & PF_KTHREAD:
             raise _KernelThread(pid)
-        if state in ("Z", "X", "x"):
+        if st.state in ("Z", "X", "x"):
             raise ProcessGone(pid, "exited (zombie)")
-        st = procfs.read_status(pid)
         raw = _Raw(pid, st.ppid, st.name, None)
         if self.mode != "exact":  # exact mode derives the same figures from the pages it reads anyway
-            raw.rollup = dict(procfs.read_smaps_rollup(pid).fields)
+            raw.rollup = read_rollup(pid)
         if self.mode == "summary":
             return raw
         maps = [v for v in procfs.read_maps(pid)
@@ -250,7 +256,7 @@ class Sampler:
         if raw.too_big:  # huge sparse reservations: kernel totals, no page-level reading
             maps = [v for v in maps if v.npages <= MAX_MAPPING_PAGES]
             if raw.rollup is None:
-                raw.rollup = dict(procfs.read_smaps_rollup(pid).fields)
+                raw.rollup = read_rollup(pid)
         if self.hook:
             self.hook(pid, "maps")
         pm = np.empty(sum(v.npages for v in maps), dtype=np.uint64)
@@ -368,6 +374,10 @@ class Sampler:
 
 class _KernelThread(Exception):
     """The pid is a kernel thread."""
+
+
+class _NotFound(Exception):
+    """No process has this pid (it was never there, or exited before the first read)."""
 
 
 def _mapping(vma: MapsEntry) -> MappingFigures:

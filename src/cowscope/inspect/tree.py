@@ -25,10 +25,10 @@ def discover(roots: list[int], tree: bool) -> tuple[list[int], list[Missed]]:
     pids: list[int] = []
     missed: list[Missed] = []
     for root in roots:
-        if root <= 0 or not psutil.pid_exists(root):
+        if root <= 0 or (tree and not psutil.pid_exists(root)):
             missed.append(Missed(root, "not-found", f"no process with pid {root}"))
             continue
-        pids.append(root)
+        pids.append(root)  # without --tree, a pid that does not exist is found out by the first read
         if not tree:
             continue
         try:
