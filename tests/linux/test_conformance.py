@@ -45,6 +45,7 @@ KNOWN_MODEL_DISAGREEMENTS = {
     "D05": "model applies nothing when madvise meets a hole; the kernel advises the mapped parts (ENOMEM)",
     "D06": "model fails mremap shrink (EFAULT) when the old range spans VMAs or a hole; the kernel unmaps the tail",
     "D07": "model populates nothing when MADV_POPULATE_* meets a hole; the kernel populates the mapped part",
+    "D08": "model reads zeros past the end of a shared file/shmem object; the kernel raises SIGBUS",
 }
 
 

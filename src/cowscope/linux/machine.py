@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Aborted, ProcessGone, Segfault, SyscallError
+from ..errors import Aborted, ProcessGone, ProcessKilled, Segfault, SyscallError
 from ..observe import procfs
 from ..observe.records import (
     PAGE_SIZE,
@@ -241,6 +241,9 @@ class Process:
             self._died()
             raise ProcessGone(self.pid)
         tag, err, ret, aux = rep
+        if tag == T_SEGV and err == signal.SIGBUS:
+            self._died(("signal", err))
+            raise ProcessKilled(self.pid, err, f"bus error at {aux:#x} (beyond the end of the object)")
         if tag == T_SEGV:
             self._died(("signal", err))
             raise Segfault(self.pid, aux, SEGV_REASONS.get(ret, f"si_code {ret}"))
@@ -339,8 +342,8 @@ class Process:
              offset: int = 0, addr: int | None = None, fixed: bool = False, guard: bool = True) -> int:
         """mmap(2); without addr the region gets PROT_NONE guard pages so it never merges."""
         flags = (MMAP_SHARED if shared else 0) | (MMAP_FIXED if fixed else 0) | MMAP_NOHUGE
-        if guard and addr is None and not fixed:
-            flags |= MMAP_GUARD
+        if guard and addr is None and not fixed and prot_bits(prot):
+            flags |= MMAP_GUARD  # (a PROT_NONE reservation is itself a guard)
         path = file.real_path.encode() if file is not None else b""
         ret, _ = self._call(OP_MMAP, length, prot_bits(prot), flags, addr or 0, offset, payload=path,
                             what="mmap")

@@ -228,3 +228,27 @@ def populate_hole(m: Any) -> None:
         m.expect(exc is None or exc.errno == errno.ENOMEM, f"{advice}: errno ENOMEM")
         m.expect_eq(m.tokens(p, a, 2), [want, want], f"{advice}: the mapped part is populated")
     m.checkpoint("populated")
+
+
+@scenario("D08", "access beyond the end of a shared object (file, shmem grown by mremap): SIGBUS")
+def sigbus_beyond_eof(m: Any) -> None:
+    import signal
+
+    from ...errors import ProcessKilled
+
+    f = pattern_file(m, "/data/fd08", 1)
+    p = m.spawn("P")
+    s = region(m, p, 2, shared=True)
+    p.fill(s, 2 * PAGE, 0x11)
+    fm = p.mmap(2 * PAGE, prot="r", shared=True, file=f)
+    c1 = p.fork()
+    exc = m.expect_raises(ProcessKilled, lambda: c1.read(fm + PAGE, 1), "file page past EOF")
+    m.expect(exc is not None and exc.signo == signal.SIGBUS, f"SIGBUS, not {exc!r}")
+    c2 = p.fork()
+    g = c2.mremap(s, 2 * PAGE, 4 * PAGE)
+    m.expect_eq(c2.read(g + PAGE, 1), b"\x11", "inside the shmem object")
+    exc = m.expect_raises(ProcessKilled, lambda: c2.read(g + 3 * PAGE, 1), "shmem grown past its size")
+    m.expect(exc is not None and exc.signo == signal.SIGBUS, f"SIGBUS, not {exc!r}")
+    m.checkpoint("both children killed")
+    m.expect_eq((c1.exit_status, c2.exit_status), (("signal", signal.SIGBUS), ("signal", signal.SIGBUS)),
+                "exit statuses")
