@@ -81,6 +81,7 @@ def run_glibc(ops: list[tuple[str, int, int]], repeat: int) -> float:
 def call_overhead_ns() -> float:
     """CPU ns of an empty Python function call right now (a yardstick for the model's speed)."""
     def f(x: int) -> int:
+        """Do nothing."""
         return x
 
     t = time.process_time()
@@ -90,6 +91,7 @@ def call_overhead_ns() -> float:
 
 
 def main() -> None:
+    """Run the benchmark and print both sides and their ratio."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ops", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=1)

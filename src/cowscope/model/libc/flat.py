@@ -40,6 +40,7 @@ class FlatHost:
     def __init__(self, heap_base: int = 0x555555559000, mmap_base: int = 0x7FFFF7D80000,
                  libc_data_size: int = 0xF000, tls_size: int = 3 * PAGE,
                  heap_limit: int = 1 << 30, mmap_limit: int = 1 << 40, pid: int = 1) -> None:
+        """A fresh process: nothing mapped but libc data, TLS and an empty heap at heap_base."""
         self.pid = pid
         self.heap_base = heap_base
         self.libc_data_size = libc_data_size
@@ -77,49 +78,58 @@ class FlatHost:
         box = self._limit_box = [L]   # the same end, shared with window_views() users
 
         def set_lim(n: int) -> None:
+            """Move the end of the accessible window (brk)."""
             nonlocal L
             L = W + n
             box[0] = L
 
         def r64(a: int) -> int:
+            """64-bit load."""
             if W <= a < L and not a & 7:
                 return q[(a - W) >> 3]
             return int.from_bytes(slow_r(a, 8), "little")
 
         def w64(a: int, v: int) -> None:
+            """64-bit store."""
             if W <= a < L and not a & 7:
                 q[(a - W) >> 3] = v & 0xFFFFFFFFFFFFFFFF
             else:
                 slow_w(a, (v & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
 
         def r32(a: int) -> int:
+            """32-bit load."""
             if W <= a < L and not a & 3:
                 return i32[(a - W) >> 2]
             return int.from_bytes(slow_r(a, 4), "little")
 
         def w32(a: int, v: int) -> None:
+            """32-bit store."""
             if W <= a < L and not a & 3:
                 i32[(a - W) >> 2] = v & 0xFFFFFFFF
             else:
                 slow_w(a, (v & 0xFFFFFFFF).to_bytes(4, "little"))
 
         def r16(a: int) -> int:
+            """16-bit load."""
             if W <= a < L and not a & 1:
                 return h16[(a - W) >> 1]
             return int.from_bytes(slow_r(a, 2), "little")
 
         def w16(a: int, v: int) -> None:
+            """16-bit store."""
             if W <= a < L and not a & 1:
                 h16[(a - W) >> 1] = v & 0xFFFF
             else:
                 slow_w(a, (v & 0xFFFF).to_bytes(2, "little"))
 
         def r8(a: int) -> int:
+            """Byte load."""
             if W <= a < L:
                 return b8[a - W]
             return slow_r(a, 1)[0]
 
         def w8(a: int, v: int) -> None:
+            """Byte store."""
             if W <= a < L:
                 b8[a - W] = v & 0xFF
             else:

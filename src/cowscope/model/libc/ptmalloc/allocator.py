@@ -108,6 +108,7 @@ def static_libc_data(libc_data: int) -> list[tuple[int, bytes]]:
     a = libc_data + OFF_MAIN_ARENA
 
     def u64(v: int) -> bytes:
+        """Little-endian 8 bytes."""
         return v.to_bytes(8, "little")
 
     return [(mp + MP_TRIM_THRESHOLD, u64(DEFAULT_MMAP_THRESHOLD)), (mp + MP_TOP_PAD, u64(DEFAULT_TOP_PAD)),
@@ -126,6 +127,7 @@ class PtMalloc(FastPathMixin, PtMallocCore, Allocator):
     glibc_version = "2.36"
 
     def __init__(self, host: AllocatorHost, tcache_key: int | None = None) -> None:
+        """Bind to host; load libc's static malloc data if the image has not."""
         super().__init__(host)
         if host.libc_data_size < LIBC_DATA_MIN_SIZE:
             raise ValueError(f"ptmalloc needs a libc data area of at least {LIBC_DATA_MIN_SIZE:#x} bytes")

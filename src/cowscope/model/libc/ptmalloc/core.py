@@ -57,16 +57,20 @@ def narrow_accessors(r64: Callable[[int], int], w64: Callable[[int, int], None])
     """8/16/32-bit loads and stores built on 64-bit ones (read-modify-write of the aligned word)."""
 
     def rn(nbytes: int) -> Callable[[int], int]:
+        """A load of nbytes."""
         mask = (1 << (8 * nbytes)) - 1
 
         def r(addr: int) -> int:
+            """Load through the containing aligned word."""
             return (r64(addr & ~7) >> ((addr & 7) * 8)) & mask
         return r
 
     def wn(nbytes: int) -> Callable[[int, int], None]:
+        """A store of nbytes."""
         mask = (1 << (8 * nbytes)) - 1
 
         def w(addr: int, value: int) -> None:
+            """Read-modify-write of the containing aligned word."""
             base = addr & ~7
             sh = (addr & 7) * 8
             w64(base, (r64(base) & ~(mask << sh)) | ((value & mask) << sh))

@@ -46,6 +46,7 @@ class FastPathMixin:
         int_malloc, int_free = self._int_malloc, self._int_free
 
         def malloc(size: int) -> int:
+            """__libc_malloc with tcache_get inlined."""
             tc = cr(a_tcache)
             if tc and size <= PTRDIFF_MAX:
                 tc_idx = 0 if size < 9 else ((size + 23) >> 4) - 2   # csize2tidx(request2size)
@@ -67,6 +68,7 @@ class FastPathMixin:
             return full_malloc(size)
 
         def free(ptr: int) -> None:
+            """__libc_free with the tcache_put of _int_free inlined."""
             if ptr == 0:
                 return
             p = (ptr - 16) & MASK64
@@ -122,6 +124,7 @@ class FastPathMixin:
         tc_end = TCACHE_STRUCT_SIZE
 
         def malloc(size: int) -> int:
+            """__libc_malloc with tcache_get inlined, on the memory window."""
             tc = q[i_tcache]
             if tc and size <= PTRDIFF_MAX:
                 tc_idx = 0 if size < 9 else ((size + 23) >> 4) - 2
@@ -144,6 +147,7 @@ class FastPathMixin:
             return generic_malloc(size)
 
         def free(ptr: int) -> None:
+            """__libc_free with the tcache_put of _int_free inlined, on the memory window."""
             if ptr == 0:
                 return
             p = (ptr - 16) & MASK64

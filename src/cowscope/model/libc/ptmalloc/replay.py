@@ -71,6 +71,7 @@ class ModelRunner:
     """Runs ops on a PtMalloc bound to a host; formats results like the native harness."""
 
     def __init__(self, alloc, heap_base: int | None = None) -> None:
+        """Runner for alloc; H defaults to the current break (the heap start)."""
         self.alloc = alloc
         self.host = alloc.host
         self.H = heap_base if heap_base is not None else self.host.sbrk(0)
@@ -199,6 +200,7 @@ def replay_text(ops_text: str, host=None, with_state: bool = False) -> tuple[lis
     states: list[str] = []
     if with_state:
         def hook(n: int) -> None:
+            """Dump the bins after operation n."""
             states.append(f"== {n}")
             states.extend(dump_state(runner.alloc, runner.H))
         runner.state_hook = hook
