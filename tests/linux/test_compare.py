@@ -211,3 +211,16 @@ def test_run_on_linux_cli() -> None:
     assert out.returncode == 0, out.stderr
     assert "checkpoint: child killed by SIGSEGV; parent goes on (linux)" in out.stdout
     assert "cowscope-agent" in out.stdout  # real mappings of the agent binary
+
+
+def test_fault_around_in_another_process_excuses_only_the_map_count() -> None:
+    def two(p_pages, c_pages, p_acc, c_acc):
+        obs = _obs(p_pages, {}, filebacked=True, accessed=p_acc)
+        obs["C"] = _obs(c_pages, {}, filebacked=True, accessed=c_acc)["P"]
+        return obs
+
+    model = _trace("model", two(["F1.A", "-"], ["-", "F1.B"], [0], [1]))
+    linux = _trace("linux", two(["F2.A", "F1.B"], ["F2.A", "F1.B"], [0], [1]))  # both faulted around
+    assert counted(compare(model, linux)) == []
+    linux2 = _trace("linux", two(["F3.A", "F1.B"], ["-", "F1.B"], [0], [1]))  # nobody explains F3
+    assert [d.where for d in counted(compare(model, linux2))] == ["[c] P P#1 p0"]

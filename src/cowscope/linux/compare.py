@@ -121,6 +121,7 @@ def _identity_diffs(pairs: list[tuple[str, str, str]]) -> list[Diff]:
 def _compare_obs(label: str, mo: dict[str, Any], lo: dict[str, Any], pfns: bool) -> list[Diff]:
     out: list[Diff] = []
     pairs: list[tuple[str, str, str]] = []
+    around = _fault_around_slots(mo, lo)
     for key in sorted(set(mo) | set(lo)):
         a, b = mo.get(key), lo.get(key)
         at = f"[{label}] {key}"
@@ -135,7 +136,7 @@ def _compare_obs(label: str, mo: dict[str, Any], lo: dict[str, Any], pfns: bool)
             if rk not in ra or rk not in rb:
                 out.append(Diff(f"{at} {rk}", "mapped" if rk in ra else None, "mapped" if rk in rb else None))
                 continue
-            out += _compare_region(f"{at} {rk}", ra[rk], rb[rk], pfns, pairs)
+            out += _compare_region(f"{at} {rk}", ra[rk], rb[rk], pfns, pairs, around)
         ia, ib = a.get("info", {}), b.get("info", {})
         if ia != ib:
             why = EXCLUSIONS["status / smaps_rollup / fault counts"]
@@ -148,10 +149,28 @@ def _letter(tok: str) -> str | None:
     return m.group(0)[1:] if m else None
 
 
+def _fault_around_slots(mo: dict[str, Any], lo: dict[str, Any]) -> set[tuple[str, int]]:
+    """(region, page) slots some process has mapped on one side only without accessing them."""
+    slots = set()
+    for key in set(mo) & set(lo):
+        ra_all, rb_all = mo[key].get("regions", {}), lo[key].get("regions", {})
+        for rk in set(ra_all) & set(rb_all):
+            ra, rb = ra_all[rk], rb_all[rk]
+            if not ra["filebacked"]:
+                continue
+            accessed = set(ra["accessed"]) | set(rb["accessed"])
+            for i, (x, y) in enumerate(zip(ra["pages"], rb["pages"], strict=False)):
+                if i not in accessed and (x == "-") != (y == "-"):
+                    slots.add((rk, i))
+    return slots
+
+
 def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
-                    pairs: list[tuple[str, str, str]] | None = None) -> list[Diff]:
+                    pairs: list[tuple[str, str, str]] | None = None,
+                    around: frozenset[tuple[str, int]] | set[tuple[str, int]] = frozenset()) -> list[Diff]:
     """Differences of one region; page-identity letters go to `pairs` (checked per checkpoint)."""
     out: list[Diff] = []
+    rk = at.rsplit(" ", 1)[-1]
     accessed = set(ra["accessed"]) | set(rb["accessed"])
     fault_around_pages: set[int] = set()
     ta = [_norm_token(t, False, pfns) for t in ra["pages"]]
@@ -163,6 +182,9 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
             excl = None
             if ra["filebacked"] and i not in accessed and (x == "-" or y == "-"):
                 excl = EXCLUSIONS[FAULT_AROUND]
+                fault_around_pages.add(i)
+            elif (rk, i) in around and x and y and x[0] == y[0] == "F":
+                excl = EXCLUSIONS[FAULT_AROUND]  # another process's fault-around mapped it too
                 fault_around_pages.add(i)
             out.append(Diff(f"{at} p{i}", x, y, excl))
         elif pfns and pairs is not None and x not in (None, "-", "Z", "G"):

@@ -40,7 +40,8 @@ EXCLUSIONS = {
     "VmFlags nh": "the agent puts MADV_NOHUGEPAGE on every region so THP never "
     "enters these scenarios (the kernel's THP mode is madvise; the model's regions have no flag)",
     "untouched file/shmem pages": "read fault-around maps 0-15 neighbouring page-cache pages "
-    "opportunistically; only pages a process accessed are compared in file and shmem regions",
+    "opportunistically; only pages a process accessed are compared in file and shmem regions, and "
+    "a page's map count is not compared where another process mapped it by fault-around",
     "heap VMA and its smaps": "the model lays the program out without ASLR, so its [heap] VMA "
     "merges with the program's .bss; the kernel randomizes the break (randomize_va_space=2) and "
     "the agent's .bss differs in size: heap pages are compared, the heap's VMA range and smaps are not",
