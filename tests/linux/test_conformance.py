@@ -44,8 +44,9 @@ KNOWN_MODEL_DISAGREEMENTS = {
     "D04": "model keeps VM_ACCOUNT when a never-faulted anon VMA becomes read-only; the kernel drops it",
     "D05": "model applies nothing when madvise meets a hole; the kernel advises the mapped parts (ENOMEM)",
     "D06": "model fails mremap shrink (EFAULT) when the old range spans VMAs or a hole; the kernel unmaps the tail",
-    "D07": "model populates nothing when MADV_POPULATE_* meets a hole; the kernel populates the mapped part",
+    "D07": "MADV_POPULATE_* meeting a hole: the kernel populates in order up to the hole, then ENOMEM",
     "D08": "model reads zeros past the end of a shared file/shmem object; the kernel raises SIGBUS",
+    "D09": "model leaves a writable-mapped clean shmem page clean on MADV_POPULATE_WRITE; the kernel dirties it",
 }
 
 

@@ -214,7 +214,7 @@ def mremap_shrink_split(m: Any) -> None:
     m.expect_eq(m.tokens(p, b, 5), ["X", "X", "-", "-", "-"], "second range")
 
 
-@scenario("D07", "MADV_POPULATE_* over a hole: ENOMEM after populating the mapped part")
+@scenario("D07", "MADV_POPULATE_* over a hole: ENOMEM, populated in order up to the hole")
 def populate_hole(m: Any) -> None:
     import errno
 
@@ -226,7 +226,12 @@ def populate_hole(m: Any) -> None:
         p.munmap(a + 2 * PAGE, PAGE)
         exc = m.expect_raises(SyscallError, lambda a=a, advice=advice: p.madvise(a, 3 * PAGE, advice), advice)
         m.expect(exc is None or exc.errno == errno.ENOMEM, f"{advice}: errno ENOMEM")
-        m.expect_eq(m.tokens(p, a, 2), [want, want], f"{advice}: the mapped part is populated")
+        m.expect_eq(m.tokens(p, a, 2), [want, want], f"{advice}: the part before the hole is populated")
+        b = region(m, p, 3)
+        p.munmap(b, PAGE)
+        exc = m.expect_raises(SyscallError, lambda b=b, advice=advice: p.madvise(b, 3 * PAGE, advice), advice)
+        m.expect(exc is None or exc.errno == errno.ENOMEM, f"{advice} from a hole: errno ENOMEM")
+        m.expect_eq(m.tokens(p, b + PAGE, 2), ["-", "-"], f"{advice}: nothing after a leading hole")
     m.checkpoint("populated")
 
 
@@ -252,3 +257,15 @@ def sigbus_beyond_eof(m: Any) -> None:
     m.checkpoint("both children killed")
     m.expect_eq((c1.exit_status, c2.exit_status), (("signal", signal.SIGBUS), ("signal", signal.SIGBUS)),
                 "exit statuses")
+
+
+@scenario("D09", "MADV_POPULATE_WRITE dirties a clean shmem page that was already mapped writable")
+def populate_write_dirties(m: Any) -> None:
+    p = m.spawn("P")
+    s = region(m, p, 2, shared=True)
+    p.read(s, 1)  # p0: mapped by a read fault, clean
+    p.write(s + PAGE, b"\x01")  # p1: write fault, dirty
+    m.expect_smaps(p, s, "before", Size=8, Rss=8, Pss=8, Pss_Dirty=4, Private_Clean=4, Private_Dirty=4)
+    p.madvise(s, 2 * PAGE, "populate_write")
+    m.checkpoint("populated for write")
+    m.expect_smaps(p, s, "after: both dirty", Size=8, Rss=8, Pss=8, Pss_Dirty=8, Private_Dirty=8)
