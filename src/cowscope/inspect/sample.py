@@ -174,7 +174,7 @@ def resolve_mode(mode: str) -> tuple[str, list[str]]:
     elif mode == "auto":
         mode = "exact"
     if mode == "estimate":
-        notes.append("no PFNs (not root): RSS/PSS/USS/swap are the kernel's smaps figures; "
+        notes.append("estimated classes (no PFNs, e.g. not root): RSS/PSS/USS/swap are the kernel's smaps figures; "
                      "shared-with-parent vs sibling-shared is inferred from pagemap's exclusive bit (a frame "
                      "shared by parent and worker cannot be told from one shared elsewhere), zero-page "
                      "mappings count as shared, and the tree's unique memory is unknown")
