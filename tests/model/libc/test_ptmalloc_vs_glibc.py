@@ -73,6 +73,11 @@ CORRUPTIONS = [
     ("free_invalid_pointer", "m 1 100\nF 1 8\n", "free(): invalid pointer"),
     ("free_invalid_size", "m 1 100\nw 1 -8 0x11\nf 1\n", "free(): invalid size"),
     ("break_adjusted", "o -4 0\nm 1 24\ns -4096\nm 2 300000\n", "break adjusted to free malloc space"),
+    # M_PERTURB: alloc_perturb fills new memory with ~0x41, so the fake size read by free(p+8) has
+    # IS_MMAPPED set; free_perturb fills a freed chunk with 0x13 (same effect at p+32)
+    ("alloc_perturb", "o -6 65\nm 1 100\nF 1 8\n", "munmap_chunk(): invalid pointer"),
+    ("free_perturb", "o -6 19\nm 1 2000\nm 2 24\nx 1\nF 1 40\n", "munmap_chunk(): invalid pointer"),
+    ("no_perturb", "m 1 2000\nm 2 24\nx 1\nF 1 40\n", "free(): invalid pointer"),
 ]
 
 

@@ -59,7 +59,6 @@ from .layout import (
     OFF_MAIN_ARENA,
     OFF_MALLOC_INITIALIZED,
     OFF_MP,
-    OFF_PERTURB_BYTE,
     OFF_TCACHE_KEY,
     PAGESIZE,
     PREV_INUSE,
@@ -252,11 +251,11 @@ class PtMalloc(FastPathMixin, PtMallocCore, Allocator):
             return 0
         p = mem - 16
         if r(p + 8) & IS_MMAPPED:
-            if self._r32(self.host.libc_data + OFF_PERTURB_BYTE) & 0xFF:
+            if self._r32(self.a_perturb):
                 self.host.fill(mem, total, 0)
             return mem
         csz = r(p + 8) & ~SIZE_BITS
-        perturb = self._r32(self.host.libc_data + OFF_PERTURB_BYTE) & 0xFF
+        perturb = self._r32(self.a_perturb)
         if not perturb and p == oldtop and csz > oldtopsize:
             csz = oldtopsize
         self.host.fill(mem, csz - SIZE_SZ, 0)
@@ -483,7 +482,7 @@ class PtMalloc(FastPathMixin, PtMallocCore, Allocator):
             self._w32(mp + MP_N_MMAPS_MAX, value & 0xFFFFFFFF)
             self._w32(mp + MP_NO_DYN_THRESHOLD, 1)
         elif param == M_PERTURB:
-            self._w32(self.host.libc_data + OFF_PERTURB_BYTE, value & 0xFFFFFFFF)
+            self._w32(self.a_perturb, value & 0xFFFFFFFF)
         elif param == M_ARENA_TEST:
             if value > 0:
                 w(mp + MP_ARENA_TEST, v)

@@ -41,6 +41,7 @@ from .layout import (
     OFF_CURBRK,
     OFF_GLOBAL_MAX_FAST,
     OFF_MALLOC_INITIALIZED,
+    OFF_PERTURB_BYTE,
     OFF_TCACHE_KEY,
     PAGESIZE,
     PREV_INUSE,
@@ -105,6 +106,7 @@ class PtMallocCore(IntMallocMixin, SysMemMixin):
         self.a_key = ld + OFF_TCACHE_KEY
         self.a_curbrk = ld + OFF_CURBRK
         self.a_init = ld + OFF_MALLOC_INITIALIZED
+        self.a_perturb = ld + OFF_PERTURB_BYTE
         self.a_tcache_bins = self.MP + MP_TCACHE_BINS
         self.a_tcache_count = self.MP + MP_TCACHE_COUNT
 
@@ -302,6 +304,7 @@ class PtMallocCore(IntMallocMixin, SysMemMixin):
             nhead = r(p + size + 8)
             if nhead <= CHUNK_HDR_SZ or (nhead & ~SIZE_BITS) >= r(A + AV_SYSTEM_MEM):
                 self.malloc_printerr("free(): invalid next size (fast)")
+            self.free_perturb(p + 16, size - CHUNK_HDR_SZ)
             self._w32(A + AV_HAVE_FASTCHUNKS, 1)
             idx = (size >> 4) - 2
             fb = A + AV_FASTBINS + 8 * idx
@@ -331,6 +334,7 @@ class PtMallocCore(IntMallocMixin, SysMemMixin):
         nextsize = nhead & ~SIZE_BITS
         if nhead <= CHUNK_HDR_SZ or nextsize >= r(A + AV_SYSTEM_MEM):
             self.malloc_printerr("free(): invalid next size (normal)")
+        self.free_perturb(p + 16, size - CHUNK_HDR_SZ)
         if not r(p + 8) & PREV_INUSE:
             prevsize = r(p)
             size += prevsize
@@ -367,6 +371,12 @@ class PtMallocCore(IntMallocMixin, SysMemMixin):
             top = r(A + AV_TOP)
             if r(top + 8) & ~SIZE_BITS >= r(mp + MP_TRIM_THRESHOLD):
                 self.systrim(r(mp + MP_TOP_PAD))
+
+    def free_perturb(self, mem: int, n: int) -> None:
+        """free_perturb: fill a freed chunk's user bytes with perturb_byte (M_PERTURB) if set."""
+        pb = self._r32(self.a_perturb)
+        if pb:
+            self.host.fill(mem, n, pb & 0xFF)
 
     def munmap_chunk(self, p: int) -> None:
         """munmap_chunk: check the mapping bounds, update mp_ counters, munmap."""

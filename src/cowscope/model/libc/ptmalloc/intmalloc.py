@@ -56,11 +56,23 @@ class IntMallocMixin:
         return victim + 16
 
     def _int_malloc(self, nbytes: int) -> int:
-        """_int_malloc(&main_arena, bytes): fastbin, smallbin, unsorted scan, bins, top, sysmalloc."""
+        """_int_malloc(&main_arena, bytes); alloc_perturb on every path but the return_cached one."""
+        mem, perturb = self._int_malloc_search(nbytes)
+        if mem and perturb:
+            pb = self._r32(self.a_perturb)
+            if pb:
+                self.host.fill(mem, nbytes, (pb ^ 0xFF) & 0xFF)
+        return mem
+
+    def _int_malloc_search(self, nbytes: int) -> tuple[int, bool]:
+        """_int_malloc's search: fastbin, smallbin, unsorted scan, bins, top, sysmalloc.
+
+        Returns (mem, perturb?): the chunk handed back from the tcache (return_cached) is not
+        perturbed by glibc."""
         nb = checked_request2size(nbytes)
         if nb == 0:
             self.set_errno(ENOMEM)
-            return 0
+            return 0, False
         r, w = self._r, self._w
         A = self.A
         tc = r(self.a_tcache)
@@ -89,7 +101,7 @@ class IntMallocMixin:
                             self.malloc_printerr("malloc(): unaligned fastbin chunk detected 3")
                         w(fb, ((tcv + 16) >> 12) ^ r(tcv + 16))
                         self.tcache_put(tcv, tc_idx)
-                return victim + 16
+                return victim + 16, True
 
         if nb < MIN_LARGE_SIZE:
             idx = nb >> 4
@@ -113,7 +125,7 @@ class IntMallocMixin:
                         w(b + 24, bck)
                         w(bck + 16, b)
                         self.tcache_put(tcv, tc_idx)
-                return victim + 16
+                return victim + 16, True
         else:
             idx = largebin_index(nb)
             if self._r32(A + AV_HAVE_FASTCHUNKS):
@@ -161,7 +173,7 @@ class IntMallocMixin:
                     w(victim + 8, nb | PREV_INUSE)
                     w(rem + 8, remainder_size | PREV_INUSE)
                     w(rem + remainder_size, remainder_size)
-                    return victim + 16
+                    return victim + 16, True
 
                 if r(bck + 16) != victim:
                     self.malloc_printerr("malloc(): corrupted unsorted chunks 3")
@@ -174,7 +186,7 @@ class IntMallocMixin:
                         self.tcache_put(victim, tc_idx)
                         return_cached = True
                         continue
-                    return victim + 16
+                    return victim + 16, True
 
                 if size < MIN_LARGE_SIZE:
                     victim_index = size >> 4
@@ -224,13 +236,13 @@ class IntMallocMixin:
                 tcache_unsorted_count += 1
                 limit = r(mp + MP_TCACHE_UNSORTED_LIMIT)
                 if return_cached and limit > 0 and tcache_unsorted_count > limit:
-                    return self.tcache_get(tc_idx)
+                    return self.tcache_get(tc_idx), False
                 iters += 1
                 if iters >= 10000:
                     break
 
             if return_cached:
-                return self.tcache_get(tc_idx)
+                return self.tcache_get(tc_idx), False
 
             if nb >= MIN_LARGE_SIZE:
                 b = self.bin_at(idx)
@@ -244,7 +256,7 @@ class IntMallocMixin:
                         victim = r(victim + 40)
                     if victim != r(b + 24) and r(victim + 8) == r(r(victim + 16) + 8):
                         victim = r(victim + 16)
-                    return self._split_rest(victim, size, nb, "malloc(): corrupted unsorted chunks", False)
+                    return self._split_rest(victim, size, nb, "malloc(): corrupted unsorted chunks", False), True
 
             idx += 1
             b = self.bin_at(idx)
@@ -277,8 +289,9 @@ class IntMallocMixin:
                     bit = (bit << 1) & 0xFFFFFFFF
                 else:
                     size = r(victim + 8) & ~SIZE_BITS
-                    return self._split_rest(victim, size, nb, "malloc(): corrupted unsorted chunks 2",
-                                            nb < MIN_LARGE_SIZE)
+                    mem = self._split_rest(victim, size, nb, "malloc(): corrupted unsorted chunks 2",
+                                           nb < MIN_LARGE_SIZE)
+                    return mem, True
 
             victim = r(A + AV_TOP)
             size = r(victim + 8) & ~SIZE_BITS
@@ -289,11 +302,11 @@ class IntMallocMixin:
                 w(A + AV_TOP, rem)
                 w(victim + 8, nb | PREV_INUSE)
                 w(rem + 8, (size - nb) | PREV_INUSE)
-                return victim + 16
+                return victim + 16, True
             if self._r32(A + AV_HAVE_FASTCHUNKS):
                 self.malloc_consolidate()
                 idx = nb >> 4 if nb < MIN_LARGE_SIZE else largebin_index(nb)
                 continue
-            return self.sysmalloc(nb)
+            return self.sysmalloc(nb), True
 
     # -- sysmalloc / systrim --------------------------------------------------------------------------
