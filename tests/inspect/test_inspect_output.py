@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cowscope.cli.main import main
 from cowscope.inspect.metrics import serve
-from cowscope.inspect.recording import MAPPING_KEYS, PROCESS_KEYS, load_recording
+from cowscope.inspect.recording import MAPPING_KEYS, PROCESS_KEYS, copied_by_mapping, load_recording
 from cowscope.inspect.sample import DutyCycle, Sampler
 
 pytestmark = pytest.mark.kernel
@@ -82,7 +82,7 @@ def test_save_and_compare(make_tree, tmp_path, capsys) -> None:
             validate_process(o)
     assert main(["inspect", "--compare", str(a), str(b)]) == 0
     out = capsys.readouterr().out
-    assert "average worker copied" in out and "really used" in out
+    assert "average worker copied" in out and "really used" in out and "average worker copied in" in out
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"type": "process"}\n')
     assert main(["inspect", "--compare", str(a), str(bad)]) == 2
@@ -228,3 +228,10 @@ def test_watch_view_without_terminal_prints_changes_and_trends(make_tree, capsys
     last_rows = [ln for ln in out.splitlines() if ln.split()[:1] == [str(t.workers[1])]][-1]
     # The tree does not change: no change since start, a flat trend of three samples.
     assert "±0" in last_rows and "▅▅▅" in last_rows
+
+
+def test_copied_by_mapping_averages_over_workers() -> None:
+    workers = [{"mappings": [{"path": "", "copied_kb": 40}, {"path": "[heap]", "copied_kb": 8}]},
+               {"mappings": [{"path": "", "copied_kb": 0}, {"path": "", "copied_kb": 20}]}]
+    assert copied_by_mapping(workers) == {"[anon]": 30, "[heap]": 4}
+    assert copied_by_mapping([]) == {}

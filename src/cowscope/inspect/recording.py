@@ -107,8 +107,8 @@ def _avg(objs: list[dict[str, Any]], key: str) -> int | None:
     return round(sum(vals) / len(vals)) if vals else None
 
 
-def compare_table(a: Recording, b: Recording) -> Table:
-    """The last sample of each recording side by side: tree totals, then the average worker."""
+def compare_table(a: Recording, b: Recording, top_mappings: int = 6) -> Table:
+    """The last sample of each recording side by side: tree totals, the average worker, where it copies."""
     sa, sb = a.last_seq(), b.last_seq()
     t = Table(title=f"A = {a.path} (sample {sa})   B = {b.path} (sample {sb})", title_justify="left",
               show_edge=False, pad_edge=False)
@@ -133,4 +133,21 @@ def compare_table(a: Recording, b: Recording) -> Table:
     row("workers", len(wa), len(wb), kb=False)
     for key, label in WORKER_ROWS:
         row(f"average worker {label}", _avg(wa, key), _avg(wb, key))
+    ca, cb = copied_by_mapping(wa), copied_by_mapping(wb)
+    top = sorted(set(ca) | set(cb), key=lambda k: -max(ca.get(k, 0), cb.get(k, 0)))[:top_mappings]
+    if top:
+        t.add_section()
+        for name in top:
+            row(f"average worker copied in {name}", ca.get(name, 0), cb.get(name, 0))
     return t
+
+
+def copied_by_mapping(workers: list[dict[str, Any]]) -> dict[str, int]:
+    """Average copied kB per worker, by mapping name (path, or [anon]), over the workers' mappings."""
+    total: dict[str, int] = {}
+    for w in workers:
+        for m in w.get("mappings", []):
+            if m.get("copied_kb"):
+                name = m.get("path") or "[anon]"
+                total[name] = total.get(name, 0) + m["copied_kb"]
+    return {k: round(v / len(workers)) for k, v in total.items()} if workers else {}
