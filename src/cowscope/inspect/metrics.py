@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .sample import CLASS_FIELDS, DutyCycle, Sample, Sampler
+from .sample import DutyCycle, Sample, Sampler
 
 PROCESS_METRICS = (
     ("rss_kb", "rss_bytes", "Resident set size (smaps_rollup Rss)."),
@@ -103,5 +103,3 @@ def serve(sampler: Sampler, port: int, addr: str = "127.0.0.1", duty: DutyCycle 
     server, thread = start_http_server(port, addr=addr, registry=registry)
     return server, thread, collector
 
-
-__all__ = ["CLASS_FIELDS", "InspectCollector", "serve"]

@@ -44,6 +44,7 @@ def linux_problem() -> str | None:
 
 
 def _gone_or_raise(pid: int, what: str, exc: OSError) -> None:
+    """Re-raise an OSError from /proc/PID as ProcessGone or ProcPermissionError when it is one."""
     if isinstance(exc, (FileNotFoundError, ProcessLookupError)) or exc.errno in (errno.ESRCH, errno.ENOENT):
         raise ProcessGone(pid) from exc
     if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):
