@@ -45,9 +45,10 @@ EXCLUSIONS = {
     "heap VMA and its smaps": "the model lays the program out without ASLR, so its [heap] VMA "
     "merges with the program's .bss; the kernel randomizes the break (randomize_va_space=2) and "
     "the agent's .bss differs in size: heap pages are compared, the heap's VMA range and smaps are not",
-    "smaps of a VMA reaching beyond its region": "a region mapped without guard pages (malloc's "
-    "mmap'd chunks) may merge with a neighbouring anonymous VMA of the program or libc, whose pages "
-    "are process baseline; that VMA's smaps are not the region's own (its pages still are compared)",
+    "smaps of a VMA reaching beyond its region": "a region whose edge pages became PROT_NONE merges "
+    "with its guard pages and then possibly with a neighbouring mapping, whose placement differs "
+    "between backends: such a VMA's range is compared up to the guard pages, its smaps are not "
+    "the region's own (the region's pages still are compared)",
     "page replaced after a drop": "after a process drops pages of a region (DONTNEED, munmap, "
     "mremap, free, brk shrink) and faults them again, the page allocator may hand back the very "
     "same frame; whether a page was replaced since the last checkpoint is then not comparable "

@@ -269,3 +269,22 @@ def populate_write_dirties(m: Any) -> None:
     p.madvise(s, 2 * PAGE, "populate_write")
     m.checkpoint("populated for write")
     m.expect_smaps(p, s, "after: both dirty", Size=8, Rss=8, Pss=8, Pss_Dirty=8, Private_Dirty=8)
+
+
+@scenario("D10", "pieces of one MAP_SHARED anonymous mapping re-merge when their flags agree again")
+def shared_anon_remerge(m: Any) -> None:
+    p = m.spawn("P")
+    s = region(m, p, 4, shared=True, fill=0x01)
+
+    def vmas() -> list[tuple[int, int]]:
+        return [((v.vma.start - s) // PAGE, (v.vma.end - s) // PAGE) for v in p.smaps()
+                if s <= v.vma.start < s + 4 * PAGE]
+
+    p.madvise(s + PAGE, PAGE, "dontfork")
+    m.expect_eq(vmas(), [(0, 1), (1, 2), (2, 4)], "DONTFORK splits")
+    p.madvise(s + PAGE, PAGE, "dofork")
+    m.expect_eq(vmas(), [(0, 4)], "DOFORK re-merges (same shmem object, contiguous offsets)")
+    p.mprotect(s + 2 * PAGE, PAGE, "r")
+    p.mprotect(s + 2 * PAGE, PAGE, "rw")
+    m.expect_eq(vmas(), [(0, 4)], "mprotect back re-merges")
+    m.checkpoint("merged")
