@@ -92,8 +92,6 @@ def test_mprotect_readonly_shared_file_eacces(m: Machine) -> None:
     m.check()
 
 
-@pytest.mark.xfail(strict=True, reason="model bug: mprotect over [mapped, hole] refuses the whole range; "
-                   "Linux (do_mprotect_pkey) changes the VMAs before the hole, then returns ENOMEM")
 def test_mprotect_with_hole_changes_the_part_before_it(m: Machine) -> None:
     p = m.spawn()
     a = p.mmap(3 * PS)
@@ -121,8 +119,6 @@ def test_madvise_einval_enomem(m: Machine) -> None:
     _fails(p, errno.EINVAL, p.madvise, fm, PS, "free")
 
 
-@pytest.mark.xfail(strict=True, reason="model bug: madvise over [mapped, hole] does nothing; Linux "
-                   "(madvise_walk_vmas) advises the mapped parts, then returns ENOMEM")
 def test_madvise_with_hole_advises_the_mapped_part(m: Machine) -> None:
     p = m.spawn()
     a = p.mmap(3 * PS)
@@ -134,10 +130,6 @@ def test_madvise_with_hole_advises_the_mapped_part(m: Machine) -> None:
     assert p.read(a, 1) == b"\0"
 
 
-@pytest.mark.xfail(strict=True, reason="model bug: MADV_POPULATE_WRITE ignores the VMA's protection; on a "
-                   "PROT_READ private anon mapping it installs writable PTEs, and a later write succeeds "
-                   "instead of SIGSEGV (Linux: check_vma_flags refuses, madvise fails, nothing mapped writable). "
-                   "When fixed, set POPULATE_CHECKS_PROT = True in test_stateful.py")
 def test_populate_write_on_readonly_mapping(m: Machine) -> None:
     p = m.spawn()
     a = p.mmap(2 * PS, prot="r")
@@ -149,8 +141,6 @@ def test_populate_write_on_readonly_mapping(m: Machine) -> None:
         p.write(a, b"x")
 
 
-@pytest.mark.xfail(strict=True, reason="model bug: MADV_POPULATE_READ on a PROT_NONE mapping maps the zero "
-                   "page with a user-accessible PTE, so a later read succeeds instead of SIGSEGV")
 def test_populate_read_on_prot_none(m: Machine) -> None:
     p = m.spawn()
     a = p.mmap(2 * PS, prot="")
@@ -300,12 +290,8 @@ def test_oom_during_fork_cow() -> None:
     m.check()
 
 
-# -- known model bug: shared anonymous memory -----------------------------------------------------
+# -- shared anonymous memory: freed with its last mapping -----------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="model bug: the frames of a MAP_SHARED|MAP_ANONYMOUS mapping stay in "
-                   "its shmem page cache after the last mapping is gone (munmap or exit), so m.check() "
-                   "fails (refcount != mapcount + page-cache ref) and the frames leak. When fixed, set "
-                   "SHMEM_ANON_FREED = True in test_stateful.py")
 @pytest.mark.parametrize("how", ["munmap", "exit"])
 def test_shared_anon_frames_freed_with_last_mapping(how: str) -> None:
     m = Machine(allocator="firstfit")

@@ -23,6 +23,7 @@ import random
 import signal
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -43,8 +44,8 @@ ALLOCATORS = [a for a in ("firstfit", "ptmalloc") if a in _allocators()]
 
 #: Known model bugs (see the strict xfail tests in test_errors.py). While False, the stateful test
 #: steers around them; flip to True once the model is fixed so the random runs cover them again.
-SHMEM_ANON_FREED = False      # MAP_SHARED|MAP_ANONYMOUS frames leak when the last mapping goes
-POPULATE_CHECKS_PROT = False  # MADV_POPULATE_* ignores the VMA's protection
+SHMEM_ANON_FREED = True       # MAP_SHARED|MAP_ANONYMOUS frames leak when the last mapping goes
+POPULATE_CHECKS_PROT = True   # MADV_POPULATE_* ignores the VMA's protection
 
 settings.register_profile("ci", max_examples=500, stateful_step_count=15, deadline=None,
                           suppress_health_check=list(HealthCheck))
@@ -215,7 +216,11 @@ class MemoryMachine(RuleBasedStateMachine):
         self.died(r, ("signal", signal.SIGSEGV))
 
     def region_range(self, r: RProc, ri: int, off: int, n: int) -> tuple[int, int]:
+        """(first page, page count): inside one slot's mapping for off < 16, else across its edges."""
         start, npages = r.regions[ri % len(r.regions)]
+        if off < 16:
+            o = off % npages
+            return start + o * PS, 1 + (n - 1) % (npages - o)
         return start + (off % (npages + 2) - 1) * PS, n
 
     def byte_range(self, r: RProc, ri: int, off: int, n: int) -> int:
@@ -234,6 +239,7 @@ class MemoryMachine(RuleBasedStateMachine):
             handle = self.m.create_file(f"/data/f{i}", data=data)
             self.files.append(RFile(bytearray(data), handle))
         self.spawn()
+        self.mmap(0, "anon", 4, "rw", 0, 0, seeds[0] | 1)       # some memory with bytes in it
 
     @precondition(lambda self: len(self.live()) < MAX_LIVE)
     @rule()
@@ -320,8 +326,10 @@ class MemoryMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.live())
     @rule(i=st.integers(0, 7), kind=st.sampled_from(["anon", "shanon", "file", "shfile"]),
           npages=st.integers(1, 8), prot=st.sampled_from(PROTS), fi=st.integers(0, 1),
-          foff=st.integers(0, 5))
-    def mmap(self, i: int, kind: str, npages: int, prot: str, fi: int, foff: int) -> None:
+          foff=st.integers(0, 5), seed=st.one_of(st.none(), st.integers(0, 1000)))
+    def mmap(self, i: int, kind: str, npages: int, prot: str, fi: int, foff: int,
+             seed: int | None = None) -> None:
+        """mmap in a fresh arena slot; with a seed, write bytes all over it (if writable)."""
         r = self.pick(i)
         if kind == "shanon" and not SHMEM_ANON_FREED:
             kind = "anon"
@@ -342,9 +350,11 @@ class MemoryMachine(RuleBasedStateMachine):
         for k in range(npages):
             r.pages[a + k * PS] = RPage(prot, shared, rf, pgoff + k if rf is not None else 0)
         r.regions.append((a, npages))
+        if seed is not None and "w" in prot:
+            self._access(r, a, npages * PS, "write", seed | 1)
 
     @precondition(lambda self: any(r.regions for r in self.live()))
-    @rule(i=st.integers(0, 7), ri=st.integers(0, 15), off=st.integers(0, 15), n=st.integers(1, 10))
+    @rule(i=st.integers(0, 7), ri=st.integers(0, 15), off=st.integers(0, 31), n=st.integers(1, 10))
     def munmap(self, i: int, ri: int, off: int, n: int) -> None:
         r = self.pick(i)
         if not r.regions:
@@ -355,7 +365,7 @@ class MemoryMachine(RuleBasedStateMachine):
             r.pages.pop(start + k * PS, None)
 
     @precondition(lambda self: any(r.regions for r in self.live()))
-    @rule(i=st.integers(0, 7), ri=st.integers(0, 15), off=st.integers(0, 15), n=st.integers(1, 10),
+    @rule(i=st.integers(0, 7), ri=st.integers(0, 15), off=st.integers(0, 31), n=st.integers(1, 10),
           prot=st.sampled_from(PROTS))
     def mprotect(self, i: int, ri: int, off: int, n: int, prot: str) -> None:
         r = self.pick(i)
@@ -376,7 +386,7 @@ class MemoryMachine(RuleBasedStateMachine):
             r.pages[va].prot = prot
 
     @precondition(lambda self: any(r.regions for r in self.live()))
-    @rule(i=st.integers(0, 7), ri=st.integers(0, 15), off=st.integers(0, 15), n=st.integers(1, 10),
+    @rule(i=st.integers(0, 7), ri=st.integers(0, 15), off=st.integers(0, 31), n=st.integers(1, 10),
           advice=st.sampled_from(["dontneed", "dontfork", "dofork", "wipeonfork", "keeponfork", "free",
                                   "populate_read", "populate_write"]))
     def madvise(self, i: int, ri: int, off: int, n: int, advice: str) -> None:
@@ -556,6 +566,7 @@ class MemoryMachine(RuleBasedStateMachine):
             want = {va: (_perms(pg), _path(pg), pg.pgoff * PS if pg.file is not None else 0)
                     for va, pg in r.pages.items()}
             assert got == want, f"pid {r.pid}: arena mappings differ from the reference"
+            self.peek_contents(r)
             eager += sum(1 for pg in r.pages.values() if not pg.shared and pg.data is not None)
         resident = len(ptes_per_pfn)
         if ptes_per_pfn:
@@ -575,6 +586,37 @@ class MemoryMachine(RuleBasedStateMachine):
         assert m.phys.nr_used <= eager, f"CoW model uses {m.phys.nr_used} frames, eager copy {eager}"
         self.touched.clear()
 
+    def peek_contents(self, r: RProc) -> None:
+        """Without faulting anything in: present pages hold the reference's bytes, and no private
+        copy with data was lost (a fault would refill it from zeros or the file)."""
+        m = self.m
+        p = r.proc
+        for start, npages in r.regions:
+            raw = p.pagemap_raw(start, npages)  # type: ignore[attr-defined]
+            for k in range(npages):
+                pg = r.pages.get(start + k * PS)
+                if pg is None:
+                    assert not raw[k] & PM_PRESENT, f"pid {r.pid}: page {start + k * PS:#x} unmapped yet present"
+                    continue
+                want = pg.content()
+                if raw[k] & PM_PRESENT:
+                    got = _frame_bytes(m, int(raw[k] & PFN_MASK))
+                elif pg.shared:
+                    continue  # lives in the page cache; files are compared whole below
+                elif pg.file is not None:
+                    got = bytes(pg.file.data[pg.pgoff * PS:(pg.pgoff + 1) * PS])
+                else:
+                    got = bytes(PS)
+                assert got == want, f"pid {r.pid}: page {start + k * PS:#x} holds other bytes than the reference"
+        for ptr, buf in r.allocs.items():
+            first, last = ptr & ~(PS - 1), (ptr + len(buf) + PS - 1) & ~(PS - 1)
+            raw = p.pagemap_raw(first, (last - first) // PS)  # type: ignore[attr-defined]
+            assert np.all(raw & PM_PRESENT), f"pid {r.pid}: malloc'd buffer {ptr:#x} not resident"
+            mem = b"".join(_frame_bytes(m, int(e & PFN_MASK)) for e in raw)
+            assert mem[ptr - first:ptr - first + len(buf)] == buf, f"pid {r.pid}: malloc'd {ptr:#x} differs"
+        for rf in self.files:
+            assert m.pread(rf.handle, 0, len(rf.data)) == rf.data, "file contents differ from the reference"
+
     def teardown(self) -> None:
         if not hasattr(self, "m"):
             return
@@ -588,6 +630,11 @@ class MemoryMachine(RuleBasedStateMachine):
         cached = sum(len(f.page_cache) for f in m.files.values())
         assert m.phys.nr_used == cached == mi["Cached"] // 4, \
             f"{m.phys.nr_used} frames in use after every process exited, page cache holds {cached}"
+
+
+def _frame_bytes(m: Machine, pfn: int) -> bytes:
+    """The 4 KiB a frame holds (test helper: reads physical memory like /dev/mem, no fault)."""
+    return bytes(PS) if pfn in m.zero_pfns else m.phys.page_bytes(pfn)
 
 
 def _clusters(maps: list) -> list[tuple[int, int]]:

@@ -71,6 +71,20 @@ class Machine:
         return File("/dev/zero (deleted)", 1000 + self._shmem_seq, length, dev="00:01",
                     shmem=True, shmem_anon=True)
 
+    def release_shmem(self, files: list[File]) -> None:
+        """Free the pages of MAP_SHARED|MAP_ANONYMOUS files that no VMA maps any more (its last
+        mapping closed the shmem file, dropping the page cache's references)."""
+        candidates = {id(f): f for f in files if f.is_shmem_anon and f.page_cache}
+        if not candidates:
+            return
+        for mm in self._mms():
+            for v in mm.vmas:
+                if v.vm_file is not None:
+                    candidates.pop(id(v.vm_file), None)
+        for f in candidates.values():
+            self.phys.put(np.fromiter(f.page_cache.values(), dtype=np.int64))
+            f.page_cache.clear()
+
     def pread(self, f: File, offset: int, n: int) -> bytes:
         """read(2) of a file: through the page cache, so MAP_SHARED writes are visible."""
         return f.pread(self.phys, offset, n)

@@ -13,9 +13,11 @@ if TYPE_CHECKING:
 
 def exit_mmap(m: Machine, mm: MM) -> None:
     """Zap every VMA, free every page table, leave an empty mm."""
+    files = [v.vm_file for v in mm.vmas if v.vm_file is not None]
     for vma in mm.vmas:
         zap_range(m, mm, vma.vm_start, vma.vm_end)
     mm.vmas.clear()
+    m.release_shmem(files)
     mm.reindex()
     mm.pgd.tables.clear()
 

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...errors import EINVAL, SyscallError
+from ...errors import EINVAL, ENOMEM, SyscallError
 from ..arch import PAGE_SHIFT, PTE_DIRTY, PTE_MARKER_GUARD, PTE_PRESENT, PTE_SPECIAL, PTE_YOUNG
 from .memory import zap_range
-from .mmap import check_range, populate, require_mapped
+from .mmap import check_range, populate
 from .page_alloc import PG_ANON, PG_DIRTY, PG_SWAPBACKED
 from .vma import (
     MM,
@@ -18,7 +18,9 @@ from .vma import (
     VM_LOCKED,
     VM_MAYBE_GUARD,
     VM_NOHUGEPAGE,
+    VM_READ,
     VM_WIPEONFORK,
+    VM_WRITE,
     VMA,
 )
 
@@ -36,7 +38,8 @@ ADVICES = ("normal", "random", "sequential", "willneed", "dontneed", "free", "po
 
 
 def do_madvise(m: Machine, pid: int, mm: MM, addr: int, length: int, advice: str) -> None:
-    """Apply advice to [addr, addr+length); EINVAL/ENOMEM as the kernel returns them."""
+    """Apply advice to every mapped part of [addr, addr+length) (madvise_walk_vmas); ENOMEM after
+    the walk if the range had holes, EINVAL at the first VMA the advice cannot apply to."""
     advice = advice.lower().removeprefix("madv_")
     if advice not in ADVICES:
         raise SyscallError(EINVAL, "madvise", f"unknown advice {advice!r}")
@@ -44,49 +47,59 @@ def do_madvise(m: Machine, pid: int, mm: MM, addr: int, length: int, advice: str
     if length == 0:
         return
     end = addr + length
-    vmas = require_mapped(mm, addr, end, "madvise")
-    if advice in ("normal", "random", "sequential", "willneed"):
-        return
+    unmapped = False
+    pos = addr
+    while pos < end:
+        vma = mm.vma_after(pos)
+        if vma is None or vma.vm_start >= end:
+            unmapped = True
+            break
+        if vma.vm_start > pos:
+            unmapped = True
+        lo, hi = max(pos, vma.vm_start), min(end, vma.vm_end)
+        madvise_vma(m, pid, mm, vma, lo, hi, advice)
+        pos = hi
+    if unmapped:
+        raise SyscallError(ENOMEM, "madvise", f"range {addr:#x}-{end:#x} is not fully mapped")
+
+
+def madvise_vma(m: Machine, pid: int, mm: MM, vma: VMA, lo: int, hi: int, advice: str) -> None:
+    """One VMA's part [lo, hi) of a madvise call (madvise_vma_behavior)."""
     if advice in FLAG_ADVICE:
-        _madvise_flags(mm, addr, end, vmas, *FLAG_ADVICE[advice], advice)
+        _madvise_flags(mm, vma, lo, hi, *FLAG_ADVICE[advice], advice)
     elif advice == "dontneed":
-        for vma in vmas:
-            if vma.vm_flags & VM_LOCKED:
-                raise SyscallError(EINVAL, "madvise", "MADV_DONTNEED on a locked mapping")
-        for vma in vmas:
-            zap_range(m, mm, max(addr, vma.vm_start), min(end, vma.vm_end), keep_markers=True)
+        if vma.vm_flags & VM_LOCKED:
+            raise SyscallError(EINVAL, "madvise", "MADV_DONTNEED on a locked mapping")
+        zap_range(m, mm, lo, hi, keep_markers=True)
     elif advice == "free":
-        for vma in vmas:
-            if vma.vm_file is not None or vma.is_shared:
-                raise SyscallError(EINVAL, "madvise", "MADV_FREE needs private anonymous memory")
-        for vma in vmas:
-            _madvise_free(m, mm, max(addr, vma.vm_start), min(end, vma.vm_end))
+        if vma.vm_file is not None or vma.is_shared:
+            raise SyscallError(EINVAL, "madvise", "MADV_FREE needs private anonymous memory")
+        _madvise_free(m, mm, lo, hi)
     elif advice.startswith("populate"):
-        populate(m, pid, mm, addr, end, advice == "populate_write")
+        write = advice == "populate_write"
+        if not vma.vm_flags & (VM_WRITE if write else VM_READ | VM_WRITE):
+            raise SyscallError(EINVAL, "madvise", f"MADV_{advice.upper()} on a mapping without that access")
+        populate(m, pid, mm, lo, hi, write)
     elif advice == "guard_install":
-        for vma in vmas:
-            vma.vm_flags |= VM_MAYBE_GUARD
-            lo, hi = max(addr, vma.vm_start), min(end, vma.vm_end)
-            zap_range(m, mm, lo, hi)
-            for t, a, b, _va in mm.pgd.blocks(lo, hi, alloc=True):
-                t[a:b] = PTE_MARKER_GUARD
+        vma.vm_flags |= VM_MAYBE_GUARD
+        zap_range(m, mm, lo, hi)
+        for t, a, b, _va in mm.pgd.blocks(lo, hi, alloc=True):
+            t[a:b] = PTE_MARKER_GUARD
     elif advice == "guard_remove":
-        for t, a, b, _va in mm.pgd.blocks(addr, end):
+        for t, a, b, _va in mm.pgd.blocks(lo, hi):
             t[a:b] = np.where(t[a:b] & PTE_MARKER_GUARD, 0, t[a:b])
 
 
-def _madvise_flags(mm: MM, start: int, end: int, vmas: list[VMA], set_: int, clear: int,
-                   advice: str) -> None:
-    """Flag-changing advice: validate, split to the range, set/clear, re-merge."""
-    if advice == "wipeonfork":
-        for vma in vmas:
-            if vma.vm_file is not None or vma.is_shared:
-                raise SyscallError(EINVAL, "madvise", "MADV_WIPEONFORK needs private anonymous memory")
-    for vma in mm.isolate(start, end):
-        vma.vm_flags = (vma.vm_flags | set_) & ~clear
-    for vma in list(mm.overlapping(max(start - 1, 0), end + 1)):
-        if vma in mm.vmas:
-            mm.try_merge_around(vma)
+def _madvise_flags(mm: MM, vma: VMA, start: int, end: int, set_: int, clear: int, advice: str) -> None:
+    """Flag-changing advice on one VMA part: validate, split only if flags change, re-merge."""
+    if advice == "wipeonfork" and (vma.vm_file is not None or vma.is_shared):
+        raise SyscallError(EINVAL, "madvise", "MADV_WIPEONFORK needs private anonymous memory")
+    new = (vma.vm_flags | set_) & ~clear
+    if new == vma.vm_flags:
+        return
+    for part in mm.isolate(start, end):
+        part.vm_flags = new
+        mm.try_merge_around(part)
 
 
 def _madvise_free(m: Machine, mm: MM, start: int, end: int) -> None:

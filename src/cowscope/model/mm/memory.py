@@ -55,13 +55,21 @@ class SegvError(Exception):
 
 
 def mk_pte(pfn: int, vma: VMA, write: bool) -> int:
-    """A present PTE for pfn with the VMA's user access; writable only if asked and allowed."""
+    """A present PTE for pfn with the VMA's user access; writable (and dirty) if a write faulted it."""
     pte = (pfn << PAGE_SHIFT) | PTE_PRESENT | PTE_YOUNG
     if vma.vm_flags & (VM_READ | VM_WRITE):
         pte |= PTE_USER
     if write and vma.vm_flags & VM_WRITE:
         pte |= PTE_RW | PTE_DIRTY
+    elif vma_maps_writable(vma):
+        pte |= PTE_RW  # vm_page_prot is already writable: a read fault maps it writable but clean
     return pte
+
+
+def vma_maps_writable(vma: VMA) -> bool:
+    """Shared writable mapping with no write-notify (shmem): vm_page_prot itself allows writes."""
+    f = vma.vm_file
+    return bool(vma.vm_flags & VM_SHARED and vma.vm_flags & VM_WRITE and f is not None and f.is_shmem)
 
 
 # -- RSS counters ------------------------------------------------------------------------------

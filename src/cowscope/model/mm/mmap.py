@@ -8,7 +8,7 @@ import numpy as np
 
 from ...errors import EACCES, EFAULT, EINVAL, ENOMEM, SyscallError
 from ..arch import PAGE_SHIFT, PAGE_SIZE, PTE_PRESENT, PTE_RW, PTE_USER, TASK_SIZE, page_align
-from .memory import fault_range, handle_mm_fault, zap_range
+from .memory import fault_range, handle_mm_fault, vma_maps_writable, zap_range
 from .page_alloc import PG_ANON, PG_ANON_EXCLUSIVE
 from .vma import (
     MM,
@@ -20,6 +20,7 @@ from .vma import (
     VM_MAYREAD,
     VM_MAYSHARE,
     VM_MAYWRITE,
+    VM_NORESERVE,
     VM_READ,
     VM_SHARED,
     VM_WRITE,
@@ -104,6 +105,7 @@ def do_munmap(m: Machine, mm: MM, addr: int, length: int) -> None:
         zap_range(m, mm, vma.vm_start, vma.vm_end)
         mm.remove(vma)
     mm.pgd.free_tables([(v.vm_start, v.vm_end) for v in mm.vmas])
+    m.release_shmem([v.vm_file for v in vmas if v.vm_file is not None])
 
 
 def require_mapped(mm: MM, start: int, end: int, call: str) -> list[VMA]:
@@ -126,18 +128,38 @@ def do_mprotect(m: Machine, mm: MM, addr: int, length: int, prot: str) -> None:
     end = addr + length
     if length == 0:
         return
-    for vma in require_mapped(mm, addr, end, "mprotect"):
+    first = mm.find_vma(addr)
+    if first is None:
+        raise SyscallError(ENOMEM, "mprotect", f"{addr:#x} is not mapped")
+    hole = False
+    pos = addr
+    for vma in mm.overlapping(addr, end):
+        if vma.vm_start > pos:  # a hole: the VMAs before it are changed, then ENOMEM
+            hole = True
+            break
+        pos = vma.vm_end
         if newprot & VM_WRITE and vma.vm_flags & VM_SHARED and not vma.vm_flags & VM_MAYWRITE:
             raise SyscallError(EACCES, "mprotect", "shared mapping of a read-only file")
-    for vma in mm.isolate(addr, end):
-        old = vma.vm_flags
-        vma.vm_flags = (old & ~PROT_FLAGS) | newprot
-        if newprot & VM_WRITE and not old & VM_SHARED and not old & VM_ACCOUNT:
-            vma.vm_flags |= VM_ACCOUNT
-        change_protection(m, mm, vma)
-    for vma in list(mm.overlapping(max(addr - 1, 0), end + 1)):
-        if vma in mm.vmas:
-            mm.try_merge_around(vma)
+        mprotect_fixup(m, mm, vma, max(addr, vma.vm_start), min(end, vma.vm_end), newprot)
+    if hole or pos < end:
+        raise SyscallError(ENOMEM, "mprotect", f"range {addr:#x}-{end:#x} is not fully mapped")
+
+
+def mprotect_fixup(m: Machine, mm: MM, vma: VMA, start: int, end: int, newprot: int) -> None:
+    """Change one VMA's part [start, end): new flags with the kernel's VM_ACCOUNT rules, PTEs, merge."""
+    old = vma.vm_flags
+    new = (old & ~PROT_FLAGS) | newprot
+    if newprot & VM_WRITE:
+        if not old & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE):
+            new |= VM_ACCOUNT
+    elif old & VM_ACCOUNT and vma.vm_file is None and vma.anon_vma is None:
+        new &= ~VM_ACCOUNT
+    if new == old:
+        return
+    for part in mm.isolate(start, end):
+        part.vm_flags = new
+        change_protection(m, mm, part)
+        mm.try_merge_around(part)
 
 
 def change_protection(m: Machine, mm: MM, vma: VMA) -> None:
@@ -152,7 +174,9 @@ def change_protection(m: Machine, mm: MM, vma: VMA) -> None:
             new |= PTE_USER
         if writable:
             pfns = ptes >> PAGE_SHIFT
-            if vma.is_shared:  # can_change_pte_writable: shared needs a dirty PTE
+            if vma.is_shared and vma_maps_writable(vma):  # no write-notify: vm_page_prot decides
+                can = np.ones(len(ptes), dtype=bool)
+            elif vma.is_shared:  # can_change_pte_writable: shared needs a dirty PTE
                 can = (ptes & 0x40) != 0
             else:  # private: only exclusive anon pages
                 fl = m.phys.flags[np.where(present, pfns, 0)]
@@ -237,6 +261,8 @@ def populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool) ->
     """Fault in [start, end) as if read or written (MAP_POPULATE / MADV_POPULATE_*)."""
     for vma in mm.overlapping(start, end):
         lo, hi = max(start, vma.vm_start), min(end, vma.vm_end)
+        if not vma.vm_flags & (VM_WRITE if write else VM_READ | VM_WRITE):
+            continue  # mm_populate skips what the access could not fault in
         if vma.vm_file is None and not vma.is_shared:
             fault_range(m, pid, mm, vma, lo, hi, write)
             continue
