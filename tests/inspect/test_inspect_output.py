@@ -117,7 +117,7 @@ def test_command_is_started_and_followed(tmp_path, capsys) -> None:
     script = ("import os, time\n"
               "pid = os.fork()\n"
               "time.sleep(30)\n")
-    rc = main(["inspect", "--json", "--watch", "0.3", "--count", "3", "--max-duty", "1", "--",
+    rc = main(["inspect", "--json", "--watch", "0.25", "--count", "8", "--max-duty", "1", "--",
                sys.executable, "-c", script])
     out = capsys.readouterr()
     objs = [json.loads(ln) for ln in out.out.splitlines()]
