@@ -203,10 +203,11 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
             out.append(Diff(f"{at} VMAs", [v["pages"] for v in va], [v["pages"] for v in vb], why))
         return out
     n = len(ra["pages"])
-    # A VMA reaching past the region's own guard pages merged with a neighbour: where that
-    # neighbour lies is placement, so ranges are compared clipped to the guards.
-    ca = [(max(v["pages"][0], -1), min(v["pages"][1], n + 1)) for v in va]
-    cb = [(max(v["pages"][0], -1), min(v["pages"][1], n + 1)) for v in vb]
+    # A VMA reaching past the region's own guard pages (or past the region, once it has none)
+    # merged with a neighbour: where that lies is placement, so ranges are compared clipped.
+    g = 1 if ra.get("guarded", True) and rb.get("guarded", True) else 0
+    ca = [(max(v["pages"][0], -g), min(v["pages"][1], n + g)) for v in va]
+    cb = [(max(v["pages"][0], -g), min(v["pages"][1], n + g)) for v in vb]
     if ca != cb:
         out.append(Diff(f"{at} VMAs", [v["pages"] for v in va], [v["pages"] for v in vb]))
         return out

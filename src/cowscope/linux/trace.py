@@ -80,6 +80,7 @@ class Region:
     addr: int
     length: int
     filebacked: bool = False  # file or shared mapping: fault-around may map untouched pages
+    guarded: bool = True  # between the tracer's PROT_NONE guard pages (not after a move)
 
     @property
     def npages(self) -> int:
@@ -228,7 +229,7 @@ class TracedProcess:
 
         a = self._do("mmap", args, call, lambda _a: key)
         self.regions = [r for r in self.regions if r.addr != a] + [
-            Region(key, a, length, bool(file is not None or shared))]
+            Region(key, a, length, bool(file is not None or shared), addr is None and not fixed)]
         return a
 
     def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
@@ -240,6 +241,7 @@ class TracedProcess:
                        lambda a: "moved" if a != addr else "in place")
         for r in self.regions:
             if r.addr == addr:
+                r.guarded = r.guarded and new == addr and new_len <= r.length
                 r.addr, r.length = new, new_len
         return new
 
@@ -314,7 +316,7 @@ class TracedProcess:
             start = ptr & ~(PAGE_SIZE - 1)
             end = ptr + int(self._p.malloc_usable_size(ptr))
             length = (end - start + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
-            self.regions.append(Region(f"{self.key}@{self._nmaps}", start, length))
+            self.regions.append(Region(f"{self.key}@{self._nmaps}", start, length, guarded=False))
         return ptr
 
     def malloc(self, n: int) -> int:
@@ -376,7 +378,8 @@ class TracedMachine:
             return 0
 
     def _add(self, proc: Any, key: str, parent: TracedProcess | None) -> TracedProcess:
-        regions = [Region(r.key, r.addr, r.length, r.filebacked) for r in parent.regions] if parent else []
+        regions = [Region(r.key, r.addr, r.length, r.filebacked, r.guarded) for r in parent.regions] \
+            if parent else []
         heap = parent.heap_base if parent else self._heap_of(proc)
         tp = TracedProcess(self, proc, key, regions, heap)
         self.procs.append(tp)
@@ -514,7 +517,7 @@ class TracedMachine:
                 # A page this process dropped (DONTNEED, munmap, ...) and faulted again may get
                 # its old PFN back from the page allocator: then "replaced" is not decidable.
                 regions[r.key] = {"pages": toks, "moved": changed, "vmas": vmas,
-                                  "recycled": r.key in tp.dropped,
+                                  "recycled": r.key in tp.dropped, "guarded": r.guarded,
                                   "filebacked": r.filebacked,
                                   "accessed": sorted(tp.accessed.get(r.key, ()))}
             entry["regions"] = regions
