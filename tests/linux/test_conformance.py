@@ -46,6 +46,7 @@ KNOWN_MODEL_DISAGREEMENTS = {
     "D06": "model fails mremap shrink (EFAULT) when the old range spans VMAs or a hole; the kernel unmaps the tail",
     "D07": "MADV_POPULATE_* meeting a hole: the kernel populates in order up to the hole, then ENOMEM",
     "D08": "model reads zeros past the end of a shared file/shmem object; the kernel raises SIGBUS",
+    "D11": "model drops a dirty PTE's dirty bit at unmap; the kernel marks the shmem folio dirty",
     "D10": "model does not re-merge pieces of a MAP_SHARED anonymous mapping; the kernel does",
     "D09": "model leaves a writable-mapped clean shmem page clean on MADV_POPULATE_WRITE; the kernel dirties it",
 }

@@ -209,6 +209,9 @@ def mremap_shrink_split(m: Any) -> None:
     b = region(m, p, 5, fill=0x02)
     p.munmap(b + 4 * PAGE, PAGE)
     m.expect_eq(p.mremap(b, 5 * PAGE, 2 * PAGE), b, "a hole: shrunk in place")
+    c = region(m, p, 2, fill=0x03)
+    p.mprotect(c + PAGE, PAGE, "r")
+    m.expect_eq(p.mremap(c, 2 * PAGE, 2 * PAGE), c, "same size over two VMAs: a no-op")
     m.checkpoint("shrunk")
     m.expect_eq(m.tokens(p, a, 5), ["X", "X", "-", "-", "-"], "first range")
     m.expect_eq(m.tokens(p, b, 5), ["X", "X", "-", "-", "-"], "second range")
@@ -237,9 +240,10 @@ def populate_hole(m: Any) -> None:
 
 @scenario("D08", "access beyond the end of a shared object (file, shmem grown by mremap): SIGBUS")
 def sigbus_beyond_eof(m: Any) -> None:
+    import errno
     import signal
 
-    from ...errors import ProcessKilled
+    from ...errors import ProcessKilled, SyscallError
 
     f = pattern_file(m, "/data/fd08", 1)
     p = m.spawn("P")
@@ -249,6 +253,9 @@ def sigbus_beyond_eof(m: Any) -> None:
     c1 = p.fork()
     exc = m.expect_raises(ProcessKilled, lambda: c1.read(fm + PAGE, 1), "file page past EOF")
     m.expect(exc is not None and exc.signo == signal.SIGBUS, f"SIGBUS, not {exc!r}")
+    exc = m.expect_raises(SyscallError, lambda: p.madvise(fm, 2 * PAGE, "populate_read"),
+                          "populate_read past EOF")
+    m.expect(exc is None or exc.errno == errno.EFAULT, "populate_read past EOF: errno EFAULT")
     c2 = p.fork()
     g = c2.mremap(s, 2 * PAGE, 4 * PAGE)
     m.expect_eq(c2.read(g + PAGE, 1), b"\x11", "inside the shmem object")
@@ -288,3 +295,18 @@ def shared_anon_remerge(m: Any) -> None:
     p.mprotect(s + 2 * PAGE, PAGE, "rw")
     m.expect_eq(vmas(), [(0, 4)], "mprotect back re-merges")
     m.checkpoint("merged")
+
+
+@scenario("D11", "unmapping a dirty PTE moves its dirty bit to the shmem folio")
+def dirty_bit_moves_to_folio(m: Any) -> None:
+    p = m.spawn("P")
+    s = region(m, p, 1, shared=True)
+    p.read(s, 1)  # a clean shmem page
+    c = p.fork()
+    c.read(s, 1)
+    c.write(s, b"\x01")  # dirty in the child's PTE only
+    m.expect_smaps(p, s, "parent while the child maps it", Size=4, Rss=4, Pss=2, Shared_Clean=4)
+    c.exit(0)
+    m.checkpoint("child exited")
+    m.expect_smaps(p, s, "parent after the child's exit", Size=4, Rss=4, Pss=4, Pss_Dirty=4, Private_Dirty=4)
+    m.expect_eq(p.read(s, 1), b"\x01", "the child's write")
