@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = msub.add_parser("replay", help="run OPS_FILE on the model; print results in the .expected format")
     r.add_argument("ops_file")
     r.add_argument("--state", metavar="FILE", help="also write the bins after every operation (.state format)")
+    r.add_argument("--machine", action="store_true",
+                   help="run on a full model process (page tables, faults) instead of the flat host; "
+                   "prints the pages each operation faulted in or copied as comments")
     d = msub.add_parser("diff", help="run OPS_FILE on the model and on real glibc; show the first divergence "
                         "with both sides' bins")
     d.add_argument("ops_file")
@@ -84,6 +87,38 @@ def diff_report(ops_text: str) -> tuple[bool, list[str]]:
     return False, out
 
 
+def replay_on_machine(ops_text: str, with_state: bool = False) -> tuple[list[str], list[str]]:
+    """Replay on a model process; after each result line, a `#` line with that op's page faults."""
+    from ..model import Machine
+    from ..model.libc.ptmalloc import PtMalloc, dump_state
+    from ..model.libc.ptmalloc.replay import ModelRunner, parse_ops
+
+    m = Machine(allocator="ptmalloc")
+    p = m.spawn("replay")
+    runner = ModelRunner(PtMalloc(p))
+    states: list[str] = []
+    lines: list[str] = []
+    mark = [len(m.events)]
+
+    def hook(n: int) -> None:
+        """After operation n: its faults as a comment line (and its bins)."""
+        kinds: dict[str, list[str]] = {}
+        for e in list(m.events)[mark[0]:]:
+            if e.pid == p.pid:
+                kinds.setdefault(e.kind, []).append(f"{e.address:#x}")
+        mark[0] = len(m.events)
+        if kinds:
+            lines.append("#   " + "; ".join(f"{k} {' '.join(v)}" for k, v in kinds.items()))
+        if with_state:
+            states.append(f"== {n}")
+            states.extend(dump_state(runner.alloc, runner.H))
+
+    runner.state_hook = hook
+    for line in runner.run(parse_ops(ops_text)):
+        lines.append(line)      # the hook of an op runs when the next line is asked for
+    return lines, states
+
+
 def run(args: argparse.Namespace) -> int:
     """Dispatch `cowscope malloc SUBCOMMAND`."""
     cmd = getattr(args, "malloc_command", None)
@@ -101,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"cowscope malloc: {exc}", file=sys.stderr)
         return 2
     try:
-        if cmd == "replay":
+        if cmd == "replay" and args.machine:
+            lines, states = replay_on_machine(text, with_state=bool(args.state))
+        elif cmd == "replay":
             from ..model.libc.ptmalloc import replay_text
 
             lines, states = replay_text(text, with_state=bool(args.state))

@@ -94,3 +94,15 @@ def test_harness_is_rebuilt_into_a_fresh_cache(monkeypatch: pytest.MonkeyPatch, 
     import hashlib
 
     assert digest == hashlib.sha256(native.SOURCE.read_bytes()).hexdigest()[:16]
+
+
+def test_replay_on_machine_adds_fault_comments(capsys: pytest.CaptureFixture[str]) -> None:
+    case = CASES / "m01_mmap_basic.ops"
+    assert main(["malloc", "replay", "--machine", str(case)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    results = [x for x in out if not x.startswith("#   ")]
+    assert results == (CASES / "m01_mmap_basic.expected").read_text().splitlines()
+    comments = [x for x in out if x.startswith("#   ")]
+    assert comments and all("0x" in c for c in comments)
+    first = out.index(results[1])                       # op 0: the heap is created
+    assert out[first + 1].startswith("#   ") and "zero-fill" in out[first + 1]
