@@ -37,18 +37,12 @@ def test_kernel_shows_the_facts(sc) -> None:
 
 #: Disagreements found by this suite and reported to the model's owner (strict: a fix turns them green).
 KNOWN_MODEL_DISAGREEMENTS = {
-    "C39": "model prints VmFlags 'ac gu', the kernel 'gu ac' (mnemonics are printed in vm_flags bit order)",
-    "D01": "model marks a shmem folio dirty on any write; the kernel only on a write fault",
-    "D02": "model populates a read-only / PROT_NONE VMA for MADV_POPULATE_*; the kernel fails with EINVAL",
-    "D03": "model splits a MAP_SHARED VMA for a madvise/mprotect that changes nothing; the kernel does not",
-    "D04": "model keeps VM_ACCOUNT when a never-faulted anon VMA becomes read-only; the kernel drops it",
-    "D05": "model applies nothing when madvise meets a hole; the kernel advises the mapped parts (ENOMEM)",
     "D06": "model fails mremap shrink (EFAULT) when the old range spans VMAs or a hole; the kernel unmaps the tail",
     "D07": "MADV_POPULATE_* meeting a hole: the kernel populates in order up to the hole, then ENOMEM",
     "D08": "model reads zeros past the end of a shared file/shmem object; the kernel raises SIGBUS",
-    "D11": "model drops a dirty PTE's dirty bit at unmap; the kernel marks the shmem folio dirty",
-    "D10": "model does not re-merge pieces of a MAP_SHARED anonymous mapping; the kernel does",
     "D09": "model leaves a writable-mapped clean shmem page clean on MADV_POPULATE_WRITE; the kernel dirties it",
+    "D10": "model does not re-merge pieces of a MAP_SHARED anonymous mapping; the kernel does",
+    "D11": "model drops a dirty PTE's dirty bit at unmap; the kernel marks the shmem folio dirty",
 }
 
 
