@@ -159,6 +159,7 @@ class Process:
         self._reaped = False
         self._vfork_child: Process | None = None  # set while this process is suspended in vfork
         self._vfork_parent: Process | None = None
+        self._exec_done = False  # a vfork child that exec'd has released its parent
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -269,8 +270,6 @@ class Process:
         if self._vfork_parent is not None:
             self._vfork_parent._resume_after_child()
             self._vfork_parent = None
-
-    _exec_done = False
 
     # --- process lifecycle -----------------------------------------------------------------
 
