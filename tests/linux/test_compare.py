@@ -224,3 +224,13 @@ def test_fault_around_in_another_process_excuses_only_the_map_count() -> None:
     assert counted(compare(model, linux)) == []
     linux2 = _trace("linux", two(["F3.A", "F1.B"], ["-", "F1.B"], [0], [1]))  # nobody explains F3
     assert [d.where for d in counted(compare(model, linux2))] == ["[c] P P#1 p0"]
+
+
+@pytest.mark.kernel
+def test_verify_random_option_reports_each_seed() -> None:
+    out = subprocess.run([*CLI, "verify", "C01", "--random", "3", "--seed", "7"], capture_output=True,
+                         text=True, timeout=120)
+    assert "random differential runs: seeds 7..9" in out.stdout
+    assert "random scenarios agree" in out.stdout
+    disagree = [ln for ln in out.stdout.splitlines() if ln.strip().startswith("seed ")]
+    assert out.returncode == (1 if disagree else 0)
