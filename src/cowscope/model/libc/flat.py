@@ -35,9 +35,13 @@ class FlatHost:
     binds through `accessors()`); anything else (mmapped chunks, misaligned or unmapped
     addresses) goes through `_locate`, which raises Segfault outside every mapping. Pages above
     the break are inaccessible, and pages given back by brk read as zeros when regained.
+
+    The default heap start, 16 MiB, is where a non-PIE program's heap sits; it keeps heap
+    addresses below 2**30, which Python's integers handle faster (about 25% on the benchmark).
+    Results are offsets from the heap start, so only alignments above a page depend on it.
     """
 
-    def __init__(self, heap_base: int = 0x555555559000, mmap_base: int = 0x7FFFF7D80000,
+    def __init__(self, heap_base: int = 0x1000000, mmap_base: int = 0x7FFFF7D80000,
                  libc_data_size: int = 0xF000, tls_size: int = 3 * PAGE,
                  heap_limit: int = 1 << 30, mmap_limit: int = 1 << 40, pid: int = 1) -> None:
         """A fresh process: nothing mapped but libc data, TLS and an empty heap at heap_base."""
@@ -250,7 +254,7 @@ class FlatHost:
             else:
                 hi = min(hi, s)
         cand = (hi - length) & ~(align - 1)
-        if cand < self.mmap_base - self.mmap_limit or cand < _page_up(self.cur_brk) + (1 << 30):
+        if cand < self.mmap_base - self.mmap_limit or cand < self.window_base + self.window_size:
             raise SyscallError(errno.ENOMEM, "mmap")
         return cand
 
