@@ -95,7 +95,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ops", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=3, help="model runs (best is reported)")
+    ap.add_argument("--repeat", type=int, default=5, help="model runs (best is reported)")
     ap.add_argument("--profile", action="store_true", help="print a cProfile of one model run")
     args = ap.parse_args()
     ops = workload(args.seed, args.ops)

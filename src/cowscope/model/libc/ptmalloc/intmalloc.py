@@ -258,14 +258,16 @@ class IntMallocMixin:
                         victim = r(victim + 16)
                     return self._split_rest(victim, size, nb, "malloc(): corrupted unsorted chunks", False), True
 
+            # binmap search; the bit-by-bit walk of glibc is done a word at a time: the first
+            # set bit at or above `bit` is the bin glibc's loop stops at (same reads and writes)
             idx += 1
-            b = self.bin_at(idx)
             block = idx >> 5
             bmap = self._r32(A + AV_BINMAP + 4 * block)
             bit = 1 << (idx & 31)
             use_top = False
             while True:
-                if bit > bmap or bit == 0:
+                above = bmap & ~(bit - 1)              # empty iff bit > map (or bit overflowed)
+                if not above:
                     while True:
                         block += 1
                         if block >= BINMAPSIZE:
@@ -276,17 +278,14 @@ class IntMallocMixin:
                             break
                     if use_top:
                         break
-                    b = self.bin_at(block << 5)
-                    bit = 1
-                while not bit & bmap:
-                    b += 16
-                    bit = (bit << 1) & 0xFFFFFFFF
+                    above = bmap
+                bit = above & -above
+                b = self.UNSORTED + ((block << 5) + bit.bit_length() - 2) * 16   # bin_at(i)
                 victim = r(b + 24)
                 if victim == b:
                     bmap &= ~bit
                     self._w32(A + AV_BINMAP + 4 * block, bmap)
-                    b += 16
-                    bit = (bit << 1) & 0xFFFFFFFF
+                    bit <<= 1
                 else:
                     size = r(victim + 8) & ~SIZE_BITS
                     mem = self._split_rest(victim, size, nb, "malloc(): corrupted unsorted chunks 2",
