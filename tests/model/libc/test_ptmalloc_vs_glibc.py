@@ -140,3 +140,14 @@ def test_bins_identical_after_every_operation(seed: int, nops: int) -> None:
     model, model_state = replay_text(ops, host=FlatHost(heap_base=heap_base), with_state=True)
     assert model == real, first_divergence(model, real)
     assert model_state == real_state[1:], first_divergence(model_state, real_state[1:])
+
+
+@needs_glibc
+def test_systrim_with_tiny_top_grows_the_heap_like_glibc() -> None:
+    """glibc quirk (found by random workload 1187): with M_TRIM_THRESHOLD 0 and a 0x20 top, a
+    free() of a >= 64 KiB chunk runs systrim, whose negative `extra` sbrk()s one page more."""
+    ops = "o -1 0\no -2 0\nm 1 70000\nm 2 24\nm 3 2984\nf 1\nm 4 100\n"
+    real, _ = run_native(ops)
+    assert " top=H+0x11fe0:0x20 " in real[5] and " brk=0x13000 top=H+0x11fe0:0x1020 " in real[6]
+    model, _ = replay_text(ops)
+    assert model == real, first_divergence(model, real)

@@ -153,15 +153,22 @@ class SysMemMixin:
         return 0
 
     def systrim(self, pad: int) -> int:
-        """systrim: give back whole pages at the top of the heap above pad (sbrk down)."""
+        """systrim: give back whole pages at the top of the heap above pad (sbrk down).
+
+        As in glibc, a top smaller than MINSIZE + 1 makes `top_area` negative (-1 for a 0x20
+        top): it compares as a huge unsigned value, `extra` comes out as -4096, and the
+        "trim" sbrk()s one page *more* and grows the top by it (seen on glibc 2.36).
+        """
         r, w = self._r, self._w
         top = r(self.A + AV_TOP)
         top_size = r(top + 8) & ~SIZE_BITS
-        top_area = (top_size - MINSIZE - 1) & MASK64
+        top_area = (top_size - MINSIZE - 1) & MASK64       # long, compared as size_t
         if top_area <= pad:
             return 0
         extra = ((top_area - pad) & MASK64) & ~(PAGESIZE - 1)
-        if extra == 0 or extra >= 1 << 63:
+        if extra >= 1 << 63:
+            extra -= 1 << 64                                # back to a signed long
+        if extra == 0:
             return 0
         current_brk = self.libc_sbrk(0)
         if current_brk == top + top_size:
@@ -175,7 +182,6 @@ class SysMemMixin:
                     return 1
         return 0
 
-    # -- _int_free ----------------------------------------------------------------------------------
     def mtrim(self, pad: int) -> int:
         """mtrim: consolidate, MADV_DONTNEED the whole free pages of big free chunks, systrim."""
         r = self._r
