@@ -10,7 +10,7 @@ Tracked mappings live in an arena far from everything the kernel or malloc place
 mmap with unmapped gaps in between, so the reference knows what every arena address holds.
 
 Each example draws one of the registered allocators (firstfit, ptmalloc). Profiles: "ci" (500
-examples of up to 15 steps, the `slow` test, about 70 s of CPU), "quick" (30 examples, the default
+examples of up to 30 steps, the `slow` test, about 2 minutes of CPU), "quick" (30 examples, the default
 of test_stateful_quick) and "deep" (300 examples of up to 50 steps: HYPOTHESIS_PROFILE=deep pytest
 -k stateful_quick). Steps are short because every step re-checks everything: m.check() and the
 /proc views cost ~4 ms per live process.
@@ -47,7 +47,7 @@ ALLOCATORS = [a for a in ("firstfit", "ptmalloc") if a in _allocators()]
 SHMEM_ANON_FREED = True       # MAP_SHARED|MAP_ANONYMOUS frames leak when the last mapping goes
 POPULATE_CHECKS_PROT = True   # MADV_POPULATE_* ignores the VMA's protection
 
-settings.register_profile("ci", max_examples=500, stateful_step_count=15, deadline=None,
+settings.register_profile("ci", max_examples=500, stateful_step_count=30, deadline=None,
                           suppress_health_check=list(HealthCheck))
 settings.register_profile("deep", max_examples=300, stateful_step_count=50, deadline=None,
                           suppress_health_check=list(HealthCheck))
@@ -216,9 +216,11 @@ class MemoryMachine(RuleBasedStateMachine):
         self.died(r, ("signal", signal.SIGSEGV))
 
     def region_range(self, r: RProc, ri: int, off: int, n: int) -> tuple[int, int]:
-        """(first page, page count): inside one slot's mapping for off < 16, else across its edges."""
+        """(first page, page count): inside a still-mapped slot for off < 16, else across a slot's edges."""
         start, npages = r.regions[ri % len(r.regions)]
         if off < 16:
+            live = [g for g in r.regions if any(g[0] + k * PS in r.pages for k in range(g[1]))]
+            start, npages = (live or r.regions)[ri % len(live or r.regions)]
             o = off % npages
             return start + o * PS, 1 + (n - 1) % (npages - o)
         return start + (off % (npages + 2) - 1) * PS, n
@@ -290,16 +292,14 @@ class MemoryMachine(RuleBasedStateMachine):
         assert p.state == "R"  # type: ignore[attr-defined]
 
     @precondition(lambda self: self.live())
-    @rule(i=st.integers(0, 7))
-    def exec(self, i: int) -> None:
+    @rule(i=st.integers(0, 7), code=st.integers(0, 300), how=st.sampled_from(["exit", "exec"]))
+    def exit(self, i: int, code: int, how: str = "exit") -> None:
+        """exit(code), or execve of the default image (a fresh address space)."""
         r = self.pick(i)
-        r.proc.exec()  # type: ignore[attr-defined]
-        r.pages, r.allocs, r.regions = {}, {}, []
-
-    @precondition(lambda self: self.live())
-    @rule(i=st.integers(0, 7), code=st.integers(0, 300))
-    def exit(self, i: int, code: int) -> None:
-        r = self.pick(i)
+        if how == "exec":
+            r.proc.exec()  # type: ignore[attr-defined]
+            r.pages, r.allocs, r.regions = {}, {}, []
+            return
         r.proc.exit(code)  # type: ignore[attr-defined]
         self.died(r, ("exit", code & 0xFF))
 
@@ -388,11 +388,18 @@ class MemoryMachine(RuleBasedStateMachine):
     @precondition(lambda self: any(r.regions for r in self.live()))
     @rule(i=st.integers(0, 7), ri=st.integers(0, 15), off=st.integers(0, 31), n=st.integers(1, 10),
           advice=st.sampled_from(["dontneed", "dontfork", "dofork", "wipeonfork", "keeponfork", "free",
-                                  "populate_read", "populate_write"]))
-    def madvise(self, i: int, ri: int, off: int, n: int, advice: str) -> None:
+                                  "populate_read", "populate_write"]),
+          then_fork=st.booleans())
+    def madvise(self, i: int, ri: int, off: int, n: int, advice: str, then_fork: bool = False) -> None:
+        """madvise a range; then_fork forks the process right after (DONTFORK/WIPEONFORK at work)."""
         r = self.pick(i)
         if not r.regions:
             return
+        self._madvise(r, ri, off, n, advice)
+        if then_fork and r.status is None and len(self.live()) < MAX_LIVE:
+            self.fork(self.live().index(r))
+
+    def _madvise(self, r: RProc, ri: int, off: int, n: int, advice: str) -> None:
         start, n = self.region_range(r, ri, off, n)
         pages = [r.pages.get(start + k * PS) for k in range(n)]
         if not any(pages):
@@ -453,19 +460,16 @@ class MemoryMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: any(r.regions for r in self.live()))
     @rule(i=st.integers(0, 7), ri=st.integers(0, 15), off=st.integers(0, 1 << 16),
-          n=st.integers(1, 3 * PS), op=st.sampled_from(["read", "write", "fill", "touch", "wtouch"]),
+          n=st.integers(1, 3 * PS),
+          op=st.sampled_from(["read", "write", "fill", "touch", "wtouch", "read_all"]),
           seed=st.integers(0, 1000))
     def access(self, i: int, ri: int, off: int, n: int, op: str, seed: int) -> None:
-        r = self.pick(i)
-        if r.regions:
-            self._access(r, self.byte_range(r, ri, off, n), n, op, seed)
-
-    @precondition(lambda self: any(r.regions for r in self.live()))
-    @rule(i=st.integers(0, 7), ri=st.integers(0, 15))
-    def read_region(self, i: int, ri: int) -> None:
-        """Read a whole slot, gaps included only if they are mapped."""
+        """Read/write/fill/touch bytes in and around a slot; read_all reads a slot's readable start."""
         r = self.pick(i)
         if not r.regions:
+            return
+        if op != "read_all":
+            self._access(r, self.byte_range(r, ri, off, n), n, op, seed)
             return
         start, npages = r.regions[ri % len(r.regions)]
         readable = [r.pages.get(start + k * PS) for k in range(npages)]
@@ -491,9 +495,17 @@ class MemoryMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.live())
     @rule(i=st.integers(0, 7), size=st.one_of(st.integers(1, 600), st.integers(1, 40000),
                                                st.integers(130000, 200000)),
+          k=st.integers(0, 63), op=st.sampled_from(["malloc", "malloc", "free", "read", "write"]),
           seed=st.integers(0, 1000))
-    def malloc(self, i: int, size: int, seed: int) -> None:
+    def heap(self, i: int, size: int, k: int, op: str, seed: int) -> None:
+        """malloc (and fill) a buffer, or free, read or write one malloc'd before."""
         r = self.pick(i)
+        if op == "malloc" or not r.allocs:
+            self.malloc(r, size, seed)
+        else:
+            self.use_alloc(r, k, op, seed)
+
+    def malloc(self, r: RProc, size: int, seed: int) -> None:
         p = r.proc
         ptr = p.malloc(size)  # type: ignore[attr-defined]
         assert ptr and ptr % 16 == 0, f"malloc({size}) = {ptr:#x}"
@@ -504,13 +516,7 @@ class MemoryMachine(RuleBasedStateMachine):
         p.write(ptr, data)  # type: ignore[attr-defined]
         r.allocs[ptr] = bytearray(data)
 
-    @precondition(lambda self: any(r.allocs for r in self.live()))
-    @rule(i=st.integers(0, 7), k=st.integers(0, 63), op=st.sampled_from(["free", "read", "write"]),
-          seed=st.integers(0, 1000))
-    def use_alloc(self, i: int, k: int, op: str, seed: int) -> None:
-        r = self.pick(i)
-        if not r.allocs:
-            return
+    def use_alloc(self, r: RProc, k: int, op: str, seed: int) -> None:
         ptr = sorted(r.allocs)[k % len(r.allocs)]
         buf = r.allocs[ptr]
         p = r.proc
@@ -664,7 +670,7 @@ def _path(pg: RPage) -> str:
 
 @pytest.mark.slow
 def test_stateful_ci() -> None:
-    """The CI run: 500 examples of up to 15 steps, each on one of the registered allocators."""
+    """The CI run: 500 examples of up to 30 steps, each on one of the registered allocators."""
     run = MemoryMachine.TestCase
     run.settings = settings.get_profile("ci")
     run().runTest()
