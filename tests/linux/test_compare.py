@@ -150,6 +150,18 @@ def test_run_on_both_cli_exit_status(tmp_path: Path, backend_differs: bool) -> N
 
 
 @pytest.mark.kernel
+def test_run_on_both_html_report(tmp_path: Path) -> None:
+    f = tmp_path / "s.py"
+    f.write_text(DISAGREE)
+    html = tmp_path / "r.html"
+    out = subprocess.run([*CLI, "run", str(f), "--on", "both", "--html", str(html)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 1 and "report written to" in out.stdout
+    text = html.read_text()
+    assert "--on both" in text and len(text) > 10000
+
+
+@pytest.mark.kernel
 def test_verify_cli_prints_lines_exclusions_and_score() -> None:
     out = subprocess.run([*CLI, "verify", "C05", "C16", "H02"],
                          capture_output=True, text=True, timeout=60)

@@ -38,9 +38,11 @@ class Diff:
         return f"{self.where}: model {self.model!r} | linux {self.linux!r}  {mark}"
 
 
-def run_traced(scenario: Callable[[TracedMachine], Any], machine: Any, backend: str) -> Trace:
-    """Run `scenario` on `machine` wrapped in a tracer; a final checkpoint "end" is always taken."""
-    tm = TracedMachine(machine, backend)
+def run_traced(scenario: Callable[[TracedMachine], Any], machine: Any, backend: str,
+               snapshots: bool = False) -> Trace:
+    """Run `scenario` on `machine` wrapped in a tracer; a final checkpoint "end" is always taken
+    (with `snapshots`, each checkpoint also keeps the backend's full views for the HTML report)."""
+    tm = TracedMachine(machine, backend, snapshots=snapshots)
     try:
         scenario(tm)
         tm.checkpoint("end")
@@ -347,10 +349,19 @@ def run_both(args: Any) -> int:
     except ScenarioError as exc:
         print(f"cowscope run: {exc}", file=sys.stderr)
         return 2
-    model = run_traced(fn, ModelMachine(allocator=getattr(args, "allocator", None)), "model")
-    linux = run_traced(fn, LinuxMachine(), "linux")
+    html = getattr(args, "html", None)
+    model_machine = ModelMachine(allocator=getattr(args, "allocator", None))
+    model = run_traced(fn, model_machine, "model", snapshots=bool(html))
+    linux = run_traced(fn, LinuxMachine(), "linux", snapshots=bool(html))
     diffs = compare(model, linux)
     print(render(model, linux, diffs))
+    if html:
+        from ..report.html import write_report
+
+        amap = {a: linux.addresses[k] for k, a in model.addresses.items() if k in linux.addresses}
+        out = write_report(html, model.snapshots, events=list(model_machine.events), compare=linux.snapshots,
+                           title=f"cowscope run {args.scenario} --on both", address_map=amap)
+        print(f"report written to {out} (model, with the kernel as the comparison series)")
     if not linux.kpage:
         print("note: no root: PFNs and /proc/kpagecount are unavailable; page identity and map counts "
               "are not compared")

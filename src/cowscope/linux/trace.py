@@ -101,6 +101,8 @@ class Trace:
     error: str | None = None  # an unexpected exception that ended the scenario
     kpage: bool = True
     marks: list[int] = field(default_factory=list)  # len(ops) at each checkpoint
+    snapshots: list[Any] = field(default_factory=list)  # observe.snapshot.Snapshot per checkpoint
+    addresses: dict[str, int] = field(default_factory=dict)  # region key -> its first address
 
 
 def _bytes_text(data: bytes) -> str:
@@ -358,9 +360,11 @@ class TracedProcess:
 class TracedMachine:
     """Any backend's Machine, with every call logged and checkpoints observed."""
 
-    def __init__(self, machine: Any, backend: str) -> None:
+    def __init__(self, machine: Any, backend: str, snapshots: bool = False) -> None:
         self._m = machine
         self.backend = backend
+        self._snapshots = snapshots
+        self._event_mark = 0
         self.backend_is_linux = backend == "linux"
         self.trace = Trace(backend)
         self.procs: list[TracedProcess] = []
@@ -477,8 +481,25 @@ class TracedMachine:
         """Observe every live process's regions (and forward the checkpoint to the backend)."""
         self.trace.marks.append(len(self.trace.ops))
         self.trace.checkpoints.append((label, self.observe()))
+        if self._snapshots:
+            self.trace.snapshots.append(self._snapshot(label))
         if hasattr(self._m, "checkpoint"):
             self._m.checkpoint(label)
+
+    def _snapshot(self, label: str) -> Any:
+        """The backend's full views (observe.snapshot) with its events since the last checkpoint."""
+        from ..observe.snapshot import take
+
+        events = getattr(self._m, "events", None)
+        since = list(events.since(self._event_mark)) if events is not None and hasattr(events, "since") else []
+        if events is not None:
+            self._event_mark = len(events)
+        for tp in self.procs:
+            for r in tp.regions:
+                self.trace.addresses.setdefault(r.key, r.addr)
+            if tp.heap_base:
+                self.trace.addresses.setdefault(f"heap:{tp.key}", tp.heap_base)
+        return take(self._m, label, source=self.backend, events=since)
 
     def observe(self) -> dict[str, Any]:
         """Per process: state, exit status, per-region page tokens, PFN letters, VMAs; info figures."""
