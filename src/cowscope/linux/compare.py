@@ -21,6 +21,7 @@ HEAP_VMA = "heap VMA and its smaps"
 MERGED_VMA = "smaps of a VMA reaching beyond its region"
 RECYCLED = "page replaced after a drop"
 CHUNK_VMA = "VMAs around malloc's mmap'd chunks"
+LAZYFREE = "copy or reuse after MADV_FREE"
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,8 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
     if pfns and ra["moved"] != rb["moved"]:
         idx = [i for i, (x, y) in enumerate(zip(ra["moved"], rb["moved"], strict=False)) if x != y]
         why = EXCLUSIONS[RECYCLED] if ra.get("recycled") or rb.get("recycled") else None
+        if ra.get("lazyfree") or rb.get("lazyfree"):
+            why = EXCLUSIONS[LAZYFREE]
         out.append(Diff(f"{at} new page since last checkpoint at p{idx}", [ra["moved"][i] for i in idx],
                         [rb["moved"][i] for i in idx], why))
     va, vb = ra["vmas"], rb["vmas"]

@@ -58,6 +58,10 @@ EXCLUSIONS = {
     "VMAs around malloc's mmap'd chunks": "a block malloc served by mmap has no guard pages: the "
     "VMAs around it depend on where each backend placed it among the other mappings; its pages are "
     "compared, the VMA layout and smaps of regions named P@n are not",
+    "copy or reuse after MADV_FREE": "MADV_FREE queues the pages on a per-CPU lazyfree batch that "
+    "holds a reference until it drains (other activity on the CPU drains it), so a later write "
+    "fault may copy a page that is mapped only once; whether such a region's pages were replaced "
+    "is not compared",
     "pids and addresses": "they differ between backends; compared as process history names and "
     "region-relative offsets",
 }
@@ -263,6 +267,9 @@ class TracedProcess:
         """madvise, logged with region-relative addresses."""
         if advice in ("dontneed", "free", "remove", "pageout", "guard_install", "guard_remove"):
             self._drop(addr, n)
+        if advice == "free":
+            self._tm.lazyfree.update(r.key for r in self.regions
+                                     if r.addr < addr + n and addr < r.addr + r.length)
         if advice.startswith("populate"):
             self._mark(addr, n)
         self._do("madvise", (self.where(addr), n, advice), lambda: self._p.madvise(addr, n, advice))
@@ -365,6 +372,7 @@ class TracedMachine:
         self.backend = backend
         self._snapshots = snapshots
         self._event_mark = 0
+        self.lazyfree: set[str] = set()  # regions that had MADV_FREE (see EXCLUSIONS)
         self.backend_is_linux = backend == "linux"
         self.trace = Trace(backend)
         self.procs: list[TracedProcess] = []
@@ -541,6 +549,7 @@ class TracedMachine:
                 # its old PFN back from the page allocator: then "replaced" is not decidable.
                 regions[r.key] = {"pages": toks, "moved": changed, "vmas": vmas,
                                   "recycled": r.key in tp.dropped, "guarded": r.guarded,
+                                  "lazyfree": r.key in self.lazyfree,
                                   "filebacked": r.filebacked,
                                   "accessed": sorted(tp.accessed.get(r.key, ()))}
             entry["regions"] = regions

@@ -202,6 +202,10 @@ def madvise_hole_partial(m: Any) -> None:
 
 @scenario("D06", "mremap shrinking a range that spans two VMAs or a hole: the tail is unmapped")
 def mremap_shrink_split(m: Any) -> None:
+    import errno
+
+    from ...errors import SyscallError
+
     p = m.spawn("P")
     a = region(m, p, 5, fill=0x01)
     p.mprotect(a + 3 * PAGE, PAGE, "r")
@@ -212,6 +216,12 @@ def mremap_shrink_split(m: Any) -> None:
     c = region(m, p, 2, fill=0x03)
     p.mprotect(c + PAGE, PAGE, "r")
     m.expect_eq(p.mremap(c, 2 * PAGE, 2 * PAGE), c, "same size over two VMAs: a no-op")
+    d = region(m, p, 3, fill=0x04)
+    p.munmap(d, PAGE)
+    for new_len in (PAGE, 3 * PAGE):
+        exc = m.expect_raises(SyscallError, lambda n=new_len: p.mremap(d, 3 * PAGE, n),
+                              f"mremap from an unmapped address to {new_len // PAGE} pages")
+        m.expect(exc is None or exc.errno == errno.EFAULT, "errno EFAULT: the old address must be mapped")
     m.checkpoint("shrunk")
     m.expect_eq(m.tokens(p, a, 5), ["X", "X", "-", "-", "-"], "first range")
     m.expect_eq(m.tokens(p, b, 5), ["X", "X", "-", "-", "-"], "second range")
