@@ -36,14 +36,7 @@ def test_kernel_shows_the_facts(sc) -> None:
 
 
 #: Disagreements found by this suite and reported to the model's owner (strict: a fix turns them green).
-KNOWN_MODEL_DISAGREEMENTS = {
-    "D06": "model fails mremap shrink (EFAULT) when the old range spans VMAs or a hole; the kernel unmaps the tail",
-    "D07": "MADV_POPULATE_* meeting a hole: the kernel populates in order up to the hole, then ENOMEM",
-    "D08": "model reads zeros past the end of a shared file/shmem object; the kernel raises SIGBUS",
-    "D09": "model leaves a writable-mapped clean shmem page clean on MADV_POPULATE_WRITE; the kernel dirties it",
-    "D10": "model does not re-merge pieces of a MAP_SHARED anonymous mapping; the kernel does",
-    "D11": "model drops a dirty PTE's dirty bit at unmap; the kernel marks the shmem folio dirty",
-}
+KNOWN_MODEL_DISAGREEMENTS: dict[str, str] = {}  # D06-D11 fixed in the model; none known now
 
 
 def _agreement_param(sc):

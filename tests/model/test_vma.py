@@ -76,7 +76,9 @@ def test_can_merge_rules() -> None:
     assert not can_merge(VMA(0, PS, RW, 0, f), VMA(PS, 2 * PS, RW, 1, g))     # other file
     assert not can_merge(VMA(0, PS, RW, 0, f), VMA(PS, 2 * PS, RW))           # file vs anon
     sh = RW | VM_SHARED
-    assert not can_merge(VMA(0, PS, sh, 0, shm), VMA(PS, 2 * PS, sh, 1, shm))  # each shmem-anon alone
+    shm2 = File("/dev/zero (deleted)", 4, 8 * PS, shmem=True, shmem_anon=True)
+    assert can_merge(VMA(0, PS, sh, 0, shm), VMA(PS, 2 * PS, sh, 1, shm))  # pieces of one mapping (D10)
+    assert not can_merge(VMA(0, PS, sh, 0, shm), VMA(PS, 2 * PS, sh, 1, shm2))  # two mappings: two files
     assert not can_merge(VMA(0, PS, RW, name="[stack]"), VMA(PS, 2 * PS, RW))
 
 

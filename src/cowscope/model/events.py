@@ -15,7 +15,7 @@ import numpy as np
 KINDS = (
     "zero-page-map", "zero-fill", "cow-copy", "cow-reuse", "zero-cow", "pagecache-map",
     "file-copy", "shared-write", "shmem-alloc", "stack-grow", "segv", "abort", "oom-kill",
-    "exit", "fork", "exec", "vfork", "checkpoint",
+    "exit", "fork", "exec", "vfork", "checkpoint", "sigbus",
 )
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 

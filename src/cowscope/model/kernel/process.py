@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from ...errors import ECHILD, Aborted, CowscopeError, OOMKilled, ProcessGone, Segfault, SyscallError
+from ...errors import ECHILD, Aborted, CowscopeError, OOMKilled, ProcessGone, ProcessKilled, Segfault, SyscallError
 from ...observe.records import MapsEntry, PagemapEntry, SmapsEntry, SmapsRollup, Status, pagemap_entries
 from ..arch import PAGE_SIZE, STACK_TOP
 from ..fs import proc as procfs
 from ..mm import madvise as madv
 from ..mm import mmap as mmapmod
-from ..mm.memory import SegvError
+from ..mm.memory import BusError, SegvError
 from ..mm.vma import MM
 from . import exec as execmod
 from .exit import mmput
@@ -95,6 +95,10 @@ class Process:
         mm = self._mm()
         try:
             return fn(self.machine, self.pid, mm, *args)
+        except BusError as e:
+            self.machine.events.add(self.pid, "sigbus", e.address, detail=e.reason)
+            self._die(("signal", signal.SIGBUS))
+            raise ProcessKilled(self.pid, signal.SIGBUS, f"{e.reason} at {e.address:#x}") from None
         except SegvError as e:
             self.machine.events.add(self.pid, "segv", e.address, detail=e.reason)
             self._die(("signal", signal.SIGSEGV))
@@ -138,7 +142,7 @@ class Process:
         """mmap(2); returns the address. `prot` letters r, w, x ("" = PROT_NONE)."""
         start = self._call(mmapmod.do_mmap, length, prot, shared, file, offset, addr, fixed)
         if populate:
-            self._call(mmapmod.populate, start, start + length, "w" in prot)
+            self._call(mmapmod.mm_populate, start, start + length, "w" in prot)
         return start
 
     def munmap(self, addr: int, length: int) -> None:

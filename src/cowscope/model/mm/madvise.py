@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...errors import EINVAL, ENOMEM, SyscallError
+from ...errors import EFAULT, EINVAL, ENOMEM, SyscallError
 from ..arch import PAGE_SHIFT, PTE_DIRTY, PTE_MARKER_GUARD, PTE_PRESENT, PTE_SPECIAL, PTE_YOUNG
-from .memory import zap_range
+from .memory import BusError, zap_range
 from .mmap import check_range, populate
 from .page_alloc import PG_ANON, PG_DIRTY, PG_SWAPBACKED
 from .vma import (
@@ -56,6 +56,8 @@ def do_madvise(m: Machine, pid: int, mm: MM, addr: int, length: int, advice: str
             break
         if vma.vm_start > pos:
             unmapped = True
+            if advice.startswith("populate"):  # madvise_populate stops at the first hole
+                break
         lo, hi = max(pos, vma.vm_start), min(end, vma.vm_end)
         madvise_vma(m, pid, mm, vma, lo, hi, advice)
         pos = hi
@@ -79,7 +81,10 @@ def madvise_vma(m: Machine, pid: int, mm: MM, vma: VMA, lo: int, hi: int, advice
         write = advice == "populate_write"
         if not vma.vm_flags & (VM_WRITE if write else VM_READ | VM_WRITE):
             raise SyscallError(EINVAL, "madvise", f"MADV_{advice.upper()} on a mapping without that access")
-        populate(m, pid, mm, lo, hi, write)
+        try:
+            populate(m, pid, mm, lo, hi, write)
+        except BusError:
+            raise SyscallError(EFAULT, "madvise", f"MADV_{advice.upper()} beyond the end of the file") from None
     elif advice == "guard_install":
         vma.vm_flags |= VM_MAYBE_GUARD
         zap_range(m, mm, lo, hi)

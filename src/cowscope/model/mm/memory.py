@@ -54,6 +54,10 @@ class SegvError(Exception):
         self.reason = reason
 
 
+class BusError(SegvError):
+    """Internal: the access must raise SIGBUS (a file page beyond the end of its object)."""
+
+
 def mk_pte(pfn: int, vma: VMA, write: bool) -> int:
     """A present PTE for pfn with the VMA's user access; writable (and dirty) if a write faulted it."""
     pte = (pfn << PAGE_SHIFT) | PTE_PRESENT | PTE_YOUNG
@@ -146,6 +150,8 @@ def handle_mm_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int, write: bool
     if not pte & PTE_PRESENT:
         if vma.vm_file is None:
             return do_anonymous_page(m, pid, mm, vma, va, write)
+        if vma.pgoff_at(va) >= vma.vm_file.npages:
+            raise BusError(va, f"beyond the end of {vma.vm_file.path} (SIGBUS)")
         if not write:
             return do_read_fault(m, pid, mm, vma, va)
         if vma.is_shared:
@@ -425,6 +431,9 @@ def zap_range(m: Machine, mm: MM, start: int, end: int, keep_markers: bool = Fal
     normal = (ptes & PTE_PRESENT != 0) & (ptes & PTE_SPECIAL == 0)
     pfns = ptes[normal] >> PAGE_SHIFT
     if len(pfns):
+        # a dirty PTE hands its dirty bit to a page-cache folio (zap_present_folio_ptes)
+        dirty = pfns[((ptes[normal] & PTE_DIRTY) != 0) & ((m.phys.flags[pfns] & PG_ANON) == 0)]
+        m.phys.flags[dirty] |= PG_DIRTY
         rss_add(m, mm, pfns, -1)
         m.phys.mapcount[pfns] -= 1
         m.phys.put(pfns)

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import EACCES, EFAULT, EINVAL, ENOMEM, SyscallError
-from ..arch import PAGE_SHIFT, PAGE_SIZE, PTE_PRESENT, PTE_RW, PTE_USER, TASK_SIZE, page_align
-from .memory import fault_range, handle_mm_fault, vma_maps_writable, zap_range
-from .page_alloc import PG_ANON, PG_ANON_EXCLUSIVE
+from ..arch import PAGE_SHIFT, PAGE_SIZE, PTE_DIRTY, PTE_PRESENT, PTE_RW, PTE_USER, TASK_SIZE, page_align
+from .memory import BusError, fault_range, handle_mm_fault, vma_maps_writable, zap_range
+from .page_alloc import PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY
 from .vma import (
     MM,
     PROT_FLAGS,
@@ -227,13 +227,13 @@ def do_mremap(m: Machine, pid: int, mm: MM, addr: int, old_len: int, new_len: in
     new_len = page_align(new_len)
     if new_len == 0 or old_len == 0:
         raise SyscallError(EINVAL, "mremap", "lengths must be positive")
-    vma = mm.find_vma(addr)
-    if vma is None or vma.vm_end < addr + old_len:
-        raise SyscallError(EFAULT, "mremap", "old range is not one mapping")
-    if new_len <= old_len:
+    if new_len <= old_len:  # shrinking (or same size) just unmaps the tail, whatever is there
         if new_len < old_len:
             do_munmap(m, mm, addr + new_len, old_len - new_len)
         return addr
+    vma = mm.find_vma(addr)
+    if vma is None or vma.vm_end < addr + old_len:
+        raise SyscallError(EFAULT, "mremap", "old range is not one mapping")
     grow_end = addr + new_len
     if vma.vm_end == addr + old_len and not mm.overlapping(vma.vm_end, grow_end):
         vma.vm_end = grow_end
@@ -257,6 +257,14 @@ def do_mremap(m: Machine, pid: int, mm: MM, addr: int, old_len: int, new_len: in
     return new
 
 
+def mm_populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool) -> None:
+    """MAP_POPULATE / mlock: fault the range in, ignoring what cannot be faulted (past EOF)."""
+    try:
+        populate(m, pid, mm, start, end, write)
+    except BusError:
+        pass
+
+
 def populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool) -> None:
     """Fault in [start, end) as if read or written (MAP_POPULATE / MADV_POPULATE_*)."""
     for vma in mm.overlapping(start, end):
@@ -270,6 +278,8 @@ def populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool) ->
             pte = mm.pgd.lookup(va)
             if not pte & PTE_PRESENT or (write and not pte & PTE_RW):
                 handle_mm_fault(m, pid, mm, vma, va, write)
+            elif write and not pte & PTE_DIRTY:  # GUP with FOLL_WRITE dirties the folio
+                m.phys.flags[pte >> PAGE_SHIFT] |= PG_DIRTY
 
 
 def do_mlock(m: Machine, pid: int, mm: MM, addr: int, length: int, lock: bool) -> None:
@@ -287,5 +297,5 @@ def do_mlock(m: Machine, pid: int, mm: MM, addr: int, length: int, lock: bool) -
     if lock:
         for vma in mm.overlapping(start, end):
             if vma.vm_flags & (VM_READ | VM_WRITE):
-                populate(m, pid, mm, max(start, vma.vm_start), min(end, vma.vm_end),
+                mm_populate(m, pid, mm, max(start, vma.vm_start), min(end, vma.vm_end),
                          bool(vma.vm_flags & VM_WRITE) and not vma.is_shared)

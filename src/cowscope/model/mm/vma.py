@@ -121,11 +121,9 @@ def can_merge(prev: VMA, nxt: VMA) -> bool:
         return False
     if prev.vm_file is not nxt.vm_file or prev.name != nxt.name:
         return False
-    if prev.vm_file is not None:
-        if prev.vm_file.is_shmem_anon:  # each MAP_SHARED|MAP_ANONYMOUS mapping is its own file
-            return False
-        if prev.pgoff_at(prev.vm_end) != nxt.vm_pgoff:
-            return False
+    # (each MAP_SHARED|MAP_ANONYMOUS mapping is its own shmem file, so only its own pieces merge)
+    if prev.vm_file is not None and prev.pgoff_at(prev.vm_end) != nxt.vm_pgoff:
+        return False
     return anon_vma_compatible(prev, nxt)
 
 

@@ -35,6 +35,11 @@ from .layout import (
 )
 
 
+def _signed(v: int) -> int:
+    """A 64-bit value read as a signed long."""
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
 class SysMemMixin:
     """sysmalloc (mmap / brk growth), systrim and malloc_trim's mtrim."""
 
@@ -79,18 +84,21 @@ class SysMemMixin:
                                  "(old_top == initial_top (av) && old_size == 0) || ((unsigned long) "
                                  "(old_size) >= MINSIZE && prev_inuse (old_top) && ((unsigned long) "
                                  "old_end & (pagesize - 1)) == 0)")
-        size = nb + r(mp + MP_TOP_PAD) + MINSIZE
+        # `long int size` in glibc: the size_t sum wraps, then it is signed
+        size = _signed((nb + r(mp + MP_TOP_PAD) + MINSIZE) & MASK64)
         if contiguous:
             size -= old_size
-        size = align_up(size, PAGESIZE)
+        size = _signed(align_up(size, PAGESIZE) & MASK64)
         brk = None
         snd_brk = None
         if size > 0:
             brk = self.libc_sbrk(size)
         if brk is None:
-            msize = align_up(size + old_size, PAGESIZE) if contiguous else size
-            msize = max(msize, MMAP_AS_MORECORE_SIZE)
-            if msize > nb:
+            # sysmalloc_mmap_fallback (sizes compared as unsigned long)
+            msize = _signed(align_up(size + old_size, PAGESIZE) & MASK64) if contiguous else size
+            if msize & MASK64 < MMAP_AS_MORECORE_SIZE:
+                msize = MMAP_AS_MORECORE_SIZE
+            if msize & MASK64 > nb and msize > 0:
                 try:
                     brk = self.host.mmap(msize, "rw")
                 except SyscallError:
