@@ -151,3 +151,13 @@ def test_systrim_with_tiny_top_grows_the_heap_like_glibc() -> None:
     assert " top=H+0x11fe0:0x20 " in real[5] and " brk=0x13000 top=H+0x11fe0:0x1020 " in real[6]
     model, _ = replay_text(ops)
     assert model == real, first_divergence(model, real)
+
+
+@needs_glibc
+@pytest.mark.parametrize("top_pad", [-1, -16])
+def test_negative_top_pad_wraps_like_glibc(top_pad: int) -> None:
+    """sysmalloc's `long size = nb + top_pad + MINSIZE` wraps: M_TOP_PAD -16 means 16 bytes less."""
+    ops = f"o -2 {top_pad}\nm 1 24\nm 2 5000\nm 3 70000\nf 2\nm 4 100000\n"
+    real, _ = run_native(ops)
+    model, _ = replay_text(ops)
+    assert model == real, first_divergence(model, real)
