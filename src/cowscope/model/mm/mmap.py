@@ -227,12 +227,14 @@ def do_mremap(m: Machine, pid: int, mm: MM, addr: int, old_len: int, new_len: in
     new_len = page_align(new_len)
     if new_len == 0 or old_len == 0:
         raise SyscallError(EINVAL, "mremap", "lengths must be positive")
+    vma = mm.find_vma(addr)
+    if vma is None:
+        raise SyscallError(EFAULT, "mremap", f"{addr:#x} is not mapped")
     if new_len <= old_len:  # shrinking (or same size) just unmaps the tail, whatever is there
         if new_len < old_len:
             do_munmap(m, mm, addr + new_len, old_len - new_len)
         return addr
-    vma = mm.find_vma(addr)
-    if vma is None or vma.vm_end < addr + old_len:
+    if vma.vm_end < addr + old_len:
         raise SyscallError(EFAULT, "mremap", "old range is not one mapping")
     grow_end = addr + new_len
     if vma.vm_end == addr + old_len and not mm.overlapping(vma.vm_end, grow_end):
