@@ -10,7 +10,7 @@ Tracked mappings live in an arena far from everything the kernel or malloc place
 mmap with unmapped gaps in between, so the reference knows what every arena address holds.
 
 Each example draws one of the registered allocators (firstfit, ptmalloc). Profiles: "ci" (500
-examples of up to 30 steps, the `slow` test, about 2 minutes of CPU), "quick" (30 examples, the default
+examples of up to 25 steps, the `slow` test, about 2 minutes of CPU), "quick" (30 examples, the default
 of test_stateful_quick) and "deep" (300 examples of up to 50 steps: HYPOTHESIS_PROFILE=deep pytest
 -k stateful_quick). Steps are short because every step re-checks everything: m.check() and the
 /proc views cost ~4 ms per live process.
@@ -47,7 +47,7 @@ ALLOCATORS = [a for a in ("firstfit", "ptmalloc") if a in _allocators()]
 SHMEM_ANON_FREED = True       # MAP_SHARED|MAP_ANONYMOUS frames leak when the last mapping goes
 POPULATE_CHECKS_PROT = True   # MADV_POPULATE_* ignores the VMA's protection
 
-settings.register_profile("ci", max_examples=500, stateful_step_count=30, deadline=None,
+settings.register_profile("ci", max_examples=500, stateful_step_count=25, deadline=None,
                           suppress_health_check=list(HealthCheck))
 settings.register_profile("deep", max_examples=300, stateful_step_count=50, deadline=None,
                           suppress_health_check=list(HealthCheck))
@@ -670,7 +670,7 @@ def _path(pg: RPage) -> str:
 
 @pytest.mark.slow
 def test_stateful_ci() -> None:
-    """The CI run: 500 examples of up to 30 steps, each on one of the registered allocators."""
+    """The CI run: 500 examples of up to 25 steps, each on one of the registered allocators."""
     run = MemoryMachine.TestCase
     run.settings = settings.get_profile("ci")
     run().runTest()
