@@ -17,8 +17,6 @@ from ..observe.records import parse_smaps_rollup
 PROC = Path("/proc")
 #: pagemap entries read per system call (8 MiB of entries = 4 GiB of address space).
 PAGEMAP_BLOCK = 1 << 20
-#: Two PFN runs closer than this are read from /proc/kpagecount in one pread.
-KPAGECOUNT_GAP = 64
 PF_KTHREAD = 0x00200000
 #: Mappings whose PTEs are not "normal pages" (smaps does not count them).
 SPECIAL_MAPPINGS = ("[vvar]", "[vvar_vclock]", "[vsyscall]")
@@ -146,26 +144,8 @@ def read_pagemap(pid: int, addr: int, npages: int) -> np.ndarray:
 
 
 def read_kpagecount(pfns: np.ndarray) -> np.ndarray:
-    """Map counts of sorted unique PFNs, read from /proc/kpagecount in coalesced runs (root only)."""
-    pfns = np.asarray(pfns, dtype=np.int64)
-    if len(pfns) == 0:
-        return np.zeros(0, dtype=np.int64)
-    gaps = np.flatnonzero(np.diff(pfns) > KPAGECOUNT_GAP)
-    starts = np.concatenate(([0], gaps + 1))
-    ends = np.concatenate((gaps + 1, [len(pfns)]))
-    lo = pfns[starts]
-    n = pfns[ends - 1] - lo + 1
-    at = np.concatenate(([0], np.cumsum(n)))  # where each run lands in one buffer
-    buf = np.zeros(int(at[-1]), dtype=np.uint64)
-    view = memoryview(buf).cast("B")
-    fd = os.open("/proc/kpagecount", os.O_RDONLY)
-    try:
-        for a, b, first in zip(at[:-1].tolist(), at[1:].tolist(), lo.tolist(), strict=True):
-            os.preadv(fd, [view[a * 8:b * 8]], first * 8)  # a short read (end of memory) leaves zeros
-    finally:
-        os.close(fd)
-    run = np.repeat(np.arange(len(starts)), ends - starts)
-    return buf[at[run] + (pfns - lo[run])].astype(np.int64)
+    """Map counts of PFNs from /proc/kpagecount (root only): the shared coalescing reader."""
+    return procfs.read_kpagecount(pfns)
 
 
 def kpagecount_readable() -> bool:

@@ -185,38 +185,39 @@ def pagemap_pfns(raw: np.ndarray) -> np.ndarray:
     return np.where(present, (raw & np.uint64(PM_PFN_MASK)).astype(np.int64), 0)
 
 
+#: PFN gaps up to this many entries are read through rather than split into another pread
+KPAGE_GAP = 64
+
+
 def _read_kpage_file(name: str, pfns: np.ndarray | list[int], root: str) -> np.ndarray:
-    """Read one uint64 per PFN from /proc/kpagecount or /proc/kpageflags, contiguous runs at once."""
+    """Read one uint64 per PFN from /proc/kpagecount or /proc/kpageflags: the distinct PFNs are
+    sorted and read in coalesced runs (one pread per run, nearby runs merged), then mapped back."""
     pfns = np.asarray(pfns, dtype=np.int64)
-    out = np.zeros(len(pfns), dtype=np.uint64)
     if len(pfns) == 0:
-        return out
+        return np.zeros(0, dtype=np.uint64)
+    uniq, inverse = np.unique(pfns, return_inverse=True)
+    gaps = np.flatnonzero(np.diff(uniq) > KPAGE_GAP)
+    starts = np.concatenate(([0], gaps + 1))
+    ends = np.concatenate((gaps + 1, [len(uniq)]))
+    lo = uniq[starts]
+    n = uniq[ends - 1] - lo + 1
+    at = np.concatenate(([0], np.cumsum(n)))  # where each run lands in one buffer
+    buf = np.zeros(int(at[-1]), dtype=np.uint64)
+    view = memoryview(buf).cast("B")
     try:
         fd = os.open(f"{root}/{name}", os.O_RDONLY | os.O_CLOEXEC)
     except PermissionError as exc:
         raise KpageUnavailable(exc.errno, f"{root}/{name}: {exc.strerror} (needs root)") from None
     try:
-        uniq = np.unique(pfns)
-        values: dict[int, int] = {}
-        start = 0
-        while start < len(uniq):
-            end = start + 1
-            while end < len(uniq) and uniq[end] == uniq[end - 1] + 1 and end - start < 4096:
-                end += 1
-            first = int(uniq[start])
+        for a, b, first in zip(at[:-1].tolist(), at[1:].tolist(), lo.tolist(), strict=True):
             try:
-                data = os.pread(fd, 8 * (end - start), first * 8)
+                os.preadv(fd, [view[a * 8:b * 8]], first * 8)  # a short read (end of memory) leaves zeros
             except PermissionError as exc:
                 raise KpageUnavailable(exc.errno, f"{root}/{name}: {exc.strerror} (needs root)") from None
-            got = np.frombuffer(data[: len(data) - len(data) % 8], dtype="<u8")
-            for i in range(end - start):
-                values[first + i] = int(got[i]) if i < len(got) else 0
-            start = end
     finally:
         os.close(fd)
-    for i, p in enumerate(pfns):
-        out[i] = values[int(p)]
-    return out
+    run = np.repeat(np.arange(len(starts)), ends - starts)
+    return buf[at[run] + (uniq - lo[run])][inverse]
 
 
 def read_kpagecount(pfns: np.ndarray | list[int], root: str = PROC) -> np.ndarray:
