@@ -18,6 +18,7 @@ of test_stateful_quick) and "deep" (300 examples of up to 50 steps: HYPOTHESIS_P
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import signal
@@ -41,11 +42,6 @@ MAX_LIVE = 3
 PROTS = ("", "r", "w", "rw", "rx", "rwx")
 PFN_MASK = (1 << 55) - 1
 ALLOCATORS = [a for a in ("firstfit", "ptmalloc") if a in _allocators()]
-
-#: Known model bugs (see the strict xfail tests in test_errors.py). While False, the stateful test
-#: steers around them; flip to True once the model is fixed so the random runs cover them again.
-SHMEM_ANON_FREED = True       # MAP_SHARED|MAP_ANONYMOUS frames leak when the last mapping goes
-POPULATE_CHECKS_PROT = True   # MADV_POPULATE_* ignores the VMA's protection
 
 settings.register_profile("ci", max_examples=500, stateful_step_count=25, deadline=None,
                           suppress_health_check=list(HealthCheck))
@@ -331,8 +327,6 @@ class MemoryMachine(RuleBasedStateMachine):
              seed: int | None = None) -> None:
         """mmap in a fresh arena slot; with a seed, write bytes all over it (if writable)."""
         r = self.pick(i)
-        if kind == "shanon" and not SHMEM_ANON_FREED:
-            kind = "anon"
         hint = ARENA + self.next_slot * SLOT
         self.next_slot += 1
         shared = kind.startswith("sh")
@@ -373,16 +367,18 @@ class MemoryMachine(RuleBasedStateMachine):
             return
         start, n = self.region_range(r, ri, off, n)
         vas = [start + k * PS for k in range(n)]
-        mapped = [va in r.pages for va in vas]
-        if not mapped[0]:
+        # Linux (do_mprotect_pkey): ENOMEM if the start is unmapped; else the VMAs up to the first
+        # hole change, then ENOMEM
+        changed = 0
+        while changed < n and vas[changed] in r.pages:
+            changed += 1
+        if changed < n:
             with pytest.raises(SyscallError) as ei:
                 r.proc.mprotect(start, n * PS, prot)  # type: ignore[attr-defined]
-            assert ei.value.errno == 12
-            return
-        if not all(mapped):
-            return  # Linux changes the part before the hole; the model refuses (test_errors.py)
-        r.proc.mprotect(start, n * PS, prot)  # type: ignore[attr-defined]
-        for va in vas:
+            assert ei.value.errno == errno.ENOMEM
+        else:
+            r.proc.mprotect(start, n * PS, prot)  # type: ignore[attr-defined]
+        for va in vas[:changed]:
             r.pages[va].prot = prot
 
     @precondition(lambda self: any(r.regions for r in self.live()))
@@ -400,33 +396,24 @@ class MemoryMachine(RuleBasedStateMachine):
             self.fork(self.live().index(r))
 
     def _madvise(self, r: RProc, ri: int, off: int, n: int, advice: str) -> None:
+        """The reference of madvise_walk_vmas: the mapped parts in address order; EINVAL at the first
+        part the advice cannot apply to, POPULATE_* stops at the first hole; ENOMEM after a hole."""
         start, n = self.region_range(r, ri, off, n)
         pages = [r.pages.get(start + k * PS) for k in range(n)]
-        if not any(pages):
-            with pytest.raises(SyscallError) as ei:
-                r.proc.madvise(start, n * PS, advice)  # type: ignore[attr-defined]
-            assert ei.value.errno == 12
-            return
-        if not all(pages):
-            return  # Linux advises the mapped parts, then ENOMEM; the model refuses (test_errors.py)
-        pgs = [pg for pg in pages if pg is not None]
-        if advice in ("wipeonfork", "free") and any(pg.shared or pg.file for pg in pgs):
-            with pytest.raises(SyscallError) as ei:
-                r.proc.madvise(start, n * PS, advice)  # type: ignore[attr-defined]
-            assert ei.value.errno == 22
-            return
-        if advice.startswith("populate"):
-            need = (lambda p: "w" in p) if advice == "populate_write" else _readable
-            if not all(need(pg.prot) for pg in pgs):
-                if POPULATE_CHECKS_PROT:  # Linux refuses (EINVAL/EFAULT) after faulting the pages before
-                    with pytest.raises(SyscallError):
-                        r.proc.madvise(start, n * PS, advice)  # type: ignore[attr-defined]
-                    for pg in pgs:
-                        if advice == "populate_write" and "w" in pg.prot:
-                            pg.make_private()  # may or may not be faulted: an upper bound for frames
-                return
-        r.proc.madvise(start, n * PS, advice)  # type: ignore[attr-defined]
-        for pg in pgs:
+        err = 0
+        for pg in pages:
+            if pg is None:
+                err = errno.ENOMEM
+                if advice.startswith("populate"):
+                    break
+                continue
+            if advice in ("wipeonfork", "free") and (pg.shared or pg.file is not None):
+                err = errno.EINVAL
+                break
+            if advice == "populate_write" and "w" not in pg.prot or \
+                    advice == "populate_read" and not _readable(pg.prot):
+                err = errno.EINVAL
+                break
             if advice == "dontneed":
                 pg.data = None if not pg.shared else pg.data
             elif advice in ("dontfork", "dofork"):
@@ -435,6 +422,12 @@ class MemoryMachine(RuleBasedStateMachine):
                 pg.wipeonfork = advice == "wipeonfork"
             elif advice == "populate_write":
                 pg.make_private()
+        if err:
+            with pytest.raises(SyscallError) as ei:
+                r.proc.madvise(start, n * PS, advice)  # type: ignore[attr-defined]
+            assert ei.value.errno == err, f"madvise {advice}: errno {ei.value.errno}, reference {err}"
+        else:
+            r.proc.madvise(start, n * PS, advice)  # type: ignore[attr-defined]
 
     # -- memory access -------------------------------------------------------------------------
     def _access(self, r: RProc, addr: int, n: int, op: str, seed: int = 0) -> None:
