@@ -119,8 +119,11 @@ class Machine:
     def process(self, pid: int) -> Process:
         return self.processes[pid]
 
+    def allocator_class(self) -> type[Allocator]:
+        return _allocators()[self.allocator_name]
+
     def make_allocator(self, p: Process) -> Allocator:
-        return _allocators()[self.allocator_name](p)
+        return self.allocator_class()(p)
 
     # -- frames and faults ---------------------------------------------------------------------
     def alloc_page(self, pid: int, flags: int, value: int = 0) -> int:

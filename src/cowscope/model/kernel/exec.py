@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ..arch import ELF_ET_DYN_BASE, PAGE_SHIFT, PAGE_SIZE, STACK_TOP
 from ..mm.mmap import do_mmap, do_mprotect
 from ..mm.vma import MM, VM_ACCOUNT, VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_READ, VM_WRITE, VMA
-from .uaccess import access_range
+from .uaccess import access_range, store
 
 if TYPE_CHECKING:
     from ..fs.file import File
@@ -126,6 +126,8 @@ def startup(m: Machine, pid: int, mm: MM, addrs: dict[str, int]) -> None:
     if addrs["libc_data"]:
         access_range(m, pid, mm, addrs[f"{LD_PATH}:data"], PAGE_SIZE, True)
         access_range(m, pid, mm, addrs["libc_data"], PAGE_SIZE, True)
+        for addr, data in m.allocator_class().static_libc_data(addrs["libc_data"]):
+            store(m, pid, mm, addr, data)  # libc's initialised malloc data, relocated by ld.so
         access_range(m, pid, mm, addrs["tls"], PAGE_SIZE, True)
     access_range(m, pid, mm, STACK_TOP - 2 * PAGE_SIZE, 2 * PAGE_SIZE, True)  # argv, envp, auxv
 

@@ -197,6 +197,29 @@ class Process:
     def malloc_usable_size(self, ptr: int) -> int:
         return self._alloc().malloc_usable_size(ptr)
 
+    def _libc_call(self, name: str, *args: Any) -> Any:
+        fn = getattr(self._alloc(), name, None)
+        if fn is None:
+            raise CowscopeError(f"the {self.machine.allocator_name} allocator has no {name}()")
+        return fn(*args)
+
+    def posix_memalign(self, alignment: int, size: int) -> tuple[int, int]:
+        """(error, pointer) as posix_memalign returns them."""
+        return self._libc_call("posix_memalign", alignment, size)
+
+    def aligned_alloc(self, alignment: int, size: int) -> int:
+        return self._libc_call("aligned_alloc", alignment, size)
+
+    def mallopt(self, param: int, value: int) -> int:
+        """mallopt(M_*, value); params as glibc numbers them (M_TRIM_THRESHOLD = -1, ...)."""
+        return self._libc_call("mallopt", param, value)
+
+    def malloc_trim(self, pad: int = 0) -> int:
+        return self._libc_call("malloc_trim", pad)
+
+    def mallinfo2(self) -> Any:
+        return self._libc_call("mallinfo2")
+
     def abort(self, message: str) -> None:
         """Print to stderr and die of SIGABRT, as glibc's malloc_printerr does."""
         self.stderr += message + "\n"
@@ -229,7 +252,9 @@ class Process:
         mm = self._mm()
         m = self.machine
         child = m.new_process(self.name, self.pid)
-        child.mm, child.addrs, child.allocator = mm, self.addrs, self.allocator
+        child.mm, child.addrs = mm, self.addrs
+        if self.allocator is not None:  # same memory, but the child's own (an abort kills the child)
+            child.allocator = self.allocator.fork_child(child)
         child.vfork_parent = self
         mm.users += 1
         self.state = "D"

@@ -31,6 +31,7 @@ class AllocatorHost(Protocol):
     def mmap(self, length: int, prot: str = "rw", shared: bool = False, file=None, offset: int = 0,
              addr: int | None = None, fixed: bool = False) -> int: ...
     def munmap(self, addr: int, length: int) -> None: ...
+    def madvise(self, addr: int, length: int, advice: str) -> None: ...
     def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int: ...
     def abort(self, message: str) -> None: ...        # print to stderr, die of SIGABRT (raises Aborted)
 
@@ -79,6 +80,11 @@ class Allocator(ABC):
     def memalign(self, alignment: int, size: int) -> int:
         """Aligned allocation; allocators override this."""
         raise SyscallError(EINVAL, "memalign", f"{self.name} has no memalign")
+
+    @staticmethod
+    def static_libc_data(libc_data: int) -> list[tuple[int, bytes]]:
+        """(address, bytes) the allocator's initialised libc .data holds once ld.so has relocated it."""
+        return []
 
     def fork_child(self, child: AllocatorHost) -> Allocator:
         """The allocator of a fork child: same state (it is in memory), bound to the child."""

@@ -124,6 +124,7 @@ class PtMalloc(FastPathMixin, PtMallocCore, Allocator):
 
     name = "ptmalloc"
     glibc_version = "2.36"
+    static_libc_data = staticmethod(static_libc_data)
 
     def __init__(self, host: AllocatorHost, tcache_key: int | None = None) -> None:
         """Bind to host; load libc's static malloc data if the image has not."""
