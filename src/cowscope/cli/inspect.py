@@ -17,6 +17,8 @@ from ..inspect.recording import compare_table, header_object, load_recording, wr
 from ..inspect.render import sample_view
 from ..inspect.run import DEFAULT_DUTY, follow
 from ..inspect.sample import MODES, DutyCycle, ProcessFigures, Sample, Sampler
+from ..inspect.snapshots import snapshot_of
+from ..observe.snapshot import Snapshot
 
 EXIT_OK, EXIT_MISSED, EXIT_FAILED = 0, 1, 2
 
@@ -72,6 +74,8 @@ def register(subparsers: Any) -> None:
                    help="page picture of one mapping (a path such as [heap] or libc, or a hex address) "
                    "for the processes side by side")
     p.add_argument("--width", type=int, default=64, help="cells of the page picture (default 64)")
+    p.add_argument("--html", metavar="FILE",
+                   help="also write a self-contained HTML report: page maps, tree and timeline of every sample")
     p.set_defaults(func=run)
 
 
@@ -196,6 +200,7 @@ def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: sub
     missed = False
     reported = False
     warned: set[str] = set()
+    snapshots: list[Snapshot] = []
 
     def stopped() -> bool:
         return proc is not None and proc.poll() is not None
@@ -224,6 +229,10 @@ def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: sub
                 v = p.shared_with_parent_kb if p.parent_in_tree else p.shared_in_tree_kb
                 history.setdefault(p.pid, []).append(v or 0)
                 baseline.setdefault(p.pid, p)
+            if args.html:
+                snap = snapshot_of([(p.pid, p.ppid, p.name) for p in s.processes], f"sample {s.seq}")
+                if snap is not None:
+                    snapshots.append(snap)
             if args.json:
                 write_sample(sys.stdout, s, tree=False)
             elif live is not None:
@@ -241,6 +250,11 @@ def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: sub
         else:
             for m in last.missed:
                 _err(f"missed: {m.reason}")
+    if args.html and snapshots:
+        from ..report.html import write_report
+
+        write_report(args.html, snapshots, title="cowscope inspect")
+        _err(f"report written to {args.html}")
     if proc is not None:
         status = proc.poll()
         _err(f"command exited with status {status}" if status is not None

@@ -1,0 +1,73 @@
+"""Live processes as a snapshot source, so the inspector's samples feed the shared HTML report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ProcessGone
+from ..observe import procfs
+from ..observe.records import MapsEntry, SmapsEntry, SmapsRollup, Status
+from ..observe.snapshot import Snapshot, take
+
+#: mappings larger than this are summarised in reports without a per-page map (VSIZE reservations)
+MAX_PAGES_PER_MAPPING = 1 << 20
+#: kernel mappings whose entries are not process pages
+SKIPPED = ("[vsyscall]", "[vvar]", "[vvar_vclock]")
+
+
+@dataclass
+class LiveProcess:
+    """One live process seen through /proc, with the model's observation API."""
+
+    pid: int
+    ppid: int
+    name: str
+
+    def maps(self) -> list[MapsEntry]:
+        return [e for e in procfs.read_maps(self.pid) if e.path not in SKIPPED]
+
+    def smaps(self) -> list[SmapsEntry]:
+        return procfs.read_smaps(self.pid)
+
+    def smaps_rollup(self) -> SmapsRollup:
+        return procfs.read_smaps_rollup(self.pid)
+
+    def status(self) -> Status:
+        return procfs.read_status(self.pid)
+
+    def pagemap_raw(self, addr: int, npages: int) -> np.ndarray:
+        return procfs.read_pagemap(self.pid, addr, npages)
+
+    def fault_counts(self) -> dict[str, int]:
+        return procfs.read_fault_counts(self.pid)
+
+
+class LiveSource:
+    """A fixed set of live processes as a snapshot backend (`observe.snapshot.take`)."""
+
+    def __init__(self, procs: list[tuple[int, int, str]]) -> None:
+        self.procs = [LiveProcess(*p) for p in procs]
+        self.kpage = procfs.kpage_available()
+        self.zero_pfns = set(procfs.zero_pfns())
+
+    def live_processes(self) -> list[LiveProcess]:
+        return [p for p in self.procs if procfs.is_alive(p.pid)]
+
+    def kpagecount_array(self, pfns: np.ndarray) -> np.ndarray | None:
+        return procfs.read_kpagecount(pfns) if self.kpage else None
+
+
+def snapshot_of(procs: list[tuple[int, int, str]], label: str) -> Snapshot | None:
+    """A snapshot of the given (pid, ppid, name) processes; processes that vanish are left out."""
+    source = LiveSource(procs)
+    for _ in range(3):  # a process exiting mid-read: try again without it
+        try:
+            snap = take(source, label, source="inspect", max_pages_per_mapping=MAX_PAGES_PER_MAPPING)
+            snap.ts = time.time()
+            return snap
+        except ProcessGone as gone:
+            source.procs = [p for p in source.procs if p.pid != gone.pid]
+    return None
