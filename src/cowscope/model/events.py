@@ -18,6 +18,8 @@ KINDS = (
     "exit", "fork", "exec", "vfork", "checkpoint", "sigbus",
 )
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+#: column types: pid, kind, address, old pfn, new pfn (pfns < 2**32: RAM up to 16 TiB)
+DTYPES = (np.int32, np.int8, np.int64, np.uint32, np.uint32)
 
 
 @dataclass(frozen=True)
@@ -70,23 +72,22 @@ class EventLog:
         if not self.enabled or not n:
             return
         self._flush()
-        self._cols.append((np.full(n, pid, np.int64), np.full(n, KIND_CODE[kind], np.int64),
-                           np.asarray(addresses, np.int64), np.asarray(old_pfns, np.int64),
-                           np.asarray(new_pfns, np.int64)))
+        self._cols.append(tuple(np.asarray(col).astype(dt, copy=False) for col, dt in zip(
+            (np.full(n, pid), np.full(n, KIND_CODE[kind]), addresses, old_pfns, new_pfns), DTYPES)))
         self._n += n
         self._cache = None
 
     def _flush(self) -> None:
         if self._pending:
             arr = np.array(self._pending, dtype=np.int64).reshape(-1, 5)
-            self._cols.append(tuple(arr[:, i].copy() for i in range(5)))
+            self._cols.append(tuple(arr[:, i].astype(dt) for i, dt in enumerate(DTYPES)))
             self._pending = []
 
     def _columns(self) -> tuple[np.ndarray, ...]:
         if self._cache is None:
             self._flush()
             if not self._cols:
-                self._cache = tuple(np.zeros(0, np.int64) for _ in range(5))
+                self._cache = tuple(np.zeros(0, dt) for dt in DTYPES)
             else:
                 self._cache = tuple(np.concatenate([c[i] for c in self._cols]) for i in range(5))
                 self._cols = [self._cache]
