@@ -12,7 +12,6 @@ into the user cache) doing the same work, and reports ratios model/kernel with t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import resource
@@ -24,8 +23,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .linux.build import AgentBuildError, cache_dir, find_compiler
 from .model import Machine
+from .native import NativeBuildError, build
 
 PAGE = 4096
 GIB = 1 << 30
@@ -86,27 +85,11 @@ def c_source() -> bytes:
 
 def build_c() -> Path:
     """The compiled bench_fork for the shipped source, built into the user cache if missing."""
-    src = c_source()
-    digest = hashlib.sha256(src).hexdigest()[:16]
-    out = cache_dir() / f"bench_fork-{digest}"
-    if out.exists() and os.access(out, os.X_OK):
-        return out
     try:
-        cc = find_compiler()
-    except AgentBuildError as e:
-        raise BenchError("the benchmark compiles a small C program (bench_fork.c) to time the real "
-                         "kernel, but no C compiler was found (looked for $CC, cc, gcc, clang); "
-                         "install one, e.g. `apt-get install gcc`, or set CC") from e
-    out.parent.mkdir(parents=True, exist_ok=True)
-    src_file = out.parent / f"bench_fork-{digest}.c"
-    src_file.write_bytes(src)
-    tmp = out.parent / f".bench_fork-{digest}.{os.getpid()}"
-    cmd = [cc, "-O2", "-Wall", "-o", str(tmp), str(src_file)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BenchError(f"compiling bench_fork.c failed ({' '.join(cmd)}):\n{proc.stderr}")
-    os.replace(tmp, out)
-    return out
+        return build("bench_fork", c_source(), "the benchmark compiles a small C program (bench_fork.c) "
+                     "to time the real kernel")
+    except NativeBuildError as e:
+        raise BenchError(str(e)) from e
 
 
 def run_c(pages: int, repeats: int) -> dict[str, float]:

@@ -7,53 +7,24 @@ source changes: the binary's name carries the source's hash).
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+from ....native import NativeBuildError, build
+
 SOURCE = Path(__file__).resolve().parent.parent / "native" / "malloc_harness.c"
 
 
-class NativeHarnessError(RuntimeError):
+class NativeHarnessError(NativeBuildError):
     """The native harness could not be built or run."""
-
-
-def cache_dir() -> Path:
-    """Per-user cache directory for compiled helpers."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cowscope"
 
 
 def harness_path() -> Path:
     """Path of the compiled harness, compiling it first if needed."""
-    src = SOURCE.read_bytes()
-    digest = hashlib.sha256(src).hexdigest()[:16]
-    out = cache_dir() / f"malloc_harness-{digest}"
-    if out.exists():
-        return out
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not cc:
-        raise NativeHarnessError("no C compiler found (looked for $CC, cc, gcc, clang): install gcc to "
-                                 "run the native malloc harness against the real glibc")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:  # read-only home (some CI sandboxes): build into the temp dir instead
-        out = Path(tempfile.gettempdir()) / f"cowscope-{os.getuid()}" / out.name
-        if out.exists():
-            return out
-        out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    try:
-        proc = subprocess.run([cc, "-O2", "-o", str(tmp), str(SOURCE)], capture_output=True, text=True)
-    except OSError as exc:
-        raise NativeHarnessError(f"cannot run the C compiler {cc!r}: {exc}") from None
-    if proc.returncode != 0:
-        raise NativeHarnessError(f"compiling {SOURCE} failed:\n{proc.stderr}")
-    os.replace(tmp, out)
-    return out
+    return build("malloc_harness", SOURCE.read_bytes(),
+                 "running operations on the real glibc needs the native malloc harness compiled",
+                 ("-O2",), NativeHarnessError)
 
 
 def glibc_version() -> str:
