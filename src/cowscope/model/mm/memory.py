@@ -199,16 +199,22 @@ def map_file_page(m: Machine, mm: MM, vma: VMA, va: int, pfn: int, write: bool) 
 FAULT_AROUND_PAGES = 16
 
 
-def do_read_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int) -> int:
-    """Read fault on a file (or shmem) mapping: map the page, and fault around cached neighbours."""
+def filemap_fault(m: Machine, pid: int, vma: VMA, va: int) -> tuple[int, bool, bool]:
+    """The page-cache frame behind va: (pfn, fresh shmem page, major fault = read from disk)."""
     f = vma.vm_file
     assert f is not None
     pgoff = vma.pgoff_at(va)
-    fresh = pgoff not in f.page_cache
+    fresh = f.is_shmem and pgoff not in f.page_cache
     pfn, major = f.find_get_page(m.phys, pgoff)
     if major:
         m.count_major(pid)
-    kind = "shmem-alloc" if f.is_shmem and fresh else "pagecache-map"
+    return pfn, fresh, major
+
+
+def do_read_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int) -> int:
+    """Read fault on a file (or shmem) mapping: map the page, and fault around cached neighbours."""
+    pfn, fresh, major = filemap_fault(m, pid, vma, va)
+    kind = "shmem-alloc" if fresh else "pagecache-map"
     pte = map_file_page(m, mm, vma, va, pfn, False)
     m.events.add(pid, kind, va, 0, pfn, "major: read from disk" if major else "")
     m.stat["pagecache_map"] += 1
@@ -236,11 +242,7 @@ def do_fault_around(m: Machine, mm: MM, vma: VMA, va: int) -> None:
 
 def do_cow_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int) -> int:
     """First access to a private file page is a write: copy the cached page into a new anon page."""
-    f = vma.vm_file
-    assert f is not None
-    src, major = f.find_get_page(m.phys, vma.pgoff_at(va))
-    if major:
-        m.count_major(pid)
+    src, _fresh, _major = filemap_fault(m, pid, vma, va)
     anon_vma_prepare(vma)
     pfn = m.alloc_page(pid, ANON_FLAGS, 0)
     m.phys.copy(np.array([pfn]), np.array([src]))
@@ -257,16 +259,10 @@ def do_cow_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int) -> int:
 
 def do_shared_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int) -> int:
     """Write fault on a MAP_SHARED page: map the cached frame writable and mark it dirty."""
-    f = vma.vm_file
-    assert f is not None
-    pgoff = vma.pgoff_at(va)
-    fresh = pgoff not in f.page_cache
-    pfn, major = f.find_get_page(m.phys, pgoff)
-    if major:
-        m.count_major(pid)
+    pfn, fresh, _major = filemap_fault(m, pid, vma, va)
     m.phys.flags[pfn] |= PG_DIRTY
     pte = map_file_page(m, mm, vma, va, pfn, True)
-    kind = "shmem-alloc" if f.is_shmem and fresh else "shared-write"
+    kind = "shmem-alloc" if fresh else "shared-write"
     m.events.add(pid, kind, va, 0, pfn)
     return pte
 
