@@ -22,10 +22,19 @@ def test_demo_checks_all_hold():
     assert f"{n}/{n} checks hold" in r.stdout and n >= 10
 
 
+def test_demo_html_report_tells_the_story(tmp_path):
+    out = tmp_path / "demo.html"
+    r = cowscope("demo", "--html", str(out))
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    assert "exactly 5 pages were copied" in html and "After the child exits" in html
+    assert "<script src=" not in html  # self-contained: nothing to fetch
+
+
 def test_help_lists_every_subcommand():
     r = cowscope("--help")
     assert r.returncode == 0
-    for name in ("demo", "run"):
+    for name in ("demo", "run", "bench", "malloc", "verify", "inspect", "export"):
         assert name in r.stdout
         sub = cowscope(name, "--help")
         assert sub.returncode == 0 and "usage: cowscope " + name in sub.stdout

@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         from ..report.html import write_report
 
-        out = write_report(args.html, [s.snapshot for s in steps if s.snapshot is not None],
-                           events=list(m.events), title="cowscope demo: fork() and malloc'd memory")
+        shown = [s for s in steps if s.snapshot is not None]
+        notes = [s.text + " " + " ".join(("✓ " if c.ok else "✗ ") + c.claim for c in s.checks) for s in shown]
+        out = write_report(args.html, [s.snapshot for s in shown], events=list(m.events),
+                           title="cowscope demo: fork() and malloc'd memory", notes=notes)
         console.print(f"report written to {out}")
     return 1 if failed else 0
