@@ -146,7 +146,13 @@ class Machine:
         self.stat["oom_kill"] += 1
         before = self.phys.nr_used
         victim._die(("signal", signal.SIGKILL))
-        if victim.pid == pid or self.phys.nr_used == before:
+        if victim.pid == pid:
+            raise OOMSelf()
+        if self.phys.nr_used == before:  # killing freed nothing (its frames are shared): give up on pid
+            requester = self.processes.get(pid)
+            if requester is not None and requester.alive:
+                self.events.add(pid, "oom-kill", 0, detail="no frame freed by killing others")
+                requester._die(("signal", signal.SIGKILL))
             raise OOMSelf()
 
     def count_fault(self, pid: int) -> None:
