@@ -128,21 +128,16 @@ def do_mprotect(m: Machine, mm: MM, addr: int, length: int, prot: str) -> None:
     end = addr + length
     if length == 0:
         return
-    first = mm.find_vma(addr)
-    if first is None:
-        raise SyscallError(ENOMEM, "mprotect", f"{addr:#x} is not mapped")
-    hole = False
     pos = addr
-    for vma in mm.overlapping(addr, end):
-        if vma.vm_start > pos:  # a hole: the VMAs before it are changed, then ENOMEM
-            hole = True
-            break
-        pos = vma.vm_end
+    while pos < end:  # walk by address: fixups split and merge the VMAs as we go
+        vma = mm.find_vma(pos)
+        if vma is None:  # a hole: the VMAs before it stay changed
+            raise SyscallError(ENOMEM, "mprotect", f"range {addr:#x}-{end:#x} is not fully mapped")
         if newprot & VM_WRITE and vma.vm_flags & VM_SHARED and not vma.vm_flags & VM_MAYWRITE:
             raise SyscallError(EACCES, "mprotect", "shared mapping of a read-only file")
-        mprotect_fixup(m, mm, vma, max(addr, vma.vm_start), min(end, vma.vm_end), newprot)
-    if hole or pos < end:
-        raise SyscallError(ENOMEM, "mprotect", f"range {addr:#x}-{end:#x} is not fully mapped")
+        hi = min(end, vma.vm_end)
+        mprotect_fixup(m, mm, vma, pos, hi, newprot)
+        pos = hi
 
 
 def mprotect_fixup(m: Machine, mm: MM, vma: VMA, start: int, end: int, newprot: int) -> None:
