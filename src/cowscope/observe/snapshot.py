@@ -11,6 +11,7 @@ Reports and comparisons read snapshots, never backend internals.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,15 +68,26 @@ def take(machine: Any, label: str, source: str = "model", pages: bool = True,
     views = []
     for p in machine.live_processes():
         smaps = {s.vma.start: s for s in p.smaps()}
+        vmas = p.maps()
+        raws = [p.pagemap_raw(v.start, v.npages)
+                if pages and (max_pages_per_mapping is None or v.npages <= max_pages_per_mapping) else None
+                for v in vmas]
+        counts = _kpagecounts(machine, [r for r in raws if r is not None])  # one read per process
         mappings = []
-        for vma in p.maps():
-            states = None
-            if pages and (max_pages_per_mapping is None or vma.npages <= max_pages_per_mapping):
-                raw = p.pagemap_raw(vma.start, vma.npages)
-                pfns = (raw & np.uint64((1 << 55) - 1)).astype(np.int64)
-                kc = machine.kpagecount_array(pfns)
-                states = classify(raw, kc, zero)
+        for vma, raw in zip(vmas, raws):
+            states = None if raw is None else classify(raw, next(counts), zero)
             mappings.append(MappingView(vma, smaps.get(vma.start), states))
         faults = p.fault_counts() if hasattr(p, "fault_counts") else {}
         views.append(ProcessView(p.pid, p.ppid, p.name, p.status(), p.smaps_rollup(), mappings, faults))
     return Snapshot(label, source, time.time(), views, list(events or []), frozenset(zero))
+
+
+def _kpagecounts(machine: Any, raws: list[np.ndarray]) -> Iterator[np.ndarray | None]:
+    """kpagecounts for several pagemap arrays with one backend call, handed back array by array."""
+    if not raws:
+        return iter(())
+    pfns = (np.concatenate(raws) & np.uint64((1 << 55) - 1)).astype(np.int64)
+    kc = machine.kpagecount_array(pfns)
+    if kc is None:
+        return iter([None] * len(raws))
+    return iter(np.split(kc, np.cumsum([len(r) for r in raws])[:-1]))
