@@ -1,46 +1,23 @@
 """The event trace: every fault and process event as a record, stored column-wise.
 
 Single events append to Python lists; bulk paths (a fill over 262,144 pages) append numpy
-columns, so the trace stays cheap. Reading it yields immutable `Event` records.
+columns, so the trace stays cheap. Reading it yields immutable `Event` records
+(`cowscope.observe.events`: the vocabulary shared with the real-kernel backend).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
-KINDS = (
-    "zero-page-map", "zero-fill", "cow-copy", "cow-reuse", "zero-cow", "pagecache-map",
-    "file-copy", "shared-write", "shmem-alloc", "stack-grow", "segv", "abort", "oom-kill",
-    "exit", "fork", "exec", "vfork", "checkpoint", "sigbus",
-)
-KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+from ..observe.events import KIND_CODE, KINDS, Event
+
+__all__ = ["DTYPES", "KINDS", "KIND_CODE", "Event", "EventLog"]
+
 #: column types: pid, kind, address, old pfn, new pfn (pfns < 2**32: RAM up to 16 TiB)
 DTYPES = (np.int32, np.int8, np.int64, np.uint32, np.uint32)
-
-
-@dataclass(frozen=True)
-class Event:
-    """One thing that happened: which process, what kind, where, which frames."""
-
-    seq: int
-    pid: int
-    kind: str
-    address: int
-    old_pfn: int
-    new_pfn: int
-    detail: str = ""
-
-    def describe(self) -> str:
-        frames = ""
-        if self.old_pfn or self.new_pfn:
-            frames = f" pfn {self.old_pfn:#x} -> {self.new_pfn:#x}" if self.old_pfn else \
-                f" pfn {self.new_pfn:#x}"
-        extra = f" ({self.detail})" if self.detail else ""
-        return f"#{self.seq} pid {self.pid} {self.kind} at {self.address:#x}{frames}{extra}"
 
 
 class EventLog:
