@@ -15,8 +15,8 @@ import pytest
 
 from cowscope.errors import Aborted, ProcessGone, Segfault, SyscallError
 from cowscope.linux import build
-from cowscope.linux.compare import run_traced
 from cowscope.observe import procfs
+from cowscope.verify.compare import run_traced
 
 pytestmark = pytest.mark.kernel
 PAGE = 4096

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from ..report.strips import legend
 
     if args.on == "both":
-        from ..linux.compare import run_both
+        from .both import run_both
 
         return run_both(args)
     console = Console(highlight=False, markup=False)

@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
 
 
 def _select(ids: list[str]) -> list[Any]:
-    from ..linux.conformance import all_scenarios
+    from ..verify.conformance import all_scenarios
 
     scenarios = all_scenarios()
     if not ids:
@@ -46,8 +46,8 @@ def _select(ids: list[str]) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the suite; print one line per scenario, the exclusions and the score."""
-    from ..linux.compare import compare, counted, run_traced
-    from ..linux.trace import EXCLUSIONS, NOT_COVERED
+    from ..verify.compare import compare, counted, run_traced
+    from ..verify.trace import EXCLUSIONS, NOT_COVERED
 
     scenarios = _select(args.ids)
     if args.list:
@@ -129,8 +129,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _random_runs(args: argparse.Namespace, make_model: Any, make_linux: Any) -> list[str]:
     """Seeded random op sequences on both backends; one line per seed that disagrees."""
-    from ..linux.compare import compare, counted, run_traced
-    from ..linux.fuzz import random_scenario
+    from ..verify.compare import compare, counted, run_traced
+    from ..verify.fuzz import random_scenario
 
     print()
     print(f"random differential runs: seeds {args.seed}..{args.seed + args.random - 1}")

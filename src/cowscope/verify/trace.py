@@ -4,7 +4,7 @@
 runs against the wrapper; it records each operation with addresses rewritten relative to the
 region they fall in ("R1+0x1000", "heap+0x2a0"), and at every `checkpoint(label)` observes each
 live process's regions page by page. Two traces of one scenario on two backends compare entry by
-entry (cowscope.linux.compare). Processes are named by their history ("P", "P.1" = P's first
+entry (cowscope.verify.compare). Processes are named by their history ("P", "P.1" = P's first
 child, "P.1.1"), regions by creator and order ("P#1"), PFNs by per-checkpoint letters.
 """
 

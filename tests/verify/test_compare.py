@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cowscope.linux.compare import compare, counted, render, run_traced
-from cowscope.linux.trace import EXCLUSIONS, Trace
+from cowscope.verify.compare import compare, counted, render, run_traced
+from cowscope.verify.trace import EXCLUSIONS, Trace
 
 PAGE = 4096
 CLI = [sys.executable, "-c", "from cowscope.cli.main import entry; entry()"]
@@ -177,9 +177,9 @@ def test_verify_cli_prints_lines_exclusions_and_score() -> None:
 def test_without_root_compares_what_remains(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """As an unprivileged user sees it: PFN fields zeroed, /proc/kpagecount unreadable."""
     from cowscope.linux import machine as lm
-    from cowscope.linux.conformance import all_scenarios
     from cowscope.model import Machine as ModelMachine
     from cowscope.observe import procfs
+    from cowscope.verify.conformance import all_scenarios
 
     real = procfs.read_pagemap
 
@@ -207,7 +207,7 @@ def test_random_scenarios_are_reproducible_on_the_kernel(seed: int) -> None:
     """The harness is deterministic: two kernel runs of one random scenario never differ."""
     if os.geteuid() != 0:
         pytest.skip("needs root for PFNs")
-    from cowscope.linux.fuzz import random_scenario
+    from cowscope.verify.fuzz import random_scenario
 
     fn = random_scenario(seed)
     first = run_traced(fn, _linux(), "linux")

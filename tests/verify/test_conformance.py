@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from cowscope.linux.compare import compare, counted, run_traced
-from cowscope.linux.conformance import all_scenarios
+from cowscope.verify.compare import compare, counted, run_traced
+from cowscope.verify.conformance import all_scenarios
 
 pytestmark = pytest.mark.kernel
 SCENARIOS = all_scenarios()

@@ -1,6 +1,6 @@
 """The conformance suite: scenarios that run on any backend and assert the kernel's measured facts.
 
-Each scenario is a function taking a machine (a `cowscope.linux.trace.TracedMachine` wrapping the
+Each scenario is a function taking a machine (a `cowscope.verify.trace.TracedMachine` wrapping the
 model's or the kernel's Machine). It drives processes through the shared API, calls
 `m.checkpoint(label)` where both backends are compared, and states the facts of
 `shared/reference/kernel-conformance.md` with `m.expect*` (a failed fact is recorded, not raised).
