@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from cowscope.verify.compare import compare, counted, render, run_traced
-from cowscope.verify.trace import EXCLUSIONS, Trace
+from cowscope.verify.exclusions import EXCLUSIONS
+from cowscope.verify.trace import Trace
 
 PAGE = 4096
 CLI = [sys.executable, "-c", "from cowscope.cli.main import entry; entry()"]

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..verify.compare import compare, counted, render, run_traced
-from ..verify.trace import EXCLUSIONS
+from ..verify.exclusions import EXCLUSIONS
 
 
 def run_both(args: argparse.Namespace) -> int:

@@ -47,7 +47,7 @@ def _select(ids: list[str]) -> list[Any]:
 def run(args: argparse.Namespace) -> int:
     """Run the suite; print one line per scenario, the exclusions and the score."""
     from ..verify.compare import compare, counted, run_traced
-    from ..verify.trace import EXCLUSIONS, NOT_COVERED
+    from ..verify.exclusions import EXCLUSIONS, NOT_COVERED
 
     scenarios = _select(args.ids)
     if args.list:

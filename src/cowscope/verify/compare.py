@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .trace import EXCLUSIONS, SMAPS_COMPARED, Trace, TracedMachine
+from .exclusions import EXCLUSIONS, SMAPS_COMPARED
+from .trace import Trace, TracedMachine
 
 FAULT_AROUND = "untouched file/shmem pages"
 HEAP_VMA = "heap VMA and its smaps"

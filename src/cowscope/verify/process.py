@@ -1,0 +1,292 @@
+"""A traced process: every call of the wrapped backend's process, logged backend-independently.
+
+Processes are named by their history ("P", "P.1" = P's first child, "P.1.1"), regions by creator
+and order ("P#1", malloc's mmap'd chunks "P@n"), addresses as "REGION+off" / "heap+off". Each
+region a scenario maps without an address lies between two PROT_NONE guard pages, the same on every
+backend, so its VMA never merges with a neighbour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CowscopeError, SyscallError
+from ..observe.records import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from .trace import TracedMachine
+
+#: prot of the guard pages around each region (PROT_NONE).
+GUARD_PROT = ""
+
+@dataclass
+class Region:
+    """A range a scenario mapped: its stable key, its address in this backend, its length."""
+
+    key: str
+    addr: int
+    length: int
+    filebacked: bool = False  # file or shared mapping: fault-around may map untouched pages
+    guarded: bool = True  # between the tracer's PROT_NONE guard pages (not after a move)
+
+    @property
+    def npages(self) -> int:
+        """Pages the region spans."""
+        return (self.length + PAGE_SIZE - 1) // PAGE_SIZE
+
+
+def _bytes_text(data: bytes) -> str:
+    if len(data) <= 16:
+        return data.hex(" ") or "(empty)"
+    uniq = set(data)
+    if len(uniq) == 1:
+        return f"{len(data)} x {data[0]:02x}"
+    return f"{len(data)} bytes sha1 {hashlib.sha1(data).hexdigest()[:12]}"
+
+
+class TracedProcess:
+    """A process of the wrapped backend, named by history, logging every call."""
+
+    def __init__(self, tm: TracedMachine, proc: Any, key: str, regions: list[Region], heap: int) -> None:
+        self._tm = tm
+        self._p = proc
+        self.key = key
+        self.regions = regions
+        self.heap_base = heap
+        self._nchildren = 0
+        self._nmaps = 0
+        self.accessed: dict[str, set[int]] = {}  # region key -> page indexes this process touched
+        self.dropped: set[str] = set()  # regions whose pages may have been freed since the checkpoint
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._p, name)
+
+    def __repr__(self) -> str:
+        return f"<{self.key} pid {self._p.pid}>"
+
+    # --- naming ----------------------------------------------------------------------------
+
+    def where(self, addr: int) -> str:
+        """addr as "REGION+off" / "heap+off" (backend independent) or hex when outside both."""
+        for r in reversed(self.regions):  # the newest mapping wins where an old one was replaced
+            if r.addr <= addr < r.addr + max(r.length, PAGE_SIZE):
+                return f"{r.key}+{addr - r.addr:#x}"
+        if self.heap_base and self.heap_base <= addr < self.heap_base + (1 << 30):
+            return f"heap+{addr - self.heap_base:#x}"
+        if addr == 0:
+            return "NULL"
+        return f"mmap+{addr & (PAGE_SIZE - 1):#x}"
+
+    def _drop(self, addr: int | None = None, n: int = 0) -> None:
+        """Pages of the regions overlapping [addr, addr+n) (all regions and the heap if addr is None)
+        may be freed: a later fault may get the same PFN back, so "replaced" is not decidable."""
+        for r in self.regions:
+            if addr is None or (r.addr < addr + n and addr < r.addr + r.length):
+                self.dropped.add(r.key)
+        if addr is None or self.where(addr).startswith("heap"):
+            self.dropped.add("heap")
+
+    def _mark(self, addr: int, n: int) -> None:
+        for r in self.regions:
+            lo, hi = max(addr, r.addr), min(addr + n, r.addr + r.length)
+            if lo < hi:
+                pages = self.accessed.setdefault(r.key, set())
+                pages.update(range((lo - r.addr) // PAGE_SIZE, (hi - 1 - r.addr) // PAGE_SIZE + 1))
+
+    def _do(self, op: str, args: tuple[Any, ...], fn: Any, shown: Any = None) -> Any:
+        try:
+            result = fn()
+        except CowscopeError as exc:
+            detail = type(exc).__name__
+            if isinstance(exc, SyscallError):
+                detail += f" errno {exc.errno}"
+            self._tm.trace.ops.append((self.key, op, args, "!" + detail))
+            raise
+        self._tm.trace.ops.append((self.key, op, args, shown(result) if shown else result))
+        return result
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def fork(self) -> TracedProcess:
+        """fork, logged with region-relative addresses."""
+        self._nchildren += 1
+        key = f"{self.key}.{self._nchildren}"
+        child = self._do("fork", (), self._p.fork, lambda c: key)
+        return self._tm._add(child, key, self)
+
+    def vfork(self) -> TracedProcess:
+        """vfork, logged with region-relative addresses."""
+        self._nchildren += 1
+        key = f"{self.key}.{self._nchildren}"
+        child = self._do("vfork", (), self._p.vfork, lambda c: key)
+        return self._tm._add(child, key, self)
+
+    def exec(self, image: Any = None) -> None:
+        """exec, logged with region-relative addresses."""
+        self._do("exec", (), lambda: self._p.exec(image))
+        self.regions = []
+        self.accessed = {}
+        self.heap_base = self._tm._heap_of(self._p)
+
+    def exit(self, code: int = 0) -> None:
+        """exit, logged with region-relative addresses."""
+        self._do("exit", (code,), lambda: self._p.exit(code))
+
+    def wait(self, child: TracedProcess | None = None) -> Any:
+        """wait, logged with region-relative addresses."""
+        def shown(res: Any) -> Any:
+            """wait's result with the child's name."""
+            pid, status = res
+            return (self._tm.key_of(pid), status)
+        return self._do("wait", (child.key if child else None,),
+                        lambda: self._p.wait(child._p if child else None), shown)
+
+    # --- memory ----------------------------------------------------------------------------
+
+    def mmap(self, length: int, prot: str = "rw", shared: bool = False, file: Any = None,
+             offset: int = 0, addr: int | None = None, fixed: bool = False) -> int:
+        """mmap; without addr, between two PROT_NONE guard pages (same on every backend), so the
+        region's VMA never merges with a neighbour and its smaps figures are its own."""
+        self._nmaps += 1
+        key = f"{self.key}#{self._nmaps}"
+        args = (length, prot, shared, getattr(file, "path", None), offset, fixed)
+
+        def call() -> int:
+            """The mmap call(s) on the backend."""
+            if addr is not None or fixed:
+                return self._p.mmap(length, prot=prot, shared=shared, file=file, offset=offset,
+                                    addr=addr, fixed=fixed)
+            span = (length + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+            base = self._p.mmap(span + 2 * PAGE_SIZE, prot=GUARD_PROT)
+            return self._p.mmap(length, prot=prot, shared=shared, file=file, offset=offset,
+                                addr=base + PAGE_SIZE, fixed=True)
+
+        a = self._do("mmap", args, call, lambda _a: key)
+        self.regions = [r for r in self.regions if r.addr != a] + [
+            Region(key, a, length, bool(file is not None or shared), addr is None and not fixed)]
+        return a
+
+    def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
+        """mremap, logged with region-relative addresses."""
+        where = self.where(addr)
+        self._drop(addr, old_len)
+        new = self._do("mremap", (where, old_len, new_len, may_move),
+                       lambda: self._p.mremap(addr, old_len, new_len, may_move=may_move),
+                       lambda a: "moved" if a != addr else "in place")
+        for r in self.regions:
+            if r.addr == addr:
+                r.guarded = r.guarded and new == addr and new_len <= r.length
+                r.addr, r.length = new, new_len
+        return new
+
+    def munmap(self, addr: int, n: int) -> None:
+        """munmap, logged with region-relative addresses; a region unmapped whole is forgotten."""
+        self._drop(addr, n)
+        self.regions = [r for r in self.regions if not (addr <= r.addr and r.addr + r.length <= addr + n)]
+        self._do("munmap", (self.where(addr), n), lambda: self._p.munmap(addr, n))
+
+    def mprotect(self, addr: int, n: int, prot: str) -> None:
+        """mprotect, logged with region-relative addresses."""
+        self._do("mprotect", (self.where(addr), n, prot), lambda: self._p.mprotect(addr, n, prot))
+
+    def madvise(self, addr: int, n: int, advice: str) -> None:
+        """madvise, logged with region-relative addresses."""
+        if advice in ("dontneed", "free", "remove", "pageout", "guard_install", "guard_remove"):
+            self._drop(addr, n)
+        if advice == "free":
+            self._tm.lazyfree.update(r.key for r in self.regions
+                                     if r.addr < addr + n and addr < r.addr + r.length)
+        if advice.startswith("populate"):
+            self._mark(addr, n)
+        self._do("madvise", (self.where(addr), n, advice), lambda: self._p.madvise(addr, n, advice))
+
+    def brk(self, new_end: int | None = None) -> int:
+        """brk, logged with region-relative addresses."""
+        self.dropped.add("heap")
+        return self._do("brk", (None if new_end is None else self.where(new_end),),
+                        lambda: self._p.brk(new_end), self.where)
+
+    def sbrk(self, delta: int) -> int:
+        """sbrk, logged with region-relative addresses."""
+        self.dropped.add("heap")
+        return self._do("sbrk", (delta,), lambda: self._p.sbrk(delta), self.where)
+
+    def read(self, addr: int, n: int) -> bytes:
+        """read, logged with region-relative addresses."""
+        self._mark(addr, n)
+        return self._do("read", (self.where(addr), n), lambda: self._p.read(addr, n), _bytes_text)
+
+    def write(self, addr: int, data: bytes) -> None:
+        """write, logged with region-relative addresses."""
+        self._mark(addr, len(data))
+        self._do("write", (self.where(addr), _bytes_text(bytes(data))), lambda: self._p.write(addr, data))
+
+    def fill(self, addr: int, n: int, byte: int) -> None:
+        """fill, logged with region-relative addresses."""
+        self._mark(addr, n)
+        self._do("fill", (self.where(addr), n, byte), lambda: self._p.fill(addr, n, byte))
+
+    def touch(self, addr: int, n: int, write: bool = False) -> None:
+        """touch, logged with region-relative addresses."""
+        self._mark(addr, n)
+        self._do("touch", (self.where(addr), n, write), lambda: self._p.touch(addr, n, write=write))
+
+    def read_u64(self, addr: int) -> int:
+        """read_u64, logged with region-relative addresses."""
+        self._mark(addr, 8)
+        return self._do("read_u64", (self.where(addr),), lambda: self._p.read_u64(addr))
+
+    def write_u64(self, addr: int, value: int) -> None:
+        """write_u64, logged with region-relative addresses."""
+        self._mark(addr, 8)
+        self._do("write_u64", (self.where(addr), value), lambda: self._p.write_u64(addr, value))
+
+    def _forget_chunk(self, ptr: int) -> None:
+        """Stop observing the mmap'd chunk region of block ptr (free/realloc unmapped it)."""
+        self.regions = [r for r in self.regions
+                        if not ("@" in r.key and r.addr == ptr & ~(PAGE_SIZE - 1))]
+
+    def _chunk_region(self, ptr: int) -> int:
+        """A block malloc served by mmap (outside the heap) becomes a region "KEY@n" of its own."""
+        if ptr and self.where(ptr).startswith("mmap+"):
+            self._nmaps += 1
+            start = ptr & ~(PAGE_SIZE - 1)
+            end = ptr + int(self._p.malloc_usable_size(ptr))
+            length = (end - start + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+            self.regions.append(Region(f"{self.key}@{self._nmaps}", start, length, guarded=False))
+        return ptr
+
+    def malloc(self, n: int) -> int:
+        """malloc, logged with region-relative addresses."""
+        return self._chunk_region(self._do("malloc", (n,), lambda: self._p.malloc(n), self.where))
+
+    def calloc(self, n: int, size: int) -> int:
+        """calloc, logged with region-relative addresses."""
+        return self._chunk_region(self._do("calloc", (n, size), lambda: self._p.calloc(n, size), self.where))
+
+    def realloc(self, ptr: int, n: int) -> int:
+        """realloc, logged with region-relative addresses."""
+        self._drop(ptr, 1)
+        self.dropped.add("heap")
+        new = self._do("realloc", (self.where(ptr), n), lambda: self._p.realloc(ptr, n), self.where)
+        if new != ptr:
+            self._forget_chunk(ptr)
+        return self._chunk_region(new)
+
+    def memalign(self, alignment: int, n: int) -> int:
+        """memalign, logged with region-relative addresses."""
+        return self._chunk_region(self._do("memalign", (alignment, n), lambda: self._p.memalign(alignment, n),
+                                           self.where))
+
+    def free(self, ptr: int) -> None:
+        """free, logged with region-relative addresses; a block's own mmap'd region goes with it."""
+        self._drop(ptr, 1)
+        self.dropped.add("heap")  # free may trim the top of the heap
+        self._forget_chunk(ptr)
+        self._do("free", (self.where(ptr),), lambda: self._p.free(ptr))
+
+    def malloc_usable_size(self, ptr: int) -> int:
+        """malloc_usable_size, logged with region-relative addresses."""
+        return self._do("malloc_usable_size", (self.where(ptr),), lambda: self._p.malloc_usable_size(ptr))
