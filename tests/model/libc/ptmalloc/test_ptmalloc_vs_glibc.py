@@ -15,7 +15,7 @@ from cowscope.model.libc.ptmalloc import replay_text
 from cowscope.model.libc.ptmalloc.native import NativeHarnessError, glibc_version, harness_path, run_native
 from cowscope.model.libc.ptmalloc.workload import generate
 
-CASES = Path(__file__).resolve().parents[2] / "fixtures" / "malloc-cases"
+CASES = Path(__file__).resolve().parents[3] / "fixtures" / "malloc-cases"
 
 
 def _native_available() -> bool:

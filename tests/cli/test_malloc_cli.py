@@ -9,7 +9,7 @@ import pytest
 from cowscope.cli import malloc as malloc_cli
 from cowscope.cli.main import main
 
-CASES = Path(__file__).resolve().parents[2] / "fixtures" / "malloc-cases"
+CASES = Path(__file__).resolve().parents[1] / "fixtures" / "malloc-cases"
 
 
 def test_replay_prints_expected_format(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -1,10 +1,7 @@
-"""Entry points the ops format does not reach directly, and the FlatHost they run on."""
+"""Entry points the ops format does not reach directly (posix_memalign, mallinfo2, mallopt, ...)."""
 
 from __future__ import annotations
 
-import pytest
-
-from cowscope.errors import Segfault, SyscallError
 from cowscope.model.libc import ALLOCATORS
 from cowscope.model.libc.flat import FlatHost
 from cowscope.model.libc.ptmalloc import PtMalloc, check_heap
@@ -69,33 +66,3 @@ def test_mallopt_return_values_and_trim() -> None:
     a.malloc(24)
     a.free(q)
     assert a.malloc_trim(0) == 1                             # the 60000-byte hole is madvised
-
-
-def test_flat_host_mremap_and_placement() -> None:
-    h = FlatHost()
-    m1 = h.mmap(0x3000)
-    m2 = h.mmap(0x2000)
-    assert m1 == h.mmap_base - 0x3000 and m2 == m1 - 0x2000   # top-down, adjacent
-    h.write(m2, b"abc")
-    assert h.mremap(m2, 0x2000, 0x1000) == m2                 # shrink in place
-    moved = h.mremap(m2, 0x1000, 0x5000)                      # m1 is right above: must move
-    assert moved != m2 and h.read(moved, 3) == b"abc"
-    h.munmap(m1, 0x3000)
-    assert h.mremap(moved, 0x5000, 0x6000) in (moved, h.mmap_base - 0x6000)
-    with pytest.raises(SyscallError):
-        h.mremap(0x1234000, 0x1000, 0x2000)
-    big = h.mmap(4 << 20)
-    assert big % (2 << 20) == 0                               # THP-aligned like Linux 6.x
-
-
-def test_flat_host_brk_zeroes_regained_pages_and_faults_outside() -> None:
-    h = FlatHost()
-    old = h.sbrk(0x3000)
-    h.write(old + 0x2000, b"x" * 8)
-    h.sbrk(-0x2000)
-    with pytest.raises(Segfault):
-        h.read(old + 0x2000, 1)
-    h.sbrk(0x2000)
-    assert h.read(old + 0x2000, 8) == bytes(8)
-    with pytest.raises(SyscallError):
-        h.sbrk(1 << 40)

@@ -10,7 +10,7 @@ from cowscope.model.libc.flat import FlatHost
 from cowscope.model.libc.ptmalloc import PtMalloc, check_heap, replay_text
 from cowscope.model.libc.ptmalloc.replay import ModelRunner, parse_ops
 
-CASES = Path(__file__).resolve().parents[2] / "fixtures" / "malloc-cases"
+CASES = Path(__file__).resolve().parents[3] / "fixtures" / "malloc-cases"
 NAMES = sorted(p.stem for p in CASES.glob("*.ops"))
 
 
