@@ -1,0 +1,90 @@
+"""The wire protocol between the controller and an agent (agent.c: struct cmd, struct reply).
+
+A command is a fixed header (op, payload length, six u64 arguments) followed by its payload; a
+reply is (tag, errno, ret, aux), a T_DATA reply followed by `ret` bytes, a T_FD reply carrying a
+socket by SCM_RIGHTS (the new process of a fork or vfork). One socket per agent process.
+"""
+
+from __future__ import annotations
+
+import array
+import socket
+import struct
+
+# Command and reply layouts (agent.c: struct cmd, struct reply).
+CMD = struct.Struct("<II6Q")
+REPLY = struct.Struct("<IiqQ")
+(OP_PING, OP_MMAP, OP_MUNMAP, OP_MPROTECT, OP_MADVISE, OP_MREMAP, OP_BRK, OP_SBRK, OP_READ, OP_WRITE,
+ OP_FILL, OP_TOUCH, OP_MALLOC, OP_FREE, OP_CALLOC, OP_REALLOC, OP_MEMALIGN, OP_USABLE, OP_FORK,
+ OP_VFORK, OP_EXEC, OP_EXIT, OP_WAIT, OP_SETNAME, OP_MLOCK, OP_MUNLOCK, OP_INFO) = range(1, 28)
+T_RESULT, T_DATA, T_SEGV, T_ABRT, T_HELLO, T_FD = range(1, 7)
+MMAP_SHARED, MMAP_FIXED, MMAP_GUARD, MMAP_NOHUGE = 1, 2, 4, 8
+
+#: madvise advice names (the model's spelling) -> Linux values (include/uapi/asm-generic/mman-common.h).
+MADVICE = {
+    "normal": 0, "random": 1, "sequential": 2, "willneed": 3, "dontneed": 4, "free": 8,
+    "remove": 9, "dontfork": 10, "dofork": 11, "mergeable": 12, "unmergeable": 13, "hugepage": 14,
+    "nohugepage": 15, "dontdump": 16, "dodump": 17, "wipeonfork": 18, "keeponfork": 19,
+    "cold": 20, "pageout": 21, "populate_read": 22, "populate_write": 23, "collapse": 25,
+    "guard_install": 102, "guard_remove": 103,
+}
+SEGV_REASONS = {1: "no vma", 2: "protection"}  # si_code SEGV_MAPERR, SEGV_ACCERR
+
+
+def prot_bits(prot: str | int) -> int:
+    """"rw"/"r"/"rx"/"" (or an int) -> PROT_* bits."""
+    if isinstance(prot, int):
+        return prot
+    bits = 0
+    for ch in prot:
+        bits |= {"r": 1, "w": 2, "x": 4, "-": 0}[ch]
+    return bits
+
+
+class Conn:
+    """One agent's socket: send a command, receive framed replies."""
+
+    #: Seconds to wait for an agent's reply before giving up (an agent never takes this long).
+    TIMEOUT = 300.0
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sock.settimeout(self.TIMEOUT)
+
+    def send(self, op: int, *args: int, payload: bytes = b"") -> None:
+        """Send one command with its payload."""
+        vals = [int(a) & 0xFFFFFFFFFFFFFFFF for a in args] + [0] * (6 - len(args))
+        self.sock.sendall(CMD.pack(op, len(payload), *vals) + payload)
+
+    def recv_exact(self, n: int) -> bytes | None:
+        """Exactly n bytes, or None at EOF."""
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    def recv(self) -> tuple[int, int, int, int] | None:
+        """(tag, err, ret, aux) or None at EOF."""
+        data = self.recv_exact(REPLY.size)
+        return None if data is None else REPLY.unpack(data)
+
+    def recv_fd(self) -> tuple[tuple[int, int, int, int], int]:
+        """A T_FD reply with its SCM_RIGHTS descriptor."""
+        fds = array.array("i")
+        msg, anc, _flags, _addr = self.sock.recvmsg(REPLY.size, socket.CMSG_LEN(fds.itemsize))
+        for level, typ, data in anc:
+            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+        if len(msg) < REPLY.size:
+            rest = self.recv_exact(REPLY.size - len(msg))
+            msg += rest or b""
+        if len(msg) < REPLY.size or not fds:
+            raise RuntimeError("agent did not pass a socket")
+        return REPLY.unpack(msg), fds[0]
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.sock.close()
