@@ -12,6 +12,7 @@ import numpy as np
 from .model import Machine
 from .model.arch import PAGE_SIZE
 from .model.kernel.exec import LIBC_PATH
+from .observe.records import PM_MMAP_EXCLUSIVE, PM_PRESENT, pagemap_pfns
 from .observe.snapshot import Snapshot, take
 
 BUF_BYTES = 96 * 1024      # below the mmap threshold: malloc carves it from the [heap]
@@ -43,7 +44,7 @@ def _pages(p, addr: int, length: int) -> tuple[np.ndarray, np.ndarray]:
     first = (addr + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
     n = (addr + length - first) // PAGE_SIZE
     raw = p.pagemap_raw(first, n)
-    return (raw & np.uint64((1 << 55) - 1)).astype(np.int64), raw
+    return pagemap_pfns(raw), raw
 
 
 def _text_vma(p, path: str):
@@ -72,7 +73,7 @@ def run_demo(allocator: str | None = None) -> tuple[Machine, list[Step]]:
     parent.fill(buf, BUF_BYTES, ord("A"))
     pfns0, raw0 = _pages(parent, buf, BUF_BYTES)
     npages = len(pfns0)
-    excl = int(np.count_nonzero(raw0 & np.uint64(1 << 56)))
+    excl = int(np.count_nonzero(raw0 & np.uint64(PM_MMAP_EXCLUSIVE)))
     heap = next(e for e in parent.maps() if e.start <= buf < e.end)
     s1 = Step("1. The parent mallocs and fills a buffer",
               f"server (pid {parent.pid}) calls malloc({BUF_BYTES}) = {buf:#x} in {heap.path or 'an anon mapping'} "
@@ -104,7 +105,8 @@ def run_demo(allocator: str | None = None) -> tuple[Machine, list[Step]]:
                            f"frames in use {used_before} -> {m.phys.nr_used}; the only copies: "
                            f"{', '.join(other) or 'none'} (returning from fork() writes the stack)"))
     s2.checks.append(Check("the exclusive bit is gone on both sides (pages are CoW-shared)",
-                           not np.any(raw_c & np.uint64(1 << 56)), "pagemap bit 56 clear on every buffer page"))
+                           not np.any(raw_c & np.uint64(PM_MMAP_EXCLUSIVE)),
+                           "pagemap bit 56 clear on every buffer page"))
     snap(s2, parent.pid, child.pid)
 
     # 3. the child writes part of the buffer
@@ -151,7 +153,7 @@ def run_demo(allocator: str | None = None) -> tuple[Machine, list[Step]]:
         tp = _text_vma(parent, path)
         tc = _text_vma(child, path)
         rp, rc = parent.pagemap_raw(tp.start, tp.npages), child.pagemap_raw(tc.start, tc.npages)
-        present = (rp >> np.uint64(63)).astype(bool) & (rc >> np.uint64(63)).astype(bool)
+        present = ((rp & np.uint64(PM_PRESENT)) != 0) & ((rc & np.uint64(PM_PRESENT)) != 0)
         both = int(np.count_nonzero(present & (rp == rc)))
         copied = sum(1 for e in m.events if e.kind in ("cow-copy", "file-copy") and tp.start <= e.address < tp.end)
         checks.append(Check(f"code of {path.rsplit('/', 1)[-1]} is shared by both and never copied",

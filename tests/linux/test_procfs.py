@@ -14,7 +14,11 @@ import pytest
 from cowscope.errors import ProcessGone
 from cowscope.observe import procfs
 from cowscope.observe.records import (
+    PM_MMAP_EXCLUSIVE,
+    PM_PRESENT,
+    PM_SWAP,
     PagemapEntry,
+    pagemap_pfns,
     parse_maps,
     parse_maps_line,
     parse_meminfo,
@@ -73,6 +77,17 @@ def test_captured_pagemap() -> None:
     flags = [PagemapEntry(int(v)).flags() for v in raw]
     assert flags == ["P", "P", "P", "-"]  # two CoW-shared pages, one zero page, one absent
     assert len({PagemapEntry(int(v)).pfn for v in raw[:3]}) == 3
+    assert pagemap_pfns(raw).tolist() == [PagemapEntry(int(v)).pfn for v in raw]
+
+
+def test_pagemap_swap_entry_fields() -> None:
+    # A swap entry reuses the PFN field: bits 0-4 the swap type, bits 5-54 the offset.
+    e = PagemapEntry(PM_SWAP | PM_MMAP_EXCLUSIVE | (0x12345 << 5) | 3)
+    assert (e.swapped, e.present, e.pfn, e.swap_type, e.swap_offset) == (True, False, 0, 3, 0x12345)
+    assert pagemap_pfns(np.array([e.raw], dtype=np.uint64)).tolist() == [0]
+    top = PagemapEntry(PM_SWAP | ((1 << 50) - 1) << 5 | 31)
+    assert (top.swap_type, top.swap_offset) == (31, (1 << 50) - 1)
+    assert PagemapEntry(PM_PRESENT | 77).swap_offset == 0
 
 
 # --- adversarial text --------------------------------------------------------------------------

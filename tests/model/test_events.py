@@ -8,6 +8,7 @@ import pytest
 from cowscope.errors import Segfault
 from cowscope.model import Event, EventLog, Machine
 from cowscope.model.events import KINDS
+from cowscope.observe.records import pagemap_pfns
 
 PS = 4096
 HINT = 0x100000000000
@@ -152,7 +153,7 @@ def test_bulk_touch_records_one_event_per_page(m: Machine) -> None:
     evs = _new(m, s)
     assert len(evs) == n and {e.kind for e in evs} == {"zero-fill"}
     assert [e.address for e in evs] == [a + i * PS for i in range(n)]
-    pfns = p.pagemap_raw(a, n) & ((1 << 55) - 1)
+    pfns = pagemap_pfns(p.pagemap_raw(a, n))
     assert [e.new_pfn for e in evs] == pfns.tolist()
     c = p.fork()
     s = len(m.events)

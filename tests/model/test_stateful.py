@@ -33,14 +33,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from cowscope.errors import Segfault, SyscallError
 from cowscope.model import Machine, ProcessBlocked
 from cowscope.model.machine import _allocators
-from cowscope.observe.records import PM_FILE, PM_PRESENT
+from cowscope.observe.records import PM_FILE, PM_PFN_MASK, PM_PRESENT
 
 PS = 4096
 ARENA = 0x2000_0000_0000
 SLOT = 32 * PS          # one tracked mapping per slot: at most 8 pages, the rest stays unmapped
 MAX_LIVE = 3
 PROTS = ("", "r", "w", "rw", "rx", "rwx")
-PFN_MASK = (1 << 55) - 1
 ALLOCATORS = [a for a in ("firstfit", "ptmalloc") if a in _allocators()]
 
 settings.register_profile("ci", max_examples=500, stateful_step_count=25, deadline=None,
@@ -549,7 +548,7 @@ class MemoryMachine(RuleBasedStateMachine):
             for lo, hi in _clusters(maps):
                 raw = p.pagemap_raw(lo, (hi - lo) // PS)  # type: ignore[attr-defined]
                 present = (raw & PM_PRESENT) != 0
-                pfns = (raw & PFN_MASK)[present].tolist()
+                pfns = (raw & PM_PFN_MASK)[present].tolist()
                 files = ((raw & PM_FILE) != 0)[present].tolist()
                 in_arena = ARENA <= lo < ARENA + (1 << 40)
                 for pfn, is_file in zip(pfns, files):
@@ -599,7 +598,7 @@ class MemoryMachine(RuleBasedStateMachine):
                     continue
                 want = pg.content()
                 if raw[k] & PM_PRESENT:
-                    got = _frame_bytes(m, int(raw[k] & PFN_MASK))
+                    got = _frame_bytes(m, int(raw[k] & PM_PFN_MASK))
                 elif pg.shared:
                     continue  # lives in the page cache; files are compared whole below
                 elif pg.file is not None:
@@ -611,7 +610,7 @@ class MemoryMachine(RuleBasedStateMachine):
             first, last = ptr & ~(PS - 1), (ptr + len(buf) + PS - 1) & ~(PS - 1)
             raw = p.pagemap_raw(first, (last - first) // PS)  # type: ignore[attr-defined]
             assert np.all(raw & PM_PRESENT), f"pid {r.pid}: malloc'd buffer {ptr:#x} not resident"
-            mem = b"".join(_frame_bytes(m, int(e & PFN_MASK)) for e in raw)
+            mem = b"".join(_frame_bytes(m, int(e & PM_PFN_MASK)) for e in raw)
             assert mem[ptr - first:ptr - first + len(buf)] == buf, f"pid {r.pid}: malloc'd {ptr:#x} differs"
         for rf in self.files:
             assert m.pread(rf.handle, 0, len(rf.data)) == rf.data, "file contents differ from the reference"

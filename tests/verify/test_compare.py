@@ -180,13 +180,14 @@ def test_without_root_compares_what_remains(monkeypatch: pytest.MonkeyPatch, cap
     from cowscope.linux import machine as lm
     from cowscope.model import Machine as ModelMachine
     from cowscope.observe import procfs
+    from cowscope.observe.records import PM_PFN_MASK
     from cowscope.verify.conformance import all_scenarios
 
     real = procfs.read_pagemap
 
     def hidden(pid: int, addr: int, npages: int, root: str = "/proc"):
         raw = real(pid, addr, npages)
-        return raw & ~np.uint64((1 << 55) - 1)
+        return raw & ~np.uint64(PM_PFN_MASK)
 
     monkeypatch.setattr(procfs, "read_pagemap", hidden)
     monkeypatch.setattr(procfs, "kpage_available", lambda root="/proc": False)

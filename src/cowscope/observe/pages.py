@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .records import PM_FILE, PM_PFN_MASK, PM_PRESENT, PM_SWAP
+from .records import PM_FILE, PM_MMAP_EXCLUSIVE, PM_PFN_MASK, PM_PRESENT, PM_SWAP
 
 NOT_PRESENT = 0  # no PTE (pagemap entry 0)
 ZERO = 1         # the shared zero page
@@ -54,7 +54,7 @@ def classify(pagemap: np.ndarray, kpagecount: np.ndarray | None, zero_pfns: set[
     zeros = np.asarray(sorted(zero_pfns) if isinstance(zero_pfns, set) else zero_pfns, dtype=np.int64)
     is_zero = present & ~file & np.isin(pfn, zeros) & (pfn != 0)
     if kpagecount is None:
-        excl = (pm & np.uint64(1 << 56)) != 0
+        excl = (pm & np.uint64(PM_MMAP_EXCLUSIVE)) != 0
         mc = np.where(present & ~is_zero, np.where(excl, 1, 2), 0).astype(np.int64)
     else:
         mc = np.where(present, np.asarray(kpagecount, dtype=np.int64), 0)

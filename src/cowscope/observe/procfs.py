@@ -19,12 +19,11 @@ import numpy as np
 from ..errors import ProcessGone
 from .records import (
     PAGE_SIZE,
-    PM_PFN_MASK,
-    PM_PRESENT,
     MapsEntry,
     SmapsEntry,
     SmapsRollup,
     Status,
+    pagemap_pfns,
     parse_maps,
     parse_meminfo,
     parse_pagemap,
@@ -176,13 +175,6 @@ def read_pagemap(pid: int, addr: int, npages: int, root: str = PROC) -> np.ndarr
     # "no entries", which is what an all-zero entry means.
     buf += bytes(want - len(buf) - (want - len(buf)) % 8)
     return parse_pagemap(bytes(buf[: len(buf) - len(buf) % 8]))
-
-
-def pagemap_pfns(raw: np.ndarray) -> np.ndarray:
-    """PFNs of present entries (0 elsewhere), as int64."""
-    raw = np.asarray(raw, dtype=np.uint64)
-    present = (raw & np.uint64(PM_PRESENT)) != 0
-    return np.where(present, (raw & np.uint64(PM_PFN_MASK)).astype(np.int64), 0)
 
 
 #: PFN gaps up to this many entries are read through rather than split into another pread

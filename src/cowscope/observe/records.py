@@ -213,13 +213,16 @@ def parse_smaps_rollup(text: str) -> SmapsRollup:
 # ---------------------------------------------------------------------------------------------
 # /proc/PID/pagemap
 
-PM_PFN_MASK = (1 << 55) - 1
+# The bits of one entry (Documentation/admin-guide/mm/pagemap.rst); every decoder uses these names.
+PM_PFN_MASK = (1 << 55) - 1      # bits 0-54: the PFN of a present page (0 without CAP_SYS_ADMIN)
+PM_SWAP_TYPE_MASK = 0x1f         # bits 0-4 of a swap entry: the swap type (which swap device)
+PM_SWAP_OFFSET_SHIFT = 5         # bits 5-54 of a swap entry: the offset in that swap device
 PM_SOFT_DIRTY = 1 << 55
-PM_MMAP_EXCLUSIVE = 1 << 56
+PM_MMAP_EXCLUSIVE = 1 << 56      # the page is mapped exactly once
 PM_UFFD_WP = 1 << 57
-PM_GUARD_REGION = 1 << 58
-PM_FILE = 1 << 61
-PM_SWAP = 1 << 62
+PM_GUARD_REGION = 1 << 58        # a guard PTE marker (a swap-type entry: bit 62 is set too)
+PM_FILE = 1 << 61                # file page or shared anon (shmem)
+PM_SWAP = 1 << 62                # a non-present swap-type entry
 PM_PRESENT = 1 << 63
 
 
@@ -261,6 +264,14 @@ class PagemapEntry:
     def pfn(self) -> int:
         return self.raw & PM_PFN_MASK if self.present else 0
 
+    @property
+    def swap_type(self) -> int:
+        return self.raw & PM_SWAP_TYPE_MASK if self.swapped else 0
+
+    @property
+    def swap_offset(self) -> int:
+        return (self.raw & PM_PFN_MASK) >> PM_SWAP_OFFSET_SHIFT if self.swapped else 0
+
     def flags(self) -> str:
         """The reference sheets' notation: P S F X G D, '-' when the entry is 0."""
         s = "".join(c for c, b in (("P", PM_PRESENT), ("S", PM_SWAP), ("F", PM_FILE),
@@ -271,6 +282,13 @@ class PagemapEntry:
 
 def pagemap_entries(raw: np.ndarray) -> list[PagemapEntry]:
     return [PagemapEntry(int(v)) for v in raw]
+
+
+def pagemap_pfns(raw: np.ndarray) -> np.ndarray:
+    """PFNs of present entries (0 elsewhere), as int64."""
+    raw = np.asarray(raw, dtype=np.uint64)
+    present = (raw & np.uint64(PM_PRESENT)) != 0
+    return np.where(present, (raw & np.uint64(PM_PFN_MASK)).astype(np.int64), 0)
 
 
 def parse_pagemap(data: bytes) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .pages import PageStates, classify
-from .records import MapsEntry, SmapsEntry, SmapsRollup, Status
+from .records import MapsEntry, SmapsEntry, SmapsRollup, Status, pagemap_pfns
 
 
 @dataclass
@@ -86,7 +86,7 @@ def _kpagecounts(machine: Any, raws: list[np.ndarray]) -> Iterator[np.ndarray | 
     """kpagecounts for several pagemap arrays with one backend call, handed back array by array."""
     if not raws:
         return iter(())
-    pfns = (np.concatenate(raws) & np.uint64((1 << 55) - 1)).astype(np.int64)
+    pfns = pagemap_pfns(np.concatenate(raws))
     kc = machine.kpagecount_array(pfns)
     if kc is None:
         return iter([None] * len(raws))

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import CowscopeError
 from ..observe.pages import NOT_PRESENT, PAGECACHE, PRIVATE, SHARED, SWAPPED, ZERO, classify
-from ..observe.records import PAGE_SIZE
+from ..observe.records import PAGE_SIZE, pagemap_pfns
 from .exclusions import SMAPS_COMPARED
 from .process import Region, TracedProcess
 
@@ -121,7 +121,7 @@ class TracedMachine:
                                                                               np.ndarray]:
         """(state, mapcount, pfn) arrays of npages from addr in p."""
         raw = p._p.pagemap_raw(addr, npages)
-        pfns = np.where((raw >> np.uint64(63)) != 0, (raw & np.uint64((1 << 55) - 1)).astype(np.int64), 0)
+        pfns = pagemap_pfns(raw)
         kc = self._m.kpagecount_array(pfns) if self.trace.kpage else None
         st = classify(raw, kc, set(self._m.zero_pfns))
         return st.state, st.mapcount, st.pfn
