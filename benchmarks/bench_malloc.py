@@ -1,12 +1,16 @@
 """Model malloc+free throughput on the flat host vs the real glibc's, same workload, same run.
 
-    .venv/bin/python benchmarks/bench_malloc.py [--ops N] [--seed S] [--profile]
+    .venv/bin/python benchmarks/bench_malloc.py [--ops N] [--seed S] [--profile] [--machine-ops N]
 
 The workload is a seeded mix of malloc and free (sizes: mostly tcache/fastbin classes, some
 small/large-bin sizes, a few mmap-sized), with the live set bounded; it ends by freeing
 everything. The model runs the calls directly (no replay formatting); glibc runs the same ops
 in the native harness's --bench mode (timed in C, output suppressed). Both sides are timed in
 process CPU time, so other load on the machine distorts the figures less.
+
+Then `cowscope malloc replay --machine` (ptmalloc in a full model process: page tables, faults,
+one comment line of events per operation) on a generated workload of N and 4N operations: the
+time per operation must stay flat (it was quadratic: the event log was re-read after every op).
 """
 
 from __future__ import annotations
@@ -78,6 +82,17 @@ def run_glibc(ops: list[tuple[str, int, int]], repeat: int) -> float:
     return int(out.split()[0]) / 1e9
 
 
+def run_machine_replay(nops: int, seed: int) -> float:
+    """CPU seconds of `malloc replay --machine` on a generated workload of nops operations."""
+    from cowscope.cli.malloc import replay_on_machine
+    from cowscope.model.libc.ptmalloc.workload import generate
+
+    text = generate(seed, nops)
+    t = time.process_time()
+    replay_on_machine(text)
+    return time.process_time() - t
+
+
 def call_overhead_ns() -> float:
     """CPU ns of an empty Python function call right now (a yardstick for the model's speed)."""
     def f(x: int) -> int:
@@ -97,6 +112,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=5, help="model runs (best is reported)")
     ap.add_argument("--profile", action="store_true", help="print a cProfile of one model run")
+    ap.add_argument("--machine-ops", type=int, default=5_000,
+                    help="operations of the smaller `replay --machine` run (the larger is 4x; 0: skip)")
     args = ap.parse_args()
     ops = workload(args.seed, args.ops)
     if args.profile:
@@ -113,6 +130,12 @@ def main() -> None:
     print(f"model (ptmalloc on FlatHost): {m_rate:12,.0f} ops/s   ({model * 1e6 / len(ops):.2f} us/op)")
     print(f"real glibc 2.36:              {g_rate:12,.0f} ops/s   ({glibc * 1e9 / len(ops):.1f} ns/op)")
     print(f"ratio glibc/model: {g_rate / m_rate:,.0f}x")
+    if args.machine_ops:
+        small, large = args.machine_ops, 4 * args.machine_ops
+        ts, tl = run_machine_replay(small, args.seed), run_machine_replay(large, args.seed)
+        print(f"malloc replay --machine: {small} ops {ts:.2f} s ({ts * 1e6 / small:.0f} us/op), "
+              f"{large} ops {tl:.2f} s ({tl * 1e6 / large:.0f} us/op); "
+              f"per-op cost ratio {tl / large / (ts / small):.2f} (linear: about 1)")
     print(f"(empty Python call: {call_overhead_ns():.0f} ns; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs)")
 

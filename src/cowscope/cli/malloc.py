@@ -103,7 +103,7 @@ def replay_on_machine(ops_text: str, with_state: bool = False) -> tuple[list[str
     def hook(n: int) -> None:
         """After operation n: its faults as a comment line (and its bins)."""
         kinds: dict[str, list[str]] = {}
-        for e in list(m.events)[mark[0]:]:
+        for e in m.events.since(mark[0]):
             if e.pid == p.pid:
                 kinds.setdefault(e.kind, []).append(f"{e.address:#x}")
         mark[0] = len(m.events)

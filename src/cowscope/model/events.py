@@ -18,6 +18,8 @@ __all__ = ["DTYPES", "KINDS", "KIND_CODE", "Event", "EventLog"]
 
 #: column types: pid, kind, address, old pfn, new pfn (pfns < 2**32: RAM up to 16 TiB)
 DTYPES = (np.int32, np.int8, np.int64, np.uint32, np.uint32)
+#: a flushed segment shorter than this absorbs the next flush (polling readers flush often)
+SMALL_SEGMENT = 4096
 
 
 class EventLog:
@@ -57,7 +59,10 @@ class EventLog:
     def _flush(self) -> None:
         if self._pending:
             arr = np.array(self._pending, dtype=np.int64).reshape(-1, 5)
-            self._cols.append(tuple(arr[:, i].astype(dt) for i, dt in enumerate(DTYPES)))
+            seg = tuple(arr[:, i].astype(dt) for i, dt in enumerate(DTYPES))
+            if self._cols and len(self._cols[-1][0]) < SMALL_SEGMENT:  # frequent small flushes
+                seg = tuple(np.concatenate((a, b)) for a, b in zip(self._cols.pop(), seg))
+            self._cols.append(seg)
             self._pending = []
 
     def _columns(self) -> tuple[np.ndarray, ...]:
@@ -85,12 +90,23 @@ class EventLog:
         return self.since(0)
 
     def since(self, seq: int) -> Iterator[Event]:
-        """Events with seq >= `seq`, in order."""
-        cols = self._columns()
-        lists = [c[seq:].tolist() for c in cols]
-        for k, (pid, kind, addr, old, new) in enumerate(zip(*lists)):
-            i = seq + k
-            yield Event(i, pid, KINDS[kind], addr, old, new, self._details.get(i, ""))
+        """Events with seq >= `seq`, in order. Only the segments at or after `seq` are read (none
+        is concatenated), so polling for new events after every operation stays linear."""
+        self._flush()
+        seq = max(seq, 0)
+        tail: list[tuple[int, tuple[np.ndarray, ...]]] = []  # (first seq, columns), newest first
+        start = self._n
+        for cols in reversed(self._cols):
+            if start <= seq:
+                break
+            start -= len(cols[0])
+            tail.append((start, cols))
+        for first, cols in reversed(tail):
+            lo = max(seq - first, 0)
+            lists = [c[lo:].tolist() for c in cols]
+            for k, (pid, kind, addr, old, new) in enumerate(zip(*lists)):
+                i = first + lo + k
+                yield Event(i, pid, KINDS[kind], addr, old, new, self._details.get(i, ""))
 
     def counts(self, since: int = 0, pid: int | None = None) -> Counter[str]:
         """How many events of each kind (optionally of one pid) from seq `since` on."""
