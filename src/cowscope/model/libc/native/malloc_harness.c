@@ -167,7 +167,7 @@ static void dump_state(int n) {
     }
     for (int i = 1; i < 128; i++) {
         uintptr_t b = A + 0x60 + (uintptr_t)(i - 1) * 16, p = U64(b + 16);
-        if (p == b) continue;
+        if (p == b || !p) continue;  /* !p: malloc not initialised yet (malloc_init_state) */
         if (i == 1) puts_("unsorted:");
         else { puts_("bin["); dec(i); puts_("]:"); }
         for (int j = 0; p != b && j < 100000; j++) {

@@ -75,7 +75,7 @@ def bin_lists(alloc) -> dict[int, list[int]]:
         b = alloc.bin_at(i)
         p = r(b + 16)
         items = []
-        while p != b and len(items) < 100000:
+        while p not in (b, 0) and len(items) < 100000:  # 0: malloc not initialised yet
             items.append(p)
             p = r(p + 16)
         if items:
