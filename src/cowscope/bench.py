@@ -22,9 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .model import Machine
 from .native import NativeBuildError, build
+
+if TYPE_CHECKING:
+    from .model import Machine
 
 PAGE = 4096
 GIB = 1 << 30
@@ -110,6 +113,8 @@ def run_c(pages: int, repeats: int) -> dict[str, float]:
 
 def _filled(pages: int, record_events: bool = True) -> tuple[Machine, object, int]:
     """A machine whose process has `pages` resident anonymous pages, all holding one byte value."""
+    from .model import Machine
+
     m = Machine(record_events=record_events)
     p = m.spawn("bench")
     a = p.mmap(pages * PAGE)
@@ -138,6 +143,8 @@ def model_fork_cow(pages: int, repeats: int) -> dict[str, float]:
 
 def model_write_us(calls: int, repeats: int = 7) -> float:
     """µs per `p.write(addr, 8 bytes)` to an already-writable page (best of `repeats` loops)."""
+    from .model import Machine
+
     m = Machine()
     p = m.spawn("bench")
     a = p.mmap(PAGE)

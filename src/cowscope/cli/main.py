@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+from typing import Protocol
 
 from .. import __version__
+from . import bench, demo, export, inspect, malloc, run, verify
 
-#: Subcommand modules under cowscope.cli, in the order --help lists them. Each module has
-#: `register(subparsers)` that adds its parser and sets `func=run` (run(args) -> exit code).
-COMMANDS = ("demo", "run", "bench", "malloc", "verify", "inspect", "export")
+
+class Subcommand(Protocol):
+    """What a subcommand module provides (one module per subcommand under cowscope.cli)."""
+
+    def register(self, sub: argparse._SubParsersAction) -> None:
+        """Add the subcommand's parser to `sub`, with `func=run` as its default."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Do the subcommand's work; the exit code."""
+
+
+#: The subcommands, in the order --help lists them. Imported statically: a missing or broken
+#: subcommand module is an ImportError at once. Heavy imports (the model, numpy, plotly) belong
+#: inside each module's run(), so that --help stays fast.
+COMMANDS: tuple[Subcommand, ...] = (demo, run, bench, malloc, verify, inspect, export)
 
 
 def version_text() -> str:
@@ -27,14 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f".{name}", __package__)
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__package__}.{name}":
-                continue  # subcommand not built yet
-            raise
-        module.register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 

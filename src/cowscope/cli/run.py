@@ -5,10 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rich.console import Console
-from rich.text import Text
-
-from ..observe.snapshot import Snapshot
 from ..scenario import ScenarioError, ScenarioRun, run_scenario
 
 
@@ -47,45 +43,23 @@ def run_linux(args: argparse.Namespace) -> ScenarioRun:
     return run_scenario(args.scenario, Machine(), source="linux")
 
 
-def print_snapshot(console: Console, snap: Snapshot, width: int, only: str | None) -> None:
-    """Checkpoint label, event counts, then one table per process with strips."""
-    from ..report.strips import process_table
-
-    console.rule(Text(f"checkpoint: {snap.label} ({snap.source})", style="bold"))
-    kinds: dict[str, int] = {}
-    for e in snap.events:
-        if e.kind != "checkpoint":
-            kinds[e.kind] = kinds.get(e.kind, 0) + 1
-    if kinds:
-        console.print(Text("events since previous: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())),
-                           style="dim"))
-    for pv in snap.processes:
-        st = pv.status
-        if st is not None:
-            console.print(Text(f"pid {pv.pid} ({pv.name}) ppid {pv.ppid}: VmRSS {st['VmRSS']} kB, RssAnon "
-                               f"{st['RssAnon']} kB, RssFile {st['RssFile']} kB, RssShmem {st['RssShmem']} kB, "
-                               f"Pss {pv.rollup['Pss'] if pv.rollup else '-'} kB", style="bold"))
-        console.print(process_table(pv, width, only, console.width))
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..report.strips import legend
-
+    """Run the scenario on the chosen backend and print its checkpoints; 2 on a scenario error."""
     if args.on == "both":
         from .both import run_both
 
         return run_both(args)
+    from rich.console import Console
+
+    from ..report.terminal import print_run
+
     console = Console(highlight=False, markup=False)
     try:
         result = run_linux(args) if args.on == "linux" else run_model(args)
     except ScenarioError as e:
         print(f"cowscope run: {e}", file=sys.stderr)
         return 2
-    console.print(legend())
-    for snap in result.snapshots:
-        print_snapshot(console, snap, args.width, args.only)
-    if result.outcome:
-        console.print(Text(f"scenario stopped: {result.outcome}", style="bold yellow"))
+    print_run(console, result.snapshots, result.outcome, args.width, args.only)
     if args.html:
         from ..report.html import write_report
 

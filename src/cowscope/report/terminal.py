@@ -1,0 +1,92 @@
+"""Terminal output of `cowscope run` and `cowscope demo`: checkpoints and the demo's story, with page strips.
+
+Reads Snapshots (and the demo's Steps) only; the CLI decides what to run and hands the results here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..observe.snapshot import Snapshot
+from .demo import SHOWN, Step
+from .strips import legend, process_table, strip
+
+
+def print_checkpoint(console: Console, snap: Snapshot, width: int, only: str | None) -> None:
+    """Checkpoint label, event counts, then one table per process with strips."""
+    console.rule(Text(f"checkpoint: {snap.label} ({snap.source})", style="bold"))
+    kinds: dict[str, int] = {}
+    for e in snap.events:
+        if e.kind != "checkpoint":
+            kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    if kinds:
+        console.print(Text("events since previous: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())),
+                           style="dim"))
+    for pv in snap.processes:
+        st = pv.status
+        if st is not None:
+            console.print(Text(f"pid {pv.pid} ({pv.name}) ppid {pv.ppid}: VmRSS {st['VmRSS']} kB, RssAnon "
+                               f"{st['RssAnon']} kB, RssFile {st['RssFile']} kB, RssShmem {st['RssShmem']} kB, "
+                               f"Pss {pv.rollup['Pss'] if pv.rollup else '-'} kB", style="bold"))
+        console.print(process_table(pv, width, only, console.width))
+
+
+def print_run(console: Console, snapshots: Sequence[Snapshot], outcome: str | None, width: int,
+              only: str | None) -> None:
+    """A scenario run: the legend, every checkpoint, and how the scenario stopped if it did."""
+    console.print(legend())
+    for snap in snapshots:
+        print_checkpoint(console, snap, width, only)
+    if outcome:
+        console.print(Text(f"scenario stopped: {outcome}", style="bold yellow"))
+
+
+def demo_pages_table(step: Step, width: int) -> Table:
+    """One row per process of the step and mapping the demo shows: its strip and smaps figures (kB)."""
+    t = Table(show_edge=False, pad_edge=False, box=None)
+    for col in ("pid", "mapping", "Rss", "Pss", "Priv", "Shrd"):
+        t.add_column(col, justify="left" if col in ("pid", "mapping") else "right", no_wrap=True)
+    t.add_column("pages", no_wrap=True)
+    for pv in step.snapshot.processes if step.snapshot is not None else ():
+        if pv.pid not in step.pids:
+            continue
+        for mv in pv.mappings:
+            name = SHOWN.get((mv.vma.path, mv.vma.perms))
+            if name is None or mv.pages is None:
+                continue
+            s = mv.smaps
+            figs = [str(s["Rss"]), str(s["Pss"]), str(s["Private_Clean"] + s["Private_Dirty"]),
+                    str(s["Shared_Clean"] + s["Shared_Dirty"])] if s is not None else ["-"] * 4
+            t.add_row(str(pv.pid), name, *figs, strip(mv.pages, width))
+    return t
+
+
+def print_demo_step(console: Console, step: Step, width: int) -> None:
+    """A step of the demo: its title, what happened, each check with its figures, the page table."""
+    console.rule(Text(step.title, style="bold"))
+    console.print(step.text)
+    for c in step.checks:
+        mark = Text("✓ ", style="bold green") if c.ok else Text("✗ ", style="bold red")
+        console.print(mark + Text(c.claim) + Text(f"  — {c.evidence}", style="dim"))
+    if step.snapshot is not None:
+        console.print(demo_pages_table(step, width))
+
+
+def print_demo(console: Console, allocator_name: str, steps: Sequence[Step], width: int) -> int:
+    """The whole demo: heading, legend, every step, and the tally; returns the number of failed checks."""
+    console.print(Text("How does fork() treat memory that malloc() handed out?", style="bold"))
+    console.print(Text(f"model of Linux 6.x x86-64, malloc: {allocator_name}", style="dim"))
+    console.print(legend())
+    for step in steps:
+        print_demo_step(console, step, width)
+    total = sum(len(s.checks) for s in steps)
+    failed = sum(not c.ok for s in steps for c in s.checks)
+    console.rule()
+    style = "bold green" if not failed else "bold red"
+    console.print(Text(f"{total - failed}/{total} checks hold", style=style))
+    return failed
+
