@@ -8,6 +8,7 @@ from forktree import PAGE, Tree, TreePlan, WorkerPlan, range_classes
 from cowscope.inspect import classify as cl
 from cowscope.inspect.sample import ProcessFigures, Sampler
 from cowscope.observe import procfs
+from cowscope.observe.records import pagemap_pfns
 
 pytestmark = pytest.mark.kernel
 
@@ -118,7 +119,7 @@ def test_unique_memory_counts_each_frame_once(make_tree) -> None:
         for m in procfs.read_maps(pf.pid):
             if m.start >= 1 << 47 or m.path in ("[vvar]", "[vvar_vclock]"):
                 continue
-            for pfn in procfs.pagemap_pfns(procfs.read_pagemap(pf.pid, m.start, m.npages)).tolist():
+            for pfn in pagemap_pfns(procfs.read_pagemap(pf.pid, m.start, m.npages)).tolist():
                 if pfn and pfn not in zero:
                     frames.add(pfn)
     assert s.totals.unique_kb == len(frames) * KB
