@@ -117,7 +117,7 @@ def test_unique_memory_counts_each_frame_once(make_tree) -> None:
     frames: set[int] = set()
     for pf in s.processes:
         for m in procfs.read_maps(pf.pid):
-            if m.start >= 1 << 47 or m.path in ("[vvar]", "[vvar_vclock]"):
+            if m.start >= procfs.USER_SPACE_END or m.path in procfs.SPECIAL_MAPPINGS:
                 continue
             for pfn in pagemap_pfns(procfs.read_pagemap(pf.pid, m.start, m.npages)).tolist():
                 if pfn and pfn not in zero:

@@ -11,8 +11,8 @@ from forktree import TreePlan, WorkerPlan, range_classes
 
 from cowscope.cli.main import main
 from cowscope.inspect import classify as cl
-from cowscope.inspect import procread
 from cowscope.inspect.sample import Sampler
+from cowscope.observe import procfs
 
 pytestmark = pytest.mark.kernel
 
@@ -47,7 +47,7 @@ def test_process_exiting_mid_read_is_missed_not_fatal(make_tree) -> None:
         if pid == victim and stage == "maps":
             os.kill(victim, signal.SIGKILL)
             # wait until the kernel has torn down its mm (it stays a zombie: the master does not reap it)
-            while procread.stat_flags(victim)[0] not in ("Z", "X"):
+            while procfs.read_stat(victim).state not in ("Z", "X"):
                 pass
 
     s = Sampler([t.master], tree=True, hook=kill_after_maps).sample()
@@ -60,7 +60,7 @@ def test_process_exiting_mid_read_is_missed_not_fatal(make_tree) -> None:
 def test_zombie_is_gone(make_tree) -> None:
     t = make_tree(TreePlan(workers=[WorkerPlan()]))
     os.kill(t.workers[0], signal.SIGKILL)
-    while procread.stat_flags(t.workers[0])[0] != "Z":
+    while procfs.read_stat(t.workers[0]).state != "Z":
         pass
     s = Sampler([t.master, t.workers[0]]).sample()
     assert [(m.pid, m.kind) for m in s.missed] == [(t.workers[0], "gone")]
@@ -70,7 +70,7 @@ def test_zombie_is_gone(make_tree) -> None:
 def test_kernel_thread_is_named_as_such(make_tree, capsys) -> None:
     t = make_tree(TreePlan())
     kthreadd = 2
-    assert procread.is_kernel_thread(kthreadd)
+    assert procfs.read_stat(kthreadd).kernel_thread
     s = Sampler([kthreadd, t.master]).sample()
     assert [(m.pid, m.kind) for m in s.missed] == [(kthreadd, "kernel-thread")]
     assert main(["inspect", "2", str(t.master)]) == 1
@@ -107,7 +107,7 @@ def test_permission_denied_and_estimate_mode_as_an_unprivileged_user(make_tree) 
 
 
 def test_non_linux_is_a_clear_error(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(procread.sys, "platform", "darwin")
+    monkeypatch.setattr(procfs.sys, "platform", "darwin")
     assert main(["inspect", str(os.getpid())]) == 2
     assert "needs Linux" in capsys.readouterr().err
     assert main(["export", "--port", "1", str(os.getpid())]) == 2

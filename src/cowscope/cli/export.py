@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 from ..inspect.metrics import serve
-from ..inspect.procread import linux_problem
 from ..inspect.run import DEFAULT_DUTY
 from ..inspect.sample import MODES, DutyCycle, Sampler
+from ..observe.procfs import linux_problem
 
 EPILOG = """\
 examples:

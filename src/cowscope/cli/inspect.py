@@ -12,12 +12,12 @@ from typing import IO, Any
 
 from rich.console import Console
 
-from ..inspect.procread import linux_problem
 from ..inspect.recording import compare_table, header_object, load_recording, write_sample
 from ..inspect.render import sample_view
 from ..inspect.run import DEFAULT_DUTY, follow
 from ..inspect.sample import MODES, DutyCycle, ProcessFigures, Sample, Sampler
 from ..inspect.snapshots import snapshot_of
+from ..observe.procfs import linux_problem
 from ..observe.snapshot import Snapshot
 
 EXIT_OK, EXIT_MISSED, EXIT_FAILED = 0, 1, 2

@@ -15,20 +15,9 @@ from ..errors import ProcessGone
 from ..observe import procfs
 from ..observe.pages import PageStates
 from ..observe.pages import classify as classify_states
+from ..observe.procfs import SPECIAL_MAPPINGS, USER_SPACE_END, PagemapReader, ProcPermissionError
 from ..observe.records import PAGE_SIZE, MapsEntry, SmapsEntry
 from . import classify as cl
-from .procread import (
-    PF_KTHREAD,
-    SPECIAL_MAPPINGS,
-    USER_SPACE_END,
-    PagemapReader,
-    ProcPermissionError,
-    kpagecount_readable,
-    read_kpagecount,
-    read_rollup,
-    read_stat,
-    zero_pfn,
-)
 from .tree import Missed, discover
 
 KB = PAGE_SIZE // 1024
@@ -165,7 +154,7 @@ def resolve_mode(mode: str) -> tuple[str, list[str]]:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     notes: list[str] = []
-    pfns_ok = zero_pfn() != 0 and kpagecount_readable()
+    pfns_ok = procfs.kpage_available() and bool(procfs.zero_pfns())
     if mode in ("auto", "exact") and not pfns_ok:
         if mode == "exact":
             raise PermissionError("exact mode needs root (CAP_SYS_ADMIN) for pagemap PFNs and "
@@ -196,7 +185,7 @@ class Sampler:
         self.hook = hook
         self.threads = threads if threads is not None else min(4, os.cpu_count() or 1)
         self.seq = 0
-        self.zero_pfn = zero_pfn() if self.mode == "exact" else 0
+        self.zero_pfn = min(procfs.zero_pfns(), default=0) if self.mode == "exact" else 0
 
     def sample(self) -> Sample:
         """Discover the processes and read them all once."""
@@ -238,16 +227,16 @@ class Sampler:
 
     def _read(self, pid: int) -> _Raw:
         try:
-            st = read_stat(pid)
+            st = procfs.read_stat(pid)
         except ProcessGone:
             raise _NotFound(pid) from None
-        if st.flags & PF_KTHREAD:
+        if st.kernel_thread:
             raise _KernelThread(pid)
         if st.state in ("Z", "X", "x"):
             raise ProcessGone(pid, "exited (zombie)")
         raw = _Raw(pid, st.ppid, st.name, None)
         if self.mode != "exact":  # exact mode derives the same figures from the pages it reads anyway
-            raw.rollup = read_rollup(pid)
+            raw.rollup = procfs.read_smaps_rollup(pid).fields
         if self.mode == "summary":
             return raw
         maps = [v for v in procfs.read_maps(pid)
@@ -256,7 +245,7 @@ class Sampler:
         if raw.too_big:  # huge sparse reservations: kernel totals, no page-level reading
             maps = [v for v in maps if v.npages <= MAX_MAPPING_PAGES]
             if raw.rollup is None:
-                raw.rollup = read_rollup(pid)
+                raw.rollup = procfs.read_smaps_rollup(pid).fields
         if self.hook:
             self.hook(pid, "maps")
         pm = np.empty(sum(v.npages for v in maps), dtype=np.uint64)
@@ -282,7 +271,7 @@ class Sampler:
             pages = [r.pages for r in raws if r.pages is not None]
             table = cl.PfnTable([pp.pfn[pp.real] for pp in pages],
                                 [pp.pfn[pp.real & ~pp.excl] for pp in pages])
-            table.set_mapcounts(read_kpagecount(table.need))
+            table.set_mapcounts(procfs.read_kpagecount(table.need))
         tot = s.totals
         for r in raws:
             parent = by_pid.get(r.ppid) if r.ppid != r.pid else None

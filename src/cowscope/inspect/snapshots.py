@@ -14,8 +14,6 @@ from ..observe.snapshot import Snapshot, take
 
 #: mappings larger than this are summarised in reports without a per-page map (VSIZE reservations)
 MAX_PAGES_PER_MAPPING = 1 << 20
-#: kernel mappings whose entries are not process pages
-SKIPPED = ("[vsyscall]", "[vvar]", "[vvar_vclock]")
 
 
 @dataclass
@@ -27,7 +25,7 @@ class LiveProcess:
     name: str
 
     def maps(self) -> list[MapsEntry]:
-        return [e for e in procfs.read_maps(self.pid) if e.path not in SKIPPED]
+        return [e for e in procfs.read_maps(self.pid) if e.path not in procfs.SPECIAL_MAPPINGS]
 
     def smaps(self) -> list[SmapsEntry]:
         return procfs.read_smaps(self.pid)
