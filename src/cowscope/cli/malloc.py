@@ -61,7 +61,7 @@ def diff_report(ops_text: str) -> tuple[bool, list[str]]:
     real, rstate = run_native(ops_text, with_state=True)
     # the model's heap starts where this run's did, so alignments above a page agree too
     base = next((int(x[4:], 16) for x in rstate[:1] if x.startswith("# H=")), None)
-    host = FlatHost(heap_base=base) if base else FlatHost()
+    host = FlatHost(heap_base=base or 0x1000000, commit_pages=host_commit_pages())
     model, mstate = replay_text(ops_text, host=host, with_state=True)
     if model == real:
         return True, [f"identical: {len(model)} lines (model = glibc {len(real) - 3} operations)"]
@@ -85,6 +85,21 @@ def diff_report(ops_text: str) -> tuple[bool, list[str]]:
         diff = list(difflib.unified_diff(rs.get(op, []), ms.get(op, []), "glibc", "model", lineterm=""))
         out += ["  " + x for x in diff] or ["  (same bins)"]
     return False, out
+
+
+def host_commit_pages() -> int:
+    """RAM + swap of this machine in pages: the overcommit heuristic's limit glibc meets here."""
+    from ..model.libc.flat import REFERENCE_COMMIT_PAGES
+
+    kb = {}
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                kb[key] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        return REFERENCE_COMMIT_PAGES
+    return (kb.get("MemTotal", 0) + kb.get("SwapTotal", 0)) // 4 or REFERENCE_COMMIT_PAGES
 
 
 def replay_on_machine(ops_text: str, with_state: bool = False) -> tuple[list[str], list[str]]:

@@ -36,3 +36,52 @@ def test_flat_host_brk_zeroes_regained_pages_and_faults_outside() -> None:
     assert h.read(old + 0x2000, 8) == bytes(8)
     with pytest.raises(SyscallError):
         h.sbrk(1 << 40)
+
+
+def _maxrss_kb() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def test_multi_gib_heap_and_chunks_cost_only_what_is_written() -> None:
+    """A 1.5 GiB brk heap (mmap disabled) and 4/8 GiB mmapped chunks, as glibc serves them on the
+    reference machine: no 1 GiB heap limit, no MemoryError, host memory only for written pages."""
+    from cowscope.model.libc.ptmalloc import PtMalloc
+
+    before = _maxrss_kb()
+    a = PtMalloc(FlatHost())
+    a.mallopt(-4, 0)                                   # M_MMAP_MAX = 0: everything from brk
+    heap = a.malloc(1536 << 20)
+    assert heap and a.host.heap_base < heap < a.host.heap_base + 0x1000
+    a.host.write_u64(heap + (1536 << 20) - 8, 7)
+    a.free(heap)
+    a.mallopt(-4, 65536)
+    big = a.malloc(4 << 30)
+    a.host.write_u64(big + (4 << 30) - 8, 5)
+    bigger = a.realloc(big, 8 << 30)                   # mremap: the data moves with the mapping
+    assert bigger and a.host.read_u64(bigger + (4 << 30) - 8) == 5
+    a.host.madvise((bigger & ~0xFFF) + (1 << 30), 4 << 30, "dontneed")   # past the chunk header
+    assert a.host.read_u64(bigger + (4 << 30) - 8) == 0
+    a.free(bigger)
+    assert _maxrss_kb() - before < 64 << 10            # < 64 MiB of this process's RSS
+
+
+def test_overcommit_heuristic_refuses_one_request_beyond_ram() -> None:
+    """vm.overcommit_memory=0: one mmap, brk increase or mremap growth above RAM + swap is ENOMEM
+    (malloc returns NULL); requests up to it are granted, however many."""
+    from cowscope.model.libc.ptmalloc import PtMalloc
+
+    h = FlatHost(commit_pages=1 << 18)                 # a 1 GiB machine
+    with pytest.raises(SyscallError):
+        h.mmap((1 << 30) + 4096)
+    assert h.mmap(1 << 30) and h.mmap(1 << 30)          # each fits: heuristic, not a sum
+    old = h.sbrk(0)
+    with pytest.raises(SyscallError):
+        h.sbrk((1 << 30) + 4096)
+    assert h.sbrk(0) == old
+    m = h.mmap(4096)
+    with pytest.raises(SyscallError):
+        h.mremap(m, 4096, (1 << 30) + 8192)
+    a = PtMalloc(FlatHost(commit_pages=1 << 18))
+    assert a.malloc(2 << 30) == 0 and a.malloc(512 << 20) != 0

@@ -7,7 +7,10 @@ engine, the benchmark and the fast tests run ptmalloc on.
 
 Mapping placement follows the kernel's top-down allocator for anonymous mmaps (the highest gap
 below `mmap_base` that fits, 2 MiB-aligned when the length is a multiple of 2 MiB), and mremap
-grows in place only when the pages above the mapping are free, as Linux does.
+grows in place only when the pages above the mapping are free, as Linux does. Every request is
+checked as the kernel's default overcommit heuristic does (vm.overcommit_memory=0: one mapping, brk
+increase or mremap growth larger than RAM + swap fails with ENOMEM), against `commit_pages`.
+Memory is virtual until written (MAP_NORESERVE windows), so a multi-GiB chunk costs nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +23,28 @@ from ...errors import Aborted, Segfault, SyscallError
 PAGE = 4096
 _NORESERVE = 0x4000  # MAP_NORESERVE: the window is virtual until touched
 THP_SIZE = 2 << 20
+#: RAM + swap of the reference machine in pages (MemTotal 24684092 kB, no swap): the overcommit
+#: heuristic's limit for one request, as on the machine the malloc-cases were recorded on.
+REFERENCE_COMMIT_PAGES = 24684092 // 4
+_COPY_CHUNK = 1 << 20
+
+
+def _anon(length: int) -> mmap.mmap:
+    """A zero-filled buffer of length bytes whose pages cost host memory only once written."""
+    return mmap.mmap(-1, max(length, PAGE), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _NORESERVE)
+
+
+def _sparse_copy(src: mmap.mmap, lo: int, hi: int) -> mmap.mmap:
+    """A new buffer holding src[lo:hi], copying only the chunks that are not all zero."""
+    dst = _anon(hi - lo)
+    for off in range(lo, hi, _COPY_CHUNK):
+        end = min(hi, off + _COPY_CHUNK)
+        chunk = src[off:end]
+        if chunk.count(0) != len(chunk):
+            dst[off - lo:end - lo] = chunk
+    if len(dst) > hi - lo:
+        dst.resize(hi - lo)
+    return dst
 
 
 def _page_up(n: int) -> int:
@@ -43,9 +68,12 @@ class FlatHost:
 
     def __init__(self, heap_base: int = 0x1000000, mmap_base: int = 0x7FFFF7D80000,
                  libc_data_size: int = 0xF000, tls_size: int = 3 * PAGE,
-                 heap_limit: int = 1 << 30, mmap_limit: int = 1 << 40, pid: int = 1) -> None:
-        """A fresh process: nothing mapped but libc data, TLS and an empty heap at heap_base."""
+                 heap_limit: int = 1 << 36, mmap_limit: int = 1 << 40, pid: int = 1,
+                 commit_pages: int = REFERENCE_COMMIT_PAGES) -> None:
+        """A fresh process: nothing mapped but libc data, TLS and an empty heap at heap_base.
+        The heap may grow to heap_limit bytes (64 GiB: virtual until written)."""
         self.pid = pid
+        self.commit_pages = commit_pages
         self.heap_base = heap_base
         self.libc_data_size = libc_data_size
         self.tls_size = tls_size
@@ -58,7 +86,7 @@ class FlatHost:
         self.heap_limit = heap_limit
         self.mmap_base = mmap_base
         self.mmap_limit = mmap_limit
-        self.maps: dict[int, bytearray] = {}   # start -> bytes of an anonymous mapping
+        self.maps: dict[int, mmap.mmap] = {}   # start -> bytes of an anonymous mapping
         self.stderr = ""
         self.alive = True
         self.syscalls: list[tuple] = []        # (name, args...) log of brk/mmap/munmap/mremap/madvise
@@ -200,11 +228,18 @@ class FlatHost:
         self._acc["w64"](addr, value)
 
     def fill(self, addr: int, length: int, byte: int) -> None:
-        """memset."""
+        """memset (in 1 MiB steps: a multi-GiB memset needs no multi-GiB temporary)."""
         if length <= 0:
             return
         buf, off = self._locate(addr, length)
-        buf[off:off + length] = bytes([byte]) * length
+        pattern = bytes([byte]) * min(length, _COPY_CHUNK)
+        for pos in range(off, off + length, _COPY_CHUNK):
+            n = min(_COPY_CHUNK, off + length - pos)
+            buf[pos:pos + n] = pattern[:n]
+
+    def _enough_memory(self, nbytes: int) -> bool:
+        """__vm_enough_memory in the default heuristic mode: one request up to RAM + swap."""
+        return _page_up(nbytes) // PAGE <= self.commit_pages
 
     # -- brk ------------------------------------------------------------------------------------
     def brk(self, new_end: int | None = None) -> int:
@@ -213,7 +248,8 @@ class FlatHost:
             return self.cur_brk
         if new_end < self.heap_base or new_end - self.heap_base > self.heap_limit:
             return self.cur_brk
-        if new_end > self.cur_brk and self._overlaps_map(self.cur_brk, _page_up(new_end)):
+        if new_end > self.cur_brk and (self._overlaps_map(self.cur_brk, _page_up(new_end)) or
+                                       not self._enough_memory(_page_up(new_end) - _page_up(self.cur_brk))):
             return self.cur_brk
         old_lim = self._lim
         lim = _page_up(new_end) - self.window_base
@@ -264,8 +300,10 @@ class FlatHost:
         if length <= 0 or file is not None or shared:
             raise SyscallError(errno.EINVAL, "mmap")
         length = _page_up(length)
+        if not self._enough_memory(length):
+            raise SyscallError(errno.ENOMEM, "mmap")
         start = self._find_gap(length)
-        self.maps[start] = bytearray(length)
+        self.maps[start] = _anon(length)
         if self.log_syscalls:
             self.syscalls.append(("mmap", start, length))
         return start
@@ -284,9 +322,10 @@ class FlatHost:
                 continue
             del self.maps[start]
             if start < lo:
-                self.maps[start] = buf[:lo - start]
+                self.maps[start] = _sparse_copy(buf, 0, lo - start)
             if hi < end:
-                self.maps[hi] = buf[hi - start:]
+                self.maps[hi] = _sparse_copy(buf, hi - start, end - start)
+            buf.close()
 
     def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
         """mremap of a whole anonymous mapping: shrink or grow in place, else move."""
@@ -297,17 +336,19 @@ class FlatHost:
         if self.log_syscalls:
             self.syscalls.append(("mremap", addr, old_len, new_len))
         if new_len <= len(buf):
-            del buf[new_len:]
+            buf.resize(new_len)
             return addr
+        if not self._enough_memory(new_len - len(buf)):
+            raise SyscallError(errno.ENOMEM, "mremap")
         end = addr + new_len
         if end <= self.mmap_base and not self._overlaps_map(addr + len(buf), end):
-            buf.extend(bytes(new_len - len(buf)))
+            buf.resize(new_len)
             return addr
         if not may_move:
             raise SyscallError(errno.ENOMEM, "mremap")
         new = self._find_gap(new_len)
         del self.maps[addr]
-        buf.extend(bytes(new_len - len(buf)))
+        buf.resize(new_len)
         self.maps[new] = buf
         return new
 
@@ -316,7 +357,11 @@ class FlatHost:
         if self.log_syscalls:
             self.syscalls.append(("madvise", addr, length, advice))
         if advice == "dontneed":
-            self.fill(addr, length, 0)
+            buf, off = self._locate(addr, length)
+            if isinstance(buf, mmap.mmap) and not off % PAGE and not length % PAGE:
+                buf.madvise(mmap.MADV_DONTNEED, off, length)  # private anon: reads zeros again
+            else:
+                self.fill(addr, length, 0)
 
     def abort(self, message: str) -> None:
         """glibc's malloc_printerr: message on stderr, then SIGABRT."""
