@@ -21,6 +21,14 @@ class Payload:
         self.meta: dict[str, Any] = json.loads(meta.group(1))
         self.raw = zlib.decompress(base64.b64decode(blob.group(1)))
 
+    @classmethod
+    def of(cls, meta: dict[str, Any], blob: str) -> Payload:
+        """From build_payload's result, without HTML (the metadata through JSON, as the page gets it)."""
+        self = cls.__new__(cls)
+        self.meta = json.loads(json.dumps(meta))
+        self.raw = zlib.decompress(base64.b64decode(blob))
+        return self
+
     def col(self, desc: Any) -> np.ndarray:
         """Decode one descriptor (plain [off, n, dtype, delta] or a patch) into an int64 array."""
         if isinstance(desc, dict):

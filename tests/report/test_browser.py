@@ -13,7 +13,8 @@ import pytest
 
 from cowscope.report import strips
 from cowscope.report.browser import Browser, find_chromium
-from cowscope.report.html import _code_name, tree_total, write_report
+from cowscope.report.html import write_report
+from cowscope.report.payload import code_name, tree_total
 
 from .scenarios import WRITTEN, A, F, N, fork_story, kernel_story
 
@@ -45,7 +46,7 @@ def _no_errors(browser: Browser) -> None:
 def _expected_counts(pages) -> dict[str, int]:
     out: dict[str, int] = {}
     for code, n in zip(*np.unique(strips.page_codes(pages), return_counts=True), strict=True):
-        out[_code_name(int(code))] = out.get(_code_name(int(code)), 0) + int(n)
+        out[code_name(int(code))] = out.get(code_name(int(code)), 0) + int(n)
     return out
 
 

@@ -1,4 +1,5 @@
-"""HTML report payload: arrays round-trip, events land on their steps and mappings, totals, comparison."""
+"""HTML rendering (report/html.py): the page carries build_payload's data intact, is self-contained,
+and escapes what it shows."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import numpy as np
 import pytest
 
 from cowscope.observe.pages import PRIVATE, SHARED
-from cowscope.report import strips
-from cowscope.report.html import build_payload, render_html, tree_total, write_report
+from cowscope.report.html import render_html, write_report
+from cowscope.report.payload import build_payload
 
 from .decode import Payload
 from .helpers import mapping, process, snapshot, states
-from .scenarios import WRITTEN, A, F, N, ev, fork_story, kernel_story
+from .scenarios import A, ev, fork_story, kernel_story
 
 
 @pytest.fixture(scope="module")
@@ -21,121 +22,14 @@ def story_html() -> str:
     return render_html(fork_story(), title="fork story <test>")
 
 
-def test_page_arrays_round_trip(story_html):
-    pl = Payload(story_html)
-    for k, snap in enumerate(fork_story()):
-        for p in snap.processes:
-            for m in p.mappings:
-                got = pl.pages(k, p.pid, m.vma.start)
-                assert np.array_equal(got["code"], strips.page_codes(m.pages)), (k, p.pid, m.vma.path)
-                assert np.array_equal(got["mc"], m.pages.mapcount)
-                assert np.array_equal(got["pfn"], m.pages.pfn)
-
-
-def test_unchanged_arrays_are_stored_once_and_changes_as_patches(story_html):
-    meta = Payload(story_html).meta
-    by = {(k, p["pid"], m["start"]): m["pages"] for k, s in enumerate(meta["steps"])
-          for p in s["processes"] for m in p["mappings"]}
-    # the file mapping does not change after the fork: same descriptors for both processes and steps
-    assert by[(1, 10, F)]["pfn"] == by[(2, 10, F)]["pfn"] == by[(2, 11, F)]["pfn"]
-    # the child's copied pages: a patch of WRITTEN positions on the forked state
-    patch = by[(2, 11, A)]["pfn"]
-    assert isinstance(patch, dict) and patch["pos"][1] == WRITTEN
-
-
-def test_events_assigned_to_steps_and_mappings(story_html):
-    pl = Payload(story_html)
-    cols = pl.events()
-    meta = pl.meta
-    assert meta["events"]["n"] == N + 4 + 1 + WRITTEN
-    kinds = meta["events"]["kinds"]
-    copies = cols["kind"] == kinds.index("cow-copy")
-    assert set(cols["step"][copies]) == {2}
-    assert list(cols["pid"][copies]) == [11] * WRITTEN
-    assert list(cols["new_pfn"][copies]) == list(range(500, 500 + WRITTEN))
-    names = meta["mapping_names"]
-    assert {names[i] for i in cols["mapping"][copies]} == {f"{A:x}-{A + (N + 8) * 4096:x} [anon]"}
-    files = cols["kind"] == kinds.index("pagecache-map")
-    assert {names[i] for i in cols["mapping"][files]} == {f"{F:x}-{F + 4 * 4096:x} /data/f"}
-    fork = cols["kind"] == kinds.index("fork")
-    assert list(cols["mapping"][fork]) == [-1] and list(cols["addr"][fork]) == [-1]
-    assert [s["copies"] for s in meta["steps"]] == [0, 0, WRITTEN]
-    assert [s["kinds"] for s in meta["steps"]] == [{"pagecache-map": 4, "zero-fill": N}, {"fork": 1},
-                                                   {"cow-copy": WRITTEN}]
-    assert meta["events"]["pids"] == [10, 11]
-
-
-def test_tree_total_counts_each_frame_once():
-    snap = fork_story()[2]
-    t = tree_total(snap)
-    assert t["method"] == "distinct frames"
-    assert t["total_kb"] == (N + WRITTEN + 4) * 4
-    assert t["rss_sum_kb"] == 2 * (N + 4) * 4
-    assert t["total_kb"] < t["rss_sum_kb"]
-
-
-def test_tree_total_falls_back_to_pss_without_pfns():
-    ps = states([SHARED] * 4, pfn=[0] * 4)
-    snap = snapshot("hidden", [process(1, 0, "a", [mapping(A, ps)]), process(2, 1, "b", [mapping(A, ps)])])
-    t = tree_total(snap)
-    assert t["method"].startswith("PSS sum")
-    assert t["total_kb"] == t["pss_sum_kb"] == 16
-
-
-def test_process_figures_in_payload(story_html):
-    step = Payload(story_html).meta["steps"][2]
-    server = next(p for p in step["processes"] if p["pid"] == 10)
-    assert server["rss"] == (N + 4) * 4
-    assert server["uss"] == WRITTEN * 4 + 0  # file pages are shared by two after the fork
-    assert step["total"]["total_kb"] == (N + WRITTEN + 4) * 4
-
-
-def test_loose_events_split_by_checkpoint_markers():
-    snaps = fork_story()
-    flat = [e for s in snaps for e in s.events]
-    for s in snaps:
-        s.events = []
-    # as the model records them: each checkpoint marker closes the step of the snapshot taken there
-    marked = flat[:N + 4] + [ev(1, 0, "checkpoint", detail="filled")] + flat[N + 4:N + 5]
-    marked += [ev(2, 0, "checkpoint", detail="forked")] + flat[N + 5:]
-    marked += [ev(3, 0, "checkpoint", detail="child wrote")]
-    meta, blob = build_payload(snaps, events=marked)
-    assert [s["events"] for s in meta["steps"]] == [N + 4, 1, WRITTEN]
-    assert "checkpoint" not in meta["events"]["kinds"]
-    meta, blob = build_payload(snaps, events=flat)  # no markers: all on the last step
-    assert [s["events"] for s in meta["steps"]] == [0, 0, len(flat)]
-
-
-def test_model_style_zero_means_no_address_or_frame():
-    snaps = fork_story()
-    snaps[1].events = [ev(N + 4, 10, "fork", 0, 0, 0, "child 11")]
-    pl = Payload(render_html(snaps))
-    cols = pl.events()
-    fork = cols["kind"] == pl.meta["events"]["kinds"].index("fork")
-    assert list(cols["addr"][fork]) == [-1] and list(cols["old_pfn"][fork]) == [-1]
-    assert list(cols["mapping"][fork]) == [-1]
-
-
-def test_compare_counts_page_differences():
-    html = render_html(fork_story(), compare=kernel_story(differ=3))
-    pl = Payload(html)
-    step = pl.meta["steps"][2]
-    child = next(p for p in step["processes"] if p["pid"] == 11)
-    assert child["cmp"]["pid"] == 1011
-    anon = next(m for m in child["mappings"] if m["start"] == A)
-    assert anon["cmp"]["diff"] == 3
-    kern = pl.pages(2, 11, A, cmp=True)
-    assert list(kern["code"][:3]) == [3, 3, 3]  # shared by 2 in the kernel's view
-    filem = next(m for m in child["mappings"] if m["start"] == F)
-    assert filem["cmp"]["diff"] == 0
-    assert step["cmp"]["total"]["method"] == "distinct frames"
-
-
-def test_compare_length_must_match():
-    with pytest.raises(ValueError, match="compare"):
-        build_payload(fork_story(), compare=kernel_story()[:2])
-    with pytest.raises(ValueError, match="at least one"):
-        build_payload([])
+def test_page_carries_the_payload_intact():
+    snaps, cmp = fork_story(), kernel_story()
+    meta, blob = build_payload(snaps, compare=cmp, notes=["a", "b", "c"], title="t")
+    pl = Payload(render_html(snaps, compare=cmp, notes=["a", "b", "c"], title="t"))
+    assert pl.raw == Payload.of(meta, blob).raw
+    meta.pop("generated")
+    pl.meta.pop("generated")
+    assert pl.meta == Payload.of(meta, blob).meta
 
 
 def test_report_is_self_contained(tmp_path, story_html):
@@ -170,50 +64,3 @@ def test_large_mapping_stays_small(tmp_path):
     assert out.stat().st_size < 5_000_000
     pl = Payload(out.read_text())
     assert np.array_equal(pl.pages(1, 2, A)["pfn"], cpfn)
-
-
-def test_compare_aligns_mappings_placed_differently():
-    model = fork_story()
-    kern = kernel_story(differ=0)
-    # the kernel placed the anon buffer elsewhere, 2 pages into a mapping 4 pages larger
-    K = 0x7F5500000000
-    for s in kern:
-        for p in s.processes:
-            for i, m in enumerate(p.mappings):
-                if m.vma.path == "":
-                    st = np.r_[[0, 0], m.pages.state, [0, 0]].astype(np.uint8)
-                    mc = np.r_[[0, 0], m.pages.mapcount, [0, 0]]
-                    pf = np.r_[[0, 0], m.pages.pfn, [0, 0]]
-                    p.mappings[i] = mapping(K, states(st, mapcount=mc, pfn=pf))
-    kern[2].processes[1].mappings[0].pages.state[2 + 5] = SHARED  # one page not yet copied in the kernel
-    kern[2].processes[1].mappings[0].pages.mapcount[2 + 5] = 2
-    without = Payload(render_html(model, compare=kern))
-    child = next(p for p in without.meta["steps"][2]["processes"] if p["pid"] == 11)
-    anon = next(m for m in child["mappings"] if m["start"] == A)
-    assert anon["cmp"]["shift"] == 0  # n-th anon mapping, aligned at the start: everything off by 2
-    assert anon["cmp"]["diff"] > 1
-    pl = Payload(render_html(model, compare=kern, address_map={A: K + 2 * 4096}))
-    child = next(p for p in pl.meta["steps"][2]["processes"] if p["pid"] == 11)
-    anon = next(m for m in child["mappings"] if m["start"] == A)
-    assert anon["cmp"]["shift"] == 2
-    assert anon["cmp"]["diff"] == 1 and anon["cmp"]["outside"] == 0
-    kcode = pl.pages(2, 11, A, cmp=True)["code"]
-    assert kcode[5] == 3 and kcode[4] == 2
-    filem = next(m for m in child["mappings"] if m["start"] == F)
-    assert filem["cmp"]["diff"] == 0  # file mappings pair by path, perms and offset
-
-
-def test_notes_per_step():
-    meta, _ = build_payload(fork_story(), notes=["a", "b", "c"])
-    assert [s["note"] for s in meta["steps"]] == ["a", "b", "c"]
-    with pytest.raises(ValueError, match="notes"):
-        build_payload(fork_story(), notes=["a"])
-
-
-def test_new_frames_per_step_without_events():
-    snaps = fork_story()
-    for s in snaps:
-        s.events = []
-    meta, _ = build_payload(snaps)
-    # the child's copies replace WRITTEN frames; the parent keeps its frames
-    assert [s["new_frames"] for s in meta["steps"]] == [0, 0, WRITTEN]

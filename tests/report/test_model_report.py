@@ -9,7 +9,8 @@ from cowscope.model import Machine
 from cowscope.observe.pages import PRIVATE, SHARED
 from cowscope.observe.snapshot import take
 from cowscope.report.browser import Browser, find_chromium
-from cowscope.report.html import render_html, tree_total, write_report
+from cowscope.report.html import render_html, write_report
+from cowscope.report.payload import tree_total
 
 from .decode import Payload
 
