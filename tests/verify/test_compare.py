@@ -248,3 +248,39 @@ def test_verify_random_option_reports_each_seed() -> None:
     assert "random scenarios agree" in out.stdout
     disagree = [ln for ln in out.stdout.splitlines() if ln.strip().startswith("seed ")]
     assert out.returncode == (1 if disagree else 0)
+
+
+def _many_frames(m) -> None:
+    p = m.spawn("P")
+    a = p.mmap(1000 * PAGE)
+    p.fill(a, 1000 * PAGE, 1)            # 1000 distinct frames, each its own letter
+    child = p.fork()
+    child.fill(a, 10 * PAGE, 2)          # 10 copies: 1010 distinct frames at the checkpoint
+    m.checkpoint("filled")
+
+
+def test_page_letters_never_run_out() -> None:
+    """More than 702 distinct frames at a checkpoint (A..ZZ): the names go on with AAA (it was an
+    IndexError, run --on both exit 2, for ordinary workloads)."""
+    from cowscope.model import Machine
+    from cowscope.verify.trace import _letter
+
+    assert [_letter(n) for n in (0, 25, 26, 701, 702, 18277, 18278)] == \
+        ["A", "Z", "AA", "ZZ", "AAA", "ZZZ", "AAAA"]
+    tr = run_traced(_many_frames, Machine(), "model")
+    assert tr.error is None
+    letters = {t.split(".")[1] for obs in tr.checkpoints[0][1].values()
+               for r in obs["regions"].values() for t in r["pages"] if "." in t}
+    assert len(letters) == 1010 and "AAA" in letters
+    assert counted(compare(tr, run_traced(_many_frames, Machine(), "model"))) == []
+
+
+@pytest.mark.kernel
+def test_many_frames_on_both_backends() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for PFNs")
+    from cowscope.model import Machine
+
+    model = run_traced(_many_frames, Machine(), "model")
+    linux = run_traced(_many_frames, _linux(), "linux")
+    assert linux.error is None and counted(compare(model, linux)) == []

@@ -270,8 +270,14 @@ def _token(state: int, mapcount: int) -> str:
 
 
 def _letter(n: int) -> str:
+    """The n-th page name: A..Z, AA..ZZ, AAA.. (bijective base 26: never runs out)."""
     s = string.ascii_uppercase
-    return s[n] if n < 26 else s[n // 26 - 1] + s[n % 26]
+    out = ""
+    n += 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        out = s[r] + out
+    return out
 
 
 def _diff_fields(have: dict[str, int], want: dict[str, int]) -> str:
