@@ -75,6 +75,26 @@ class ProcessGone(CowscopeError):
         self.pid = pid
         super().__init__(f"pid {pid} has {state}" if state else f"no process {pid}")
 
+    @classmethod
+    def of_state(cls, pid: int, state: str) -> ProcessGone:
+        """The error for a call on a dead process in state "Z" (exited) or "X" (been reaped)."""
+        return cls(pid, "exited" if state == "Z" else "been reaped")
+
+
+class ProcessBlocked(CowscopeError):
+    """The call cannot return: the process is suspended in vfork() until its child execs or exits,
+    or wait() would block on a child that is still running."""
+
+    @classmethod
+    def in_vfork(cls, pid: int) -> ProcessBlocked:
+        """The error for a call on a parent suspended in vfork()."""
+        return cls(f"pid {pid} is suspended in vfork() until its child execs or exits")
+
+    @classmethod
+    def on_wait(cls, child_pid: int) -> ProcessBlocked:
+        """The error for a wait() on children that are all still running."""
+        return cls(f"wait would block: child {child_pid} is still running")
+
 
 EINVAL = _errno.EINVAL
 ENOMEM = _errno.ENOMEM

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CowscopeError
+from .observe.backend import Machine
 from .observe.snapshot import Snapshot, take
 
 
@@ -21,7 +22,7 @@ class ScenarioError(Exception):
     """A scenario could not be loaded or failed; the message names its file and line."""
 
 
-def load_scenario(path: str | Path) -> Callable[[Any], Any]:
+def load_scenario(path: str | Path) -> Callable[[Machine], Any]:
     """Compile and execute the file, return its `scenario` function."""
     path = Path(path)
     try:
@@ -58,13 +59,13 @@ def _located(exc: BaseException, path: Path, when: str = "") -> str:
 class ScenarioRun:
     """What a scenario run produced: a snapshot per checkpoint, the machine, and how it ended."""
 
-    machine: Any
+    machine: Machine
     snapshots: list[Snapshot] = field(default_factory=list)
     error: str | None = None
     outcome: str | None = None  # a process death the scenario did not catch (e.g. SIGSEGV)
 
 
-def run_scenario(path: str | Path, machine: Any, source: str = "model", pages: bool = True) -> ScenarioRun:
+def run_scenario(path: str | Path, machine: Machine, source: str = "model", pages: bool = True) -> ScenarioRun:
     """Run the file's scenario on `machine`, taking a snapshot at every m.checkpoint(label)."""
     path = Path(path)
     fn = load_scenario(path)
@@ -72,10 +73,9 @@ def run_scenario(path: str | Path, machine: Any, source: str = "model", pages: b
     mark = [0]
 
     def on_checkpoint(label: str) -> None:
-        events = getattr(machine, "events", None)
-        since = list(events.since(mark[0])) if events is not None else []
-        if events is not None:
-            mark[0] = len(events)
+        events = machine.events
+        since = list(events.since(mark[0]))
+        mark[0] = len(events)
         run.snapshots.append(take(machine, label, source=source, pages=pages, events=since))
 
     machine.on_checkpoint = on_checkpoint

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cowscope.errors import Aborted, ProcessGone, Segfault, SyscallError
+from cowscope.errors import Aborted, ProcessBlocked, ProcessGone, Segfault, SyscallError
 from cowscope.linux import build
 from cowscope.observe import procfs
 from cowscope.verify.compare import run_traced
@@ -108,10 +108,12 @@ def test_vfork_suspends_parent_until_exec(machine) -> None:
     p = machine.spawn()
     a = p.mmap(PAGE)
     v = p.vfork()
-    with pytest.raises(RuntimeError, match="suspended in vfork"):
+    assert p.state == "D" and v.state == "R"
+    with pytest.raises(ProcessBlocked, match="suspended in vfork"):
         p.read(a, 1)
     v.write(a, b"\x05")
     v.exec()
+    assert p.state == "R"
     assert p.read(a, 1) == b"\x05"
     assert v.alive and v.ppid == p.pid
     with pytest.raises(Segfault):
@@ -199,3 +201,34 @@ def test_package_exports_and_cpu_pinning() -> None:
             assert os.sched_getaffinity(proc.pid) == {m.cpu}
         g.exit(0)
     assert _gone([p.pid, c.pid, g.pid]) == []
+
+
+# --- the calls the shared interface added (observe.backend) ------------------------------
+
+
+def test_glibc_malloc_extras(machine) -> None:
+    """posix_memalign, aligned_alloc, mallopt, malloc_trim, mallinfo2: glibc's own, in the agent."""
+    p = machine.spawn()
+    assert p.mallinfo2().arena == 0  # nothing allocated yet: the agent itself never mallocs
+    assert p.posix_memalign(3, 16) == (errno.EINVAL, 0)
+    err, ptr = p.posix_memalign(64, 100)
+    assert err == 0 and ptr % 64 == 0
+    assert p.aligned_alloc(4096, 10) % 4096 == 0
+    assert p.mallopt(1, 0) == 1 and p.mallopt(1, 1000) == 0  # M_MXFAST: 1000 > MAX_FAST_SIZE
+    big = p.malloc(200_000)  # above the mmap threshold: a chunk of its own
+    info = p.mallinfo2()
+    assert info.hblks == 1 and info.hblkhd >= 200_000 and info.arena == 132 * 1024  # the first heap
+    before = p.brk()
+    p.free(big)
+    assert p.mallinfo2().hblks == 0
+    assert p.malloc_trim(0) == 1 and p.brk() < before  # the heap's free top goes back
+    assert p.malloc_trim(0) == 0  # nothing left to give back
+
+
+def test_mmap_populate(machine) -> None:
+    """MAP_POPULATE: every page present at once (exclusive anon for a private writable mapping)."""
+    p = machine.spawn()
+    a = p.mmap(8 * PAGE, populate=True)
+    b = p.mmap(8 * PAGE)
+    assert all(e.present and e.exclusive for e in p.pagemap(a, 8))
+    assert not any(e.present for e in p.pagemap(b, 8))

@@ -1,72 +1,15 @@
-/* cowscope agent: one real process that executes memory operations on command.
- *
- * Usage: cowscope-agent FD CPU ERRDIR
- *   FD      a connected AF_UNIX stream socket to the controller (commands in, replies out)
- *   CPU     the CPU every scenario process is pinned to (CoW reuse depends on it)
- *   ERRDIR  directory for per-process stderr files (PID.err)
- *
- * The agent allocates nothing on the heap itself: no stdio, buffers are static (.bss) and
- * pre-faulted at start, so the heap holds only what the scenario's malloc calls put there.
- * fork and vfork hand a fresh socket for the new process to the controller (SCM_RIGHTS).
- * SIGSEGV and SIGABRT are reported (address, si_code) before the process dies of them.
- */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <malloc.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/types.h>
-#include <sys/uio.h>
-#include <sys/wait.h>
-#include <unistd.h>
+/* cowscope agent: the controller's socket, signals, process lifecycle, dispatch (see agent.h). */
+#include "agent.h"
 
-#define PAGE 4096UL
-#define BUF_SIZE (256 * 1024)
-
-enum op {
-	OP_PING = 1, OP_MMAP, OP_MUNMAP, OP_MPROTECT, OP_MADVISE, OP_MREMAP, OP_BRK, OP_SBRK,
-	OP_READ, OP_WRITE, OP_FILL, OP_TOUCH, OP_MALLOC, OP_FREE, OP_CALLOC, OP_REALLOC,
-	OP_MEMALIGN, OP_USABLE, OP_FORK, OP_VFORK, OP_EXEC, OP_EXIT, OP_WAIT, OP_SETNAME,
-	OP_MLOCK, OP_MUNLOCK, OP_INFO,
-};
-
-enum tag { T_RESULT = 1, T_DATA, T_SEGV, T_ABRT, T_HELLO, T_FD };
-
-struct cmd {
-	uint32_t op;
-	uint32_t len;   /* payload bytes that follow */
-	uint64_t a, b, c, d, e, f;
-};
-
-struct reply {
-	uint32_t tag;
-	int32_t err;
-	int64_t ret;
-	uint64_t aux;
-};
-
-#define MMAP_SHARED 1
-#define MMAP_FIXED 2
-#define MMAP_GUARD 4
-#define MMAP_NOHUGE 8
-
-static int ctrl = -1;               /* this process's socket to the controller */
+int ctrl = -1;               /* this process's socket to the controller */
 static int cpu_arg;
 static char errdir[512];
 static char exe_path[] = "/proc/self/exe";
-static unsigned char buf[BUF_SIZE];
+unsigned char buf[BUF_SIZE];
 static unsigned char altstack[64 * 1024];
 static unsigned char vfork_stack[256 * 1024] __attribute__((aligned(16)));
 
-static int write_all(int fd, const void *p, size_t n)
+int write_all(int fd, const void *p, size_t n)
 {
 	const unsigned char *c = p;
 	while (n) {
@@ -82,7 +25,7 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-static int read_all(int fd, void *p, size_t n)
+int read_all(int fd, void *p, size_t n)
 {
 	unsigned char *c = p;
 	while (n) {
@@ -97,7 +40,7 @@ static int read_all(int fd, void *p, size_t n)
 	return 0;
 }
 
-static void reply(uint32_t tag, int64_t ret, int err, uint64_t aux)
+void reply(uint32_t tag, int64_t ret, int err, uint64_t aux)
 {
 	struct reply r = { tag, err, ret, aux };
 	if (write_all(ctrl, &r, sizeof(r)))
@@ -202,68 +145,6 @@ static void pin_cpu(void)
 	sched_setaffinity(0, sizeof(set), &set);
 }
 
-/* Copy with plain user-space loads and stores: faults are the CPU's, as in a real program. */
-static void copy_in(volatile unsigned char *dst, const volatile unsigned char *src, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		dst[i] = src[i];
-}
-
-static int prot_of(uint64_t bits)
-{
-	return (int)bits; /* PROT_READ=1, PROT_WRITE=2, PROT_EXEC=4 as sent */
-}
-
-static int64_t do_mmap(struct cmd *c, const char *path)
-{
-	size_t len = (size_t)c->a;
-	int prot = prot_of(c->b);
-	uint64_t fl = c->c;
-	int flags = (fl & MMAP_SHARED) ? MAP_SHARED : MAP_PRIVATE;
-	int fd = -1;
-	void *want = (void *)(uintptr_t)c->d;
-	void *p;
-
-	if (path[0]) {
-		/* Opened read-write when allowed, as the model assumes: a MAP_SHARED mapping of a
-		 * read-only descriptor loses VM_SHARED/VM_MAYWRITE ("sh", "mw" in VmFlags). */
-		fd = open(path, O_RDWR);
-		if (fd < 0)
-			fd = open(path, O_RDONLY);
-		if (fd < 0)
-			return -errno;
-	} else {
-		flags |= MAP_ANONYMOUS;
-	}
-	if (fl & MMAP_GUARD && !(fl & MMAP_FIXED) && !want) {
-		size_t rlen = (len + PAGE - 1) & ~(PAGE - 1);
-		void *res = mmap(NULL, rlen + 2 * PAGE, PROT_NONE,
-				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (res == MAP_FAILED) {
-			int e = errno;
-			if (fd >= 0)
-				close(fd);
-			return -e;
-		}
-		want = (unsigned char *)res + PAGE;
-		flags |= MAP_FIXED;
-	} else if (fl & MMAP_FIXED) {
-		flags |= MAP_FIXED;
-	}
-	p = mmap(want, len, prot, flags, fd, (off_t)c->e);
-	if (p == MAP_FAILED) {
-		int e = errno;
-		if (fd >= 0)
-			close(fd);
-		return -e;
-	}
-	if (fd >= 0)
-		close(fd);
-	if (fl & MMAP_NOHUGE)
-		madvise(p, len, MADV_NOHUGEPAGE);
-	return (int64_t)(uintptr_t)p;
-}
-
 static void serve(void);
 
 struct vfork_arg {
@@ -294,220 +175,144 @@ static void do_exec(void)
 	reply(T_RESULT, -1, errno, 0);
 }
 
+/* --- replies and payloads every op uses -------------------------------------------------- */
+
+/* The usual reply of a call returning 0 / -1 with errno. */
+void reply_rc(int64_t r)
+{
+	reply(T_RESULT, r, r < 0 ? errno : 0, 0);
+}
+
+/* The reply of an allocation: the pointer, and errno when it is NULL. */
+void reply_ptr(void *p)
+{
+	reply(T_RESULT, (int64_t)(uintptr_t)p, p ? 0 : errno, 0);
+}
+
+/* Read a command's payload as a NUL-terminated string (a path or a name). */
+void read_text(struct cmd *c, char *out, size_t size)
+{
+	if (c->len >= size || read_all(ctrl, out, c->len))
+		_exit(113);
+	out[c->len] = 0;
+}
+
+/* --- process ops, one function each (the memory ops are in agent_mem.c) ------------------ */
+
+static void op_ping(struct cmd *c)
+{
+	(void)c;
+	reply(T_RESULT, getpid(), 0, 0);
+}
+
+static void op_info(struct cmd *c)
+{
+	(void)c;
+	reply(T_RESULT, (int64_t)(uintptr_t)sbrk(0), 0, (uint64_t)getpid());
+}
+
+/* fork: the child gets a fresh socket, passed to the controller by the parent (SCM_RIGHTS). */
+static void op_fork(struct cmd *c)
+{
+	int sv[2];
+	pid_t pid;
+	(void)c;
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) {
+		reply(T_RESULT, -1, errno, 0);
+		return;
+	}
+	pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(sv[0]);
+		close(sv[1]);
+		reply(T_RESULT, -1, e, 0);
+		return;
+	}
+	if (pid == 0) {
+		close(ctrl);
+		close(sv[0]);
+		ctrl = sv[1];
+		open_stderr();
+		reply(T_HELLO, getpid(), 0, 0);
+		return;
+	}
+	close(sv[1]);
+	send_fd(sv[0], pid);
+	close(sv[0]);
+}
+
+/* vfork: the controller gets the child's socket first: the parent is suspended until the
+ * child exits or execs, and then it reports the child's pid on its own socket. */
+static void op_vfork(struct cmd *c)
+{
+	int sv[2];
+	int saved = ctrl;
+	struct vfork_arg va;
+	pid_t pid;
+	int e;
+	(void)c;
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) {
+		reply(T_RESULT, -1, errno, 0);
+		return;
+	}
+	send_fd(sv[0], 0);
+	close(sv[0]);
+	va.fd = sv[1];
+	pid = clone(vfork_child, vfork_stack + sizeof(vfork_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &va);
+	e = errno;
+	ctrl = saved; /* the child shared our memory, including this variable */
+	close(sv[1]);
+	reply(T_RESULT, pid, pid < 0 ? e : 0, 0);
+}
+
+static void op_exec(struct cmd *c)
+{
+	(void)c;
+	do_exec();
+}
+
+static void op_exit(struct cmd *c)
+{
+	_exit((int)c->a);
+}
+
+/* waitpid(c->a, WNOHANG if c->b): ret = the pid, aux = the raw status. */
+static void op_wait(struct cmd *c)
+{
+	int status = 0;
+	pid_t pid = waitpid((pid_t)c->a, &status, c->b ? WNOHANG : 0);
+	reply(T_RESULT, pid, pid < 0 ? errno : 0, (uint64_t)(unsigned)status);
+}
+
+static void op_setname(struct cmd *c)
+{
+	char name[64];
+	read_text(c, name, sizeof(name));
+	reply_rc(prctl(PR_SET_NAME, name, 0, 0, 0));
+}
+
+/* The dispatch table: op code -> its function (a table, not a function: exempt from the
+ * 80-line rule, one line per op). */
+static void (*const ops[OP_COUNT])(struct cmd *) = {
+	[OP_PING] = op_ping, [OP_MMAP] = op_mmap, [OP_MUNMAP] = op_munmap,
+	[OP_MPROTECT] = op_mprotect, [OP_MADVISE] = op_madvise, [OP_MREMAP] = op_mremap,
+	[OP_BRK] = op_brk, [OP_SBRK] = op_sbrk, [OP_READ] = op_read, [OP_WRITE] = op_write,
+	[OP_FILL] = op_fill, [OP_TOUCH] = op_touch, [OP_MALLOC] = op_malloc, [OP_FREE] = op_free,
+	[OP_CALLOC] = op_calloc, [OP_REALLOC] = op_realloc, [OP_MEMALIGN] = op_memalign,
+	[OP_USABLE] = op_usable, [OP_FORK] = op_fork, [OP_VFORK] = op_vfork, [OP_EXEC] = op_exec,
+	[OP_EXIT] = op_exit, [OP_WAIT] = op_wait, [OP_SETNAME] = op_setname, [OP_MLOCK] = op_mlock,
+	[OP_MUNLOCK] = op_munlock, [OP_INFO] = op_info, [OP_POSIX_MEMALIGN] = op_posix_memalign,
+	[OP_ALIGNED_ALLOC] = op_aligned_alloc, [OP_MALLOPT] = op_mallopt,
+	[OP_MALLOC_TRIM] = op_malloc_trim, [OP_MALLINFO2] = op_mallinfo2,
+};
+
 static void handle(struct cmd *c)
 {
-	int64_t r = 0;
-	int e = 0;
-	char path[4096];
-
-	switch (c->op) {
-	case OP_PING:
-		reply(T_RESULT, getpid(), 0, 0);
-		return;
-	case OP_INFO:
-		reply(T_RESULT, (int64_t)(uintptr_t)sbrk(0), 0, (uint64_t)getpid());
-		return;
-	case OP_MMAP:
-		path[0] = 0;
-		if (c->len) {
-			if (c->len >= sizeof(path) || read_all(ctrl, path, c->len))
-				_exit(113);
-			path[c->len] = 0;
-		}
-		r = do_mmap(c, path);
-		if (r < 0 && r > -4096) {
-			e = (int)-r;
-			r = -1;
-		}
-		reply(T_RESULT, r, e, 0);
-		return;
-	case OP_MUNMAP:
-		r = munmap((void *)(uintptr_t)c->a, c->b);
-		break;
-	case OP_MPROTECT:
-		r = mprotect((void *)(uintptr_t)c->a, c->b, prot_of(c->c));
-		break;
-	case OP_MADVISE:
-		r = madvise((void *)(uintptr_t)c->a, c->b, (int)c->c);
-		break;
-	case OP_MLOCK:
-		r = mlock((void *)(uintptr_t)c->a, c->b);
-		break;
-	case OP_MUNLOCK:
-		r = munlock((void *)(uintptr_t)c->a, c->b);
-		break;
-	case OP_MREMAP: {
-		void *p = mremap((void *)(uintptr_t)c->a, c->b, c->c, c->d ? MREMAP_MAYMOVE : 0);
-		if (p == MAP_FAILED) {
-			reply(T_RESULT, -1, errno, 0);
-			return;
-		}
-		reply(T_RESULT, (int64_t)(uintptr_t)p, 0, 0);
-		return;
-	}
-	case OP_BRK:
-		if (c->a)
-			r = brk((void *)(uintptr_t)c->a);
-		e = r ? errno : 0;
-		reply(T_RESULT, (int64_t)(uintptr_t)sbrk(0), e, 0);
-		return;
-	case OP_SBRK: {
-		void *old = sbrk((intptr_t)c->a);
-		if (old == (void *)-1) {
-			reply(T_RESULT, -1, errno, 0);
-			return;
-		}
-		reply(T_RESULT, (int64_t)(uintptr_t)old, 0, 0);
-		return;
-	}
-	case OP_READ: {
-		const unsigned char *src = (const unsigned char *)(uintptr_t)c->a;
-		uint64_t left = c->b;
-		while (left) {
-			size_t n = left > BUF_SIZE ? BUF_SIZE : (size_t)left;
-			copy_in(buf, src, n);
-			reply(T_DATA, (int64_t)n, 0, 0);
-			if (write_all(ctrl, buf, n))
-				_exit(114);
-			src += n;
-			left -= n;
-		}
-		reply(T_RESULT, 0, 0, 0);
-		return;
-	}
-	case OP_WRITE: {
-		unsigned char *dst = (unsigned char *)(uintptr_t)c->a;
-		uint64_t left = c->b;
-		while (left) {
-			size_t n = left > BUF_SIZE ? BUF_SIZE : (size_t)left;
-			if (read_all(ctrl, buf, n))
-				_exit(115);
-			copy_in(dst, buf, n);
-			dst += n;
-			left -= n;
-		}
-		reply(T_RESULT, 0, 0, 0);
-		return;
-	}
-	case OP_FILL: {
-		volatile unsigned char *dst = (volatile unsigned char *)(uintptr_t)c->a;
-		for (uint64_t i = 0; i < c->b; i++)
-			dst[i] = (unsigned char)c->c;
-		reply(T_RESULT, 0, 0, 0);
-		return;
-	}
-	case OP_TOUCH: {
-		uint64_t start = c->a & ~(PAGE - 1);
-		uint64_t end = c->a + c->b;
-		uint64_t sum = 0;
-		for (uint64_t va = start; va < end; va += PAGE) {
-			unsigned char *p = (unsigned char *)(uintptr_t)(va < c->a ? c->a : va);
-			if (c->c)
-				__atomic_fetch_or(p, 0, __ATOMIC_RELAXED); /* one write access, no read first */
-			else
-				sum += *(volatile unsigned char *)p;
-		}
-		reply(T_RESULT, (int64_t)sum, 0, 0);
-		return;
-	}
-	case OP_MALLOC:
-		errno = 0;
-		r = (int64_t)(uintptr_t)malloc(c->a);
-		reply(T_RESULT, r, r ? 0 : errno, 0);
-		return;
-	case OP_FREE:
-		free((void *)(uintptr_t)c->a);
-		break;
-	case OP_CALLOC:
-		errno = 0;
-		r = (int64_t)(uintptr_t)calloc(c->a, c->b);
-		reply(T_RESULT, r, r ? 0 : errno, 0);
-		return;
-	case OP_REALLOC:
-		errno = 0;
-		r = (int64_t)(uintptr_t)realloc((void *)(uintptr_t)c->a, c->b);
-		reply(T_RESULT, r, r ? 0 : errno, 0);
-		return;
-	case OP_MEMALIGN:
-		errno = 0;
-		r = (int64_t)(uintptr_t)memalign(c->a, c->b);
-		reply(T_RESULT, r, r ? 0 : errno, 0);
-		return;
-	case OP_USABLE:
-		reply(T_RESULT, (int64_t)malloc_usable_size((void *)(uintptr_t)c->a), 0, 0);
-		return;
-	case OP_FORK: {
-		int sv[2];
-		pid_t pid;
-		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) {
-			reply(T_RESULT, -1, errno, 0);
-			return;
-		}
-		pid = fork();
-		if (pid < 0) {
-			e = errno;
-			close(sv[0]);
-			close(sv[1]);
-			reply(T_RESULT, -1, e, 0);
-			return;
-		}
-		if (pid == 0) {
-			close(ctrl);
-			close(sv[0]);
-			ctrl = sv[1];
-			open_stderr();
-			reply(T_HELLO, getpid(), 0, 0);
-			return;
-		}
-		close(sv[1]);
-		send_fd(sv[0], pid);
-		close(sv[0]);
-		return;
-	}
-	case OP_VFORK: {
-		int sv[2];
-		int saved = ctrl;
-		struct vfork_arg va;
-		pid_t pid;
-		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) {
-			reply(T_RESULT, -1, errno, 0);
-			return;
-		}
-		/* The controller gets the child's socket first: the parent is suspended until the
-		 * child exits or execs, and then it reports the child's pid on its own socket. */
-		send_fd(sv[0], 0);
-		close(sv[0]);
-		va.fd = sv[1];
-		pid = clone(vfork_child, vfork_stack + sizeof(vfork_stack),
-			    CLONE_VM | CLONE_VFORK | SIGCHLD, &va);
-		e = errno;
-		ctrl = saved; /* the child shared our memory, including this variable */
-		close(sv[1]);
-		reply(T_RESULT, pid, pid < 0 ? e : 0, 0);
-		return;
-	}
-	case OP_EXEC:
-		do_exec();
-		return;
-	case OP_EXIT:
-		_exit((int)c->a);
-	case OP_WAIT: {
-		int status = 0;
-		pid_t pid = waitpid((pid_t)c->a, &status, c->b ? WNOHANG : 0);
-		reply(T_RESULT, pid, pid < 0 ? errno : 0, (uint64_t)(unsigned)status);
-		return;
-	}
-	case OP_SETNAME:
-		if (c->len >= sizeof(path) || read_all(ctrl, path, c->len))
-			_exit(116);
-		path[c->len] = 0;
-		r = prctl(PR_SET_NAME, path, 0, 0, 0);
-		break;
-	default:
+	if (c->op < OP_COUNT && ops[c->op])
+		ops[c->op](c);
+	else
 		reply(T_RESULT, -1, EINVAL, 0);
-		return;
-	}
-	reply(T_RESULT, r, r < 0 ? errno : 0, 0);
 }
 
 static void serve(void)

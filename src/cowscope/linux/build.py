@@ -1,4 +1,9 @@
-"""Compile the native agent (agent.c, shipped in the package) into a per-user cache on first use."""
+"""Compile the native agent (agent.h, agent_mem.c, agent.c, shipped in the package) on first use.
+
+The three files are compiled as one translation unit (each also compiles on its own): the header
+first, then the sources with their `#include "agent.h"` dropped and `#line` markers so the
+compiler's messages name the right file and line. The binary goes into a per-user cache.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,18 @@ class AgentBuildError(NativeBuildError):
     """The agent could not be compiled (no C compiler, or the compiler failed)."""
 
 
+#: The agent's sources in compilation order.
+AGENT_FILES = ("agent.h", "agent_mem.c", "agent.c")
+
+
 def agent_source() -> bytes:
-    """The agent's C source as shipped in the package."""
-    return resources.files("cowscope.linux").joinpath("agent.c").read_bytes()
+    """The agent's C source as shipped in the package, as one translation unit."""
+    pkg = resources.files("cowscope.linux")
+    parts = []
+    for name in AGENT_FILES:
+        text = pkg.joinpath(name).read_text(encoding="utf-8").replace('#include "agent.h"\n', "\n")
+        parts.append(f'#line 1 "{name}"\n{text}')
+    return "".join(parts).encode()
 
 
 def agent_path() -> Path:

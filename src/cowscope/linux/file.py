@@ -17,13 +17,3 @@ class File:
     def size(self) -> int:
         """Size of the file in bytes."""
         return os.path.getsize(self.real_path)
-
-    def read(self, offset: int = 0, n: int | None = None) -> bytes:
-        """pread(2) of the file: what the page cache holds (MAP_SHARED writes included)."""
-        with open(self.real_path, "rb") as f:
-            f.seek(offset)
-            return f.read(-1 if n is None else n)
-
-    def pread(self, n: int, offset: int) -> bytes:
-        """pread(2) of n bytes at offset."""
-        return self.read(offset, n)

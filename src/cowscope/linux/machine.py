@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ __all__ = ["File", "Machine", "NoEvents", "Process"]
 class NoEvents(list):  # type: ignore[type-arg]
     """The event log of a machine that reports no events (the real kernel)."""
 
-    def since(self, index: int) -> list[Any]:
+    def since(self, seq: int) -> list[Any]:
         """No events since any index."""
         return []
 
@@ -80,8 +81,8 @@ class Machine:
         self._pgids: list[int] = []
         self._kpage_ok: bool | None = None
         self._closed = False
-        self.checkpoints: list[str] = []
-        self.on_checkpoint: Any = None
+        self.checkpoints: list[tuple[str, int]] = []  # (label, len(events) then)
+        self.on_checkpoint: Callable[[str], None] | None = None
         _MACHINES.add(self)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -113,7 +114,7 @@ class Machine:
                     pass
         shutil.rmtree(self._dir, ignore_errors=True)
 
-    def spawn(self, name: str = "init", image: Any = None) -> Process:
+    def spawn(self, name: str = "app", image: Any = None) -> Process:
         """Start a fresh agent process (its own program image), pinned to the machine's CPU."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {"COWSCOPE_AGENT_ROOT": "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -146,11 +147,11 @@ class Machine:
         self.processes[proc.pid] = proc
         return proc
 
-    def create_file(self, name: str, data: bytes | None = None, size: int | None = None) -> File:
-        """A real file (on a disk filesystem, not tmpfs) standing for the scenario's `name`."""
-        path = os.path.join(self._dir, "files", name.lstrip("/"))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
+    def create_file(self, path: str, data: bytes | None = None, size: int | None = None) -> File:
+        """A real file (on a disk filesystem, not tmpfs) standing for the scenario's `path`."""
+        real = os.path.join(self._dir, "files", path.lstrip("/"))
+        os.makedirs(os.path.dirname(real), exist_ok=True)
+        with open(real, "wb") as f:
             # One write(2) per page: a single large write lets ext4 build large page-cache folios,
             # and a folio's dirty bit then covers all its pages (a 1-byte store through a shared
             # mapping would show every page of the folio as dirty in smaps).
@@ -160,11 +161,12 @@ class Machine:
                 f.truncate(size)
             f.flush()
             os.fsync(f.fileno())  # written back: its page-cache pages are clean, as a file on disk
-        return File(name, path)
+        return File(path, real)
 
     def pread(self, f: File, offset: int, n: int) -> bytes:
-        """pread(2) of a machine file."""
-        return f.read(offset, n)
+        """pread(2) of a machine file: what the page cache holds (MAP_SHARED writes included)."""
+        with open(f.real_path, "rb") as fh:
+            return os.pread(fh.fileno(), max(n, 0), offset)
 
     def pwrite(self, f: File, offset: int, data: bytes) -> None:
         """pwrite(2) to a machine file (through the page cache)."""
@@ -178,7 +180,7 @@ class Machine:
 
     def checkpoint(self, label: str) -> None:
         """Mark a step; `on_checkpoint` (set by the scenario runner) observes the views here."""
-        self.checkpoints.append(label)
+        self.checkpoints.append((label, len(self.events)))
         if self.on_checkpoint is not None:
             self.on_checkpoint(label)
 

@@ -3,7 +3,9 @@
 Every call sends one command (`linux.wire`) and waits for the agent's reply, so the agent is
 blocked on its socket whenever a view is read: /proc figures are those of a quiescent process. A
 fatal signal the agent reports (SIGSEGV, SIGBUS, SIGABRT) or the end of its socket becomes the
-model's user-visible outcome (Segfault, ProcessKilled, Aborted, ProcessGone).
+same user-visible outcome the model raises (Segfault, ProcessKilled, Aborted, ProcessGone); a call
+that could not return (a parent suspended in vfork, a wait on a running child) is ProcessBlocked,
+checked before anything is sent. The malloc family is in `linux.libc`, the views in `linux.views`.
 """
 
 from __future__ import annotations
@@ -15,29 +17,25 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ..errors import Aborted, ProcessGone, ProcessKilled, Segfault, SyscallError
+from ..errors import Aborted, ProcessBlocked, ProcessGone, ProcessKilled, Segfault, SyscallError
 from ..observe import procfs
-from ..observe.records import MapsEntry, PagemapEntry, SmapsEntry, SmapsRollup, Status, pagemap_entries
+from ..observe.backend import ExitStatus
 from .file import File
+from .libc import GlibcCalls
+from .views import ProcessViews
 from .wire import (
     MADVICE,
     MMAP_FIXED,
-    MMAP_GUARD,
     MMAP_NOHUGE,
+    MMAP_POPULATE,
     MMAP_SHARED,
     OP_BRK,
-    OP_CALLOC,
     OP_EXEC,
     OP_EXIT,
     OP_FILL,
     OP_FORK,
-    OP_FREE,
     OP_INFO,
     OP_MADVISE,
-    OP_MALLOC,
-    OP_MEMALIGN,
     OP_MLOCK,
     OP_MMAP,
     OP_MPROTECT,
@@ -45,11 +43,9 @@ from .wire import (
     OP_MUNLOCK,
     OP_MUNMAP,
     OP_READ,
-    OP_REALLOC,
     OP_SBRK,
     OP_SETNAME,
     OP_TOUCH,
-    OP_USABLE,
     OP_VFORK,
     OP_WAIT,
     OP_WRITE,
@@ -67,7 +63,7 @@ if TYPE_CHECKING:
     from .machine import Machine
 
 
-class Process:
+class Process(ProcessViews, GlibcCalls):
     """A process of the Linux backend: a real agent process driven over its socket."""
 
     def __init__(self, machine: Machine, pid: int, ppid: int, name: str, conn: Conn,
@@ -78,7 +74,7 @@ class Process:
         self.name = name
         self._conn: Conn | None = conn
         self._popen = popen
-        self.exit_status: tuple[str, int] | None = None
+        self.exit_status: ExitStatus | None = None
         self._reaped = False
         self._vfork_child: Process | None = None  # set while this process is suspended in vfork
         self._vfork_parent: Process | None = None
@@ -90,7 +86,7 @@ class Process:
         return f"<linux.Process {self.pid} {self.name} {self.state}>"
 
     @property
-    def alive(self) -> bool:
+    def alive(self) -> bool:  # type: ignore[override]
         """True until the process exits or is killed."""
         return self.exit_status is None
 
@@ -105,13 +101,14 @@ class Process:
         return self._ppid
 
     @property
-    def state(self) -> str:
-        """ "S" (alive, waiting for a command), "Z" (dead, its parent has not waited), "X" (reaped).
+    def state(self) -> str:  # type: ignore[override]
+        """"R" alive, "D" suspended in vfork, "Z" dead and not waited for, "X" reaped.
 
+        (The agent itself sleeps on its socket between commands; as a scenario sees it, it runs.)
         An orphan (its parent agent is gone) counts as reaped: init reaps it, as the model says,
         whenever this system's init gets to it."""
         if self.exit_status is None:
-            return "S"
+            return "D" if self._suspended() else "R"
         if not self._reaped:
             if procfs.process_state(self.pid) is None:
                 self._reaped = True
@@ -131,22 +128,44 @@ class Process:
         path = Path(self.machine._errdir) / f"{self.pid}.err"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def _resume_from_vfork(self) -> None:
-        """Collect the pid the vfork parent reports once its child exec'd or exited."""
+    def _suspended(self) -> bool:
+        """Suspended in vfork: the child has neither exec'd nor exited yet."""
         child = self._vfork_child
-        if child is None:
-            return
-        if child.alive and not child._exec_done:
-            raise RuntimeError(f"pid {self.pid} is suspended in vfork until pid {child.pid} execs or exits")
-        self._resume_after_child()
+        return child is not None and child.alive and not child._exec_done
+
+    def _ready(self) -> Conn:
+        """The socket of a process that can take a command: ProcessGone when dead, ProcessBlocked
+        when suspended in vfork; a vfork parent whose child has let go is resumed first."""
+        if not self.alive or self._conn is None:
+            raise ProcessGone.of_state(self.pid, self.state)
+        if self._suspended():
+            raise ProcessBlocked.in_vfork(self.pid)
+        if self._vfork_child is not None:
+            self._resume_after_child()
+            if self._conn is None:
+                raise ProcessGone.of_state(self.pid, self.state)
+        return self._conn
 
     def _call(self, op: int, *args: int, payload: bytes = b"", what: str = "") -> tuple[int, int]:
         """Send one command and return (ret, aux); raise the user-visible outcome on failure."""
-        if not self.alive or self._conn is None:
-            raise ProcessGone(self.pid, "exited" if self.state == "Z" else "been reaped")
-        self._resume_from_vfork()
-        self._conn.send(op, *args, payload=payload)
+        self._ready().send(op, *args, payload=payload)
         return self._result(what or f"op{op}")
+
+    def _call_data(self, op: int, *args: int, what: str = "") -> bytes:
+        """Send one command and collect the T_DATA pieces of its reply up to its T_RESULT."""
+        self._ready().send(op, *args)
+        out = bytearray()
+        while True:
+            tag, _err, ret, _aux = self._recv_or_die()
+            if tag == T_RESULT:
+                return bytes(out)
+            if tag != T_DATA:
+                raise RuntimeError(f"agent {self.pid}: unexpected reply tag {tag} to {what}")
+            data = self._conn.recv_exact(ret) if self._conn else None
+            if data is None:
+                self._died()
+                raise ProcessGone(self.pid)
+            out += data
 
     def _result(self, what: str) -> tuple[int, int]:
         rep = self._recv_or_die()
@@ -176,7 +195,7 @@ class Process:
             raise Aborted(self.pid, self.stderr.strip().splitlines()[-1] if self.stderr.strip() else "")
         return rep
 
-    def _died(self, status: tuple[str, int] | None = None) -> None:
+    def _died(self, status: ExitStatus | None = None) -> None:
         """The agent is gone: wait for its socket to close (its mm is gone by then), record status."""
         if self._conn is not None:
             while self._conn.recv() is not None:
@@ -198,30 +217,25 @@ class Process:
 
     def fork(self) -> Process:
         """fork(2): a new agent with a copy-on-write copy of this address space."""
-        if not self.alive or self._conn is None:
-            raise ProcessGone(self.pid)
-        self._resume_from_vfork()
-        self._conn.send(OP_FORK)
-        rep, fd = self._conn.recv_fd()
+        conn = self._ready()
+        conn.send(OP_FORK)
+        rep, fd = conn.recv_fd()
         return self.machine._adopt(fd, rep[2], self.pid, self.name)
 
     def vfork(self) -> Process:
         """vfork(2): the child shares this address space; this process waits until it execs or exits."""
-        if not self.alive or self._conn is None:
-            raise ProcessGone(self.pid)
-        self._resume_from_vfork()
-        self._conn.send(OP_VFORK)
-        _rep, fd = self._conn.recv_fd()
+        conn = self._ready()
+        conn.send(OP_VFORK)
+        _rep, fd = conn.recv_fd()
         child = self.machine._adopt(fd, 0, self.pid, self.name)
         self._vfork_child = child
         child._vfork_parent = self
         return child
 
-    def exec(self, image: Any = None) -> None:
-        """execve(2) of a fresh agent image: the old address space is released."""
-        if not self.alive or self._conn is None:
-            raise ProcessGone(self.pid)
-        self._conn.send(OP_EXEC)
+    def exec(self, image: Any = None, name: str | None = None) -> None:
+        """execve(2) of a fresh agent image (`image` is the model's; the agent runs itself): the old
+        address space is released; `name` renames the process."""
+        self._ready().send(OP_EXEC)
         rep = self._recv_or_die()
         if rep[0] != T_HELLO:
             raise SyscallError(rep[1] or errno.ENOEXEC, "execve")
@@ -229,6 +243,7 @@ class Process:
         if self._vfork_parent is not None:
             self._vfork_parent._resume_after_child()
             self._vfork_parent = None
+        self.name = name or self.name
         self._call(OP_SETNAME, payload=self.name.encode()[:15], what="prctl")
 
     def _resume_after_child(self) -> None:
@@ -242,15 +257,18 @@ class Process:
 
     def exit(self, code: int = 0) -> None:
         """_exit(code): the process becomes a zombie (its memory is released)."""
-        if not self.alive or self._conn is None:
-            raise ProcessGone(self.pid)
-        self._resume_from_vfork()
-        self._conn.send(OP_EXIT, code)
+        self._ready().send(OP_EXIT, code)
         self._died(("exit", code & 0xFF))
 
-    def wait(self, child: Process | None = None) -> tuple[int, tuple[str, int]]:
-        """waitpid(2) for `child` (any child if None): (pid, exit status), the child is reaped."""
-        pid, status = self._call(OP_WAIT, child.pid if child else -1, 0, what="waitpid")
+    def wait(self, child: Process | None = None) -> tuple[int, ExitStatus]:
+        """waitpid(2) for `child` (any child if None): (pid, exit status), the child is reaped.
+        ProcessBlocked, without asking the kernel, when every such child is still running."""
+        self._ready()
+        children = [p for p in self.machine.processes.values()
+                    if p._ppid == self.pid and not p._reaped and (child is None or p is child)]
+        if children and all(p.alive for p in children):
+            raise ProcessBlocked.on_wait(children[0].pid)
+        pid, status = self._call(OP_WAIT, child.pid if child else -1, 0, what="wait")
         proc = self.machine.processes.get(pid)
         decoded = _decode_status(status)
         if proc is not None:
@@ -258,14 +276,13 @@ class Process:
             proc.exit_status = proc.exit_status or decoded
         return pid, decoded
 
-    # --- memory operations -----------------------------------------------------------------
+    # --- memory syscalls -------------------------------------------------------------------
 
     def mmap(self, length: int, prot: str | int = "rw", shared: bool = False, file: File | None = None,
-             offset: int = 0, addr: int | None = None, fixed: bool = False, guard: bool = True) -> int:
-        """mmap(2); without addr the region gets PROT_NONE guard pages so it never merges."""
+             offset: int = 0, addr: int | None = None, fixed: bool = False, populate: bool = False) -> int:
+        """mmap(2); `populate` is MAP_POPULATE. Every mapping gets MADV_NOHUGEPAGE (no THP)."""
         flags = (MMAP_SHARED if shared else 0) | (MMAP_FIXED if fixed else 0) | MMAP_NOHUGE
-        if guard and addr is None and not fixed and prot_bits(prot):
-            flags |= MMAP_GUARD  # (a PROT_NONE reservation is itself a guard)
+        flags |= MMAP_POPULATE if populate else 0
         path = file.real_path.encode() if file is not None else b""
         ret, _ = self._call(OP_MMAP, length, prot_bits(prot), flags, addr or 0, offset, payload=path,
                             what="mmap")
@@ -305,35 +322,31 @@ class Process:
         """sbrk(3): the old break; SyscallError(ENOMEM) when the kernel refuses."""
         return self._call(OP_SBRK, delta, what="sbrk")[0]
 
+    def heap_start(self) -> int:
+        """The initial program break (start of [heap]); not part of the shared interface."""
+        return self._call(OP_INFO, what="sbrk")[0]
+
+    # --- memory access: the CPU's own loads and stores -------------------------------------
+
     def read(self, addr: int, n: int) -> bytes:
-        """Load n bytes with the CPU's own loads (read faults as a program would take them)."""
-        if not self.alive or self._conn is None:
-            raise ProcessGone(self.pid)
-        self._resume_from_vfork()
-        self._conn.send(OP_READ, addr, n)
-        out = bytearray()
-        while True:
-            tag, _err, ret, _aux = self._recv_or_die()
-            if tag == T_DATA:
-                data = self._conn.recv_exact(ret) if self._conn else None
-                if data is None:
-                    self._died()
-                    raise ProcessGone(self.pid)
-                out += data
-            elif tag == T_RESULT:
-                return bytes(out)
+        """Load n bytes (read faults as a program would take them)."""
+        if n < 0:
+            raise ValueError("negative length")
+        return self._call_data(OP_READ, addr, n, what="read")
 
     def write(self, addr: int, data: bytes) -> None:
-        """Store bytes with the CPU's own stores."""
+        """Store bytes."""
         self._call(OP_WRITE, addr, len(data), payload=bytes(data), what="write")
 
-    def fill(self, addr: int, n: int, byte: int) -> None:
-        """memset through the CPU's own stores."""
-        self._call(OP_FILL, addr, n, byte & 0xFF, what="fill")
+    def fill(self, addr: int, length: int, byte: int) -> None:
+        """memset."""
+        if not 0 <= byte <= 255:
+            raise ValueError("fill byte must be 0..255")
+        self._call(OP_FILL, addr, length, byte, what="fill")
 
-    def touch(self, addr: int, n: int, write: bool = False) -> None:
-        """One access per page of [addr, addr+n): a load, or a write that keeps the byte."""
-        self._call(OP_TOUCH, addr, n, int(write), what="touch")
+    def touch(self, addr: int, length: int, write: bool = False) -> None:
+        """One access per page of [addr, addr+length): a load, or a write that keeps the byte."""
+        self._call(OP_TOUCH, addr, length, int(write), what="touch")
 
     def read_u64(self, addr: int) -> int:
         """Load a little-endian u64."""
@@ -343,101 +356,8 @@ class Process:
         """Store a little-endian u64."""
         self.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
 
-    # --- glibc malloc ----------------------------------------------------------------------
 
-    def malloc(self, n: int) -> int:
-        """glibc malloc(3) in the process."""
-        return self._call(OP_MALLOC, n, what="malloc")[0]
-
-    def free(self, ptr: int) -> None:
-        """glibc free(3) (a corrupt heap aborts: Aborted)."""
-        self._call(OP_FREE, ptr, what="free")
-
-    def calloc(self, n: int, size: int) -> int:
-        """glibc calloc(3)."""
-        return self._call(OP_CALLOC, n, size, what="calloc")[0]
-
-    def realloc(self, ptr: int, n: int) -> int:
-        """glibc realloc(3)."""
-        return self._call(OP_REALLOC, ptr, n, what="realloc")[0]
-
-    def memalign(self, alignment: int, n: int) -> int:
-        """glibc memalign(3)."""
-        return self._call(OP_MEMALIGN, alignment, n, what="memalign")[0]
-
-    def malloc_usable_size(self, ptr: int) -> int:
-        """glibc malloc_usable_size(3)."""
-        return self._call(OP_USABLE, ptr, what="malloc_usable_size")[0]
-
-    # --- views -----------------------------------------------------------------------------
-
-    def _check_observable(self) -> None:
-        if not self.alive:
-            raise ProcessGone(self.pid, "exited")
-
-    def maps(self) -> list[MapsEntry]:
-        """/proc/PID/maps."""
-        self._check_observable()
-        return procfs.read_maps(self.pid)
-
-    def smaps(self) -> list[SmapsEntry]:
-        """/proc/PID/smaps."""
-        self._check_observable()
-        return procfs.read_smaps(self.pid)
-
-    def smaps_rollup(self) -> SmapsRollup:
-        """/proc/PID/smaps_rollup."""
-        self._check_observable()
-        return procfs.read_smaps_rollup(self.pid)
-
-    def status(self) -> Status:
-        """/proc/PID/status (zombies too)."""
-        if self.state == "X":
-            raise ProcessGone(self.pid, "been reaped")
-        return procfs.read_status(self.pid)
-
-    def pagemap_raw(self, addr: int, npages: int) -> np.ndarray:
-        """Raw /proc/PID/pagemap entries (uint64)."""
-        self._check_observable()
-        return procfs.read_pagemap(self.pid, addr, npages)
-
-    def pagemap(self, addr: int, npages: int) -> list[PagemapEntry]:
-        """/proc/PID/pagemap entries as records."""
-        return pagemap_entries(self.pagemap_raw(addr, npages))
-
-    def proc(self, name: str) -> str:
-        """The kernel's text of /proc/PID/NAME."""
-        if name != "status":
-            self._check_observable()
-        return procfs.read_text(self.pid, name)
-
-    def fault_counts(self) -> dict[str, int]:
-        """minflt/majflt from /proc/PID/stat."""
-        return procfs.read_fault_counts(self.pid)
-
-    @property
-    def libc_data(self) -> int:
-        """Start of libc's rw data mapping (main_arena, mp_)."""
-        return self._libc_rw()[0]
-
-    @property
-    def libc_data_size(self) -> int:
-        """Size of libc's rw data mapping."""
-        start, end = self._libc_rw()
-        return end - start
-
-    def _libc_rw(self) -> tuple[int, int]:
-        for vma in self.maps():
-            if "libc.so" in vma.path and vma.perms.startswith("rw"):
-                return vma.start, vma.end
-        raise LookupError(f"pid {self.pid}: no libc rw mapping")
-
-    def heap_start(self) -> int:
-        """The initial program break (start of [heap])."""
-        return self._call(OP_INFO, what="sbrk")[0]
-
-
-def _decode_status(status: int) -> tuple[str, int]:
+def _decode_status(status: int) -> ExitStatus:
     if os.WIFSIGNALED(status):
         return ("signal", os.WTERMSIG(status))
     return ("exit", os.WEXITSTATUS(status))

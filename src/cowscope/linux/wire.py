@@ -1,4 +1,4 @@
-"""The wire protocol between the controller and an agent (agent.c: struct cmd, struct reply).
+"""The wire protocol between the controller and an agent (agent.h: struct cmd, struct reply).
 
 A command is a fixed header (op, payload length, six u64 arguments) followed by its payload; a
 reply is (tag, errno, ret, aux), a T_DATA reply followed by `ret` bytes, a T_FD reply carrying a
@@ -11,14 +11,15 @@ import array
 import socket
 import struct
 
-# Command and reply layouts (agent.c: struct cmd, struct reply).
+# Command and reply layouts (agent.h: struct cmd, struct reply, enum op, enum tag).
 CMD = struct.Struct("<II6Q")
 REPLY = struct.Struct("<IiqQ")
 (OP_PING, OP_MMAP, OP_MUNMAP, OP_MPROTECT, OP_MADVISE, OP_MREMAP, OP_BRK, OP_SBRK, OP_READ, OP_WRITE,
  OP_FILL, OP_TOUCH, OP_MALLOC, OP_FREE, OP_CALLOC, OP_REALLOC, OP_MEMALIGN, OP_USABLE, OP_FORK,
- OP_VFORK, OP_EXEC, OP_EXIT, OP_WAIT, OP_SETNAME, OP_MLOCK, OP_MUNLOCK, OP_INFO) = range(1, 28)
+ OP_VFORK, OP_EXEC, OP_EXIT, OP_WAIT, OP_SETNAME, OP_MLOCK, OP_MUNLOCK, OP_INFO, OP_POSIX_MEMALIGN,
+ OP_ALIGNED_ALLOC, OP_MALLOPT, OP_MALLOC_TRIM, OP_MALLINFO2) = range(1, 33)
 T_RESULT, T_DATA, T_SEGV, T_ABRT, T_HELLO, T_FD = range(1, 7)
-MMAP_SHARED, MMAP_FIXED, MMAP_GUARD, MMAP_NOHUGE = 1, 2, 4, 8
+MMAP_SHARED, MMAP_FIXED, MMAP_POPULATE, MMAP_NOHUGE = 1, 2, 4, 8
 
 #: madvise advice names (the model's spelling) -> Linux values (include/uapi/asm-generic/mman-common.h).
 MADVICE = {
@@ -28,7 +29,8 @@ MADVICE = {
     "cold": 20, "pageout": 21, "populate_read": 22, "populate_write": 23, "collapse": 25,
     "guard_install": 102, "guard_remove": 103,
 }
-SEGV_REASONS = {1: "no vma", 2: "protection"}  # si_code SEGV_MAPERR, SEGV_ACCERR
+#: si_code of a SIGSEGV -> its reason, worded as the model's reasons end (the model says more).
+SEGV_REASONS = {1: "no mapping (SEGV_MAPERR)", 2: "access against the mapping's protection (SEGV_ACCERR)"}
 
 
 def prot_bits(prot: str | int) -> int:

@@ -171,7 +171,22 @@ class Machine:
             p.maj_flt += 1
             p.min_flt -= 1
 
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Nothing to release (the Linux backend kills its agents here): for `with Machine() as m`."""
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- machine-wide views ----------------------------------------------------------------------
+    @property
+    def kpage_available(self) -> bool:
+        """PFNs and /proc/kpagecount are always readable in the model."""
+        return True
+
     @property
     def zero_pfns(self) -> set[int]:
         return {ZERO_PFN}

@@ -1,11 +1,8 @@
 """Snapshots: every process's views at one moment, taken the same way from any backend.
 
-A backend is anything with the model's observation API — the model's Machine, the Linux
-backend's Machine, the inspector's live-process source:
-  machine.live_processes() -> processes with .pid .ppid .name
-  p.maps() / p.smaps() / p.smaps_rollup() / p.status() / p.pagemap_raw(addr, npages)
-  machine.kpagecount_array(pfns) -> np.ndarray | None, machine.zero_pfns -> set[int]
-Reports and comparisons read snapshots, never backend internals.
+A source is anything with the observation API declared in `observe.backend` (`ViewSource`, whose
+processes are `Views`): the model's Machine, the Linux backend's Machine, the inspector's
+live-process source. Reports and comparisons read snapshots, never backend internals.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .backend import ViewSource
 from .pages import PageStates, classify
 from .records import MapsEntry, SmapsEntry, SmapsRollup, Status, pagemap_pfns
 
@@ -61,7 +59,7 @@ class Snapshot:
         raise KeyError(pid)
 
 
-def take(machine: Any, label: str, source: str = "model", pages: bool = True,
+def take(machine: ViewSource, label: str, source: str = "model", pages: bool = True,
          max_pages_per_mapping: int | None = None, events: list[Any] | None = None) -> Snapshot:
     """Read every live process's views from `machine` into a Snapshot."""
     zero = set(machine.zero_pfns)
@@ -77,12 +75,12 @@ def take(machine: Any, label: str, source: str = "model", pages: bool = True,
         for vma, raw in zip(vmas, raws):
             states = None if raw is None else classify(raw, next(counts), zero)
             mappings.append(MappingView(vma, smaps.get(vma.start), states))
-        faults = p.fault_counts() if hasattr(p, "fault_counts") else {}
+        faults = p.fault_counts()
         views.append(ProcessView(p.pid, p.ppid, p.name, p.status(), p.smaps_rollup(), mappings, faults))
     return Snapshot(label, source, time.time(), views, list(events or []), frozenset(zero))
 
 
-def _kpagecounts(machine: Any, raws: list[np.ndarray]) -> Iterator[np.ndarray | None]:
+def _kpagecounts(machine: ViewSource, raws: list[np.ndarray]) -> Iterator[np.ndarray | None]:
     """kpagecounts for several pagemap arrays with one backend call, handed back array by array."""
     if not raws:
         return iter(())

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..observe.backend import Machine
 from .exclusions import EXCLUSIONS, SMAPS_COMPARED
 from .trace import Trace, TracedMachine
 
@@ -40,7 +41,7 @@ class Diff:
         return f"{self.where}: model {self.model!r} | linux {self.linux!r}  {mark}"
 
 
-def run_traced(scenario: Callable[[TracedMachine], Any], machine: Any, backend: str,
+def run_traced(scenario: Callable[[TracedMachine], Any], machine: Machine, backend: str,
                snapshots: bool = False) -> Trace:
     """Run `scenario` on `machine` wrapped in a tracer; a final checkpoint "end" is always taken
     (with `snapshots`, each checkpoint also keeps the backend's full views for the HTML report)."""
@@ -55,9 +56,7 @@ def run_traced(scenario: Callable[[TracedMachine], Any], machine: Any, backend: 
         at = f" at {frame.name}:{frame.lineno}" if frame else ""
         tm.trace.error = f"{type(exc).__name__}: {exc}{at}"
     finally:
-        close = getattr(machine, "close", None)
-        if close:
-            close()
+        machine.close()
     return tm.trace
 
 

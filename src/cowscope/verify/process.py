@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CowscopeError, SyscallError
+from ..observe.backend import ExitStatus, File, Mallinfo2, Process
 from ..observe.records import PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 #: prot of the guard pages around each region (PROT_NONE).
 GUARD_PROT = ""
+
 
 @dataclass
 class Region:
@@ -49,7 +51,7 @@ def _bytes_text(data: bytes) -> str:
 class TracedProcess:
     """A process of the wrapped backend, named by history, logging every call."""
 
-    def __init__(self, tm: TracedMachine, proc: Any, key: str, regions: list[Region], heap: int) -> None:
+    def __init__(self, tm: TracedMachine, proc: Process, key: str, regions: list[Region], heap: int) -> None:
         self._tm = tm
         self._p = proc
         self.key = key
@@ -123,9 +125,9 @@ class TracedProcess:
         child = self._do("vfork", (), self._p.vfork, lambda c: key)
         return self._tm._add(child, key, self)
 
-    def exec(self, image: Any = None) -> None:
+    def exec(self, image: Any = None, name: str | None = None) -> None:
         """exec, logged with region-relative addresses."""
-        self._do("exec", (), lambda: self._p.exec(image))
+        self._do("exec", (), lambda: self._p.exec(image, name))
         self.regions = []
         self.accessed = {}
         self.heap_base = self._tm._heap_of(self._p)
@@ -134,7 +136,7 @@ class TracedProcess:
         """exit, logged with region-relative addresses."""
         self._do("exit", (code,), lambda: self._p.exit(code))
 
-    def wait(self, child: TracedProcess | None = None) -> Any:
+    def wait(self, child: TracedProcess | None = None) -> tuple[int, ExitStatus]:  # type: ignore[override]
         """wait, logged with region-relative addresses."""
         def shown(res: Any) -> Any:
             """wait's result with the child's name."""
@@ -145,27 +147,29 @@ class TracedProcess:
 
     # --- memory ----------------------------------------------------------------------------
 
-    def mmap(self, length: int, prot: str = "rw", shared: bool = False, file: Any = None,
-             offset: int = 0, addr: int | None = None, fixed: bool = False) -> int:
+    def mmap(self, length: int, prot: str = "rw", shared: bool = False, file: File | None = None,
+             offset: int = 0, addr: int | None = None, fixed: bool = False, populate: bool = False) -> int:
         """mmap; without addr, between two PROT_NONE guard pages (same on every backend), so the
         region's VMA never merges with a neighbour and its smaps figures are its own."""
         self._nmaps += 1
         key = f"{self.key}#{self._nmaps}"
-        args = (length, prot, shared, getattr(file, "path", None), offset, fixed)
+        args = (length, prot, shared, getattr(file, "path", None), offset, fixed) + (("populate",) if populate else ())
 
         def call() -> int:
             """The mmap call(s) on the backend."""
             if addr is not None or fixed:
                 return self._p.mmap(length, prot=prot, shared=shared, file=file, offset=offset,
-                                    addr=addr, fixed=fixed)
+                                    addr=addr, fixed=fixed, populate=populate)
             span = (length + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
             base = self._p.mmap(span + 2 * PAGE_SIZE, prot=GUARD_PROT)
             return self._p.mmap(length, prot=prot, shared=shared, file=file, offset=offset,
-                                addr=base + PAGE_SIZE, fixed=True)
+                                addr=base + PAGE_SIZE, fixed=True, populate=populate)
 
         a = self._do("mmap", args, call, lambda _a: key)
         self.regions = [r for r in self.regions if r.addr != a] + [
             Region(key, a, length, bool(file is not None or shared), addr is None and not fixed)]
+        if populate:
+            self._mark(a, length)
         return a
 
     def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
@@ -181,26 +185,26 @@ class TracedProcess:
                 r.addr, r.length = new, new_len
         return new
 
-    def munmap(self, addr: int, n: int) -> None:
+    def munmap(self, addr: int, length: int) -> None:
         """munmap, logged with region-relative addresses; a region unmapped whole is forgotten."""
-        self._drop(addr, n)
-        self.regions = [r for r in self.regions if not (addr <= r.addr and r.addr + r.length <= addr + n)]
-        self._do("munmap", (self.where(addr), n), lambda: self._p.munmap(addr, n))
+        self._drop(addr, length)
+        self.regions = [r for r in self.regions if not (addr <= r.addr and r.addr + r.length <= addr + length)]
+        self._do("munmap", (self.where(addr), length), lambda: self._p.munmap(addr, length))
 
-    def mprotect(self, addr: int, n: int, prot: str) -> None:
+    def mprotect(self, addr: int, length: int, prot: str) -> None:
         """mprotect, logged with region-relative addresses."""
-        self._do("mprotect", (self.where(addr), n, prot), lambda: self._p.mprotect(addr, n, prot))
+        self._do("mprotect", (self.where(addr), length, prot), lambda: self._p.mprotect(addr, length, prot))
 
-    def madvise(self, addr: int, n: int, advice: str) -> None:
+    def madvise(self, addr: int, length: int, advice: str) -> None:
         """madvise, logged with region-relative addresses."""
         if advice in ("dontneed", "free", "remove", "pageout", "guard_install", "guard_remove"):
-            self._drop(addr, n)
+            self._drop(addr, length)
         if advice == "free":
             self._tm.lazyfree.update(r.key for r in self.regions
-                                     if r.addr < addr + n and addr < r.addr + r.length)
+                                     if r.addr < addr + length and addr < r.addr + r.length)
         if advice.startswith("populate"):
-            self._mark(addr, n)
-        self._do("madvise", (self.where(addr), n, advice), lambda: self._p.madvise(addr, n, advice))
+            self._mark(addr, length)
+        self._do("madvise", (self.where(addr), length, advice), lambda: self._p.madvise(addr, length, advice))
 
     def brk(self, new_end: int | None = None) -> int:
         """brk, logged with region-relative addresses."""
@@ -223,15 +227,15 @@ class TracedProcess:
         self._mark(addr, len(data))
         self._do("write", (self.where(addr), _bytes_text(bytes(data))), lambda: self._p.write(addr, data))
 
-    def fill(self, addr: int, n: int, byte: int) -> None:
+    def fill(self, addr: int, length: int, byte: int) -> None:
         """fill, logged with region-relative addresses."""
-        self._mark(addr, n)
-        self._do("fill", (self.where(addr), n, byte), lambda: self._p.fill(addr, n, byte))
+        self._mark(addr, length)
+        self._do("fill", (self.where(addr), length, byte), lambda: self._p.fill(addr, length, byte))
 
-    def touch(self, addr: int, n: int, write: bool = False) -> None:
+    def touch(self, addr: int, length: int, write: bool = False) -> None:
         """touch, logged with region-relative addresses."""
-        self._mark(addr, n)
-        self._do("touch", (self.where(addr), n, write), lambda: self._p.touch(addr, n, write=write))
+        self._mark(addr, length)
+        self._do("touch", (self.where(addr), length, write), lambda: self._p.touch(addr, length, write=write))
 
     def read_u64(self, addr: int) -> int:
         """read_u64, logged with region-relative addresses."""
@@ -258,26 +262,26 @@ class TracedProcess:
             self.regions.append(Region(f"{self.key}@{self._nmaps}", start, length, guarded=False))
         return ptr
 
-    def malloc(self, n: int) -> int:
+    def malloc(self, size: int) -> int:
         """malloc, logged with region-relative addresses."""
-        return self._chunk_region(self._do("malloc", (n,), lambda: self._p.malloc(n), self.where))
+        return self._chunk_region(self._do("malloc", (size,), lambda: self._p.malloc(size), self.where))
 
     def calloc(self, n: int, size: int) -> int:
         """calloc, logged with region-relative addresses."""
         return self._chunk_region(self._do("calloc", (n, size), lambda: self._p.calloc(n, size), self.where))
 
-    def realloc(self, ptr: int, n: int) -> int:
+    def realloc(self, ptr: int, size: int) -> int:
         """realloc, logged with region-relative addresses."""
         self._drop(ptr, 1)
         self.dropped.add("heap")
-        new = self._do("realloc", (self.where(ptr), n), lambda: self._p.realloc(ptr, n), self.where)
+        new = self._do("realloc", (self.where(ptr), size), lambda: self._p.realloc(ptr, size), self.where)
         if new != ptr:
             self._forget_chunk(ptr)
         return self._chunk_region(new)
 
-    def memalign(self, alignment: int, n: int) -> int:
+    def memalign(self, alignment: int, size: int) -> int:
         """memalign, logged with region-relative addresses."""
-        return self._chunk_region(self._do("memalign", (alignment, n), lambda: self._p.memalign(alignment, n),
+        return self._chunk_region(self._do("memalign", (alignment, size), lambda: self._p.memalign(alignment, size),
                                            self.where))
 
     def free(self, ptr: int) -> None:
@@ -290,3 +294,28 @@ class TracedProcess:
     def malloc_usable_size(self, ptr: int) -> int:
         """malloc_usable_size, logged with region-relative addresses."""
         return self._do("malloc_usable_size", (self.where(ptr),), lambda: self._p.malloc_usable_size(ptr))
+
+    def posix_memalign(self, alignment: int, size: int) -> tuple[int, int]:
+        """posix_memalign, logged with region-relative addresses: (error, pointer)."""
+        err, ptr = self._do("posix_memalign", (alignment, size), lambda: self._p.posix_memalign(alignment, size),
+                            lambda r: (r[0], self.where(r[1])))
+        return err, self._chunk_region(ptr)
+
+    def aligned_alloc(self, alignment: int, size: int) -> int:
+        """aligned_alloc, logged with region-relative addresses."""
+        return self._chunk_region(self._do("aligned_alloc", (alignment, size),
+                                           lambda: self._p.aligned_alloc(alignment, size), self.where))
+
+    def mallopt(self, param: int, value: int) -> int:
+        """mallopt, logged (it may consolidate and trim the heap)."""
+        self.dropped.add("heap")
+        return self._do("mallopt", (param, value), lambda: self._p.mallopt(param, value))
+
+    def malloc_trim(self, pad: int = 0) -> int:
+        """malloc_trim, logged (it gives heap pages back)."""
+        self.dropped.add("heap")
+        return self._do("malloc_trim", (pad,), lambda: self._p.malloc_trim(pad))
+
+    def mallinfo2(self) -> Mallinfo2:
+        """mallinfo2, logged with its figures (the same allocator on both sides: they compare)."""
+        return self._do("mallinfo2", (), self._p.mallinfo2)

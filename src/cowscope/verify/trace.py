@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CowscopeError
+from ..observe.backend import File, Machine, Process
 from ..observe.pages import NOT_PRESENT, PAGECACHE, PRIVATE, SHARED, SWAPPED, ZERO, classify
 from ..observe.records import PAGE_SIZE, pagemap_pfns
 from .exclusions import SMAPS_COMPARED
@@ -41,7 +42,7 @@ class Trace:
 class TracedMachine:
     """Any backend's Machine, with every call logged and checkpoints observed."""
 
-    def __init__(self, machine: Any, backend: str, snapshots: bool = False) -> None:
+    def __init__(self, machine: Machine, backend: str, snapshots: bool = False) -> None:
         self._m = machine
         self.backend = backend
         self._snapshots = snapshots
@@ -57,15 +58,15 @@ class TracedMachine:
         return getattr(self._m, name)
 
     def _kpage_ok(self) -> bool:
-        return bool(getattr(self._m, "kpage_available", True)) and bool(self._m.zero_pfns)
+        return self._m.kpage_available and bool(self._m.zero_pfns)
 
-    def _heap_of(self, p: Any) -> int:
+    def _heap_of(self, p: Process) -> int:
         try:
             return int(p.brk())
-        except (CowscopeError, AttributeError):
+        except CowscopeError:
             return 0
 
-    def _add(self, proc: Any, key: str, parent: TracedProcess | None) -> TracedProcess:
+    def _add(self, proc: Process, key: str, parent: TracedProcess | None) -> TracedProcess:
         regions = [Region(r.key, r.addr, r.length, r.filebacked, r.guarded) for r in parent.regions] \
             if parent else []
         heap = parent.heap_base if parent else self._heap_of(proc)
@@ -80,19 +81,17 @@ class TracedMachine:
                 return tp.key
         return f"pid?{pid}"
 
-    def spawn(self, name: str = "P", image: Any = None) -> TracedProcess:
+    def spawn(self, name: str = "app", image: Any = None) -> TracedProcess:
         """spawn, named by spawn order."""
-        proc = self._m.spawn(name, image) if image is not None else self._m.spawn(name)
+        proc = self._m.spawn(name, image)
         n = sum(1 for p in self.procs if "." not in p.key)
         key = name if n == 0 else f"{name}{n}"
         self.trace.ops.append((key, "spawn", (name,), key))
         return self._add(proc, key, None)
 
-    def create_file(self, name: str, data: bytes | None = None, size: int | None = None) -> Any:
+    def create_file(self, path: str, data: bytes | None = None, size: int | None = None) -> File:
         """create_file on the backend."""
-        if size is None:
-            return self._m.create_file(name, data=data)
-        return self._m.create_file(name, data=data, size=size)
+        return self._m.create_file(path, data=data, size=size)
 
     # --- expectations (facts a scenario asserts on every backend) -------------------------
 
@@ -165,17 +164,15 @@ class TracedMachine:
         self.trace.checkpoints.append((label, self.observe()))
         if self._snapshots:
             self.trace.snapshots.append(self._snapshot(label))
-        if hasattr(self._m, "checkpoint"):
-            self._m.checkpoint(label)
+        self._m.checkpoint(label)
 
     def _snapshot(self, label: str) -> Any:
         """The backend's full views (observe.snapshot) with its events since the last checkpoint."""
         from ..observe.snapshot import take
 
-        events = getattr(self._m, "events", None)
-        since = list(events.since(self._event_mark)) if events is not None and hasattr(events, "since") else []
-        if events is not None:
-            self._event_mark = len(events)
+        events = self._m.events
+        since = list(events.since(self._event_mark))
+        self._event_mark = len(events)
         for tp in self.procs:
             for r in tp.regions:
                 self.trace.addresses.setdefault(r.key, r.addr)
@@ -191,7 +188,7 @@ class TracedMachine:
 
         for tp in self.procs:
             p = tp._p
-            entry: dict[str, Any] = {"state": _state(p), "exit": getattr(p, "exit_status", None)}
+            entry: dict[str, Any] = {"state": _state(p), "exit": p.exit_status}
             out[tp.key] = entry
             if not p.alive:
                 continue
@@ -234,7 +231,7 @@ class TracedMachine:
                 info["status"] = {k: st.fields.get(k, 0) for k in ("VmRSS", "RssAnon", "RssFile",
                                                                    "RssShmem")}
                 info["faults"] = p.fault_counts()
-            except (CowscopeError, AttributeError):
+            except CowscopeError:
                 pass
             entry["info"] = info
         return out
@@ -248,9 +245,8 @@ class TracedMachine:
         return [Region("heap", tp.heap_base, end - tp.heap_base)] if end > tp.heap_base else []
 
 
-def _state(p: Any) -> str:
-    st = getattr(p, "state", "?")
-    return "alive" if st in ("R", "S", "D") else st
+def _state(p: Process) -> str:
+    return "alive" if p.alive else p.state
 
 
 def _token(state: int, mapcount: int) -> str:

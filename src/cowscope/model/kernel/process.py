@@ -14,7 +14,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from ...errors import ECHILD, Aborted, CowscopeError, OOMKilled, ProcessGone, ProcessKilled, Segfault, SyscallError
+from ...errors import (
+    ECHILD,
+    Aborted,
+    CowscopeError,
+    OOMKilled,
+    ProcessBlocked,
+    ProcessGone,
+    ProcessKilled,
+    Segfault,
+    SyscallError,
+)
+from ...observe.backend import Mallinfo2
 from ...observe.records import MapsEntry, PagemapEntry, SmapsEntry, SmapsRollup, Status, pagemap_entries
 from ..arch import (
     PAGE_SHIFT,
@@ -45,10 +56,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _READ_OK = PTE_PRESENT | PTE_USER | PTE_YOUNG
 _WRITE_OK = PTE_PRESENT | PTE_USER | PTE_RW | PTE_YOUNG | PTE_DIRTY
-
-
-class ProcessBlocked(CowscopeError):
-    """The process is suspended in vfork() until its child execs or exits."""
 
 
 class OOMSelf(Exception):
@@ -96,9 +103,9 @@ class Process:
 
     def _mm(self) -> MM:
         if not self.alive:
-            raise ProcessGone(self.pid, "exited" if self.state in ("Z", "X") else self.state)
+            raise ProcessGone.of_state(self.pid, self.state)
         if self.state == "D":
-            raise ProcessBlocked(f"pid {self.pid} is suspended in vfork() until its child execs or exits")
+            raise ProcessBlocked.in_vfork(self.pid)
         assert self.mm is not None
         return self.mm
 
@@ -172,10 +179,12 @@ class Process:
     # -- memory syscalls ---------------------------------------------------------------------
     def mmap(self, length: int, prot: str = "rw", shared: bool = False, file: File | None = None,
              offset: int = 0, addr: int | None = None, fixed: bool = False, populate: bool = False) -> int:
-        """mmap(2); returns the address. `prot` letters r, w, x ("" = PROT_NONE)."""
+        """mmap(2); returns the address. `prot` letters r, w, x ("" = PROT_NONE). `populate`
+        (MAP_POPULATE) faults the range in as mlock does: written where private and writable (the
+        copy is broken now), read elsewhere (a shared mapping is not dirtied)."""
         start = self._call(mmapmod.do_mmap, length, prot, shared, file, offset, addr, fixed)
         if populate:
-            self._call(mmapmod.mm_populate, start, start + length, "w" in prot)
+            self._call(mmapmod.mm_populate, start, start + length, "w" in prot and not shared)
         return start
 
     def munmap(self, addr: int, length: int) -> None:
@@ -250,7 +259,7 @@ class Process:
     def malloc_trim(self, pad: int = 0) -> int:
         return self._libc_call("malloc_trim", pad)
 
-    def mallinfo2(self) -> Any:
+    def mallinfo2(self) -> Mallinfo2:
         return self._libc_call("mallinfo2")
 
     def abort(self, message: str) -> None:
@@ -344,19 +353,19 @@ class Process:
         self._mm()
         candidates = [c for c in self.children if c.state != "X" and (child is None or c is child)]
         if not candidates:
-            raise SyscallError(ECHILD, "wait", "no such child")
+            raise SyscallError(ECHILD, "wait")
         for c in candidates:
             if c.state == "Z":
                 c.state = "X"
                 self.children.remove(c)
                 assert c.exit_status is not None
                 return c.pid, c.exit_status
-        raise ProcessBlocked(f"wait would block: child {candidates[0].pid} is still running")
+        raise ProcessBlocked.on_wait(candidates[0].pid)
 
     # -- views -------------------------------------------------------------------------------
     def _view_mm(self) -> MM:
         if self.mm is None:
-            raise ProcessGone(self.pid)
+            raise ProcessGone.of_state(self.pid, self.state)
         return self.mm
 
     def maps(self) -> list[MapsEntry]:
@@ -375,6 +384,9 @@ class Process:
         return pagemap_entries(self.pagemap_raw(addr, npages))
 
     def status(self) -> Status:
+        """/proc/PID/status; a zombie still has one, a reaped process does not (ProcessGone)."""
+        if self.state == "X":
+            raise ProcessGone.of_state(self.pid, self.state)
         states = {"R": "R (running)", "D": "D (disk sleep)", "Z": "Z (zombie)", "X": "X (dead)"}
         return procfs.status(self.name, self.pid, self.ppid, states[self.state], self.mm)
 

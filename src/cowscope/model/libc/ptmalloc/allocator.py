@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from ....errors import SyscallError
+from ....observe.backend import Mallinfo2
 from ..base import Allocator, AllocatorHost, register
 from .core import PtMallocCore
 from .fastpath import FastPathMixin
@@ -78,22 +78,6 @@ from .layout import (
     powerof2,
     set_max_fast,
 )
-
-
-@dataclass
-class Mallinfo2:
-    """struct mallinfo2."""
-
-    arena: int
-    ordblks: int
-    smblks: int
-    hblks: int
-    hblkhd: int
-    usmblks: int
-    fsmblks: int
-    uordblks: int
-    fordblks: int
-    keepcost: int
 
 
 def static_libc_data(libc_data: int) -> list[tuple[int, bytes]]:

@@ -1,0 +1,214 @@
+"""The same situation gives the same outcome on the model and on the kernel (observe.backend).
+
+Error types and messages (pids aside), process states, and the calls the shared interface added to
+the Linux backend (MAP_POPULATE, posix_memalign, aligned_alloc, mallopt, malloc_trim, mallinfo2),
+compared through the tracer like the conformance suite.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from cowscope.errors import Segfault, SyscallError
+from cowscope.linux.machine import Machine as LinuxMachine
+from cowscope.model import Machine as ModelMachine
+from cowscope.observe.backend import Machine
+from cowscope.verify.compare import compare, counted, render, run_traced
+
+pytestmark = pytest.mark.kernel
+PAGE = 4096
+
+
+def _wait_live_child(m: Machine) -> Any:
+    p = m.spawn("P")
+    c = p.fork()
+    return p.wait(c)
+
+
+def _wait_any_live_child(m: Machine) -> Any:
+    p = m.spawn("P")
+    p.fork()
+    return p.wait()
+
+
+def _wait_without_children(m: Machine) -> Any:
+    return m.spawn("P").wait()
+
+
+def _call_in_vfork(m: Machine) -> Any:
+    p = m.spawn("P")
+    p.vfork()
+    assert p.state == "D"
+    return p.mmap(PAGE)
+
+
+def _wait_in_vfork(m: Machine) -> Any:
+    p = m.spawn("P")
+    p.vfork()
+    return p.wait()
+
+
+def _vfork_child_execs(m: Machine) -> Any:
+    p = m.spawn("P")
+    v = p.vfork()
+    v.exec()
+    return p.state, v.state
+
+
+def _zombie_states(m: Machine) -> Any:
+    p = m.spawn("P")
+    c = p.fork()
+    c.exit(3)
+    st = c.state
+    c.status()  # a zombie still has /proc/PID/status
+    return st, c.alive, c.exit_status
+
+
+def _call_on_zombie(m: Machine) -> Any:
+    p = m.spawn("P")
+    c = p.fork()
+    c.exit(3)
+    return c.fork()
+
+
+def _view_of_zombie(m: Machine) -> Any:
+    p = m.spawn("P")
+    c = p.fork()
+    c.exit(3)
+    return c.maps()
+
+
+def _reaped(m: Machine) -> Any:
+    p = m.spawn("P")
+    c = p.fork()
+    c.exit(3)
+    return p.wait(c)[1], c.state
+
+
+def _call_on_reaped(m: Machine) -> Any:
+    p = m.spawn("P")
+    c = p.fork()
+    c.exit(3)
+    p.wait(c)
+    return c.mmap(PAGE)
+
+
+def _status_of_reaped(m: Machine) -> Any:
+    p = m.spawn("P")
+    c = p.fork()
+    c.exit(3)
+    p.wait(c)
+    return c.status()
+
+
+def _segfault(m: Machine) -> Any:
+    return m.spawn("P").read(0, 1)
+
+
+def _write_to_read_only(m: Machine) -> Any:
+    p = m.spawn("P")
+    return p.write(p.mmap(PAGE, "r"), b"x")
+
+
+def _fill_byte_out_of_range(m: Machine) -> Any:
+    p = m.spawn("P")
+    return p.fill(p.mmap(PAGE), 8, 256)
+
+
+def _negative_read(m: Machine) -> Any:
+    p = m.spawn("P")
+    return p.read(p.mmap(PAGE), -1)
+
+
+def _unaligned_munmap(m: Machine) -> Any:
+    p = m.spawn("P")
+    return p.munmap(p.mmap(2 * PAGE) + 1, PAGE)
+
+
+SITUATIONS: dict[str, Callable[[Machine], Any]] = {
+    f.__name__.lstrip("_"): f for f in (
+        _wait_live_child, _wait_any_live_child, _wait_without_children, _call_in_vfork, _wait_in_vfork,
+        _vfork_child_execs, _zombie_states, _call_on_zombie, _view_of_zombie, _reaped, _call_on_reaped,
+        _status_of_reaped, _segfault, _write_to_read_only, _fill_byte_out_of_range, _negative_read, _unaligned_munmap)
+}
+
+
+def outcome(situation: Callable[[Machine], Any], machine: Machine) -> tuple[str, Any]:
+    """("ok", value) or (exception type, message with pids and addresses blanked, errno and call)."""
+    with machine:
+        try:
+            return "ok", situation(machine)
+        except Exception as exc:  # noqa: BLE001 - the outcome is what is compared
+            text = re.sub(r"\b(pid|child) \d+", r"\1 N", str(exc))
+            if isinstance(exc, SyscallError):  # errno and call; the model's detail says more
+                text = f"{exc.call} errno {exc.errno}"
+            if isinstance(exc, Segfault):  # the si_code and the address; the model's reason says more
+                code = re.search(r"SEGV_[A-Z]+", exc.reason)
+                text = f"{code and code.group(0)} at page offset {exc.address % PAGE:#x}"
+            return type(exc).__name__, text
+
+
+@pytest.mark.parametrize("name", list(SITUATIONS))
+def test_same_outcome_on_both_backends(name: str) -> None:
+    situation = SITUATIONS[name]
+    model = outcome(situation, ModelMachine(ram="64MiB"))
+    kernel = outcome(situation, LinuxMachine())
+    assert model == kernel
+    assert model[0] != "RuntimeError" and "Timeout" not in model[0]
+
+
+def _agree(scenario: Callable[[Any], None]) -> None:
+    model = run_traced(scenario, ModelMachine(), "model")
+    kernel = run_traced(scenario, LinuxMachine(), "linux")
+    assert model.error is None and kernel.error is None, (model.error, kernel.error)
+    diffs = compare(model, kernel)
+    assert counted(diffs) == [], render(model, kernel, diffs)
+
+
+def test_populate_agrees() -> None:
+    """MAP_POPULATE writes private writable mappings in (their pages are exclusive anon now) and
+    reads the others (zero page; shared and file pages clean in the page cache)."""
+
+    def scenario(m: Any) -> None:
+        p = m.spawn("P")
+        f = m.create_file("/d/f", data=b"a" * 4 * PAGE)
+        p.mmap(4 * PAGE, populate=True)
+        p.mmap(4 * PAGE, "r", populate=True)
+        p.mmap(4 * PAGE, shared=True, populate=True)
+        p.mmap(4 * PAGE, file=f, populate=True)
+        p.mmap(4 * PAGE, shared=True, file=f, populate=True)
+        m.checkpoint("populated")
+        p.fork()
+        m.checkpoint("forked")
+
+    _agree(scenario)
+
+
+def test_malloc_extras_agree() -> None:
+    """posix_memalign, aligned_alloc, mallopt, malloc_trim and mallinfo2: same results (mallinfo2's
+    ten figures are in the op log), same heap pages."""
+
+    def scenario(m: Any) -> None:
+        p = m.spawn("P")
+        p.mallinfo2()
+        p.posix_memalign(3, 16)
+        p.posix_memalign(64, 100)
+        p.aligned_alloc(4096, 10)
+        p.mallopt(1, 0)        # M_MXFAST
+        p.mallopt(1, 1000)     # refused: above MAX_FAST_SIZE
+        p.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+        x = p.malloc(200_000)
+        p.malloc(100)
+        m.checkpoint("allocated")
+        p.free(x)
+        p.mallinfo2()
+        p.malloc_trim(0)
+        p.mallinfo2()
+        p.malloc_trim(0)
+        m.checkpoint("trimmed")
+
+    _agree(scenario)
