@@ -24,7 +24,6 @@ PTE_YOUNG = 1 << 5              # accessed
 PTE_DIRTY = 1 << 6
 PTE_SPECIAL = 1 << 9            # no struct page behind it: the shared zero page
 PTE_MARKER_GUARD = 1 << 10      # non-present PTE marker installed by MADV_GUARD_INSTALL
-PTE_FLAGS_MASK = PAGE_SIZE - 1
 
 
 def page_align(n: int) -> int:

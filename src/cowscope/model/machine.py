@@ -313,7 +313,7 @@ class Machine:
 
 
 def _rss(mm: MM | None) -> int:
-    return 0 if mm is None else mm.rss_anon + mm.rss_file + mm.rss_shmem
+    return 0 if mm is None else mm.get_mm_rss()
 
 
 def _allocators() -> dict[str, type[Allocator]]:

@@ -201,7 +201,7 @@ def status(name: str, pid: int, ppid: int, state: str, mm: MM | None) -> Status:
         elif v.vm_flags & VM_EXEC and not v.vm_flags & VM_WRITE:
             exec_pages += n
     kb = PAGE_SIZE >> 10
-    rss = mm.rss_anon + mm.rss_file + mm.rss_shmem
+    rss = mm.get_mm_rss()
     text_kb = (mm.end_code - mm.start_code) >> 10
     st.fields = {
         "VmPeak": max(mm.hiwater_vm, total) * kb, "VmSize": total * kb, "VmLck": locked * kb,

@@ -43,6 +43,6 @@ def dup_mmap(m: Machine, parent: MM) -> MM:
         # 4. copy_page_range, only when faults could not refill the PTEs
         if vma_needs_copy(vma):
             copy_page_range(m, child, parent, vma)
-    child.hiwater_rss = child.rss_anon + child.rss_file + child.rss_shmem
+    child.hiwater_rss = child.get_mm_rss()
     child.hiwater_vm = child.total_pages()
     return child

@@ -27,17 +27,7 @@ from ...errors import (
 )
 from ...observe.backend import Mallinfo2
 from ...observe.records import MapsEntry, PagemapEntry, SmapsEntry, SmapsRollup, Status, pagemap_entries
-from ..arch import (
-    PAGE_SHIFT,
-    PAGE_SIZE,
-    PMD_SHIFT,
-    PTE_DIRTY,
-    PTE_PRESENT,
-    PTE_RW,
-    PTE_USER,
-    PTE_YOUNG,
-    STACK_TOP,
-)
+from ..arch import PAGE_SIZE, STACK_TOP
 from ..fs import proc as procfs
 from ..mm import madvise as madv
 from ..mm import mmap as mmapmod
@@ -54,8 +44,6 @@ if TYPE_CHECKING:
     from ..machine import Machine
 
 T = TypeVar("T")
-_READ_OK = PTE_PRESENT | PTE_USER | PTE_YOUNG
-_WRITE_OK = PTE_PRESENT | PTE_USER | PTE_RW | PTE_YOUNG | PTE_DIRTY
 
 
 class OOMSelf(Exception):
@@ -126,36 +114,32 @@ class Process:
             raise OOMKilled(self.pid, self.machine.last_oom_rss_kb) from None
 
     # -- memory access -----------------------------------------------------------------------
-    def _usable_pte(self, addr: int, n: int, need: int) -> int:
-        """The PTE when [addr, addr+n) lies in one page already mapped with `need` and marked
-        accessed (and dirty for writes): the access needs no fault and no bit update; else 0."""
-        mm = self.mm
-        if self.state != "R" or mm is None or (addr & (PAGE_SIZE - 1)) + n > PAGE_SIZE or addr < 0:
-            return 0
-        t = mm.pgd.tables.get(addr >> PMD_SHIFT)
-        if t is None:
-            return 0
-        pte = int(t[(addr >> PAGE_SHIFT) & 511])
-        return pte if pte & need == need else 0
-
     def read(self, addr: int, n: int) -> bytes:
         """Load n bytes (a read fault maps the zero page or a page-cache page)."""
         if n < 0:
             raise ValueError("negative length")
-        pte = self._usable_pte(addr, n, _READ_OK)
-        if pte:
-            return self.machine.phys.read(pte >> PAGE_SHIFT, addr & (PAGE_SIZE - 1), n)
-        return self._call(load, addr, n) if n else b""
+        if not n:
+            return b""
+        off = addr & (PAGE_SIZE - 1)
+        mm = self.mm
+        if self.state == "R" and mm is not None and off + n <= PAGE_SIZE:
+            pfn = mm.pgd.mmu_access(addr, False)   # within one page the MMU accepts: no kernel entry
+            if pfn >= 0:
+                return self.machine.phys.read(pfn, off, n)
+        return self._call(load, addr, n)
 
     def write(self, addr: int, data: bytes) -> None:
         """Store bytes (a write fault allocates, copies on write, or reuses)."""
         if not data:
             return
         data = bytes(data)
-        pte = self._usable_pte(addr, len(data), _WRITE_OK)
-        if pte:
-            self.machine.phys.write(pte >> PAGE_SHIFT, addr & (PAGE_SIZE - 1), data)
-            return
+        off = addr & (PAGE_SIZE - 1)
+        mm = self.mm
+        if self.state == "R" and mm is not None and off + len(data) <= PAGE_SIZE:
+            pfn = mm.pgd.mmu_access(addr, True)
+            if pfn >= 0:
+                self.machine.phys.write(pfn, off, data)
+                return
         self._call(store, addr, data)
 
     def read_u64(self, addr: int) -> int:

@@ -1,39 +1,24 @@
-"""Loads and stores through the MMU: split at page boundaries, fast path on a usable PTE, else fault."""
+"""Loads and stores through the MMU: split at page boundaries; a PTE the MMU accepts is used as is,
+anything else takes a page fault (do_user_addr_fault)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..arch import PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PTE_DIRTY, PTE_PRESENT, PTE_RW, PTE_USER, PTE_YOUNG
-from ..mm.memory import check_access, fault_range, find_vma_for_access, handle_mm_fault
+from ..arch import PAGE_SHIFT, PAGE_SIZE
+from ..mm.memory import do_user_addr_fault, fault_range, find_vma_for_access
 
 if TYPE_CHECKING:
     from ..machine import Machine
     from ..mm.vma import MM
 
-_R = PTE_PRESENT | PTE_USER
-_W = PTE_PRESENT | PTE_USER | PTE_RW
-_IDX = 511
-
 
 def translate(m: Machine, pid: int, mm: MM, va: int, write: bool) -> int:
     """The frame backing va for this access, faulting it in first if needed (raises SegvError)."""
-    t = mm.pgd.tables.get(va >> PMD_SHIFT)
-    if t is not None:
-        i = (va >> PAGE_SHIFT) & _IDX
-        pte = int(t[i])
-        if write:
-            if pte & _W == _W:
-                if pte & (PTE_DIRTY | PTE_YOUNG) != PTE_DIRTY | PTE_YOUNG:
-                    t[i] = pte | PTE_DIRTY | PTE_YOUNG
-                return pte >> PAGE_SHIFT
-        elif pte & _R == _R:
-            if not pte & PTE_YOUNG:
-                t[i] = pte | PTE_YOUNG
-            return pte >> PAGE_SHIFT
-    vma = find_vma_for_access(m, pid, mm, va)
-    check_access(vma, va, write)
-    return handle_mm_fault(m, pid, mm, vma, va, write) >> PAGE_SHIFT
+    pfn = mm.pgd.mmu_access(va, write)
+    if pfn < 0:
+        pfn = do_user_addr_fault(m, pid, mm, va, write) >> PAGE_SHIFT
+    return pfn
 
 
 def load(m: Machine, pid: int, mm: MM, va: int, n: int) -> bytes:
@@ -72,8 +57,7 @@ def access_range(m: Machine, pid: int, mm: MM, start: int, length: int, write: b
     end = start + length
     va = start
     while va < end:
-        vma = find_vma_for_access(m, pid, mm, va)
-        check_access(vma, va, write)
+        vma = find_vma_for_access(m, pid, mm, va, write)
         hi = min(end, vma.vm_end)
         first, last = va & ~(PAGE_SIZE - 1), (hi + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
         if vma.vm_file is None and not vma.is_shared and last - first > 4 * PAGE_SIZE:

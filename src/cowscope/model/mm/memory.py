@@ -1,18 +1,20 @@
-"""The fault path, zap and copy_page_range: where copy-on-write happens.
+"""The fault path, zap and copy_page_range: where copy-on-write happens (mm/memory.c).
 
+do_user_addr_fault (the x86 entry: find the VMA, growing [stack]; check the access) ->
 handle_mm_fault -> do_anonymous_page / do_read_fault / do_cow_fault / do_shared_fault /
-do_wp_page -> wp_page_reuse / wp_page_copy / wp_page_shared, as in mm/memory.c, one page at a
-time; `fault_range` does the same decisions for a whole range of private anonymous pages with
-numpy (touch/fill of large buffers). Each decision is one event.
+do_wp_page -> wp_page_reuse / wp_page_copy / wp_page_shared, one page at a time. `fault_range`
+makes the same decisions for a whole range of private anonymous pages with numpy (touch, fill
+and populate of large buffers); `fault_pages` is its page-by-page twin. Each decision is one event.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from ..arch import (
+    PAGE_MASK,
     PAGE_SHIFT,
     PAGE_SIZE,
     PTE_DIRTY,
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 ANON_FLAGS = PG_ANON | PG_ANON_EXCLUSIVE | PG_SWAPBACKED
 ZERO_PTE = (ZERO_PFN << PAGE_SHIFT) | PTE_PRESENT | PTE_USER | PTE_SPECIAL | PTE_YOUNG
 _RW_NEW = PTE_PRESENT | PTE_USER | PTE_RW | PTE_YOUNG | PTE_DIRTY
+FAULT_AROUND_PAGES = 16
 
 
 class SegvError(Exception):
@@ -76,7 +79,7 @@ def vma_maps_writable(vma: VMA) -> bool:
     return bool(vma.vm_flags & VM_SHARED and vma.vm_flags & VM_WRITE and f is not None and f.is_shmem)
 
 
-# -- RSS counters ------------------------------------------------------------------------------
+# -- RSS counters and new anonymous pages --------------------------------------------------------
 
 def rss_add(m: Machine, mm: MM, pfns: np.ndarray, sign: int) -> None:
     """Adjust MM_ANONPAGES / MM_FILEPAGES / MM_SHMEMPAGES for these frames."""
@@ -88,8 +91,6 @@ def rss_add(m: Machine, mm: MM, pfns: np.ndarray, sign: int) -> None:
     mm.rss_anon += sign * anon
     mm.rss_shmem += sign * shmem
     mm.rss_file += sign * (len(pfns) - anon - shmem)
-    if sign > 0:
-        mm.hiwater_rss = max(mm.hiwater_rss, mm.rss_anon + mm.rss_file + mm.rss_shmem)
 
 
 def rss_add_one(m: Machine, mm: MM, pfn: int, sign: int) -> None:
@@ -101,8 +102,11 @@ def rss_add_one(m: Machine, mm: MM, pfn: int, sign: int) -> None:
         mm.rss_shmem += sign
     else:
         mm.rss_file += sign
-    if sign > 0:
-        mm.hiwater_rss = max(mm.hiwater_rss, mm.rss_anon + mm.rss_file + mm.rss_shmem)
+
+
+def update_hiwater_rss(mm: MM) -> None:
+    """Keep the RSS peak before RSS drops; VmHWM is max(hiwater_rss, RSS), as in the kernel."""
+    mm.hiwater_rss = max(mm.hiwater_rss, mm.get_mm_rss())
 
 
 def anon_vma_prepare(vma: VMA) -> None:
@@ -111,38 +115,85 @@ def anon_vma_prepare(vma: VMA) -> None:
         vma.anon_vma = AnonVma()
 
 
-# -- the single-page fault path ----------------------------------------------------------------
+def alloc_anon_page(m: Machine, pid: int, mm: MM, vma: VMA, copy_from: int = ZERO_PFN) -> int:
+    """A new exclusive anon frame for one PTE of vma: zeroed, or a copy of copy_from; mapped once
+    and counted in MM_ANONPAGES (vmf_anon_prepare, folio_prealloc, folio_add_new_anon_rmap)."""
+    anon_vma_prepare(vma)
+    pfn = m.alloc_page(pid, ANON_FLAGS, 0)
+    if copy_from != ZERO_PFN:
+        m.phys.copy(np.array([pfn]), np.array([copy_from]))
+    m.phys.refcount[pfn] = 1
+    m.phys.mapcount[pfn] = 1
+    mm.rss_anon += 1
+    return pfn
 
-def find_vma_for_access(m: Machine, pid: int, mm: MM, va: int) -> VMA:
-    """The VMA for va, growing a [stack] VMA downwards if va is just below it; else SIGSEGV."""
+
+def alloc_anon_pages(m: Machine, mm: MM, vma: VMA, n: int) -> np.ndarray:
+    """alloc_anon_page for n PTEs at once, zeroed; raises OutOfMemory before changing anything."""
+    new = m.phys.alloc(n, ANON_FLAGS, 0) if n else np.zeros(0, dtype=np.int64)
+    anon_vma_prepare(vma)
+    m.phys.refcount[new] = 1
+    m.phys.mapcount[new] = 1
+    mm.rss_anon += n
+    return new
+
+
+# -- the x86 fault entry: which VMA, and may this access touch it ------------------------------
+
+def do_user_addr_fault(m: Machine, pid: int, mm: MM, va: int, write: bool) -> int:
+    """A user access the MMU refused: check it against the VMAs, then fault; returns the new PTE."""
+    vma = find_vma_for_access(m, pid, mm, va, write)
+    return handle_mm_fault(m, pid, mm, vma, va, write)
+
+
+def find_vma_for_access(m: Machine, pid: int, mm: MM, va: int, write: bool) -> VMA:
+    """do_user_addr_fault's checks: the VMA for va (growing [stack]) must allow the access; else SIGSEGV."""
+    vma = lock_mm_and_find_vma(m, pid, mm, va)
+    reason = access_error(vma, write)
+    if reason:
+        raise SegvError(va, reason)
+    return vma
+
+
+def lock_mm_and_find_vma(m: Machine, pid: int, mm: MM, va: int) -> VMA:
+    """The VMA holding va, or the stack VMA just above grown down to it; else SIGSEGV (SEGV_MAPERR)."""
     vma = mm.find_vma(va)
     if vma is not None:
         return vma
     nxt = mm.vma_after(va)
-    if nxt is not None and nxt.vm_flags & VM_GROWSDOWN:
-        new_start = va & ~(PAGE_SIZE - 1)
-        below = mm.find_vma(new_start - 1) if new_start else None
-        prev_end = max((v.vm_end for v in mm.vmas if v.vm_end <= new_start), default=0)
-        if (mm.start_stack - new_start <= STACK_RLIMIT and below is None
-                and new_start - prev_end >= STACK_GUARD_GAP):
-            nxt.vm_start = new_start
-            mm.reindex()
-            m.events.add(pid, "stack-grow", va, detail=f"[stack] now starts at {new_start:#x}")
-            return nxt
+    if nxt is not None and nxt.vm_flags & VM_GROWSDOWN and expand_stack(m, pid, mm, nxt, va):
+        return nxt
     raise SegvError(va, "no mapping (SEGV_MAPERR)")
 
 
-def check_access(vma: VMA, va: int, write: bool) -> None:
-    """access_error: the VMA must allow the access (x86: write implies read)."""
-    if write and not vma.vm_flags & VM_WRITE:
-        raise SegvError(va, "write to a mapping without PROT_WRITE (SEGV_ACCERR)")
-    if not write and not vma.vm_flags & (VM_READ | VM_WRITE):
-        raise SegvError(va, "read of a PROT_NONE mapping (SEGV_ACCERR)")
+def expand_stack(m: Machine, pid: int, mm: MM, vma: VMA, va: int) -> bool:
+    """Grow a VM_GROWSDOWN VMA down to va's page, within RLIMIT_STACK and the stack guard gap."""
+    new_start = va & PAGE_MASK
+    below = mm.find_vma(new_start - 1) if new_start else None
+    prev_end = max((v.vm_end for v in mm.vmas if v.vm_end <= new_start), default=0)
+    if (mm.start_stack - new_start > STACK_RLIMIT or below is not None
+            or new_start - prev_end < STACK_GUARD_GAP):
+        return False
+    vma.vm_start = new_start
+    mm.reindex()
+    m.events.add(pid, "stack-grow", va, detail=f"[stack] now starts at {new_start:#x}")
+    return True
 
+
+def access_error(vma: VMA, write: bool) -> str:
+    """Why the VMA forbids this access (x86: write implies read), or "" when it allows it."""
+    if write and not vma.vm_flags & VM_WRITE:
+        return "write to a mapping without PROT_WRITE (SEGV_ACCERR)"
+    if not write and not vma.vm_flags & (VM_READ | VM_WRITE):
+        return "read of a PROT_NONE mapping (SEGV_ACCERR)"
+    return ""
+
+
+# -- the single-page fault path ----------------------------------------------------------------
 
 def handle_mm_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int, write: bool) -> int:
     """Resolve one fault at va; returns the new PTE (present, writable if write)."""
-    va &= ~(PAGE_SIZE - 1)
+    va &= PAGE_MASK
     pte = mm.pgd.lookup(va)
     if pte & PTE_MARKER_GUARD:
         raise SegvError(va, "guard region (MADV_GUARD_INSTALL)")
@@ -168,17 +219,11 @@ def handle_mm_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int, write: bool
 def do_anonymous_page(m: Machine, pid: int, mm: MM, vma: VMA, va: int, write: bool) -> int:
     """First touch of private anon memory: zero page for a read, a zeroed frame for a write."""
     if not write:
-        pte = ZERO_PTE
-        mm.pgd.set(va, pte)
+        mm.pgd.set(va, ZERO_PTE)
         m.events.add(pid, "zero-page-map", va, 0, ZERO_PFN)
         m.stat["zero_page_map"] += 1
-        return pte
-    anon_vma_prepare(vma)
-    pfn = m.alloc_page(pid, ANON_FLAGS, 0)
-    m.phys.refcount[pfn] = 1
-    m.phys.mapcount[pfn] = 1
-    mm.rss_anon += 1
-    mm.hiwater_rss = max(mm.hiwater_rss, mm.rss_anon + mm.rss_file + mm.rss_shmem)
+        return ZERO_PTE
+    pfn = alloc_anon_page(m, pid, mm, vma)
     pte = mk_pte(pfn, vma, True)
     mm.pgd.set(va, pte)
     m.events.add(pid, "zero-fill", va, 0, pfn)
@@ -186,17 +231,14 @@ def do_anonymous_page(m: Machine, pid: int, mm: MM, vma: VMA, va: int, write: bo
     return pte
 
 
-def map_file_page(m: Machine, mm: MM, vma: VMA, va: int, pfn: int, write: bool) -> int:
-    """Map a page-cache frame at va (finish_fault for a file page)."""
+def set_pte_range(m: Machine, mm: MM, vma: VMA, va: int, pfn: int, write: bool) -> int:
+    """Map a page-cache frame at va (finish_fault / filemap_map_pages for one page)."""
     m.phys.mapcount[pfn] += 1
     m.phys.refcount[pfn] += 1
     rss_add_one(m, mm, pfn, 1)
     pte = mk_pte(pfn, vma, write)
     mm.pgd.set(va, pte)
     return pte
-
-
-FAULT_AROUND_PAGES = 16
 
 
 def filemap_fault(m: Machine, pid: int, vma: VMA, va: int) -> tuple[int, bool, bool]:
@@ -215,7 +257,7 @@ def do_read_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int) -> int:
     """Read fault on a file (or shmem) mapping: map the page, and fault around cached neighbours."""
     pfn, fresh, major = filemap_fault(m, pid, vma, va)
     kind = "shmem-alloc" if fresh else "pagecache-map"
-    pte = map_file_page(m, mm, vma, va, pfn, False)
+    pte = set_pte_range(m, mm, vma, va, pfn, False)
     m.events.add(pid, kind, va, 0, pfn, "major: read from disk" if major else "")
     m.stat["pagecache_map"] += 1
     do_fault_around(m, mm, vma, va)
@@ -237,19 +279,13 @@ def do_fault_around(m: Machine, mm: MM, vma: VMA, va: int) -> None:
             break
         pfn = f.page_cache.get(pgoff)
         if pfn is not None:
-            map_file_page(m, mm, vma, addr, pfn, False)
+            set_pte_range(m, mm, vma, addr, pfn, False)
 
 
 def do_cow_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int) -> int:
     """First access to a private file page is a write: copy the cached page into a new anon page."""
     src, _fresh, _major = filemap_fault(m, pid, vma, va)
-    anon_vma_prepare(vma)
-    pfn = m.alloc_page(pid, ANON_FLAGS, 0)
-    m.phys.copy(np.array([pfn]), np.array([src]))
-    m.phys.refcount[pfn] = 1
-    m.phys.mapcount[pfn] = 1
-    mm.rss_anon += 1
-    mm.hiwater_rss = max(mm.hiwater_rss, mm.rss_anon + mm.rss_file + mm.rss_shmem)
+    pfn = alloc_anon_page(m, pid, mm, vma, copy_from=src)
     pte = mk_pte(pfn, vma, True)
     mm.pgd.set(va, pte)
     m.events.add(pid, "file-copy", va, src, pfn, "first access is a write (do_cow_fault)")
@@ -261,7 +297,7 @@ def do_shared_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int) -> int:
     """Write fault on a MAP_SHARED page: map the cached frame writable and mark it dirty."""
     pfn, fresh, _major = filemap_fault(m, pid, vma, va)
     m.phys.flags[pfn] |= PG_DIRTY
-    pte = map_file_page(m, mm, vma, va, pfn, True)
+    pte = set_pte_range(m, mm, vma, va, pfn, True)
     kind = "shmem-alloc" if fresh else "shared-write"
     m.events.add(pid, kind, va, 0, pfn)
     return pte
@@ -269,19 +305,19 @@ def do_shared_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int) -> int:
 
 def do_wp_page(m: Machine, pid: int, mm: MM, vma: VMA, va: int, pte: int) -> int:
     """Write to a present read-only PTE: shared -> make writable; private -> reuse or copy."""
-    pfn = pte >> PAGE_SHIFT
     if vma.vm_flags & VM_SHARED:
-        return wp_page_shared(m, pid, mm, va, pte, pfn)
-    if pte & PTE_SPECIAL:
-        return wp_page_copy(m, pid, mm, vma, va, pte, pfn, "zero-cow")
-    fl = int(m.phys.flags[pfn])
-    if fl & PG_ANON and (fl & PG_ANON_EXCLUSIVE or m.phys.refcount[pfn] == 1):
-        return wp_page_reuse(m, pid, mm, va, pte, pfn, fl)
-    return wp_page_copy(m, pid, mm, vma, va, pte, pfn, "cow-copy" if fl & PG_ANON else "file-copy")
+        return wp_page_shared(m, pid, mm, va, pte)
+    if not pte & PTE_SPECIAL:  # the zero page has no struct page to reuse (vm_normal_page is NULL)
+        pfn = pte >> PAGE_SHIFT
+        fl = int(m.phys.flags[pfn])
+        if fl & PG_ANON and (fl & PG_ANON_EXCLUSIVE or m.phys.refcount[pfn] == 1):
+            return wp_page_reuse(m, pid, mm, va, pte, fl)
+    return wp_page_copy(m, pid, mm, vma, va, pte)
 
 
-def wp_page_reuse(m: Machine, pid: int, mm: MM, va: int, pte: int, pfn: int, fl: int) -> int:
+def wp_page_reuse(m: Machine, pid: int, mm: MM, va: int, pte: int, fl: int) -> int:
     """Nobody else holds the page: keep the frame, make the PTE writable (no copy)."""
+    pfn = pte >> PAGE_SHIFT
     m.phys.flags[pfn] = fl | PG_ANON_EXCLUSIVE
     pte |= PTE_RW | PTE_DIRTY | PTE_YOUNG
     mm.pgd.set(va, pte)
@@ -291,31 +327,29 @@ def wp_page_reuse(m: Machine, pid: int, mm: MM, va: int, pte: int, pfn: int, fl:
     return pte
 
 
-def wp_page_copy(m: Machine, pid: int, mm: MM, vma: VMA, va: int, pte: int, old: int, kind: str) -> int:
-    """Copy the page into a new exclusive anon frame and drop this PTE's hold on the old one."""
-    anon_vma_prepare(vma)
-    new = m.alloc_page(pid, ANON_FLAGS, 0)
-    if kind != "zero-cow":
-        m.phys.copy(np.array([new]), np.array([old]))
-    m.phys.refcount[new] = 1
-    m.phys.mapcount[new] = 1
-    if kind == "zero-cow":
-        mm.rss_anon += 1
+def wp_page_copy(m: Machine, pid: int, mm: MM, vma: VMA, va: int, pte: int) -> int:
+    """Give this PTE a page of its own: a zeroed frame if it maps the zero page, else a copy of
+    the old frame, whose map count and reference this PTE then drops."""
+    old = pte >> PAGE_SHIFT
+    if old == ZERO_PFN:  # is_zero_pfn
+        kind = "zero-cow"
+        new = alloc_anon_page(m, pid, mm, vma)
     else:
+        kind = "cow-copy" if m.phys.flags[old] & PG_ANON else "file-copy"
+        new = alloc_anon_page(m, pid, mm, vma, copy_from=old)
         rss_add_one(m, mm, old, -1)
-        mm.rss_anon += 1
         m.phys.mapcount[old] -= 1
         m.phys.put(np.array([old]))
     new_pte = mk_pte(new, vma, True)
     mm.pgd.set(va, new_pte)
-    mm.hiwater_rss = max(mm.hiwater_rss, mm.rss_anon + mm.rss_file + mm.rss_shmem)
     m.events.add(pid, kind, va, old, new)
     m.stat[kind.replace("-", "_")] += 1
     return new_pte
 
 
-def wp_page_shared(m: Machine, pid: int, mm: MM, va: int, pte: int, pfn: int) -> int:
+def wp_page_shared(m: Machine, pid: int, mm: MM, va: int, pte: int) -> int:
     """Write to a read-only PTE of a shared mapping: no copy, the page becomes dirty."""
+    pfn = pte >> PAGE_SHIFT
     m.phys.flags[pfn] |= PG_DIRTY
     pte |= PTE_RW | PTE_DIRTY | PTE_YOUNG
     mm.pgd.set(va, pte)
@@ -323,13 +357,13 @@ def wp_page_shared(m: Machine, pid: int, mm: MM, va: int, pte: int, pfn: int) ->
     return pte
 
 
-# -- vectorised range faults (private anonymous VMAs) ------------------------------------------
+# -- range faults (private anonymous VMAs): vectorised, and page by page -------------------------
 
 def fault_range(m: Machine, pid: int, mm: MM, vma: VMA, start: int, end: int, write: bool) -> None:
     """Make every page of [start, end) in a private anon VMA accessible, in one vectorised pass."""
     span = mm.pgd.span(start, end, alloc=True)
     if np.any(span.ptes & PTE_MARKER_GUARD):
-        _fault_pages_scalar(m, pid, mm, vma, start, end, write)
+        fault_pages(m, pid, mm, vma, start, end, write)
         return
     try:
         if write:
@@ -337,21 +371,18 @@ def fault_range(m: Machine, pid: int, mm: MM, vma: VMA, start: int, end: int, wr
         else:
             _read_span(m, pid, span)
     except OutOfMemory:
-        _fault_pages_scalar(m, pid, mm, vma, start, end, write)
+        fault_pages(m, pid, mm, vma, start, end, write)
 
 
-def _fault_pages_scalar(m: Machine, pid: int, mm: MM, vma: VMA, start: int, end: int,
-                        write: bool) -> None:
+def fault_pages(m: Machine, pid: int, mm: MM, vma: VMA, start: int, end: int, write: bool) -> None:
+    """fault_range one page at a time: what one access to each page does (MMU, else a fault)."""
     for va in range(start, end, PAGE_SIZE):
-        pte = mm.pgd.lookup(va)
-        need = (PTE_PRESENT | PTE_USER | PTE_RW) if write else (PTE_PRESENT | PTE_USER)
-        if pte & need != need:
+        if mm.pgd.mmu_access(va, write) < 0:
             handle_mm_fault(m, pid, mm, vma, va, write)
-        elif write and not pte & PTE_DIRTY:
-            mm.pgd.set(va, pte | PTE_DIRTY | PTE_YOUNG)
 
 
 def _read_span(m: Machine, pid: int, span: Span) -> None:
+    """do_anonymous_page's read decision for every empty PTE of the span; the rest become young."""
     ptes = span.ptes
     none = np.flatnonzero(ptes == 0)
     if len(none):
@@ -364,56 +395,65 @@ def _read_span(m: Machine, pid: int, span: Span) -> None:
     span.store(ptes)
 
 
+class WriteFaults(NamedTuple):
+    """Span positions by write decision, and the frames behind the read-only present ones."""
+
+    none: np.ndarray        # no PTE: do_anonymous_page (zero-fill)
+    zero: np.ndarray        # the zero page: wp_page_copy of a zeroed frame (zero-cow)
+    reuse: np.ndarray       # an anon page nobody else holds: wp_page_reuse (cow-reuse)
+    copy: np.ndarray        # anything else read-only: wp_page_copy (cow-copy)
+    reuse_pfns: np.ndarray
+    copy_pfns: np.ndarray
+
+
+def _classify_write(m: Machine, ptes: np.ndarray, present: np.ndarray, writable: np.ndarray) -> WriteFaults:
+    """do_anonymous_page / do_wp_page's choice for every PTE a write must fault."""
+    none = np.flatnonzero(ptes == 0)
+    zero = np.flatnonzero(present & ((ptes & PTE_SPECIAL) != 0))
+    wp = np.flatnonzero(present & ~writable & ((ptes & PTE_SPECIAL) == 0))
+    pfns = ptes[wp] >> PAGE_SHIFT
+    fl = m.phys.flags[pfns]
+    reuse = ((fl & PG_ANON) != 0) & (((fl & PG_ANON_EXCLUSIVE) != 0) | (m.phys.refcount[pfns] == 1))
+    return WriteFaults(none, zero, wp[reuse], wp[~reuse], pfns[reuse], pfns[~reuse])
+
+
 def _write_span(m: Machine, pid: int, mm: MM, vma: VMA, span: Span) -> None:
-    """The write decisions of do_anonymous_page / do_wp_page for a whole range at once."""
-    phys = m.phys
+    """The write decisions of do_anonymous_page / do_wp_page for a whole span at once."""
     ptes = span.ptes
     present = (ptes & PTE_PRESENT) != 0
     writable = present & ((ptes & PTE_RW) != 0)
     if writable.all():
         span.store(ptes | (PTE_DIRTY | PTE_YOUNG))
         return
-    none = np.flatnonzero(ptes == 0)
-    zero = np.flatnonzero(present & ((ptes & PTE_SPECIAL) != 0))
-    wp = np.flatnonzero(present & ~writable & ((ptes & PTE_SPECIAL) == 0))
-    pfns = ptes[wp] >> PAGE_SHIFT
-    fl = phys.flags[pfns]
-    is_anon = (fl & PG_ANON) != 0
-    reuse_mask = is_anon & (((fl & PG_ANON_EXCLUSIVE) != 0) | (phys.refcount[pfns] == 1))
-    reuse, copy = wp[reuse_mask], wp[~reuse_mask]
-    nnew = len(none) + len(zero) + len(copy)
-    new = phys.alloc(nnew, ANON_FLAGS, 0) if nnew else np.zeros(0, np.int64)
-    anon_vma_prepare(vma)
-    m.count_faults(pid, nnew + len(reuse))
+    w = _classify_write(m, ptes, present, writable)
+    new = alloc_anon_pages(m, mm, vma, len(w.none) + len(w.zero) + len(w.copy))
+    m.count_faults(pid, len(new) + len(w.reuse))
     ptes = ptes | np.where(writable, PTE_DIRTY | PTE_YOUNG, 0)
-    if len(reuse):
-        rp = pfns[reuse_mask]
-        phys.flags[rp] |= PG_ANON_EXCLUSIVE
-        ptes[reuse] |= PTE_RW | PTE_DIRTY | PTE_YOUNG
-        m.events.add_bulk(pid, "cow-reuse", span.addresses(reuse), rp, rp)
-        m.stat["cow_reuse"] += len(reuse)
-    k = 0
-    for idx, kind in ((none, "zero-fill"), (zero, "zero-cow"), (copy, "cow-copy")):
-        if not len(idx):
-            continue
-        got = new[k:k + len(idx)]
-        k += len(idx)
-        phys.refcount[got] = 1
-        phys.mapcount[got] = 1
-        if kind == "cow-copy":
-            old = pfns[~reuse_mask]
-            phys.copy(got, old)
-            rss_add(m, mm, old, -1)
-            phys.mapcount[old] -= 1
-            phys.put(old)
-        else:
-            old = np.full(len(idx), ZERO_PFN if kind == "zero-cow" else 0, dtype=np.int64)
-        mm.rss_anon += len(idx)
-        ptes[idx] = (got << PAGE_SHIFT) | _RW_NEW
-        m.events.add_bulk(pid, kind, span.addresses(idx), old, got)
-        m.stat[kind.replace("-", "_")] += len(idx)
+    if len(w.reuse):
+        m.phys.flags[w.reuse_pfns] |= PG_ANON_EXCLUSIVE
+        ptes[w.reuse] |= PTE_RW | PTE_DIRTY | PTE_YOUNG
+        m.events.add_bulk(pid, "cow-reuse", span.addresses(w.reuse), w.reuse_pfns, w.reuse_pfns)
+        m.stat["cow_reuse"] += len(w.reuse)
+    nz, nc = len(w.none), len(w.none) + len(w.zero)
+    _map_new_span(m, pid, span, ptes, w.none, new[:nz], np.zeros(nz, dtype=np.int64), "zero-fill")
+    _map_new_span(m, pid, span, ptes, w.zero, new[nz:nc], np.full(nc - nz, ZERO_PFN), "zero-cow")
+    if len(w.copy):
+        m.phys.copy(new[nc:], w.copy_pfns)
+        rss_add(m, mm, w.copy_pfns, -1)
+        m.phys.mapcount[w.copy_pfns] -= 1
+        m.phys.put(w.copy_pfns)
+    _map_new_span(m, pid, span, ptes, w.copy, new[nc:], w.copy_pfns, "cow-copy")
     span.store(ptes)
-    mm.hiwater_rss = max(mm.hiwater_rss, mm.rss_anon + mm.rss_file + mm.rss_shmem)
+
+
+def _map_new_span(m: Machine, pid: int, span: Span, ptes: np.ndarray, idx: np.ndarray, new: np.ndarray,
+                  old: np.ndarray, kind: str) -> None:
+    """Point the PTEs at span positions idx to their new frames (one `kind` event per page)."""
+    if not len(idx):
+        return
+    ptes[idx] = (new << PAGE_SHIFT) | _RW_NEW
+    m.events.add_bulk(pid, kind, span.addresses(idx), old, new)
+    m.stat[kind.replace("-", "_")] += len(idx)
 
 
 # -- zap and copy ------------------------------------------------------------------------------
@@ -430,6 +470,7 @@ def zap_range(m: Machine, mm: MM, start: int, end: int, keep_markers: bool = Fal
         # a dirty PTE hands its dirty bit to a page-cache folio (zap_present_folio_ptes)
         dirty = pfns[((ptes[normal] & PTE_DIRTY) != 0) & ((m.phys.flags[pfns] & PG_ANON) == 0)]
         m.phys.flags[dirty] |= PG_DIRTY
+        update_hiwater_rss(mm)
         rss_add(m, mm, pfns, -1)
         m.phys.mapcount[pfns] -= 1
         m.phys.put(pfns)

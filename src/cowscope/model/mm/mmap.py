@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import EACCES, EFAULT, EINVAL, ENOMEM, SyscallError
-from ..arch import PAGE_SHIFT, PAGE_SIZE, PTE_DIRTY, PTE_PRESENT, PTE_RW, PTE_USER, TASK_SIZE, page_align
+from ..arch import PAGE_SHIFT, PAGE_SIZE, PTE_DIRTY, PTE_PRESENT, PTE_RW, PTE_SPECIAL, PTE_USER, TASK_SIZE, page_align
 from .memory import BusError, fault_range, handle_mm_fault, vma_maps_writable, zap_range
 from .page_alloc import PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY
 from .vma import (
@@ -172,10 +172,10 @@ def change_protection(m: Machine, mm: MM, vma: VMA) -> None:
             if vma.is_shared and vma_maps_writable(vma):  # no write-notify: vm_page_prot decides
                 can = np.ones(len(ptes), dtype=bool)
             elif vma.is_shared:  # can_change_pte_writable: shared needs a dirty PTE
-                can = (ptes & 0x40) != 0
+                can = (ptes & PTE_DIRTY) != 0
             else:  # private: only exclusive anon pages
                 fl = m.phys.flags[np.where(present, pfns, 0)]
-                can = ((fl & PG_ANON) != 0) & ((fl & PG_ANON_EXCLUSIVE) != 0) & ((ptes & 0x200) == 0)
+                can = ((fl & PG_ANON) != 0) & ((fl & PG_ANON_EXCLUSIVE) != 0) & ((ptes & PTE_SPECIAL) == 0)
             new = np.where(can, new | PTE_RW, new)
         t[lo:hi] = np.where(present, new, ptes)
 

@@ -12,9 +12,23 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..arch import PAGE_SHIFT, PMD_SHIFT, PTRS_PER_TABLE, PUD_SHIFT
+from ..arch import (
+    PAGE_SHIFT,
+    PGDIR_SHIFT,
+    PMD_SHIFT,
+    PTE_DIRTY,
+    PTE_PRESENT,
+    PTE_RW,
+    PTE_USER,
+    PTE_YOUNG,
+    PTRS_PER_TABLE,
+    PUD_SHIFT,
+)
 
 _IDX_MASK = PTRS_PER_TABLE - 1
+_READABLE = PTE_PRESENT | PTE_USER
+_WRITABLE = PTE_PRESENT | PTE_USER | PTE_RW
+_DIRTY_YOUNG = PTE_DIRTY | PTE_YOUNG
 
 
 class PageTable:
@@ -29,6 +43,26 @@ class PageTable:
         """The PTE for va, 0 (pte_none) when no table or entry exists (walk without alloc)."""
         t = self.tables.get(va >> PMD_SHIFT)
         return 0 if t is None else int(t[(va >> PAGE_SHIFT) & _IDX_MASK])
+
+    def mmu_access(self, va: int, write: bool) -> int:
+        """What the MMU does alone: the pfn when va's PTE allows the access (present, user, and
+        writable for a write), setting accessed (and dirty) as x86 does; -1 when it must fault."""
+        t = self.tables.get(va >> PMD_SHIFT)
+        if t is None:
+            return -1
+        i = (va >> PAGE_SHIFT) & _IDX_MASK
+        pte = int(t[i])
+        if write:
+            if pte & _WRITABLE != _WRITABLE:
+                return -1
+            if pte & _DIRTY_YOUNG != _DIRTY_YOUNG:
+                t[i] = pte | _DIRTY_YOUNG
+        else:
+            if pte & _READABLE != _READABLE:
+                return -1
+            if not pte & PTE_YOUNG:
+                t[i] = pte | PTE_YOUNG
+        return pte >> PAGE_SHIFT
 
     def table(self, va: int) -> np.ndarray:
         """The PTE table covering va, allocated if missing (pte_alloc)."""
@@ -88,7 +122,7 @@ class PageTable:
         """Page-table pages the kernel would count in VmPTE: PTE + PMD + PUD tables."""
         keys = self.tables.keys()
         pmds = {k >> (PUD_SHIFT - PMD_SHIFT) for k in keys}
-        puds = {k >> (39 - PMD_SHIFT) for k in keys}
+        puds = {k >> (PGDIR_SHIFT - PMD_SHIFT) for k in keys}
         return len(keys) + len(pmds) + len(puds)
 
 

@@ -147,6 +147,10 @@ class MM:
         self.users = 1               # mm_users: vfork children borrow it
         self.exe: File | None = None
 
+    def get_mm_rss(self) -> int:
+        """Resident pages of every kind (get_mm_rss)."""
+        return self.rss_anon + self.rss_file + self.rss_shmem
+
     # -- lookup ------------------------------------------------------------------------------
     def find_vma(self, va: int) -> VMA | None:
         """The VMA containing va, or None (vma_lookup)."""
