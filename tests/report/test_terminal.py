@@ -8,7 +8,7 @@ from rich.console import Console
 
 from cowscope.model.kernel.exec import LIBC_PATH
 from cowscope.observe.pages import PAGECACHE, PRIVATE, SHARED
-from cowscope.report.demo import Check, Step
+from cowscope.report.demo import SHOWN, Check, Step
 from cowscope.report.terminal import demo_pages_table, print_checkpoint, print_demo, print_run
 
 from .helpers import mapping, process, snapshot, states
@@ -66,7 +66,7 @@ def _demo_step(ok: bool) -> Step:
 
 def test_demo_table_shows_the_named_mappings_of_the_step_processes():
     c = _console()
-    c.print(demo_pages_table(_demo_step(True), 16))
+    c.print(demo_pages_table(_demo_step(True), 16, SHOWN))
     rows = _text(c).splitlines()
     assert rows[0].split() == ["pid", "mapping", "Rss", "Pss", "Priv", "Shrd", "pages"]
     assert [r.split() for r in rows[1:]] == [["10", "[heap]", "32", "24", "16", "16", "####2222"],
@@ -75,7 +75,7 @@ def test_demo_table_shows_the_named_mappings_of_the_step_processes():
 
 def test_demo_prints_each_step_and_the_tally():
     c = _console()
-    failed = print_demo(c, "ptmalloc", [_demo_step(True), _demo_step(False)], 16)
+    failed = print_demo(c, "ptmalloc", [_demo_step(True), _demo_step(False)], 16, SHOWN)
     out = _text(c)
     assert failed == 1
     assert "malloc: ptmalloc" in out and out.count("1. A step") == 2

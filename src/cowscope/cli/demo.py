@@ -23,12 +23,12 @@ def run(args: argparse.Namespace) -> int:
     """Play the story, print it; with --html also write the report. 1 if any check fails."""
     from rich.console import Console
 
-    from ..report.demo import run_demo, step_notes
+    from ..report.demo import SHOWN, run_demo, step_notes
     from ..report.terminal import print_demo
 
     console = Console(highlight=False, markup=False)
     m, steps = run_demo(args.allocator)
-    failed = print_demo(console, m.allocator_name, steps, args.width)
+    failed = print_demo(console, m.allocator_name, steps, args.width, SHOWN)
     if args.html:
         from ..report.html import write_report
 

@@ -5,15 +5,21 @@ Reads Snapshots (and the demo's Steps) only; the CLI decides what to run and han
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from ..observe.snapshot import Snapshot
-from .demo import SHOWN, Step
 from .strips import legend, process_table, strip
+
+if TYPE_CHECKING:  # the demo's story drives the model; rendering it needs only its records
+    from .demo import Step
+
+#: (path, perms) of a mapping -> the short name a demo table gives it
+Shown = Mapping[tuple[str, str], str]
 
 
 def print_checkpoint(console: Console, snap: Snapshot, width: int, only: str | None) -> None:
@@ -45,8 +51,8 @@ def print_run(console: Console, snapshots: Sequence[Snapshot], outcome: str | No
         console.print(Text(f"scenario stopped: {outcome}", style="bold yellow"))
 
 
-def demo_pages_table(step: Step, width: int) -> Table:
-    """One row per process of the step and mapping the demo shows: its strip and smaps figures (kB)."""
+def demo_pages_table(step: Step, width: int, shown: Shown) -> Table:
+    """One row per process of the step and mapping in `shown`: its short name, smaps figures (kB), strip."""
     t = Table(show_edge=False, pad_edge=False, box=None)
     for col in ("pid", "mapping", "Rss", "Pss", "Priv", "Shrd"):
         t.add_column(col, justify="left" if col in ("pid", "mapping") else "right", no_wrap=True)
@@ -55,7 +61,7 @@ def demo_pages_table(step: Step, width: int) -> Table:
         if pv.pid not in step.pids:
             continue
         for mv in pv.mappings:
-            name = SHOWN.get((mv.vma.path, mv.vma.perms))
+            name = shown.get((mv.vma.path, mv.vma.perms))
             if name is None or mv.pages is None:
                 continue
             s = mv.smaps
@@ -65,7 +71,7 @@ def demo_pages_table(step: Step, width: int) -> Table:
     return t
 
 
-def print_demo_step(console: Console, step: Step, width: int) -> None:
+def print_demo_step(console: Console, step: Step, width: int, shown: Shown) -> None:
     """A step of the demo: its title, what happened, each check with its figures, the page table."""
     console.rule(Text(step.title, style="bold"))
     console.print(step.text)
@@ -73,16 +79,19 @@ def print_demo_step(console: Console, step: Step, width: int) -> None:
         mark = Text("✓ ", style="bold green") if c.ok else Text("✗ ", style="bold red")
         console.print(mark + Text(c.claim) + Text(f"  — {c.evidence}", style="dim"))
     if step.snapshot is not None:
-        console.print(demo_pages_table(step, width))
+        console.print(demo_pages_table(step, width, shown))
 
 
-def print_demo(console: Console, allocator_name: str, steps: Sequence[Step], width: int) -> int:
-    """The whole demo: heading, legend, every step, and the tally; returns the number of failed checks."""
+def print_demo(console: Console, allocator_name: str, steps: Sequence[Step], width: int, shown: Shown) -> int:
+    """The whole demo: heading, legend, every step (tables of the `shown` mappings), the tally.
+
+    Returns the number of failed checks.
+    """
     console.print(Text("How does fork() treat memory that malloc() handed out?", style="bold"))
     console.print(Text(f"model of Linux 6.x x86-64, malloc: {allocator_name}", style="dim"))
     console.print(legend())
     for step in steps:
-        print_demo_step(console, step, width)
+        print_demo_step(console, step, width, shown)
     total = sum(len(s.checks) for s in steps)
     failed = sum(not c.ok for s in steps for c in s.checks)
     console.rule()
