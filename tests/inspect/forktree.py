@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cowscope.inspect.sample import ProcessFigures
+from cowscope.inspect.figures import ProcessFigures
 
 PAGE = mmap.PAGESIZE
 

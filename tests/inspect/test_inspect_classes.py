@@ -6,7 +6,8 @@ import pytest
 from forktree import PAGE, Tree, TreePlan, WorkerPlan, range_classes
 
 from cowscope.inspect import classify as cl
-from cowscope.inspect.sample import ProcessFigures, Sampler
+from cowscope.inspect.figures import ProcessFigures
+from cowscope.inspect.sample import Sampler
 from cowscope.observe import procfs
 from cowscope.observe.records import pagemap_pfns
 

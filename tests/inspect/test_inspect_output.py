@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from cowscope.cli.main import main
 from cowscope.inspect.metrics import serve
 from cowscope.inspect.recording import MAPPING_KEYS, PROCESS_KEYS, copied_by_mapping, load_recording
-from cowscope.inspect.sample import DutyCycle, Sampler
+from cowscope.inspect.run import DutyCycle
+from cowscope.inspect.sample import Sampler
 
 pytestmark = pytest.mark.kernel
 KB = PAGE // 1024
@@ -103,14 +104,6 @@ def test_watch_reports_samples_skipped_by_the_duty_cycle(make_tree, capsys) -> N
                "--max-duty", "1"])
     assert rc == 0
     assert {json.loads(ln)["seq"] for ln in capsys.readouterr().out.splitlines()} == {0, 1, 2}
-
-
-def test_duty_cycle_arithmetic() -> None:
-    d = DutyCycle(0.25)
-    assert d.allow(0.0)
-    d.record(10.0, 0.5)  # half a second of reading buys two seconds of rest at 25 %
-    assert not d.allow(11.9) and d.allow(12.0)
-    assert "25%" in d.skip_reason(11.0) and d.skipped == 1
 
 
 def test_command_is_started_and_followed(tmp_path, capsys) -> None:

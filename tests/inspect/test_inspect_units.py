@@ -6,6 +6,7 @@ import numpy as np
 
 from cowscope.inspect import classify as cl
 from cowscope.inspect.render import fmt_kb, sparkline
+from cowscope.inspect.run import DutyCycle
 from cowscope.observe.records import PM_MMAP_EXCLUSIVE, PM_PRESENT, PM_SWAP, MapsEntry
 
 P = np.uint64(PM_PRESENT)
@@ -86,3 +87,11 @@ def test_sparkline_and_sizes() -> None:
     assert sparkline([1, 2, 3, 4]) == "▁▃▅█"
     assert sparkline([5, 5]) == "▅▅"
     assert fmt_kb(None) == "-" and fmt_kb(512) == "512k" and fmt_kb(20 * 1024) == "20.0M"
+
+
+def test_duty_cycle_arithmetic() -> None:
+    d = DutyCycle(0.25)
+    assert d.allow(0.0)
+    d.record(10.0, 0.5)  # half a second of reading buys two seconds of rest at 25 %
+    assert not d.allow(11.9) and d.allow(12.0)
+    assert "25%" in d.skip_reason(11.0) and d.skipped == 1

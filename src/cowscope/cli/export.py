@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 from ..inspect.metrics import serve
-from ..inspect.run import DEFAULT_DUTY
-from ..inspect.sample import MODES, DutyCycle, Sampler
+from ..inspect.run import DEFAULT_DUTY, DutyCycle
+from ..inspect.sample import MODES, Sampler
 from ..observe.procfs import linux_problem
 
 EPILOG = """\

@@ -8,17 +8,22 @@ import os
 import signal
 import subprocess
 import sys
-from typing import IO, Any
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from ..inspect.figures import ProcessFigures, Sample
 from ..inspect.recording import compare_table, header_object, load_recording, write_sample
 from ..inspect.render import sample_view
-from ..inspect.run import DEFAULT_DUTY, follow
-from ..inspect.sample import MODES, DutyCycle, ProcessFigures, Sample, Sampler
+from ..inspect.run import DEFAULT_DUTY, DutyCycle, follow
+from ..inspect.sample import MODES, Sampler
 from ..inspect.snapshots import snapshot_of
 from ..observe.procfs import linux_problem
 from ..observe.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from rich.live import Live
 
 EXIT_OK, EXIT_MISSED, EXIT_FAILED = 0, 1, 2
 
@@ -103,71 +108,102 @@ def _parse_targets(targets: list[str]) -> tuple[list[int], list[str]]:
     return pids, []
 
 
+class _Usage(Exception):
+    """A bad command line or setup: reported as `cowscope inspect: ...`, exit status 2."""
+
+
 def run(args: argparse.Namespace) -> int:
     """Run `cowscope inspect`; returns the exit status."""
     if args.compare:
-        try:
-            a, b = (load_recording(x) for x in args.compare)
-            _console().print(compare_table(a, b))
-        except (OSError, ValueError) as exc:
-            _err(str(exc))
-            return EXIT_FAILED
-        return EXIT_OK
-    problem = linux_problem()
-    if problem:
-        _err(problem)
-        return EXIT_FAILED
-    try:
-        pids, command = _parse_targets(args.targets)
-    except ValueError as exc:
-        _err(str(exc))
-        return EXIT_FAILED
-    if not pids and not command:
-        _err("name at least one PID, or a command after `--`")
-        return EXIT_FAILED
-    if args.watch is not None and args.watch <= 0:
-        _err("--watch needs a positive number of seconds")
-        return EXIT_FAILED
-    try:
-        duty = DutyCycle(args.max_duty)
-    except ValueError as exc:
-        _err(str(exc))
-        return EXIT_FAILED
+        return _compare(args.compare)
     proc: subprocess.Popen[bytes] | None = None
-    if command:
-        try:
-            proc = subprocess.Popen(command)
-        except OSError as exc:
-            _err(f"cannot start {command[0]!r}: {exc}")
-            return EXIT_FAILED
-        pids = [proc.pid]
+    save: IO[str] | None = None
     try:
-        sampler = Sampler(pids, tree=args.tree or proc is not None, mode=args.mode, states=bool(args.pages))
-    except PermissionError as exc:
+        pids, command, duty = _check_usage(args)
+        if command:
+            proc = _start_command(command)
+            pids = [proc.pid]
+        sampler = _sampler(args, pids, proc)
+        save = _open_save(args.save, sampler)
+        return _loop(args, sampler, duty, proc, save)
+    except _Usage as exc:
         _err(str(exc))
         return EXIT_FAILED
-    save: IO[str] | None = None
-    if args.save:
-        try:
-            save = open(args.save, "w", encoding="utf-8")
-        except OSError as exc:
-            _err(f"cannot write {args.save}: {exc}")
-            return EXIT_FAILED
-        save.write(json.dumps(header_object(sys.argv, sampler.mode)) + "\n")
-    try:
-        return _loop(args, sampler, duty, proc, save)
     except KeyboardInterrupt:
         return EXIT_OK
     finally:
         if save is not None:
             save.close()
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            _stop_command(proc)
+
+
+def _compare(paths: list[str]) -> int:
+    """`--compare A B`: two recordings side by side."""
+    try:
+        a, b = (load_recording(x) for x in paths)
+        _console().print(compare_table(a, b))
+    except (OSError, ValueError) as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _check_usage(args: argparse.Namespace) -> tuple[list[int], list[str], DutyCycle]:
+    """The PIDs or the command to follow, and the duty cycle; _Usage when they make no sense here."""
+    problem = linux_problem()
+    if problem:
+        raise _Usage(problem)
+    try:
+        pids, command = _parse_targets(args.targets)
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
+    if not pids and not command:
+        raise _Usage("name at least one PID, or a command after `--`")
+    if args.watch is not None and args.watch <= 0:
+        raise _Usage("--watch needs a positive number of seconds")
+    try:
+        return pids, command, DutyCycle(args.max_duty)
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
+
+
+def _start_command(command: list[str]) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(command)
+    except OSError as exc:
+        raise _Usage(f"cannot start {command[0]!r}: {exc}") from None
+
+
+def _stop_command(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the command we started if it still runs: SIGTERM, then SIGKILL after 5 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _sampler(args: argparse.Namespace, pids: list[int], proc: subprocess.Popen[bytes] | None) -> Sampler:
+    try:
+        return Sampler(pids, tree=args.tree or proc is not None, mode=args.mode, states=bool(args.pages))
+    except PermissionError as exc:
+        raise _Usage(str(exc)) from None
+
+
+def _open_save(path: str | None, sampler: Sampler) -> IO[str] | None:
+    """The --save recording, opened and headed; None without --save."""
+    if not path:
+        return None
+    try:
+        save = open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise _Usage(f"cannot write {path}: {exc}") from None
+    save.write(json.dumps(header_object(sys.argv, sampler.mode)) + "\n")
+    return save
 
 
 def _root_exiting(proc: subprocess.Popen[bytes], s: Sample) -> bool:
@@ -181,32 +217,69 @@ def _root_exiting(proc: subprocess.Popen[bytes], s: Sample) -> bool:
     return True
 
 
+@dataclass
+class _Run:
+    """What the loop has seen so far."""
+
+    first: Sample | None = None
+    last: Sample | None = None
+    history: dict[int, list[int]] = field(default_factory=dict)
+    baseline: dict[int, ProcessFigures] = field(default_factory=dict)  # each process as first seen
+    missed: bool = False
+    reported: bool = False
+    warned: set[str] = field(default_factory=set)
+    snapshots: list[Snapshot] = field(default_factory=list)
+
+    def add(self, s: Sample, html: bool) -> None:
+        """Take in one sample: trends, "change since start", and (for --html) a snapshot."""
+        self.missed = self.missed or bool(s.missed)
+        self.reported = self.reported or bool(s.processes)
+        self.first = self.first or s
+        self.last = s
+        for p in s.processes:
+            v = p.shared_with_parent_kb if p.parent_in_tree else p.shared_in_tree_kb
+            self.history.setdefault(p.pid, []).append(v or 0)
+            self.baseline.setdefault(p.pid, p)
+        if html:
+            snap = snapshot_of([(p.pid, p.ppid, p.name) for p in s.processes], f"sample {s.seq}")
+            if snap is not None:
+                self.snapshots.append(snap)
+
+    def warn(self, s: Sample) -> None:
+        """Notes (each once) and missed processes on stderr, when the view does not carry them."""
+        for note in s.notes:
+            if note not in self.warned:
+                self.warned.add(note)
+                _err(f"note: {note}")
+        for m in s.missed:
+            _err(f"missed: {m.reason}")
+
+
+def _live(args: argparse.Namespace, console: Console, watching: bool) -> Live | None:
+    """A live-updating view when watching on a terminal (not with --json)."""
+    if not watching or args.json or not console.is_terminal:
+        return None
+    from rich.live import Live
+
+    live = Live(console=console, refresh_per_second=4, transient=False)
+    live.start()
+    return live
+
+
 def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: subprocess.Popen[bytes] | None,
           save: IO[str] | None) -> int:
+    """Sample until done (one sample, --count, Ctrl-C or the command's end), showing each one."""
     console = _console()
     watching = args.watch is not None or proc is not None
     interval = args.watch if args.watch is not None else 1.0
-    count = args.count if watching else 1
-    live = None
-    if watching and not args.json and console.is_terminal:
-        from rich.live import Live
-
-        live = Live(console=console, refresh_per_second=4, transient=False)
-        live.start()
-    first: Sample | None = None
-    last: Sample | None = None
-    history: dict[int, list[int]] = {}
-    baseline: dict[int, ProcessFigures] = {}  # each process as first seen: "change since start"
-    missed = False
-    reported = False
-    warned: set[str] = set()
-    snapshots: list[Snapshot] = []
+    live = _live(args, console, watching)
+    state = _Run()
 
     def stopped() -> bool:
         return proc is not None and proc.poll() is not None
 
     try:
-        for s in follow(sampler, interval, duty, count=count, stop=stopped):
+        for s in follow(sampler, interval, duty, count=args.count if watching else 1, stop=stopped):
             if proc is not None and s.skipped is None and (stopped() or _root_exiting(proc, s)):
                 break  # the command ended while we read: its tree is gone, not missed
             if save is not None:
@@ -215,51 +288,51 @@ def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: sub
                 _err(s.skipped)
                 continue
             if args.json or live is not None:  # otherwise the printed view carries them
-                for note in s.notes:
-                    if note not in warned:
-                        warned.add(note)
-                        _err(f"note: {note}")
-                for m in s.missed:
-                    _err(f"missed: {m.reason}")
-            missed = missed or bool(s.missed)
-            reported = reported or bool(s.processes)
-            first = first or s
-            last = s
-            for p in s.processes:
-                v = p.shared_with_parent_kb if p.parent_in_tree else p.shared_in_tree_kb
-                history.setdefault(p.pid, []).append(v or 0)
-                baseline.setdefault(p.pid, p)
-            if args.html:
-                snap = snapshot_of([(p.pid, p.ppid, p.name) for p in s.processes], f"sample {s.seq}")
-                if snap is not None:
-                    snapshots.append(snap)
-            if args.json:
-                write_sample(sys.stdout, s, tree=False)
-            elif live is not None:
-                live.update(sample_view(s, first, history, args.mappings, args.pages, args.width, baseline))
-            elif watching:
-                console.print(sample_view(s, first, history, args.mappings, args.pages, args.width, baseline))
+                state.warn(s)
+            state.add(s, html=bool(args.html))
+            _show(args, s, state, console, live, watching)
     except KeyboardInterrupt:
         _err("interrupted")
     finally:
         if live is not None:
             live.stop()
+    return _finish(args, state, console, watching, proc)
+
+
+def _show(args: argparse.Namespace, s: Sample, state: _Run, console: Console, live: Live | None,
+          watching: bool) -> None:
+    """One sample as a JSON line, in the live view, or printed (when watching without a terminal)."""
+    if args.json:
+        write_sample(sys.stdout, s, tree=False)
+        return
+    if live is None and not watching:
+        return  # a single sample is shown by _finish
+    view = sample_view(s, state.first, state.history, args.mappings, args.pages, args.width, state.baseline)
+    if live is not None:
+        live.update(view)
+    else:
+        console.print(view)
+
+
+def _finish(args: argparse.Namespace, state: _Run, console: Console, watching: bool,
+            proc: subprocess.Popen[bytes] | None) -> int:
+    """The single sample's view, the HTML report, the command's fate; the exit status."""
+    last = state.last
     if not watching and not args.json and last is not None:
         if last.processes:
             console.print(sample_view(last, None, None, args.mappings, args.pages, args.width))
         else:
             for m in last.missed:
                 _err(f"missed: {m.reason}")
-    if args.html and snapshots:
+    if args.html and state.snapshots:
         from ..report.html import write_report
 
-        write_report(args.html, snapshots, title="cowscope inspect")
+        write_report(args.html, state.snapshots, title="cowscope inspect")
         _err(f"report written to {args.html}")
     if proc is not None:
         status = proc.poll()
         _err(f"command exited with status {status}" if status is not None
              else f"stopped the command (pid {proc.pid}) after the last sample")
-    if not reported:
+    if not state.reported:
         return EXIT_FAILED
-    return EXIT_MISSED if missed else EXIT_OK
-
+    return EXIT_MISSED if state.missed else EXIT_OK

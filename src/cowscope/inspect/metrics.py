@@ -11,7 +11,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .sample import DutyCycle, Sample, Sampler
+from .figures import Sample
+from .run import DutyCycle
+from .sample import Sampler
 
 PROCESS_METRICS = (
     ("rss_kb", "rss_bytes", "Resident set size (smaps_rollup Rss)."),

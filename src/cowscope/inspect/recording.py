@@ -11,8 +11,8 @@ from typing import IO, Any
 
 from rich.table import Table
 
+from .figures import Sample
 from .render import fmt_delta, fmt_kb
-from .sample import Sample
 
 SCHEMA_VERSION = 1
 #: Fields every process object carries (docs/inspect.md documents them).

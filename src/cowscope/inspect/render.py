@@ -12,7 +12,7 @@ from rich.text import Text
 from ..report import strips
 from ..report.strips import cell_codes, pages_per_cell
 from . import classify as cl
-from .sample import MappingFigures, ProcessFigures, Sample, find_mapping
+from .figures import MappingFigures, ProcessFigures, Sample, find_mapping
 
 SPARK = "▁▂▃▄▅▆▇█"
 

@@ -1,0 +1,161 @@
+"""What one sample of a process tree says: per-mapping and per-process figures, tree totals (kB).
+
+Plain records with their JSON form (docs/inspect.md); `sample.Sampler` fills them in.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..observe.pages import PageStates
+from ..observe.records import PAGE_SIZE, MapsEntry
+from .tree import Missed
+
+KB = PAGE_SIZE // 1024
+CLASS_FIELDS = ("shared_with_parent_kb", "sibling_shared_kb", "copied_kb", "new_kb")
+
+
+@dataclass
+class MappingFigures:
+    """Figures of one mapping (VMA) of one process, in kB."""
+
+    start: int
+    end: int
+    perms: str
+    path: str
+    rss_kb: int = 0
+    pss_kb: int = 0
+    uss_kb: int = 0
+    swap_kb: int = 0
+    zero_kb: int | None = None
+    shared_with_parent_kb: int | None = None
+    sibling_shared_kb: int | None = None
+    copied_kb: int | None = None
+    new_kb: int | None = None
+    shared_in_tree_kb: int | None = None
+    codes: np.ndarray | None = field(default=None, repr=False)  # per-page class codes (not serialised)
+    states: PageStates | None = field(default=None, repr=False)  # observe.pages states (with states=True)
+
+    @property
+    def label(self) -> str:
+        """Short name: the path, or [anon]."""
+        return self.path or "[anon]"
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form (see docs/inspect.md)."""
+        return {"start": f"{self.start:x}", "end": f"{self.end:x}", "perms": self.perms, "path": self.path,
+                "rss_kb": self.rss_kb, "pss_kb": self.pss_kb, "uss_kb": self.uss_kb, "swap_kb": self.swap_kb,
+                "zero_kb": self.zero_kb, **{k: getattr(self, k) for k in CLASS_FIELDS},
+                "shared_in_tree_kb": self.shared_in_tree_kb}
+
+
+@dataclass
+class ProcessFigures:
+    """Figures of one process at one sample, in kB."""
+
+    pid: int
+    ppid: int
+    name: str
+    parent_in_tree: bool = False
+    exact: bool = False
+    rss_kb: int = 0
+    pss_kb: int = 0
+    uss_kb: int = 0
+    swap_kb: int = 0
+    zero_kb: int | None = None
+    shared_with_parent_kb: int | None = None
+    sibling_shared_kb: int | None = None
+    copied_kb: int | None = None
+    new_kb: int | None = None
+    shared_in_tree_kb: int | None = None
+    mappings: list[MappingFigures] = field(default_factory=list)
+
+    def to_dict(self, ts: float, seq: int) -> dict[str, object]:
+        """One JSON-lines object (see docs/inspect.md)."""
+        return {"type": "process", "ts": round(ts, 6), "seq": seq, "pid": self.pid, "ppid": self.ppid,
+                "name": self.name, "parent_in_tree": self.parent_in_tree, "exact": self.exact,
+                "rss_kb": self.rss_kb, "pss_kb": self.pss_kb, "uss_kb": self.uss_kb, "swap_kb": self.swap_kb,
+                "zero_kb": self.zero_kb, **{k: getattr(self, k) for k in CLASS_FIELDS},
+                "shared_in_tree_kb": self.shared_in_tree_kb,
+                "mappings": [m.to_dict() for m in self.mappings]}
+
+
+@dataclass
+class TreeTotals:
+    """What the inspected processes use together, in kB."""
+
+    processes: int = 0
+    rss_sum_kb: int = 0
+    pss_sum_kb: int = 0
+    uss_sum_kb: int = 0
+    swap_sum_kb: int = 0
+    unique_kb: int | None = None          # each resident frame once (exact mode only)
+    parent_rss_kb: int = 0                # RSS of the roots: the most copy-on-write can erode
+    shared_with_parent_kb: int | None = None
+    sibling_shared_kb: int | None = None
+    copied_kb: int | None = None
+    new_kb: int | None = None
+
+    def add(self, pf: ProcessFigures) -> None:
+        """Count one process in: its figures, and as a root (its parent is not inspected) or as a worker."""
+        self.processes += 1
+        self.rss_sum_kb += pf.rss_kb
+        self.pss_sum_kb += pf.pss_kb
+        self.uss_sum_kb += pf.uss_kb
+        self.swap_sum_kb += pf.swap_kb
+        if not pf.parent_in_tree:
+            self.parent_rss_kb += pf.rss_kb
+        elif pf.copied_kb is not None:
+            for k in CLASS_FIELDS:
+                setattr(self, k, (getattr(self, k) or 0) + getattr(pf, k))
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class Sample:
+    """Everything read at one tick."""
+
+    seq: int
+    ts: float
+    mode: str
+    duration_s: float = 0.0
+    processes: list[ProcessFigures] = field(default_factory=list)
+    missed: list[Missed] = field(default_factory=list)
+    totals: TreeTotals = field(default_factory=TreeTotals)
+    notes: list[str] = field(default_factory=list)
+    skipped: str | None = None  # why this tick was not sampled (duty-cycle limit)
+
+    def process(self, pid: int) -> ProcessFigures:
+        """The figures of one pid (KeyError if not in this sample)."""
+        for p in self.processes:
+            if p.pid == pid:
+                return p
+        raise KeyError(pid)
+
+
+def mapping_figures(vma: MapsEntry) -> MappingFigures:
+    """Empty figures of one mapping."""
+    return MappingFigures(vma.start, vma.end, vma.perms, vma.path)
+
+
+def find_mapping(p: ProcessFigures, spec: str) -> MappingFigures | None:
+    """The mapping of `p` named by spec: a hex address inside it, or a path (substring) such as [heap]."""
+    addr: int | None
+    try:
+        addr = int(spec, 16)
+    except ValueError:
+        addr = None
+    if addr is not None:
+        starts = [m.start for m in p.mappings]
+        i = bisect.bisect_right(starts, addr) - 1
+        if i >= 0 and p.mappings[i].start <= addr < p.mappings[i].end:
+            return p.mappings[i]
+        return None
+    hits = [m for m in p.mappings if spec == m.label] or [m for m in p.mappings if spec in m.label]
+    return max(hits, key=lambda m: m.rss_kb) if hits else None
