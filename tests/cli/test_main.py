@@ -21,7 +21,7 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_subcommand():
     r = cowscope("--help")
     assert r.returncode == 0
-    for name in ("demo", "run", "bench", "malloc", "verify", "inspect", "export"):
+    for name in ("demo", "run", "bench", "malloc", "verify", "inspect", "export", "learn"):
         assert name in r.stdout
         sub = cowscope(name, "--help")
         assert sub.returncode == 0 and "usage: cowscope " + name in sub.stdout

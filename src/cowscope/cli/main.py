@@ -7,7 +7,7 @@ import sys
 from typing import Protocol
 
 from .. import __version__
-from . import bench, demo, export, inspect, malloc, run, verify
+from . import bench, demo, export, inspect, learn, malloc, run, verify
 
 
 class Subcommand(Protocol):
@@ -23,7 +23,7 @@ class Subcommand(Protocol):
 #: The subcommands, in the order --help lists them. Imported statically: a missing or broken
 #: subcommand module is an ImportError at once. Heavy imports (the model, numpy, plotly) belong
 #: inside each module's run(), so that --help stays fast.
-COMMANDS: tuple[Subcommand, ...] = (demo, run, bench, malloc, verify, inspect, export)
+COMMANDS: tuple[Subcommand, ...] = (demo, run, bench, malloc, verify, inspect, export, learn)
 
 
 def version_text() -> str:

@@ -1,0 +1,181 @@
+"""`cowscope learn`: practise predicting what fork() does to memory; the model answers, the kernel
+confirms."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+DESCRIPTION = """\
+Seeded problems about fork, copy-on-write, the zero page, malloc, files, vfork/exec and madvise,
+in the spirit of OSTEP's homework simulators. A problem is a short program shown as C lines;
+at chosen points it asks what happens. The model computes every answer from what /proc shows;
+with --on linux the same problem runs in real processes and the kernel's answer is shown beside
+the model's (a disagreement is a bug, reported as such).
+
+Without an output option, practise interactively: answer, see the right answer, the kernel
+path, the page strips before and after and why; a score per topic; missed topics come back.
+"""
+
+EPILOG = """\
+examples:
+  cowscope learn                          practise (Ctrl-C or q ends with your score)
+  cowscope learn --seed 7 -c              a homework sheet with its answer key
+  cowscope learn --seed 7 --sheet         the same sheet, '?' where students answer
+  cowscope learn --topic malloc --level 3 --count 5 -c
+  cowscope learn --explicit 'P mmap a 2; P write a all; P fork C; ? outcome C write a 1'
+  cowscope learn --seed 7 --on linux -c   answers confirmed by this kernel
+
+the action language (--explicit; --show-language for all of it):
+  P mmap a 4 [shared] [file=f]   P write a 0-3 [=B]   P read a 2   P fork C   C exit
+  P wait C   P malloc x 100   P free x   P madvise a 1 dontneed   file f 2   pwrite f 1
+  ? outcome C write a 1 [why]  ? value C read a 1   ? copies C free x   ? strip P a
+  ? rss|pss|uss P a   ? addr P malloc y 100   ? own P code   ? file f 1
+
+exit status: 0 ok; 1 the kernel disagreed with the model (--on linux); 2 bad input.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("learn", help="practise predicting what fork() does to memory (seeded problems)",
+                       description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-s", "--seed", type=int, default=None, help="the problem's seed (default: a random one, shown)")
+    p.add_argument("--topic", default=None, help="only this topic (--list-topics)")
+    p.add_argument("--level", type=int, default=None, help="difficulty 1-3 (default: picked by the seed)")
+    p.add_argument("-n", "--count", type=int, default=1, help="problems on a sheet: seeds SEED, SEED+1, ...")
+    p.add_argument("--list-topics", action="store_true", help="list the topics and exit")
+    p.add_argument("-A", "--explicit", metavar="TEXT", default=None,
+                   help="a hand-written problem in the action language (statements separated by ';')")
+    p.add_argument("--show-language", action="store_true", help="print the action language and exit")
+    out = p.add_argument_group("output (default: interactive practice)")
+    out.add_argument("-c", "--answers", action="store_true", help="print the problem with its answer key")
+    out.add_argument("--sheet", action="store_true", help="print the problem with '?' for every answer")
+    out.add_argument("--json", action="store_true", help="the problem as JSON (with answers when -c)")
+    p.add_argument("--on", choices=("model", "linux"), default="model",
+                   help="linux: also run the problem in real processes and show the kernel's answers")
+    p.add_argument("--width", type=int, default=72, help="text width of sheets (default 72)")
+    p.set_defaults(func=run)
+
+
+def _fail(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def problems(args: argparse.Namespace) -> list[Any]:
+    """The problems the arguments ask for (ProblemError on bad input)."""
+    from ..learn.generate import generate
+    from ..learn.lang import ProblemError, parse
+
+    if args.explicit is not None:
+        return [parse(args.explicit)]
+    if args.count < 1 or args.count > 100:
+        raise ProblemError("--count: 1 to 100 problems")
+    seed = args.seed if args.seed is not None else _random_seed()
+    return [generate(seed + i, args.topic, args.level) for i in range(args.count)]
+
+
+def _random_seed() -> int:
+    return int.from_bytes(os.urandom(4), "little") % 100000
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..learn.lang import ProblemError
+
+    if args.list_topics:
+        return _list_topics()
+    if args.show_language:
+        from ..learn import lang
+
+        print(lang.__doc__.strip())
+        return 0
+    if args.level is not None and args.level not in (1, 2, 3):
+        return _fail(f"--level {args.level}: levels are 1, 2, 3")
+    from ..learn.generate import topic_names
+
+    if args.topic is not None and args.topic not in topic_names():
+        return _fail(f"unknown topic {args.topic!r}; topics: {', '.join(topic_names())}")
+    if args.on == "linux" and (why := _linux_problem()):
+        return _fail(f"--on linux: {why}")
+    try:
+        if not (args.answers or args.sheet or args.json or getattr(args, "html", None)
+                or getattr(args, "emit_c", None)):
+            from ..learn.interactive import practise
+
+            return practise(args)
+        return _outputs(args, problems(args))
+    except ProblemError as e:
+        return _fail(str(e))
+
+
+def _outputs(args: argparse.Namespace, probs: list[Any]) -> int:
+    """Sheets, JSON, HTML and C for the problems; 1 when the kernel disagreed."""
+    from ..learn import sheet
+    from ..learn.confirm import Confirmation
+
+    solved = _solve_all(probs, args.on == "linux")
+    disagree = sum(len(Confirmation(m, k).disagreements()) for m, k in solved if k is not None)
+    key = args.answers
+    if args.json:
+        data = [sheet.sheet_json(p, m if key else None, k if key else None) for p, (m, k) in zip(probs, solved)]
+        print(json.dumps(data[0] if len(data) == 1 else data, indent=1))
+    elif args.answers or args.sheet:
+        texts = [sheet.sheet_text(p, m if key else None, k if key else None, args.width)
+                 for p, (m, k) in zip(probs, solved)]
+        print(("\n" + "=" * min(args.width, 72) + "\n\n").join(texts), end="")
+    if getattr(args, "html", None):
+        from ..report.worksheet import write_worksheet
+
+        data = [sheet.sheet_json(p, m, k) for p, (m, k) in zip(probs, solved)]
+        path = write_worksheet(args.html, data, answers=key)
+        print(f"worksheet written to {path}", file=sys.stderr)
+    if getattr(args, "emit_c", None):
+        from ..learn.emit_c import emit_c
+
+        with open(args.emit_c, "w", encoding="utf-8") as f:
+            f.write(emit_c(probs[0], solved[0][0]))
+        print(f"C program written to {args.emit_c} (cc -o prog {args.emit_c} && ./prog)", file=sys.stderr)
+    if disagree:
+        print(f"the kernel disagreed with the model on {disagree} answer(s): a bug in the model "
+              "(or in cowscope learn); please report it", file=sys.stderr)
+    return 1 if disagree else 0
+
+
+def _solve_all(probs: list[Any], on_linux: bool) -> list[tuple[Any, Any]]:
+    from ..learn.solve import solve
+    from ..model import Machine
+
+    models = [solve(p, Machine()) for p in probs]
+    if not on_linux:
+        return [(m, None) for m in models]
+    from ..learn.confirm import KernelBackend
+
+    with KernelBackend() as kb:
+        return [(m, kb.solve(p)) for m, p in zip(models, probs)]
+
+
+def _list_topics() -> int:
+    from ..learn.generate import GENERATOR_VERSION, topic_summaries
+
+    print(f"topics (generator v{GENERATOR_VERSION}; levels 1-3):")
+    for name, summary in topic_summaries():
+        print(f"  {name:<8} {summary}")
+    print("not yet: huge pages, threads (the model has neither)")
+    return 0
+
+
+def _linux_problem() -> str | None:
+    """Why the kernel backend cannot run here, or None."""
+    if sys.platform != "linux" or not os.path.exists("/proc/self/pagemap"):
+        return "needs Linux with /proc"
+    from ..linux.build import AgentBuildError, agent_path
+
+    try:
+        agent_path()
+    except AgentBuildError as exc:
+        return str(exc)
+    return None

@@ -1,0 +1,66 @@
+"""`cowscope learn` through a real subprocess: sheets, JSON, bad input, practice fed from a pipe."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def learn(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cowscope", "learn", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, input=stdin)
+
+
+def test_seed_7_answers_print_a_homework_sheet_with_its_key():
+    r = learn("--seed", "7", "-c")
+    assert r.returncode == 0, r.stderr
+    assert "seed 7 · topic exec · level 1 · generator v1" in r.stdout
+    assert "answer: reuse" in r.stdout and "answer: 2222" in r.stdout and "answer: ?" not in r.stdout
+    assert max(len(line) for line in r.stdout.splitlines()) <= 72
+
+
+def test_sheet_without_key_and_several_problems():
+    r = learn("--seed", "7", "--sheet", "--count", "3")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("answer: ?") >= 3
+    for seed in (7, 8, 9):
+        assert f"seed {seed} ·" in r.stdout
+
+
+def test_json_with_answers_and_explicit_problem():
+    r = learn("--json", "-c", "-A", "P mmap a 2; P write a all; P fork C; ? outcome C write a 1 why; ? pss P a")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["topic"] == "explicit" and data["seed"] is None
+    assert [q["answer"]["value"] for q in data["questions"]] == ["copy", 6]
+
+
+def test_bad_input_is_an_error_with_exit_status_2():
+    r = learn("--topic", "threads")
+    assert r.returncode == 2
+    assert "error: unknown topic 'threads'; topics: fork, zero, malloc, tree, file, exec, madvise" in r.stderr
+    r = learn("-c", "-A", "P mmap a 2; P fly a; ? strip P a")
+    assert r.returncode == 2 and "error: statement 2 ('P fly a'): unknown verb 'fly'" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = learn("--level", "9")
+    assert r.returncode == 2 and "levels are 1, 2, 3" in r.stderr
+
+
+def test_list_topics_and_language():
+    r = learn("--list-topics")
+    assert r.returncode == 0 and "malloc   malloc's own writes" in r.stdout and "not yet: huge pages" in r.stdout
+    r = learn("--show-language")
+    assert r.returncode == 0 and "? outcome C write a 1 [why]" in r.stdout
+
+
+def test_practice_from_a_pipe_reasks_a_bad_answer_and_ends_with_the_score():
+    r = learn("--seed", "3", "--topic", "fork", "--level", "2", stdin="what\nc\n3\nA\n")
+    assert r.returncode == 0, r.stderr
+    out = " ".join(r.stdout.split())
+    assert "Please answer with one of: copy (1)" in out
+    assert "right: copy why: shared" in out and "right: A" in out
+    assert "score: 2/2 (100%)" in out
