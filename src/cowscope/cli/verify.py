@@ -5,7 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..observe.backend import Machine
+    from ..verify.compare import Diff
+    from ..verify.conformance import Scenario
+    from ..verify.trace import Trace
+
+#: Makes a fresh machine of one backend.
+MakeMachine = Callable[[], "Machine"]
 
 EPILOG = """\
 Each scenario runs on both backends through the same API; a scenario agrees when the op log
@@ -34,7 +45,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _select(ids: list[str]) -> list[Any]:
+def _select(ids: list[str]) -> list[Scenario]:
     from ..verify.conformance import all_scenarios
 
     scenarios = all_scenarios()
@@ -44,11 +55,18 @@ def _select(ids: list[str]) -> list[Any]:
     return [s for s in scenarios if s.id.lower() in wanted or s.module.lower() in wanted]
 
 
+@dataclass
+class _Score:
+    """What the suite found so far."""
+
+    agree: int = 0
+    facts_ok: int = 0
+    failing: list[str] = field(default_factory=list)
+    kpage_note: bool = False
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the suite; print one line per scenario, the exclusions and the score."""
-    from ..verify.compare import compare, counted, run_traced
-    from ..verify.exclusions import EXCLUSIONS, NOT_COVERED
-
     scenarios = _select(args.ids)
     if args.list:
         for s in scenarios:
@@ -57,58 +75,83 @@ def run(args: argparse.Namespace) -> int:
     if not scenarios:
         print("no such scenario", file=sys.stderr)
         return 2
-    make_linux = make_model = None
-    if args.on in ("both", "linux"):
-        problem = _linux_problem()
-        if problem:
-            print(f"cowscope verify: cannot run the kernel side: {problem}", file=sys.stderr)
-            return 2
+    problem = _linux_problem() if args.on in ("both", "linux") else None
+    if problem:
+        print(f"cowscope verify: cannot run the kernel side: {problem}", file=sys.stderr)
+        return 2
+    make_model, make_linux = _backends(args.on)
+    t0 = time.time()
+    score = _Score()
+    for s in scenarios:
+        _run_scenario(s, make_model, make_linux, args.verbose, score)
+    if args.random and make_model and make_linux:
+        score.failing += _random_runs(args, make_model, make_linux)
+    _print_exclusions()
+    _print_score(score, len(scenarios), make_model is not None, make_linux is not None)
+    print(f"({time.time() - t0:.1f} s)")
+    return 0 if not score.failing else 1
+
+
+def _backends(on: str) -> tuple[MakeMachine | None, MakeMachine | None]:
+    """(model, kernel) machine factories for --on; None for a backend not run."""
+    make_model = make_linux = None
+    if on in ("both", "linux"):
         from ..linux.machine import Machine as LinuxMachine
 
         make_linux = LinuxMachine
-    if args.on in ("both", "model"):
+    if on in ("both", "model"):
         from ..model import Machine as ModelMachine
 
         make_model = ModelMachine
-    t0 = time.time()
-    agree = facts_ok = 0
-    failing: list[str] = []
-    kpage_note = False
-    for s in scenarios:
-        tl = run_traced(s.fn, make_linux(), "linux") if make_linux else None
-        tm = run_traced(s.fn, make_model(), "model") if make_model else None
-        if tl is not None and not tl.kpage and not kpage_note:
-            print("note: no root: PFNs and /proc/kpagecount are unavailable; page identity and map "
-                  "counts are not compared")
-            kpage_note = True
-        diffs = compare(tm, tl) if tm and tl else []
-        bad = counted(diffs)
-        kernel_facts = _facts(tl)
-        model_facts = _facts(tm)
-        ok_facts = kernel_facts in ("ok", "-")
-        facts_ok += ok_facts
-        if tm and tl:
-            agree += not bad
-            nex = len(diffs) - len(bad)
-            verdict = ("agree" if not bad else f"DIFFER ({len(bad)})") + (f" ~{nex}" if nex else "")
-        else:
-            verdict = "-"
-        if bad or not ok_facts or (tm and model_facts != "ok"):
-            failing.append(s.id)
-        print(f"{s.id:<5} {verdict:<12} kernel {kernel_facts:<10} model {model_facts:<10} {s.title}")
-        if args.verbose:
-            for tr in (tl, tm):
-                if tr is None:
-                    continue
-                if tr.error:
-                    print(f"      {tr.backend} error: {tr.error}")
-                for f in tr.failures:
-                    print(f"      {tr.backend} fact failed: {f}")
-            for d in diffs:
-                print(f"      {'≠' if d.excluded is None else '~'} {d.line()}")
-    n = len(scenarios)
-    if args.random and make_model and make_linux:
-        failing += _random_runs(args, make_model, make_linux)
+    return make_model, make_linux
+
+
+def _run_scenario(s: Scenario, make_model: MakeMachine | None, make_linux: MakeMachine | None, verbose: bool,
+                  score: _Score) -> None:
+    """One scenario on the backends asked for: its line (and with -v its differences), counted."""
+    from ..verify.compare import compare, counted, run_traced
+
+    tl = run_traced(s.fn, make_linux(), "linux") if make_linux else None
+    tm = run_traced(s.fn, make_model(), "model") if make_model else None
+    if tl is not None and not tl.kpage and not score.kpage_note:
+        print("note: no root: PFNs and /proc/kpagecount are unavailable; page identity and map "
+              "counts are not compared")
+        score.kpage_note = True
+    diffs = compare(tm, tl) if tm and tl else []
+    bad = counted(diffs)
+    kernel_facts = _facts(tl)
+    model_facts = _facts(tm)
+    ok_facts = kernel_facts in ("ok", "-")
+    score.facts_ok += ok_facts
+    if tm and tl:
+        score.agree += not bad
+        nex = len(diffs) - len(bad)
+        verdict = ("agree" if not bad else f"DIFFER ({len(bad)})") + (f" ~{nex}" if nex else "")
+    else:
+        verdict = "-"
+    if bad or not ok_facts or (tm and model_facts != "ok"):
+        score.failing.append(s.id)
+    print(f"{s.id:<5} {verdict:<12} kernel {kernel_facts:<10} model {model_facts:<10} {s.title}")
+    if verbose:
+        _print_details([tl, tm], diffs)
+
+
+def _print_details(traces: list[Trace | None], diffs: list[Diff]) -> None:
+    """Each backend's error and failed facts, then every difference (≠ counted, ~ excluded)."""
+    for tr in traces:
+        if tr is None:
+            continue
+        if tr.error:
+            print(f"      {tr.backend} error: {tr.error}")
+        for f in tr.failures:
+            print(f"      {tr.backend} fact failed: {f}")
+    for d in diffs:
+        print(f"      {'≠' if d.excluded is None else '~'} {d.line()}")
+
+
+def _print_exclusions() -> None:
+    from ..verify.exclusions import EXCLUSIONS, NOT_COVERED
+
     print()
     print("excluded from comparison (not compared, by design):")
     for what, why in EXCLUSIONS.items():
@@ -117,17 +160,18 @@ def run(args: argparse.Namespace) -> int:
     for what, why in NOT_COVERED.items():
         print(f"  - {what}: {why}")
     print()
-    if make_model and make_linux:
-        print(f"agreement: {agree}/{n} scenarios ({100.0 * agree / n:.1f}%)")
-    if make_linux:
-        print(f"kernel facts: {facts_ok}/{n} scenarios show every stated fact")
-    if failing:
-        print("not passing: " + " ".join(failing))
-    print(f"({time.time() - t0:.1f} s)")
-    return 0 if not failing else 1
 
 
-def _random_runs(args: argparse.Namespace, make_model: Any, make_linux: Any) -> list[str]:
+def _print_score(score: _Score, n: int, model: bool, linux: bool) -> None:
+    if model and linux:
+        print(f"agreement: {score.agree}/{n} scenarios ({100.0 * score.agree / n:.1f}%)")
+    if linux:
+        print(f"kernel facts: {score.facts_ok}/{n} scenarios show every stated fact")
+    if score.failing:
+        print("not passing: " + " ".join(score.failing))
+
+
+def _random_runs(args: argparse.Namespace, make_model: MakeMachine, make_linux: MakeMachine) -> list[str]:
     """Seeded random op sequences on both backends; one line per seed that disagrees."""
     from ..verify.compare import compare, counted, run_traced
     from ..verify.fuzz import random_scenario
@@ -151,7 +195,7 @@ def _random_runs(args: argparse.Namespace, make_model: Any, make_linux: Any) -> 
     return bad_seeds
 
 
-def _facts(tr: Any) -> str:
+def _facts(tr: Trace | None) -> str:
     if tr is None:
         return "-"
     if tr.error:
