@@ -58,7 +58,7 @@ def smaps_of(p, addr: int) -> dict[str, int]:
 def expect(fields: dict[str, int], **kb: int) -> None:
     """The named smaps fields equal the kB values; every other accounting field is 0."""
     names = ("Rss", "Pss", "Pss_Dirty", "Shared_Clean", "Shared_Dirty", "Private_Clean",
-             "Private_Dirty", "Anonymous")
+             "Private_Dirty", "Anonymous", "AnonHugePages")
     got = {n: fields[n] for n in names}
     want = {n: kb.get(n, 0) for n in names}
     assert got == want
@@ -434,14 +434,48 @@ def test_c36_pinned_page_copied_eagerly_at_fork(m):
     p.pin(r, P)
 
 
-@pytest.mark.xfail(strict=True, reason="transparent huge pages are not modelled (THP is 'madvise')")
-def test_c37_thp_fault_fork_split(m):
-    p = m.spawn()
+def _thp_block(p) -> int:
+    """A 2 MiB-aligned 2 MiB range inside a 4 MiB private anon mapping, with MADV_HUGEPAGE."""
     base = p.mmap(4 << 20, "rw")
     a = (base + (2 << 20) - 1) & ~((2 << 20) - 1)
     p.madvise(a, 2 << 20, "hugepage")
+    return a
+
+
+def test_c37_thp_fault_fork_split(m):
+    p = m.spawn()
+    a = _thp_block(p)
     p.write(a, b"x")
-    assert smaps_of(p, a)["AnonHugePages"] == 2048
+    assert flags(m, p, a, 512) == ["PX kc=1"] * 512
+    got = pfns(p, a, 512)
+    assert got == list(range(got[0], got[0] + 512)) and got[0] % 512 == 0
+    expect(smaps_of(p, a), Rss=2048, Pss=2048, Pss_Dirty=2048, Private_Dirty=2048, Anonymous=2048,
+           AnonHugePages=2048)
+    assert "hg" in smaps_vma(p, a).vm_flags
+    c = p.fork()
+    assert flags(m, c, a, 512) == ["P kc=2"] * 512
+    expect(smaps_of(c, a), Rss=2048, Pss=1024, Pss_Dirty=1024, Shared_Dirty=2048, Anonymous=2048,
+           AnonHugePages=2048)
+    c.write(a, b"y")
+    assert flags(m, c, a, 3) == ["PX kc=1", "P kc=2", "P kc=2"] and pfns(c, a, 1) != pfns(p, a, 1)
+    expect(smaps_of(c, a), Rss=2048, Pss=1026, Pss_Dirty=1026, Shared_Dirty=2044, Private_Dirty=4,
+           Anonymous=2048)
+    expect(smaps_of(p, a), Rss=2048, Pss=1026, Pss_Dirty=1026, Shared_Dirty=2044, Private_Dirty=4,
+           Anonymous=2048, AnonHugePages=2048)
+    assert flags(m, p, a, 3) == ["PX kc=1", "PX kc=2", "PX kc=2"]  # bit 56 follows the head page
+    m.check()
+
+
+def test_c38_huge_zero_page(m):
+    p = m.spawn()
+    a = _thp_block(p)
+    assert p.read(a, 1) == b"\0"
+    entries = p.pagemap(a, 512)
+    assert all(e.flags() == "PF" and m.kpagecount(e.pfn) == 0 for e in entries)
+    assert [e.pfn for e in entries] == list(range(entries[0].pfn, entries[0].pfn + 512))
+    assert m.kpageflags(entries[0].pfn) == 0x1408000
+    expect(smaps_of(p, a))
+    m.check()
 
 
 def test_c39_guard_regions(m):

@@ -22,7 +22,8 @@ def _linux():
 
 def test_suite_size_and_coverage() -> None:
     assert len(SCENARIOS) >= 40
-    assert {s.module for s in SCENARIOS} >= {"anon", "shared", "files", "vma", "madv", "lifecycle", "malloc"}
+    assert {s.module for s in SCENARIOS} >= {"anon", "shared", "files", "vma", "madv", "lifecycle", "malloc",
+                                            "thp"}
 
 
 @pytest.mark.parametrize("sc", SCENARIOS, ids=IDS)

@@ -80,6 +80,7 @@ class Machine:
         os.mkdir(self._errdir)
         self._pgids: list[int] = []
         self._kpage_ok: bool | None = None
+        self._huge_zero: frozenset[int] | None = None
         self._closed = False
         self.checkpoints: list[tuple[str, int]] = []  # (label, len(events) then)
         self.on_checkpoint: Callable[[str], None] | None = None
@@ -224,8 +225,10 @@ class Machine:
 
     @property
     def zero_pfns(self) -> set[int]:
-        """PFN of the shared zero page (empty without root)."""
-        return set(procfs.zero_pfns())
+        """PFNs of the shared zero page and of the huge zero page's subpages (empty without root)."""
+        if self._huge_zero is None:
+            self._huge_zero = procfs.huge_zero_pfns() if procfs.zero_pfns() else frozenset()
+        return set(procfs.zero_pfns()) | self._huge_zero
 
     def meminfo(self) -> dict[str, int]:
         """/proc/meminfo in kB."""

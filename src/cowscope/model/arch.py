@@ -8,6 +8,7 @@ PMD_SHIFT = 21                  # one PTE table maps 2 MiB
 PUD_SHIFT = 30                  # one PMD table maps 1 GiB
 PGDIR_SHIFT = 39                # one PUD table maps 512 GiB
 PMD_SIZE = 1 << PMD_SHIFT
+HPAGE_PMD_NR = PMD_SIZE >> PAGE_SHIFT  # 512 subpages in a PMD-mapped THP
 
 TASK_SIZE = 0x7FFFFFFFF000      # top of user space (47-bit, 4-level paging)
 STACK_TOP = TASK_SIZE
@@ -24,6 +25,9 @@ PTE_YOUNG = 1 << 5              # accessed
 PTE_DIRTY = 1 << 6
 PTE_SPECIAL = 1 << 9            # no struct page behind it: the shared zero page
 PTE_MARKER_GUARD = 1 << 10      # non-present PTE marker installed by MADV_GUARD_INSTALL
+PTE_PSE = 1 << 7                # in a PMD entry: a 2 MiB leaf (huge page), not a PTE table
+PTE_SWP = 1 << 11               # non-present swap entry: the swap offset sits where the pfn would
+PTE_SWP_EXCLUSIVE = 1 << 3      # in a swap entry: the page was PageAnonExclusive when swapped out
 
 
 def page_align(n: int) -> int:

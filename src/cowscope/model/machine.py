@@ -15,32 +15,46 @@ from .fs.file import File, file_from_bytes
 from .kernel.exec import Image, exec_mmap, startup
 from .kernel.process import OOMSelf, Process
 from .libc.base import ALLOCATORS, Allocator
+from .mm.huge_memory import ThpSettings, nr_anon_thps, parse_kernel
 from .mm.page_alloc import (
+    FIRST_PFN,
+    FOLIO_NR,
+    FOLIO_SHIFT,
+    HUGE_ZERO_PFN,
     PG_ANON,
     PG_ANON_EXCLUSIVE,
+    PG_COMPOUND,
     PG_DIRTY,
     PG_FILE,
+    PG_HEAD,
     PG_INUSE,
     PG_SWAPBACKED,
     ZERO_PFN,
     OutOfMemory,
     PhysMem,
 )
-from .mm.vma import MM, VM_SHARED
+from .mm.vma import MM, VM_SHARED, VMA
 
 DEFAULT_RAM = "256GiB"
+#: /proc/vmstat THP event counters the model moves (mm/vmstat.c names)
+THP_EVENTS = ("thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd", "thp_split_page",
+              "thp_deferred_split_page", "thp_zero_page_alloc")
 
 
 class Machine:
-    """One simulated Linux machine (x86-64, 4 KiB pages, no swap, THP off unless asked)."""
+    """One simulated Linux machine (x86-64, 4 KiB pages; THP as on the reference machine:
+    `madvise`, with the huge zero page; no swap unless asked)."""
 
     def __init__(self, ram: int | str = DEFAULT_RAM, allocator: str | None = None,
-                 record_events: bool = True, image: Image | None = None) -> None:
+                 record_events: bool = True, image: Image | None = None, thp: str = "madvise",
+                 thp_zero_page: bool = True, kernel: str = "6.18") -> None:
         self.phys = PhysMem(parse_size(ram) // PAGE_SIZE)
+        self.thp = ThpSettings(thp, thp_zero_page, parse_kernel(kernel))
+        self.kernel = kernel
         self.files: dict[str, File] = {}
         self.processes: dict[int, Process] = {}
         self.events = EventLog(record_events)
-        self.stat: Counter[str] = Counter()
+        self.stat: Counter[str] = self.phys.stat
         self.checkpoints: list[tuple[str, int]] = []
         self.on_checkpoint: Callable[[str], None] | None = None
         self.default_image = image or Image()
@@ -132,7 +146,16 @@ class Machine:
             try:
                 return self.phys.alloc_one(flags, value)
             except OutOfMemory:
-                self.oom_kill(pid)
+                if not self.reclaim():
+                    self.oom_kill(pid)
+
+    def reclaim(self) -> int:
+        """Free memory before the OOM killer runs: split the partly mapped THPs on the deferred
+        split queue (their unmapped subpages are freed). Returns the frames freed."""
+        before = self.phys.nr_used
+        for head in sorted(self.phys.deferred):
+            self.phys.split_folio(head)
+        return before - self.phys.nr_used
 
     def oom_kill(self, pid: int) -> None:
         """out_of_memory: kill the process with the largest RSS (it may be the faulting one)."""
@@ -189,7 +212,8 @@ class Machine:
 
     @property
     def zero_pfns(self) -> set[int]:
-        return {ZERO_PFN}
+        """The 4 KiB zero page and the 512 frames of the huge zero page."""
+        return {ZERO_PFN, *range(HUGE_ZERO_PFN, HUGE_ZERO_PFN + FOLIO_NR)}
 
     @property
     def zero_pfn(self) -> int:
@@ -197,25 +221,29 @@ class Machine:
 
     def kpagecount(self, pfn: int) -> int:
         """/proc/kpagecount: the page's map count (0 for the zero page and free frames)."""
-        if pfn == ZERO_PFN or not 0 <= pfn < len(self.phys.mapcount):
-            return 0
-        return int(self.phys.mapcount[pfn])
+        return int(self.kpagecount_array(np.array([pfn]))[0])
 
     def kpagecount_array(self, pfns: np.ndarray) -> np.ndarray:
+        """Map counts (PTEs plus the folio's PMDs) of these frames; 0 for the zero pages."""
         pfns = np.asarray(pfns, dtype=np.int64)
-        ok = (pfns >= 0) & (pfns < len(self.phys.mapcount)) & (pfns != ZERO_PFN)
-        return np.where(ok, self.phys.mapcount[np.where(ok, pfns, 0)], 0).astype(np.int64)
+        ok = (pfns >= FIRST_PFN) & (pfns < len(self.phys.mapcount))
+        return np.where(ok, self.phys.precise_mapcount(np.where(ok, pfns, FIRST_PFN)), 0).astype(np.int64)
 
     def kpageflags(self, pfn: int) -> int:
         """/proc/kpageflags bits: UPTODATE 3, DIRTY 4, LRU 5, MMAP 11, ANON 12, SWAPBACKED 14,
         ZERO_PAGE 24, and bit 34 = PG_anon_exclusive (the model's LRU batches are always drained)."""
         if pfn == ZERO_PFN:
             return (1 << 24) | (1 << 32)  # ZERO_PAGE | RESERVED, as measured
+        if HUGE_ZERO_PFN <= pfn < HUGE_ZERO_PFN + FOLIO_NR:  # ZERO_PAGE | THP | COMPOUND_HEAD/TAIL
+            return (1 << 24) | (1 << 22) | (1 << (15 if pfn == HUGE_ZERO_PFN else 16))
         fl = int(self.phys.flags[pfn]) if 0 <= pfn < len(self.phys.flags) else 0
         if not fl & PG_INUSE:
             return 0
         bits = (1 << 3) | (1 << 5)
-        if self.phys.mapcount[pfn] > 0:
+        if fl & PG_COMPOUND:  # folio flags are the head's; THP and head/tail are the page's own
+            bits |= (1 << 22) | (1 << (15 if fl & PG_HEAD else 16))
+            fl = int(self.phys.flags[self.phys.folio_head(pfn)]) | (fl & PG_INUSE)
+        if self.kpagecount(pfn) > 0:
             bits |= 1 << 11
         if fl & PG_ANON:
             bits |= 1 << 12
@@ -239,7 +267,8 @@ class Machine:
         tables = sum(mm.pgd.nr_table_pages() for mm in self._mms())
         return {"MemTotal": self.phys.nr_pages * kb, "MemFree": (self.phys.nr_pages - self.phys.nr_used) * kb,
                 "Cached": cached * kb, "AnonPages": anon * kb, "Mapped": mapped * kb,
-                "Shmem": shmem * kb, "PageTables": tables * kb, "SwapTotal": 0, "SwapFree": 0}
+                "Shmem": shmem * kb, "PageTables": tables * kb, "SwapTotal": 0, "SwapFree": 0,
+                "AnonHugePages": nr_anon_thps(self) * FOLIO_NR * kb}
 
     def vmstat(self) -> dict[str, int]:
         """/proc/vmstat: kernel counters plus the model's CoW decision counters."""
@@ -250,6 +279,9 @@ class Machine:
                "nr_shmem": mi["Shmem"] // kb, "nr_page_table_pages": mi["PageTables"] // kb,
                "pgalloc_normal": self.phys.pgalloc, "pgfree": self.phys.pgfree,
                "pgfault": self.stat["pgfault"], "pgmajfault": self.stat["pgmajfault"]}
+        out["nr_anon_transparent_hugepages"] = nr_anon_thps(self)
+        for name in THP_EVENTS:
+            out[name] = self.stat[name]
         for name in ("cow_copy", "cow_reuse", "zero_cow", "zero_fill", "zero_page_map",
                      "pagecache_map", "file_copy", "oom_kill"):
             out[name] = self.stat[name]
@@ -285,8 +317,11 @@ class Machine:
         phys = self.phys
         n = len(phys.mapcount)
         maps = np.zeros(n, dtype=np.int64)
+        entire = np.zeros_like(phys.entire)
         for mm in self._mms():
-            _check_mm(self, mm, maps)
+            _check_mm(self, mm, maps, entire)
+        bad = np.flatnonzero(entire != phys.entire) << FOLIO_SHIFT
+        assert not len(bad), f"check: PMDs mapping != entire mapcount of folios {bad[:8].tolist()}"
         used = (phys.flags & PG_INUSE) != 0
         used[ZERO_PFN] = False
         bad = np.flatnonzero(maps != np.where(np.arange(n) == ZERO_PFN, 0, phys.mapcount))
@@ -300,8 +335,12 @@ class Machine:
         assert not len(bad), f"check: refcount != mapcount + page-cache ref for pfns {bad[:8].tolist()}"
         assert not np.any(~used & (maps > 0)), "check: a free frame is still mapped"
         assert int(used.sum()) == phys.nr_used, f"check: nr_used {phys.nr_used} != {int(used.sum())} in use"
-        leaked = np.flatnonzero(used & (phys.refcount == 0))
+        large = (phys.flags & PG_COMPOUND) != 0
+        leaked = np.flatnonzero(used & (phys.refcount == 0) & ~large)
         assert not len(leaked), f"check: frames in use with no reference: {leaked[:8].tolist()}"
+        for head in np.flatnonzero(phys.flags & PG_HEAD).tolist():
+            assert phys.entire[head >> FOLIO_SHIFT] or phys.refcount[head:head + FOLIO_NR].any(), \
+                f"check: large folio {head:#x} in use with no reference"
 
     def _shmem_files(self) -> list[File]:
         out: dict[int, File] = {}
@@ -326,7 +365,7 @@ def _allocators() -> dict[str, type[Allocator]]:
     return ALLOCATORS
 
 
-def _check_mm(m: Machine, mm: MM, maps: np.ndarray) -> None:
+def _check_mm(m: Machine, mm: MM, maps: np.ndarray, entire: np.ndarray) -> None:
     """Per-mm invariants: sorted VMAs, PTEs inside VMAs, no writable shared private page, RSS."""
     phys = m.phys
     prev_end = 0
@@ -349,12 +388,33 @@ def _check_mm(m: Machine, mm: MM, maps: np.ndarray) -> None:
             counted["file"] += len(pfns) - int(np.count_nonzero(fl & PG_ANON)) - sh
             if not v.vm_flags & VM_SHARED:
                 w = ((ptes[normal] & PTE_RW) != 0)
-                assert np.all(phys.mapcount[pfns[w]] == 1), \
+                assert np.all(phys.precise_mapcount(pfns[w]) == 1), \
                     f"check: writable PTE to a shared frame in private VMA at {v.vm_start:#x}"
                 assert np.all(fl[w] & PG_ANON), \
                     f"check: writable PTE to a file page in private VMA {v.vm_start:#x}"
+        inside += _check_leaves(m, mm, v, entire, counted)
     total = sum(int(np.count_nonzero(t & (PTE_PRESENT | PTE_MARKER_GUARD))) for t in mm.pgd.tables.values())
-    assert total == inside, "check: a present PTE lies outside every VMA"
+    assert total + mm.pgd.nr_leaves() == inside, "check: a present PTE or PMD lies outside every VMA"
     assert (mm.rss_anon, mm.rss_file, mm.rss_shmem) == (counted["anon"], counted["file"], counted["shmem"]), \
         f"check: RSS counters {(mm.rss_anon, mm.rss_file, mm.rss_shmem)} != PTE counts {counted}"
 
+
+
+def _check_leaves(m: Machine, mm: MM, v: VMA, entire: np.ndarray, counted: dict[str, int]) -> int:
+    """Huge PMDs inside VMA v: count them per folio and as RSS; a writable one maps an exclusive
+    folio nobody else maps. Returns the number of leaves."""
+    leaves = mm.pgd.leaves(v.vm_start, v.vm_end)
+    for haddr, leaf in leaves:
+        assert v.vm_start <= haddr and haddr + (FOLIO_NR << PAGE_SHIFT) <= v.vm_end, \
+            f"check: huge PMD at {haddr:#x} crosses the edge of its VMA"
+        if leaf & PTE_SPECIAL:
+            assert not leaf & PTE_RW, f"check: writable huge zero page at {haddr:#x}"
+            continue
+        head = leaf >> PAGE_SHIFT
+        assert m.phys.flags[head] & PG_HEAD, f"check: huge PMD at {haddr:#x} maps no folio head"
+        entire[head >> FOLIO_SHIFT] += 1
+        counted["anon"] += FOLIO_NR
+        if leaf & PTE_RW:
+            assert m.phys.entire[head >> FOLIO_SHIFT] == 1 and not m.phys.refcount[head:head + FOLIO_NR].any(), \
+                f"check: writable huge PMD to a shared folio at {haddr:#x}"
+    return len(leaves)

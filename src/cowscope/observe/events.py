@@ -31,6 +31,12 @@ KIND_DOC = {
     "vfork": "vfork()",
     "checkpoint": "a scenario checkpoint (not a kernel event)",
     "sigbus": "SIGBUS (access past the end of a file)",
+    "thp-alloc": "fault in a THP-enabled 2 MiB block: a new 2 MiB folio mapped by one PMD "
+    "(do_huge_pmd_anonymous_page; also a write to the huge zero page)",
+    "thp-zero-map": "read of an untouched THP-enabled 2 MiB block: the huge zero page is mapped",
+    "thp-split": "a huge PMD split into 512 PTEs (write to a shared THP, partial munmap/mprotect/"
+    "madvise); the folio stays whole",
+    "thp-copy": "write to a shared THP copied all 2 MiB (the rule before Linux 5.8, Machine(kernel=...))",
 }
 KINDS = tuple(KIND_DOC)
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}

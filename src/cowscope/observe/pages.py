@@ -13,7 +13,7 @@ import numpy as np
 from .records import PM_FILE, PM_MMAP_EXCLUSIVE, PM_PFN_MASK, PM_PRESENT, PM_SWAP
 
 NOT_PRESENT = 0  # no PTE (pagemap entry 0)
-ZERO = 1         # the shared zero page
+ZERO = 1         # the shared zero page (4 KiB, or a subpage of the huge zero page)
 PRIVATE = 2      # anon page mapped once (exclusive)
 SHARED = 3       # anon page mapped by several PTEs (count = kpagecount)
 PAGECACHE = 4    # file or shmem page (page cache), any map count
@@ -52,7 +52,7 @@ def classify(pagemap: np.ndarray, kpagecount: np.ndarray | None, zero_pfns: set[
     file = present & ((pm & np.uint64(PM_FILE)) != 0)
     pfn = np.where(present, (pm & np.uint64(PM_PFN_MASK)).astype(np.int64), 0)
     zeros = np.asarray(sorted(zero_pfns) if isinstance(zero_pfns, set) else zero_pfns, dtype=np.int64)
-    is_zero = present & ~file & np.isin(pfn, zeros) & (pfn != 0)
+    is_zero = present & np.isin(pfn, zeros) & (pfn != 0)  # the huge zero page shows F
     if kpagecount is None:
         excl = (pm & np.uint64(PM_MMAP_EXCLUSIVE)) != 0
         mc = np.where(present & ~is_zero, np.where(excl, 1, 2), 0).astype(np.int64)

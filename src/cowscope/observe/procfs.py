@@ -375,3 +375,33 @@ def read_vmstat(root: str = PROC) -> dict[str, int]:
 def _read_plain(name: str, root: str) -> str:
     with open(f"{root}/{name}", encoding="utf-8", errors="replace") as f:
         return f.read()
+
+
+_HUGE_ZERO_KEEP: list[mmap.mmap] = []  # keeps this process's huge-zero mapping (and the folio) alive
+
+
+def huge_zero_pfns() -> frozenset[int]:
+    """PFNs of the 512 subpages of the huge zero page, found by read-faulting a MADV_HUGEPAGE
+    2 MiB block here (THP `madvise` or `always`, use_zero_page 1). The mapping is kept, so the
+    kernel does not free the huge zero folio (and change its PFN) while this process runs.
+
+    Empty when PFNs are hidden or THP does not map the huge zero page.
+    """
+    huge = 2 << 20
+    m = mmap.mmap(-1, 2 * huge, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                  prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    import ctypes
+
+    buf = (ctypes.c_char * 1).from_buffer(m)
+    base = ctypes.addressof(buf)
+    del buf
+    off = -base % huge
+    if hasattr(m, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
+        m.madvise(mmap.MADV_HUGEPAGE, off, huge)
+    _ = m[off]  # read fault: maps the huge zero page if THP allows it here
+    pfn = int(pagemap_pfns(read_pagemap(os.getpid(), base + off, 1))[0])
+    if not pfn or not int(read_kpageflags([pfn])[0]) & (1 << 24) or not pfn % 512 == 0:
+        m.close()
+        return frozenset()
+    _HUGE_ZERO_KEEP.append(m)
+    return frozenset(range(pfn, pfn + 512))

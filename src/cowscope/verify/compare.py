@@ -221,8 +221,8 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
                         EXCLUSIONS[MERGED_VMA]))
     for v, w in zip(va, vb, strict=True):
         vat = f"{at} vma{list(v['pages'])}"
-        for f in ("perms", "vmflags"):
-            if v[f] != w[f]:
+        for f in ("perms", "vmflags", "thp_eligible"):
+            if v.get(f) != w.get(f):
                 out.append(Diff(f"{vat} {f}", v[f], w[f]))
         lo, hi = v["pages"]
         excl = EXCLUSIONS[FAULT_AROUND] if any(lo <= i < hi for i in fault_around_pages) else None

@@ -22,8 +22,9 @@ EXCLUSIONS = {
     "them; informational only (kernel-conformance.md conventions)",
     "smaps LazyFree": "MADV_FREE pages reach LazyFree only when the per-CPU LRU batch drains "
     "(0 or all pages on the kernel, C33)",
-    "VmFlags nh": "the agent puts MADV_NOHUGEPAGE on every region so THP never "
-    "enters these scenarios (the kernel's THP mode is madvise; the model's regions have no flag)",
+    "VmFlags nh": "the agent puts MADV_NOHUGEPAGE on every region that does not ask for huge "
+    "pages (MADV_HUGEPAGE replaces it), so THP enters only where a scenario wants it (the kernel's "
+    "THP mode is madvise, as the model's default; the model's regions have no flag)",
     "untouched file/shmem pages": "read fault-around maps 0-15 neighbouring page-cache pages "
     "opportunistically; only pages a process accessed are compared in file and shmem regions, and "
     "a page's map count is not compared where another process mapped it by fault-around",
@@ -54,8 +55,9 @@ EXCLUSIONS = {
 NOT_COVERED = {
     "C36 DMA-pinned page copied eagerly at fork": "needs io_uring buffer registration (a long-term "
     "pin); the shared API has no pinning call",
-    "C37/C38 transparent huge pages": "kept out: every region has MADV_NOHUGEPAGE and THP is in "
-    "'madvise' mode, so no PMD faults, huge zero page or PMD split occur",
+    "THP modes always/never, MADV_COLLAPSE, khugepaged": "the machine's THP mode is a global "
+    "setting other processes depend on (madvise here); the model's always/never and the older "
+    "kernels' rules (Machine(kernel=...)) are unit-tested only; collapse is not modelled",
     "swap, KSM, userfaultfd-wp": "not available on this machine (no swap device, ksm/run=0); see "
     "kernel-facts.md section 9",
 }

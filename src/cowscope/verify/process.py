@@ -151,9 +151,19 @@ class TracedProcess:
              offset: int = 0, addr: int | None = None, fixed: bool = False, populate: bool = False) -> int:
         """mmap; without addr, between two PROT_NONE guard pages (same on every backend), so the
         region's VMA never merges with a neighbour and its smaps figures are its own."""
+        return self._mmap(length, prot, shared, file, offset, addr, fixed, populate)
+
+    def mmap_aligned(self, length: int, align: int, prot: str = "rw") -> int:
+        """A private anonymous guarded region whose start lies on an `align` boundary (2 MiB for
+        huge pages) on every backend."""
+        return self._mmap(length, prot, False, None, 0, None, False, False, align)
+
+    def _mmap(self, length: int, prot: str, shared: bool, file: File | None, offset: int,
+              addr: int | None, fixed: bool, populate: bool, align: int = 0) -> int:
         self._nmaps += 1
         key = f"{self.key}#{self._nmaps}"
-        args = (length, prot, shared, getattr(file, "path", None), offset, fixed) + (("populate",) if populate else ())
+        args = (length, prot, shared, getattr(file, "path", None), offset, fixed) + \
+            (("populate",) if populate else ()) + ((align,) if align else ())
 
         def call() -> int:
             """The mmap call(s) on the backend."""
@@ -161,9 +171,12 @@ class TracedProcess:
                 return self._p.mmap(length, prot=prot, shared=shared, file=file, offset=offset,
                                     addr=addr, fixed=fixed, populate=populate)
             span = (length + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
-            base = self._p.mmap(span + 2 * PAGE_SIZE, prot=GUARD_PROT)
+            base = self._p.mmap(span + 2 * PAGE_SIZE + align, prot=GUARD_PROT)
+            start = base + PAGE_SIZE
+            if align:
+                start = (start + align - 1) // align * align
             return self._p.mmap(length, prot=prot, shared=shared, file=file, offset=offset,
-                                addr=base + PAGE_SIZE, fixed=True, populate=populate)
+                                addr=start, fixed=True, populate=populate)
 
         a = self._do("mmap", args, call, lambda _a: key)
         self.regions = [r for r in self.regions if r.addr != a] + [

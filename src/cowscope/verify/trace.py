@@ -214,6 +214,7 @@ class TracedMachine:
                         "pages": ((s.vma.start - r.addr) // PAGE_SIZE, (s.vma.end - r.addr) // PAGE_SIZE),
                         "perms": s.vma.perms,
                         "vmflags": " ".join(f for f in s.vm_flags if f != "nh"),
+                        "thp_eligible": s.thp_eligible,
                         "smaps": {k: s.fields.get(k, 0) for k in SMAPS_COMPARED},
                     })
                 # A page this process dropped (DONTNEED, munmap, ...) and faulted again may get

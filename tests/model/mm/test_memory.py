@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from cowscope.errors import ProcessGone
 from cowscope.model import Machine, Process
 from cowscope.model.arch import PAGE_SHIFT, PMD_SHIFT
-from cowscope.model.mm.memory import fault_pages, fault_range
+from cowscope.model.mm.fault_range import fault_pages, fault_range
 from cowscope.model.mm.page_alloc import PG_INUSE, ZERO_PFN
 
 PS = 4096

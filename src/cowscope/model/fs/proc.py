@@ -6,6 +6,7 @@ smaps_rollup, pagemap (bits 56/61/62/63 and the PFN), status (mm counters), kpag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +23,7 @@ from ...observe.records import (
     Status,
 )
 from ..arch import (
+    HPAGE_PMD_NR,
     PAGE_SHIFT,
     PAGE_SIZE,
     PMD_SIZE,
@@ -71,12 +73,22 @@ class MemSizeStats:
 
     def __init__(self) -> None:
         self.b = dict.fromkeys(("Rss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
-                                "Private_Dirty", "Referenced", "Anonymous", "LazyFree"), 0)
+                                "Private_Dirty", "Referenced", "Anonymous", "LazyFree",
+                                "AnonHugePages"), 0)
         self.pss = self.pss_dirty = self.pss_anon = self.pss_file = self.pss_shmem = 0
         self.pss_locked = 0
 
     def account_vma(self, phys: PhysMem, mm: MM, vma: VMA) -> None:
-        """smaps_pte_range over one VMA, vectorised per page table."""
+        """smaps_pte_range over one VMA, vectorised per page table (huge PMDs whole)."""
+        locked = bool(vma.vm_flags & VM_LOCKED)
+        for _haddr, leaf in mm.pgd.leaves(vma.vm_start, vma.vm_end) if mm.pgd.pmds else ():
+            if leaf & PTE_SPECIAL:
+                continue  # the huge zero page is not counted, as the 4 KiB one
+            head = leaf >> PAGE_SHIFT
+            pfns = np.arange(head, head + HPAGE_PMD_NR, dtype=np.int64)
+            self.account(phys, pfns, np.full(HPAGE_PMD_NR, bool(leaf & PTE_YOUNG)),
+                         np.full(HPAGE_PMD_NR, bool(leaf & PTE_DIRTY)), locked)
+            self.b["AnonHugePages"] += PMD_SIZE
         for t, lo, hi, _va in mm.pgd.blocks(vma.vm_start, vma.vm_end):
             ptes = t[lo:hi]
             normal = ((ptes & PTE_PRESENT) != 0) & ((ptes & PTE_SPECIAL) == 0)
@@ -90,7 +102,7 @@ class MemSizeStats:
                 locked: bool) -> None:
         """smaps_account for order-0 pages: per-page mapcount decides private vs shared."""
         fl = phys.flags[pfns]
-        mc = np.maximum(phys.mapcount[pfns].astype(np.int64), 1)
+        mc = np.maximum(phys.precise_mapcount(pfns), 1)
         anon = (fl & PG_ANON) != 0
         dirty = pte_dirty | ((fl & PG_DIRTY) != 0)
         private = mc < 2
@@ -130,21 +142,22 @@ class MemSizeStats:
         for name in ("Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty", "Referenced",
                      "Anonymous"):
             out[name] = self.kb(name)
-        out.update(KSM=0, LazyFree=self.kb("LazyFree"), AnonHugePages=0, ShmemPmdMapped=0,
+        out.update(KSM=0, LazyFree=self.kb("LazyFree"), AnonHugePages=self.kb("AnonHugePages"), ShmemPmdMapped=0,
                    FilePmdMapped=0, Shared_Hugetlb=0, Private_Hugetlb=0, Swap=0, SwapPss=0,
                    Locked=self.pss_kb(self.pss_locked))
         return out
 
 
-def thp_eligible(vma: VMA) -> int:
+def madvise_thp_eligible(vma: VMA) -> int:
     """THPeligible with THP in "madvise" mode: an anon VMA with MADV_HUGEPAGE holding an aligned 2 MiB."""
-    if not vma.vm_flags & VM_HUGEPAGE or vma.vm_file is not None:
+    if not vma.vm_flags & VM_HUGEPAGE or vma.vm_file is not None or vma.vm_flags & VM_SHARED:
         return 0
     first = (vma.vm_start + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
     return int(first + PMD_SIZE <= vma.vm_end)
 
 
-def smaps(phys: PhysMem, mm: MM) -> list[SmapsEntry]:
+def smaps(phys: PhysMem, mm: MM, thp_eligible: Callable[[VMA], int] = madvise_thp_eligible,
+          ) -> list[SmapsEntry]:
     out = []
     for vma in mm.vmas:
         mss = MemSizeStats()
@@ -166,21 +179,47 @@ def smaps_rollup(phys: PhysMem, mm: MM) -> SmapsRollup:
 
 def pagemap_raw(phys: PhysMem, mm: MM, addr: int, npages: int) -> np.ndarray:
     """pagemap entries for npages pages from addr (pte_to_pagemap_entry, vectorised)."""
-    ptes = mm.pgd.gather(addr & ~(PAGE_SIZE - 1), npages)
+    addr &= ~(PAGE_SIZE - 1)
+    ptes = mm.pgd.gather(addr, npages)
     out = np.zeros(npages, dtype=np.uint64)
     present = (ptes & PTE_PRESENT) != 0
     pfns = np.where(present, ptes >> PAGE_SHIFT, 0)
     normal = present & ((ptes & PTE_SPECIAL) == 0)
     fl = phys.flags[np.where(normal, pfns, 0)]
-    mc = phys.mapcount[np.where(normal, pfns, 0)]
+    mc = phys.precise_mapcount(np.where(normal, pfns, 0))
+    huge = _gather_leaves(phys, mm, addr, npages, ptes, pfns, mc) if mm.pgd.pmds else None
+    if huge is not None:  # huge PMDs: present, F for the huge zero page, X from the head's count
+        present |= huge
+        normal = present & ((ptes & PTE_SPECIAL) == 0)
+        fl = phys.flags[np.where(normal, pfns, 0)]
     val = pfns.astype(np.uint64)
     val |= np.where(present, np.uint64(PM_PRESENT), np.uint64(0))
     val |= np.where(normal & ((fl & PG_ANON) == 0), np.uint64(PM_FILE), np.uint64(0))
+    if huge is not None:
+        val |= np.where(huge & ((ptes & PTE_SPECIAL) != 0), np.uint64(PM_FILE), np.uint64(0))
     val |= np.where(normal & (mc == 1), np.uint64(PM_MMAP_EXCLUSIVE), np.uint64(0))
     guard = (ptes & PTE_MARKER_GUARD) != 0
     val |= np.where(guard, np.uint64(PM_SWAP | PM_GUARD_REGION), np.uint64(0))
     out[:] = val
     return out
+
+
+def _gather_leaves(phys: PhysMem, mm: MM, addr: int, npages: int, ptes: np.ndarray, pfns: np.ndarray,
+                   mc: np.ndarray) -> np.ndarray:
+    """Fill ptes/pfns/mc in place for pages a huge PMD maps (pagemap_pmd_range): each subpage's
+    own pfn; the exclusive bit of every subpage is the head page's (mapcount 1). Returns the mask."""
+    huge = np.zeros(npages, dtype=bool)
+    end = addr + (npages << PAGE_SHIFT)
+    for haddr, leaf in mm.pgd.leaves(addr, end):
+        lo, hi = max(addr, haddr), min(end, haddr + PMD_SIZE)
+        i, j = (lo - addr) >> PAGE_SHIFT, (hi - addr) >> PAGE_SHIFT
+        first = (leaf >> PAGE_SHIFT) + ((lo - haddr) >> PAGE_SHIFT)
+        pfns[i:j] = np.arange(first, first + j - i, dtype=np.int64)
+        ptes[i:j] = leaf & ((1 << PAGE_SHIFT) - 1)
+        huge[i:j] = True
+        head = leaf >> PAGE_SHIFT
+        mc[i:j] = 0 if leaf & PTE_SPECIAL else int(phys.precise_mapcount(np.array([head]))[0])
+    return huge
 
 
 def status(name: str, pid: int, ppid: int, state: str, mm: MM | None) -> Status:

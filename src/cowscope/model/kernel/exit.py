@@ -20,6 +20,7 @@ def exit_mmap(m: Machine, mm: MM) -> None:
     m.release_shmem(files)
     mm.reindex()
     mm.pgd.tables.clear()
+    mm.pgd.pmds.clear()
 
 
 def mmput(m: Machine, mm: MM) -> None:

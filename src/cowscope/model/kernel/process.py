@@ -31,6 +31,7 @@ from ..arch import PAGE_SIZE, STACK_TOP
 from ..fs import proc as procfs
 from ..mm import madvise as madv
 from ..mm import mmap as mmapmod
+from ..mm.huge_memory import thp_eligible
 from ..mm.memory import BusError, SegvError
 from ..mm.vma import MM
 from . import exec as execmod
@@ -356,7 +357,8 @@ class Process:
         return procfs.maps(self._view_mm())
 
     def smaps(self) -> list[SmapsEntry]:
-        return procfs.smaps(self.machine.phys, self._view_mm())
+        m = self.machine
+        return procfs.smaps(m.phys, self._view_mm(), lambda vma: thp_eligible(m, vma))
 
     def smaps_rollup(self) -> SmapsRollup:
         return procfs.smaps_rollup(self.machine.phys, self._view_mm())

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..arch import PAGE_SHIFT, PAGE_SIZE
-from ..mm.memory import do_user_addr_fault, fault_range, find_vma_for_access
+import numpy as np
+
+from ..arch import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE
+from ..mm.fault_range import fault_range
+from ..mm.memory import do_user_addr_fault, find_vma_for_access
 
 if TYPE_CHECKING:
     from ..machine import Machine
+    from ..mm.page_alloc import PhysMem
     from ..mm.vma import MM
 
 
@@ -92,11 +96,19 @@ def _fill_present(m: Machine, mm: MM, start: int, end: int, value: int) -> None:
     whole_end = end & ~(PAGE_SIZE - 1)
     if whole_end > start:
         for t, lo, hi, _va in mm.pgd.blocks(start, whole_end):
-            pfns = t[lo:hi] >> PAGE_SHIFT
-            if phys.data:
-                for pfn in pfns[phys.content[pfns] < 0].tolist():
-                    del phys.data[pfn]
-            phys.content[pfns] = value
+            _fill_frames(phys, t[lo:hi] >> PAGE_SHIFT, value)
+        for haddr, leaf in mm.pgd.leaves(start, whole_end) if mm.pgd.pmds else ():
+            first = (leaf >> PAGE_SHIFT) + ((max(start, haddr) - haddr) >> PAGE_SHIFT)
+            last = (leaf >> PAGE_SHIFT) + ((min(whole_end, haddr + PMD_SIZE) - haddr) >> PAGE_SHIFT)
+            _fill_frames(phys, np.arange(first, last, dtype=np.int64), value)
         start = whole_end
     if end > start:
         phys.fill(mm.pgd.lookup(start) >> PAGE_SHIFT, 0, end - start, value)
+
+
+def _fill_frames(phys: PhysMem, pfns: np.ndarray, value: int) -> None:
+    """Whole frames become uniform `value` pages (their 4 KiB buffers, if any, are dropped)."""
+    if phys.data:
+        for pfn in pfns[phys.content[pfns] < 0].tolist():
+            del phys.data[pfn]
+    phys.content[pfns] = value

@@ -8,6 +8,7 @@ import numpy as np
 
 from ...errors import EFAULT, EINVAL, ENOMEM, SyscallError
 from ..arch import PAGE_SHIFT, PTE_DIRTY, PTE_MARKER_GUARD, PTE_PRESENT, PTE_SPECIAL, PTE_YOUNG
+from .huge_memory import madvise_free_huge_pmds
 from .memory import BusError, zap_range
 from .mmap import check_range, populate
 from .page_alloc import PG_ANON, PG_DIRTY, PG_SWAPBACKED
@@ -110,6 +111,8 @@ def _madvise_flags(mm: MM, vma: VMA, start: int, end: int, set_: int, clear: int
 def _madvise_free(m: Machine, mm: MM, start: int, end: int) -> None:
     """MADV_FREE: clean the PTEs; pages only this mm maps become lazily freeable (not dropped)."""
     phys = m.phys
+    if mm.pgd.pmds:
+        madvise_free_huge_pmds(m, mm, start, end)
     for t, lo, hi, _va in mm.pgd.blocks(start, end):
         ptes = t[lo:hi]
         normal = ((ptes & PTE_PRESENT) != 0) & ((ptes & PTE_SPECIAL) == 0)

@@ -9,7 +9,7 @@ and populate of large buffers); `fault_pages` is its page-by-page twin. Each dec
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,19 +22,28 @@ from ..arch import (
     PTE_PRESENT,
     PTE_RW,
     PTE_SPECIAL,
+    PTE_SWP,
     PTE_USER,
     PTE_YOUNG,
     STACK_GUARD_GAP,
     STACK_RLIMIT,
 )
+from .huge_memory import (
+    copy_huge_pmds,
+    huge_pmd_fault,
+    large_folio_reusable,
+    vma_thp_enabled,
+    zap_huge_pmds,
+)
 from .page_alloc import (
     PG_ANON,
     PG_ANON_EXCLUSIVE,
+    PG_COMPOUND,
     PG_DIRTY,
     PG_FILE,
+    PG_KSM,
     PG_SWAPBACKED,
     ZERO_PFN,
-    OutOfMemory,
 )
 from .pgtable import Span
 from .vma import MM, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, VMA, AnonVma
@@ -44,8 +53,8 @@ if TYPE_CHECKING:
 
 ANON_FLAGS = PG_ANON | PG_ANON_EXCLUSIVE | PG_SWAPBACKED
 ZERO_PTE = (ZERO_PFN << PAGE_SHIFT) | PTE_PRESENT | PTE_USER | PTE_SPECIAL | PTE_YOUNG
-_RW_NEW = PTE_PRESENT | PTE_USER | PTE_RW | PTE_YOUNG | PTE_DIRTY
 FAULT_AROUND_PAGES = 16
+NONPRESENT_ENTRY = PTE_MARKER_GUARD | PTE_SWP  # non-present entries that are not pte_none
 
 
 class SegvError(Exception):
@@ -194,6 +203,10 @@ def access_error(vma: VMA, write: bool) -> str:
 def handle_mm_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int, write: bool) -> int:
     """Resolve one fault at va; returns the new PTE (present, writable if write)."""
     va &= PAGE_MASK
+    if mm.pgd.pmds or vma_thp_enabled(m, vma):  # the PMD level first (mm/huge_memory.py)
+        pte = huge_pmd_fault(m, pid, mm, vma, va, write)
+        if pte:
+            return pte
     pte = mm.pgd.lookup(va)
     if pte & PTE_MARKER_GUARD:
         raise SegvError(va, "guard region (MADV_GUARD_INSTALL)")
@@ -310,9 +323,23 @@ def do_wp_page(m: Machine, pid: int, mm: MM, vma: VMA, va: int, pte: int) -> int
     if not pte & PTE_SPECIAL:  # the zero page has no struct page to reuse (vm_normal_page is NULL)
         pfn = pte >> PAGE_SHIFT
         fl = int(m.phys.flags[pfn])
-        if fl & PG_ANON and (fl & PG_ANON_EXCLUSIVE or m.phys.refcount[pfn] == 1):
+        if fl & PG_ANON and wp_can_reuse_anon_folio(m, mm, va, pfn, fl):
             return wp_page_reuse(m, pid, mm, va, pte, fl)
+        if fl & PG_KSM:
+            m.stat["cow_ksm"] += 1
     return wp_page_copy(m, pid, mm, vma, va, pte)
+
+
+def wp_can_reuse_anon_folio(m: Machine, mm: MM, va: int, pfn: int, fl: int) -> bool:
+    """May a write reuse this anon page? PageAnonExclusive, or nobody else holds it: refcount 1
+    for a small page, the large-folio rule for a THP subpage; a KSM page never."""
+    if fl & PG_ANON_EXCLUSIVE:
+        return True
+    if fl & PG_KSM:
+        return False
+    if fl & PG_COMPOUND:
+        return large_folio_reusable(m, mm, va, pfn)
+    return bool(m.phys.refcount[pfn] == 1)
 
 
 def wp_page_reuse(m: Machine, pid: int, mm: MM, va: int, pte: int, fl: int) -> int:
@@ -357,109 +384,12 @@ def wp_page_shared(m: Machine, pid: int, mm: MM, va: int, pte: int) -> int:
     return pte
 
 
-# -- range faults (private anonymous VMAs): vectorised, and page by page -------------------------
-
-def fault_range(m: Machine, pid: int, mm: MM, vma: VMA, start: int, end: int, write: bool) -> None:
-    """Make every page of [start, end) in a private anon VMA accessible, in one vectorised pass."""
-    span = mm.pgd.span(start, end, alloc=True)
-    if np.any(span.ptes & PTE_MARKER_GUARD):
-        fault_pages(m, pid, mm, vma, start, end, write)
-        return
-    try:
-        if write:
-            _write_span(m, pid, mm, vma, span)
-        else:
-            _read_span(m, pid, span)
-    except OutOfMemory:
-        fault_pages(m, pid, mm, vma, start, end, write)
-
-
-def fault_pages(m: Machine, pid: int, mm: MM, vma: VMA, start: int, end: int, write: bool) -> None:
-    """fault_range one page at a time: what one access to each page does (MMU, else a fault)."""
-    for va in range(start, end, PAGE_SIZE):
-        if mm.pgd.mmu_access(va, write) < 0:
-            handle_mm_fault(m, pid, mm, vma, va, write)
-
-
-def _read_span(m: Machine, pid: int, span: Span) -> None:
-    """do_anonymous_page's read decision for every empty PTE of the span; the rest become young."""
-    ptes = span.ptes
-    none = np.flatnonzero(ptes == 0)
-    if len(none):
-        ptes[none] = ZERO_PTE
-        m.count_faults(pid, len(none))
-        m.events.add_bulk(pid, "zero-page-map", span.addresses(none), np.zeros(len(none)),
-                          np.full(len(none), ZERO_PFN))
-        m.stat["zero_page_map"] += len(none)
-    ptes |= np.where(ptes & PTE_PRESENT, PTE_YOUNG, 0)
-    span.store(ptes)
-
-
-class WriteFaults(NamedTuple):
-    """Span positions by write decision, and the frames behind the read-only present ones."""
-
-    none: np.ndarray        # no PTE: do_anonymous_page (zero-fill)
-    zero: np.ndarray        # the zero page: wp_page_copy of a zeroed frame (zero-cow)
-    reuse: np.ndarray       # an anon page nobody else holds: wp_page_reuse (cow-reuse)
-    copy: np.ndarray        # anything else read-only: wp_page_copy (cow-copy)
-    reuse_pfns: np.ndarray
-    copy_pfns: np.ndarray
-
-
-def _classify_write(m: Machine, ptes: np.ndarray, present: np.ndarray, writable: np.ndarray) -> WriteFaults:
-    """do_anonymous_page / do_wp_page's choice for every PTE a write must fault."""
-    none = np.flatnonzero(ptes == 0)
-    zero = np.flatnonzero(present & ((ptes & PTE_SPECIAL) != 0))
-    wp = np.flatnonzero(present & ~writable & ((ptes & PTE_SPECIAL) == 0))
-    pfns = ptes[wp] >> PAGE_SHIFT
-    fl = m.phys.flags[pfns]
-    reuse = ((fl & PG_ANON) != 0) & (((fl & PG_ANON_EXCLUSIVE) != 0) | (m.phys.refcount[pfns] == 1))
-    return WriteFaults(none, zero, wp[reuse], wp[~reuse], pfns[reuse], pfns[~reuse])
-
-
-def _write_span(m: Machine, pid: int, mm: MM, vma: VMA, span: Span) -> None:
-    """The write decisions of do_anonymous_page / do_wp_page for a whole span at once."""
-    ptes = span.ptes
-    present = (ptes & PTE_PRESENT) != 0
-    writable = present & ((ptes & PTE_RW) != 0)
-    if writable.all():
-        span.store(ptes | (PTE_DIRTY | PTE_YOUNG))
-        return
-    w = _classify_write(m, ptes, present, writable)
-    new = alloc_anon_pages(m, mm, vma, len(w.none) + len(w.zero) + len(w.copy))
-    m.count_faults(pid, len(new) + len(w.reuse))
-    ptes = ptes | np.where(writable, PTE_DIRTY | PTE_YOUNG, 0)
-    if len(w.reuse):
-        m.phys.flags[w.reuse_pfns] |= PG_ANON_EXCLUSIVE
-        ptes[w.reuse] |= PTE_RW | PTE_DIRTY | PTE_YOUNG
-        m.events.add_bulk(pid, "cow-reuse", span.addresses(w.reuse), w.reuse_pfns, w.reuse_pfns)
-        m.stat["cow_reuse"] += len(w.reuse)
-    nz, nc = len(w.none), len(w.none) + len(w.zero)
-    _map_new_span(m, pid, span, ptes, w.none, new[:nz], np.zeros(nz, dtype=np.int64), "zero-fill")
-    _map_new_span(m, pid, span, ptes, w.zero, new[nz:nc], np.full(nc - nz, ZERO_PFN), "zero-cow")
-    if len(w.copy):
-        m.phys.copy(new[nc:], w.copy_pfns)
-        rss_add(m, mm, w.copy_pfns, -1)
-        m.phys.mapcount[w.copy_pfns] -= 1
-        m.phys.put(w.copy_pfns)
-    _map_new_span(m, pid, span, ptes, w.copy, new[nc:], w.copy_pfns, "cow-copy")
-    span.store(ptes)
-
-
-def _map_new_span(m: Machine, pid: int, span: Span, ptes: np.ndarray, idx: np.ndarray, new: np.ndarray,
-                  old: np.ndarray, kind: str) -> None:
-    """Point the PTEs at span positions idx to their new frames (one `kind` event per page)."""
-    if not len(idx):
-        return
-    ptes[idx] = (new << PAGE_SHIFT) | _RW_NEW
-    m.events.add_bulk(pid, kind, span.addresses(idx), old, new)
-    m.stat[kind.replace("-", "_")] += len(idx)
-
-
 # -- zap and copy ------------------------------------------------------------------------------
 
 def zap_range(m: Machine, mm: MM, start: int, end: int, keep_markers: bool = False) -> None:
     """Unmap every PTE in [start, end): drop map counts, free frames nobody holds (zap_pte_range)."""
+    if mm.pgd.pmds:
+        zap_huge_pmds(m, mm, start, end)
     span = mm.pgd.span(start, end)
     ptes = span.ptes
     if not ptes.any():
@@ -480,6 +410,8 @@ def zap_range(m: Machine, mm: MM, start: int, end: int, keep_markers: bool = Fal
 def copy_page_range(m: Machine, dst: MM, src: MM, vma: VMA) -> None:
     """fork: copy the VMA's PTEs; private writable ones become read-only in both (CoW)."""
     phys = m.phys
+    if src.pgd.pmds:
+        copy_huge_pmds(m, dst, src, vma)
     span = src.pgd.span(vma.vm_start, vma.vm_end)
     if not span.blocks:
         return

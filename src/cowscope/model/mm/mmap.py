@@ -8,7 +8,9 @@ import numpy as np
 
 from ...errors import EACCES, EFAULT, EINVAL, ENOMEM, SyscallError
 from ..arch import PAGE_SHIFT, PAGE_SIZE, PTE_DIRTY, PTE_PRESENT, PTE_RW, PTE_SPECIAL, PTE_USER, TASK_SIZE, page_align
-from .memory import BusError, fault_range, handle_mm_fault, vma_maps_writable, zap_range
+from .fault_range import fault_range
+from .huge_memory import change_huge_pmds, split_huge_pmd
+from .memory import BusError, handle_mm_fault, vma_maps_writable, zap_range
 from .page_alloc import PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY
 from .vma import (
     MM,
@@ -161,6 +163,8 @@ def change_protection(m: Machine, mm: MM, vma: VMA) -> None:
     """Rewrite present PTEs for the VMA's new protection; writable only where no CoW is pending."""
     readable = bool(vma.vm_flags & (VM_READ | VM_WRITE))
     writable = bool(vma.vm_flags & VM_WRITE)
+    if mm.pgd.pmds:
+        change_huge_pmds(m, mm, vma)
     for t, lo, hi, _va in mm.pgd.blocks(vma.vm_start, vma.vm_end):
         ptes = t[lo:hi]
         present = (ptes & PTE_PRESENT) != 0
@@ -241,6 +245,8 @@ def do_mremap(m: Machine, pid: int, mm: MM, addr: int, old_len: int, new_len: in
     if not new:
         raise SyscallError(ENOMEM, "mremap", "no free address range")
     part = mm.isolate(addr, addr + old_len)[0]
+    for haddr, _leaf in mm.pgd.leaves(addr, addr + old_len) if mm.pgd.pmds else ():
+        split_huge_pmd(m, mm, haddr)  # the model moves PTEs only (move_huge_pmd is not modelled)
     moved = VMA(new, new + new_len, part.vm_flags, part.vm_pgoff, part.vm_file, part.anon_vma,
                 part.name)
     mm.insert(moved)

@@ -3,6 +3,11 @@
 Each PTE table is a numpy int64[512] — the kernel's 4 KiB table page, entry = pfn << 12 | bits —
 kept in a dict keyed by `va >> PMD_SHIFT`. Upper levels (PMD, PUD tables) are implied by which
 leaf tables exist, which is all VmPTE needs. Range operations walk table by table (`blocks`).
+
+A 2 MiB huge page is a PMD leaf instead of a PTE table: the PMD entries of one 1 GiB range live
+in one numpy int64[512] of `pmds` (keyed by `va >> PUD_SHIFT`), `pfn << 12 | bits | PTE_PSE`, 0
+where the slot holds a PTE table or nothing. A slot never holds both. Each leaf counts one page
+table page in VmPTE, as the kernel deposits a PTE table with every huge PMD.
 """
 
 from __future__ import annotations
@@ -29,27 +34,89 @@ _IDX_MASK = PTRS_PER_TABLE - 1
 _READABLE = PTE_PRESENT | PTE_USER
 _WRITABLE = PTE_PRESENT | PTE_USER | PTE_RW
 _DIRTY_YOUNG = PTE_DIRTY | PTE_YOUNG
+_PMD_SPAN = PUD_SHIFT - PMD_SHIFT
 
 
 class PageTable:
     """One mm's page tables (pgd): walk, set, range walk, and table accounting."""
 
-    __slots__ = ("tables",)
+    __slots__ = ("tables", "pmds")
 
     def __init__(self) -> None:
         self.tables: dict[int, np.ndarray] = {}
+        self.pmds: dict[int, np.ndarray] = {}
 
     def lookup(self, va: int) -> int:
-        """The PTE for va, 0 (pte_none) when no table or entry exists (walk without alloc)."""
+        """The PTE for va, 0 (pte_none) when no table or entry exists (walk without alloc). Inside
+        a huge PMD: the subpage's entry as a PTE would show it (PTE_PSE set)."""
         t = self.tables.get(va >> PMD_SHIFT)
-        return 0 if t is None else int(t[(va >> PAGE_SHIFT) & _IDX_MASK])
+        if t is not None:
+            return int(t[(va >> PAGE_SHIFT) & _IDX_MASK])
+        if self.pmds:
+            e = self.pmd_get(va)
+            if e:
+                return e + (((va >> PAGE_SHIFT) & _IDX_MASK) << PAGE_SHIFT)
+        return 0
+
+    # -- huge PMD leaves ---------------------------------------------------------------------
+    def pmd_get(self, va: int) -> int:
+        """The PMD leaf covering va, 0 when the slot has no huge page."""
+        a = self.pmds.get(va >> PUD_SHIFT)
+        return 0 if a is None else int(a[(va >> PMD_SHIFT) & _IDX_MASK])
+
+    def _pmd_access(self, va: int, write: bool) -> int:
+        """mmu_access through a huge PMD: the subpage's pfn, or -1 when it must fault."""
+        leaf = self.pmd_get(va)
+        need = _WRITABLE if write else _READABLE
+        if leaf & need != need:
+            return -1
+        bits = _DIRTY_YOUNG if write else PTE_YOUNG
+        if leaf & bits != bits:
+            self.pmd_set(va, leaf | bits)
+        return (leaf >> PAGE_SHIFT) + ((va >> PAGE_SHIFT) & _IDX_MASK)
+
+    def pmd_set(self, va: int, entry: int) -> None:
+        """Install (or clear, entry 0) the PMD leaf covering va (set_pmd_at / pmd_clear)."""
+        key = va >> PUD_SHIFT
+        a = self.pmds.get(key)
+        if a is None:
+            if not entry:
+                return
+            a = self.pmds[key] = np.zeros(PTRS_PER_TABLE, dtype=np.int64)
+        a[(va >> PMD_SHIFT) & _IDX_MASK] = entry
+        if not entry and not a.any():
+            del self.pmds[key]
+
+    def pmd_blocks(self, start: int, end: int) -> Iterator[tuple[np.ndarray, int, int, int]]:
+        """Yield (pmd array, lo, hi, va_of_lo) for the 2 MiB slots overlapping [start, end)."""
+        va = start & ~((1 << PMD_SHIFT) - 1)
+        while va < end:
+            key = va >> PUD_SHIFT
+            block_end = min((key + 1) << PUD_SHIFT, end)
+            a = self.pmds.get(key)
+            if a is not None:
+                lo = (va >> PMD_SHIFT) & _IDX_MASK
+                hi = lo + ((block_end - va + (1 << PMD_SHIFT) - 1) >> PMD_SHIFT)
+                yield a, lo, hi, va
+            va = (key + 1) << PUD_SHIFT
+
+    def leaves(self, start: int, end: int) -> list[tuple[int, int]]:
+        """(haddr, entry) of every PMD leaf overlapping [start, end), in address order."""
+        out = []
+        for a, lo, hi, va in self.pmd_blocks(start, end):
+            for i in np.flatnonzero(a[lo:hi]).tolist():
+                out.append((va + (i << PMD_SHIFT), int(a[lo + i])))
+        return out
+
+    def nr_leaves(self) -> int:
+        return sum(int(np.count_nonzero(a)) for a in self.pmds.values())
 
     def mmu_access(self, va: int, write: bool) -> int:
         """What the MMU does alone: the pfn when va's PTE allows the access (present, user, and
         writable for a write), setting accessed (and dirty) as x86 does; -1 when it must fault."""
         t = self.tables.get(va >> PMD_SHIFT)
         if t is None:
-            return -1
+            return self._pmd_access(va, write) if self.pmds else -1
         i = (va >> PAGE_SHIFT) & _IDX_MASK
         pte = int(t[i])
         if write:
@@ -119,9 +186,12 @@ class PageTable:
             del self.tables[key]
 
     def nr_table_pages(self) -> int:
-        """Page-table pages the kernel would count in VmPTE: PTE + PMD + PUD tables."""
-        keys = self.tables.keys()
-        pmds = {k >> (PUD_SHIFT - PMD_SHIFT) for k in keys}
+        """Page-table pages the kernel would count in VmPTE: PTE + PMD + PUD tables (a huge PMD
+        counts its deposited PTE table)."""
+        keys = set(self.tables.keys())
+        for k, a in self.pmds.items():
+            keys.update(((k << _PMD_SPAN) | i) for i in np.flatnonzero(a).tolist())
+        pmds = {k >> _PMD_SPAN for k in keys}
         puds = {k >> (PGDIR_SHIFT - PMD_SHIFT) for k in keys}
         return len(keys) + len(pmds) + len(puds)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -146,6 +147,8 @@ class MM:
         self.end_code = 0
         self.users = 1               # mm_users: vfork children borrow it
         self.exe: File | None = None
+        self.swap_ents = 0           # MM_SWAPENTS: swap entries in the page tables (VmSwap)
+        self.on_split: Callable[[int], None] | None = None  # huge PMDs: split one a VMA edge cuts
 
     def get_mm_rss(self) -> int:
         """Resident pages of every kind (get_mm_rss)."""
@@ -198,7 +201,10 @@ class MM:
         self._starts = [v.vm_start for v in self.vmas]
 
     def split(self, vma: VMA, at: int) -> VMA:
-        """Split vma at `at`; returns the upper part (both stay linked)."""
+        """Split vma at `at`; returns the upper part (both stay linked). A huge PMD the new edge
+        cuts through is split first (vma_adjust_trans_huge)."""
+        if self.on_split is not None and self.pgd.pmds:
+            self.on_split(at)
         upper = vma.split_copy(at, vma.vm_end)
         vma.vm_end = at
         self.insert(upper)

@@ -42,7 +42,7 @@ def scenario(sid: str, title: str) -> Callable[[Callable[[Any], None]], Callable
 
 def all_scenarios() -> list[Scenario]:
     """Every registered scenario, in file order."""
-    from . import anon, files, kpage, lifecycle, madv, malloc, shared, vma  # noqa: F401  (registration)
+    from . import anon, files, kpage, lifecycle, madv, malloc, shared, thp, vma  # noqa: F401  (registration)
 
     return list(SCENARIOS)
 
