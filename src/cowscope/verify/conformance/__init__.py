@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ...observe.backend import File
+    from ..process import TracedProcess
+    from ..trace import TracedMachine
 
 PAGE = 4096
+#: A conformance case: drives a traced machine, states facts with m.expect*.
+ScenarioFn = Callable[["TracedMachine"], None]
 
 
 @dataclass(frozen=True)
@@ -21,17 +28,17 @@ class Scenario:
 
     id: str
     title: str
-    fn: Callable[[Any], None]
+    fn: ScenarioFn
     module: str
 
 
 SCENARIOS: list[Scenario] = []
 
 
-def scenario(sid: str, title: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
+def scenario(sid: str, title: str) -> Callable[[ScenarioFn], ScenarioFn]:
     """Register a conformance scenario."""
 
-    def deco(fn: Callable[[Any], None]) -> Callable[[Any], None]:
+    def deco(fn: ScenarioFn) -> ScenarioFn:
         if any(s.id == sid for s in SCENARIOS):
             raise ValueError(f"duplicate scenario id {sid}")
         SCENARIOS.append(Scenario(sid, title, fn, fn.__module__.rsplit(".", 1)[-1]))
@@ -47,7 +54,7 @@ def all_scenarios() -> list[Scenario]:
     return list(SCENARIOS)
 
 
-def region(m: Any, p: Any, npages: int, fill: int | None = None, **kw: Any) -> int:
+def region(m: TracedMachine, p: TracedProcess, npages: int, fill: int | None = None, **kw: Any) -> int:
     """mmap npages of private anon RW (guarded by the tracer); optionally write `fill` to every byte."""
     a = p.mmap(npages * PAGE, **kw)
     if fill is not None:
@@ -55,12 +62,12 @@ def region(m: Any, p: Any, npages: int, fill: int | None = None, **kw: Any) -> i
     return a
 
 
-def pattern_file(m: Any, name: str, npages: int) -> Any:
+def pattern_file(m: TracedMachine, name: str, npages: int) -> File:
     """A file whose page i is filled with byte 0x61+i ("a", "b", ...)."""
     return m.create_file(name, data=b"".join(bytes([0x61 + i]) * PAGE for i in range(npages)))
 
 
-def touch_pages(p: Any, a: int, npages: int) -> None:
+def touch_pages(p: TracedProcess, a: int, npages: int) -> None:
     """Read the first byte of every page (each page faulted on its own, no reliance on fault-around)."""
     for i in range(npages):
         p.read(a + i * PAGE, 1)

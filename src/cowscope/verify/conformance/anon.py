@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import PAGE, region, scenario
 
+if TYPE_CHECKING:
+    from ..trace import TracedMachine
+
 
 @scenario("C01", "untouched private anon region has no pages")
-def untouched(m: Any) -> None:
+def untouched(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4)
     m.checkpoint("mapped")
@@ -20,7 +23,7 @@ def untouched(m: Any) -> None:
 
 
 @scenario("C02", "read fault maps the shared zero page")
-def zero_page_read(m: Any) -> None:
+def zero_page_read(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4)
     m.expect_eq(p.read(a, 2 * PAGE), bytes(2 * PAGE), "bytes read")
@@ -32,7 +35,7 @@ def zero_page_read(m: Any) -> None:
 
 
 @scenario("C03", "write fault allocates an exclusive zero-filled page")
-def zero_fill_write(m: Any) -> None:
+def zero_fill_write(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4)
     p.read(a, 2 * PAGE)
@@ -44,7 +47,7 @@ def zero_fill_write(m: Any) -> None:
 
 
 @scenario("C04", "write after read replaces the zero page")
-def zero_page_cow(m: Any) -> None:
+def zero_page_cow(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4)
     p.read(a, 2 * PAGE)
@@ -60,7 +63,7 @@ def zero_page_cow(m: Any) -> None:
 
 
 @scenario("C05", "fork: written pages become CoW-shared by parent and child")
-def fork_shares(m: Any) -> None:
+def fork_shares(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4, fill=0x11)
     before = m.pfns(p, a, 4)
@@ -75,7 +78,7 @@ def fork_shares(m: Any) -> None:
 
 
 @scenario("C06", "child writes: copy in the child, the parent's page becomes exclusive")
-def child_copies(m: Any) -> None:
+def child_copies(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4, fill=0x11)
     orig = m.pfns(p, a, 4)
@@ -92,7 +95,7 @@ def child_copies(m: Any) -> None:
 
 
 @scenario("C07", "parent writes a page only it still maps: reused, no copy")
-def parent_reuses(m: Any) -> None:
+def parent_reuses(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4, fill=0x11)
     orig = m.pfns(p, a, 1)[0]
@@ -106,7 +109,7 @@ def parent_reuses(m: Any) -> None:
 
 
 @scenario("C08", "parent writes a page still shared: copy in the writer, the child's becomes exclusive")
-def parent_copies(m: Any) -> None:
+def parent_copies(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4, fill=0x11)
     orig = m.pfns(p, a, 4)
@@ -127,7 +130,7 @@ def parent_copies(m: Any) -> None:
 
 
 @scenario("C09", "reuse after the child exited: the parent's write keeps the PFN")
-def reuse_after_exit(m: Any) -> None:
+def reuse_after_exit(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2, fill=0x11)
     orig = m.pfns(p, a, 2)
@@ -142,7 +145,7 @@ def reuse_after_exit(m: Any) -> None:
 
 
 @scenario("C11", "fork of a region that only took read faults copies nothing")
-def fork_read_only_faults(m: Any) -> None:
+def fork_read_only_faults(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4)
     p.read(a, 2 * PAGE)
@@ -156,7 +159,7 @@ def fork_read_only_faults(m: Any) -> None:
 
 
 @scenario("A01", "fork of a written region copies its zero-page PTEs too")
-def fork_copies_zero_ptes(m: Any) -> None:
+def fork_copies_zero_ptes(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4)
     p.read(a, 2 * PAGE)
@@ -172,7 +175,7 @@ def fork_copies_zero_ptes(m: Any) -> None:
 
 
 @scenario("A02", "three children: map count 4, Pss split four ways")
-def several_children(m: Any) -> None:
+def several_children(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4, fill=0x11)
     kids = [p.fork() for _ in range(3)]
@@ -188,7 +191,7 @@ def several_children(m: Any) -> None:
 
 
 @scenario("A03", "Pss of 3 pages shared by 3 truncates to 3 kB")
-def pss_truncation(m: Any) -> None:
+def pss_truncation(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 3, fill=0x11)
     p.fork()
@@ -199,7 +202,7 @@ def pss_truncation(m: Any) -> None:
 
 
 @scenario("A04", "grandchild: three sharers, then the grandchild copies")
-def grandchild(m: Any) -> None:
+def grandchild(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2, fill=0x11)
     c = p.fork()
@@ -215,7 +218,7 @@ def grandchild(m: Any) -> None:
 
 
 @scenario("A05", "both sides write the same page: child copies, parent reuses")
-def both_write(m: Any) -> None:
+def both_write(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 1, fill=0x11)
     orig = m.pfns(p, a, 1)[0]
@@ -229,7 +232,7 @@ def both_write(m: Any) -> None:
 
 
 @scenario("A06", "child DONTNEEDs its copy: the parent's pages become exclusive and are reused")
-def child_dontneed(m: Any) -> None:
+def child_dontneed(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2, fill=0x11)
     orig = m.pfns(p, a, 2)
@@ -244,7 +247,7 @@ def child_dontneed(m: Any) -> None:
 
 
 @scenario("A07", "child munmaps the region: the parent's write reuses the page")
-def child_munmap(m: Any) -> None:
+def child_munmap(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2, fill=0x11)
     orig = m.pfns(p, a, 2)
@@ -258,7 +261,7 @@ def child_munmap(m: Any) -> None:
 
 
 @scenario("A08", "cow.c basic: no leak from parent into child (and back)")
-def no_leak(m: Any) -> None:
+def no_leak(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4, fill=0x5A)
     c = p.fork()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import PAGE, pattern_file, scenario, touch_pages
 
+if TYPE_CHECKING:
+    from ..trace import TracedMachine
+
 
 @scenario("C16", "MAP_PRIVATE file: lazy at fork, the page cache is shared")
-def private_file_fork(m: Any) -> None:
+def private_file_fork(m: TracedMachine) -> None:
     f = pattern_file(m, "/data/f16", 4)
     p = m.spawn("P")
     a = p.mmap(4 * PAGE, prot="rw", file=f)
@@ -28,7 +31,7 @@ def private_file_fork(m: Any) -> None:
 
 
 @scenario("C17", "CoW of a private file page: anon copy, the file unchanged")
-def private_file_cow(m: Any) -> None:
+def private_file_cow(m: TracedMachine) -> None:
     f = pattern_file(m, "/data/f17", 4)
     p = m.spawn("P")
     a = p.mmap(4 * PAGE, prot="rw", file=f)
@@ -45,7 +48,7 @@ def private_file_cow(m: Any) -> None:
 
 
 @scenario("C19", "first access to a private file page is a write: copied from the file")
-def private_file_write_first(m: Any) -> None:
+def private_file_write_first(m: TracedMachine) -> None:
     f = pattern_file(m, "/data/f19", 4)
     p = m.spawn("P")
     a = p.mmap(4 * PAGE, prot="rw", file=f)
@@ -58,7 +61,7 @@ def private_file_write_first(m: Any) -> None:
 
 
 @scenario("C21", "MAP_SHARED file: writes reach the file, nothing copied at fork")
-def shared_file(m: Any) -> None:
+def shared_file(m: TracedMachine) -> None:
     f = pattern_file(m, "/data/f21", 4)
     p = m.spawn("P")
     a = p.mmap(4 * PAGE, prot="rw", shared=True, file=f)
@@ -77,7 +80,7 @@ def shared_file(m: Any) -> None:
 
 
 @scenario("F01", "private file after one CoW write: fork copies every PTE")
-def private_file_anon_vma_fork(m: Any) -> None:
+def private_file_anon_vma_fork(m: TracedMachine) -> None:
     f = pattern_file(m, "/data/f01", 4)
     p = m.spawn("P")
     a = p.mmap(4 * PAGE, prot="rw", file=f)
@@ -90,7 +93,7 @@ def private_file_anon_vma_fork(m: Any) -> None:
 
 
 @scenario("F02", "cow.c non-anon: a private write does not change the file's shared mapping")
-def private_vs_shared_mapping(m: Any) -> None:
+def private_vs_shared_mapping(m: TracedMachine) -> None:
     f = pattern_file(m, "/data/f02", 1)
     p = m.spawn("P")
     priv = p.mmap(PAGE, prot="rw", file=f)
@@ -104,7 +107,7 @@ def private_vs_shared_mapping(m: Any) -> None:
 
 
 @scenario("C32b", "MADV_DONTNEED on a private file mapping: the file content again")
-def private_file_dontneed(m: Any) -> None:
+def private_file_dontneed(m: TracedMachine) -> None:
     f = pattern_file(m, "/data/f32", 2)
     p = m.spawn("P")
     a = p.mmap(2 * PAGE, prot="rw", file=f)

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ...errors import Segfault
 from . import PAGE, pattern_file, region, scenario, touch_pages
+
+if TYPE_CHECKING:
+    from ..process import TracedProcess
+    from ..trace import TracedMachine
 
 KPF_ANON = 1 << 12
 KPF_ANON_EXCLUSIVE = 1 << 34  # PG_anon_exclusive shows as bit 34 (aliases PG_mappedtodisk)
 
 
-def _pae(m: Any, p: Any, a: int) -> tuple[str, int, bool]:
+def _pae(m: TracedMachine, p: TracedProcess, a: int) -> tuple[str, int, bool]:
     """(token, pfn, PageAnonExclusive) of the page at a."""
     pfn = m.pfns(p, a, 1)[0]
     return m.tokens(p, a, 1)[0], pfn, bool(m.kpageflags(pfn) & KPF_ANON_EXCLUSIVE)
 
 
 @scenario("C10", "PageAnonExclusive vs exclusively mapped, through fork, exit and writes")
-def anon_exclusive(m: Any) -> None:
+def anon_exclusive(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 1)
     p.write(a, b"\x01")
@@ -41,7 +45,7 @@ def anon_exclusive(m: Any) -> None:
 
 
 @scenario("C35", "mlock populates and is not inherited")
-def mlock_fork(m: Any) -> None:
+def mlock_fork(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2)
     p.mlock(a, 2 * PAGE)
@@ -58,7 +62,7 @@ def mlock_fork(m: Any) -> None:
 
 
 @scenario("C39", "guard regions: markers survive fork, access is SIGSEGV, removal discards data")
-def guard_regions(m: Any) -> None:
+def guard_regions(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 3, fill=0x11)
     p.madvise(a + PAGE, PAGE, "guard_install")
@@ -79,7 +83,7 @@ def guard_regions(m: Any) -> None:
 
 
 @scenario("C40", "status counters: RssAnon, RssShmem and RssFile deltas of a quiescent process")
-def status_counters(m: Any) -> None:
+def status_counters(m: TracedMachine) -> None:
     f = pattern_file(m, "/data/f40", 30)
     p = m.spawn("P")
     warm = region(m, p, 2)  # run each operation once so the process's own code is faulted in
@@ -114,7 +118,7 @@ def status_counters(m: Any) -> None:
 
 
 @scenario("D01", "shmem page read-faulted, then written through its PTE: the folio stays clean")
-def shmem_dirty_via_pte(m: Any) -> None:
+def shmem_dirty_via_pte(m: TracedMachine) -> None:
     p = m.spawn("P")
     s = region(m, p, 2, shared=True)
     p.read(s, 1)  # p0: read fault maps a fresh shmem page writable but clean
@@ -130,7 +134,7 @@ def shmem_dirty_via_pte(m: Any) -> None:
 
 
 @scenario("D02", "MADV_POPULATE_WRITE on a read-only mapping, and POPULATE_* on PROT_NONE, are EINVAL")
-def populate_write_readonly(m: Any) -> None:
+def populate_write_readonly(m: TracedMachine) -> None:
     import errno
 
     from ...errors import SyscallError
@@ -151,7 +155,7 @@ def populate_write_readonly(m: Any) -> None:
 
 
 @scenario("D03", "madvise or mprotect that changes nothing does not split the VMA (private and shared)")
-def madvise_noop_no_split(m: Any) -> None:
+def madvise_noop_no_split(m: TracedMachine) -> None:
     p = m.spawn("P")
     for shared in (False, True):
         a = region(m, p, 3, fill=0x01, shared=shared)
@@ -166,7 +170,7 @@ def madvise_noop_no_split(m: Any) -> None:
 
 
 @scenario("D04", "mprotect read-only of a never-written anon VMA drops VM_ACCOUNT (ac)")
-def mprotect_unaccount(m: Any) -> None:
+def mprotect_unaccount(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2)
     b = region(m, p, 2, fill=0x01)
@@ -182,7 +186,7 @@ def mprotect_unaccount(m: Any) -> None:
 
 
 @scenario("D05", "madvise over a range with a hole: ENOMEM, but the mapped parts are advised")
-def madvise_hole_partial(m: Any) -> None:
+def madvise_hole_partial(m: TracedMachine) -> None:
     import errno
 
     from ...errors import SyscallError
@@ -201,7 +205,7 @@ def madvise_hole_partial(m: Any) -> None:
 
 
 @scenario("D06", "mremap shrinking a range that spans two VMAs or a hole: the tail is unmapped")
-def mremap_shrink_split(m: Any) -> None:
+def mremap_shrink_split(m: TracedMachine) -> None:
     import errno
 
     from ...errors import SyscallError
@@ -228,7 +232,7 @@ def mremap_shrink_split(m: Any) -> None:
 
 
 @scenario("D07", "MADV_POPULATE_* over a hole: ENOMEM, populated in order up to the hole")
-def populate_hole(m: Any) -> None:
+def populate_hole(m: TracedMachine) -> None:
     import errno
 
     from ...errors import SyscallError
@@ -249,7 +253,7 @@ def populate_hole(m: Any) -> None:
 
 
 @scenario("D08", "access beyond the end of a shared object (file, shmem grown by mremap): SIGBUS")
-def sigbus_beyond_eof(m: Any) -> None:
+def sigbus_beyond_eof(m: TracedMachine) -> None:
     import errno
     import signal
 
@@ -277,7 +281,7 @@ def sigbus_beyond_eof(m: Any) -> None:
 
 
 @scenario("D09", "MADV_POPULATE_WRITE dirties a clean shmem page that was already mapped writable")
-def populate_write_dirties(m: Any) -> None:
+def populate_write_dirties(m: TracedMachine) -> None:
     p = m.spawn("P")
     s = region(m, p, 2, shared=True)
     p.read(s, 1)  # p0: mapped by a read fault, clean
@@ -289,7 +293,7 @@ def populate_write_dirties(m: Any) -> None:
 
 
 @scenario("D10", "pieces of one MAP_SHARED anonymous mapping re-merge when their flags agree again")
-def shared_anon_remerge(m: Any) -> None:
+def shared_anon_remerge(m: TracedMachine) -> None:
     p = m.spawn("P")
     s = region(m, p, 4, shared=True, fill=0x01)
 
@@ -308,7 +312,7 @@ def shared_anon_remerge(m: Any) -> None:
 
 
 @scenario("D11", "unmapping a dirty PTE moves its dirty bit to the shmem folio")
-def dirty_bit_moves_to_folio(m: Any) -> None:
+def dirty_bit_moves_to_folio(m: TracedMachine) -> None:
     p = m.spawn("P")
     s = region(m, p, 1, shared=True)
     p.read(s, 1)  # a clean shmem page

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ...errors import ProcessGone, Segfault
 from . import PAGE, region, scenario
 
+if TYPE_CHECKING:
+    from ..trace import TracedMachine
+
 
 @scenario("C27", "vfork shares the address space: the child's writes are the parent's")
-def vfork_shares(m: Any) -> None:
+def vfork_shares(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2, fill=0x11)
     before = m.pfns(p, a, 2)
@@ -25,7 +28,7 @@ def vfork_shares(m: Any) -> None:
 
 
 @scenario("L01", "vfork then exec: the parent resumes untouched, the child has a fresh image")
-def vfork_exec(m: Any) -> None:
+def vfork_exec(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2, fill=0x11)
     v = p.vfork()
@@ -40,7 +43,7 @@ def vfork_exec(m: Any) -> None:
 
 
 @scenario("C26", "exec in the child releases its mappings: the parent's pages become exclusive")
-def exec_frees(m: Any) -> None:
+def exec_frees(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4, fill=0x11)
     c = p.fork()
@@ -54,7 +57,7 @@ def exec_frees(m: Any) -> None:
 
 
 @scenario("L02", "an exited child is a zombie until waited for")
-def zombie(m: Any) -> None:
+def zombie(m: TracedMachine) -> None:
     p = m.spawn("P")
     region(m, p, 1, fill=0x01)
     c = p.fork()
@@ -70,7 +73,7 @@ def zombie(m: Any) -> None:
 
 
 @scenario("L03", "a segfaulting child leaves the parent and the shared pages intact")
-def child_segv(m: Any) -> None:
+def child_segv(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2, fill=0x11)
     c = p.fork()
@@ -83,7 +86,7 @@ def child_segv(m: Any) -> None:
 
 
 @scenario("L04", "parent exits first: the orphan keeps its pages, now exclusive")
-def parent_exits(m: Any) -> None:
+def parent_exits(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2, fill=0x11)
     c = p.fork()
@@ -95,7 +98,7 @@ def parent_exits(m: Any) -> None:
 
 
 @scenario("L05", "exec in the parent's child after it wrote: its copies are freed")
-def exec_after_copy(m: Any) -> None:
+def exec_after_copy(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2, fill=0x11)
     c = p.fork()

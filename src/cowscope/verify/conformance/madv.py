@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import errno
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ...errors import Segfault, SyscallError
 from . import PAGE, pattern_file, region, scenario
 
+if TYPE_CHECKING:
+    from ..process import TracedProcess
+    from ..trace import TracedMachine
 
-def _nvmas(p: Any, a: int, npages: int) -> int:
+
+def _nvmas(p: TracedProcess, a: int, npages: int) -> int:
     return sum(1 for s in p.smaps() if s.vma.end > a and s.vma.start < a + npages * PAGE)
 
 
 @scenario("C32", "MADV_DONTNEED on private anon: pages gone, zeroes after")
-def dontneed_anon(m: Any) -> None:
+def dontneed_anon(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2, fill=0x11)
     p.madvise(a, 2 * PAGE, "dontneed")
@@ -27,7 +31,7 @@ def dontneed_anon(m: Any) -> None:
 
 
 @scenario("C23", "MADV_DONTFORK: the child has no such VMA, access is SIGSEGV; DOFORK re-merges")
-def dontfork(m: Any) -> None:
+def dontfork(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4, fill=0x11)
     p.madvise(a + PAGE, 2 * PAGE, "dontfork")
@@ -46,7 +50,7 @@ def dontfork(m: Any) -> None:
 
 
 @scenario("C24", "MADV_WIPEONFORK: zeroes in the child and grandchild; KEEPONFORK undoes it")
-def wipeonfork(m: Any) -> None:
+def wipeonfork(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4, fill=0x33)
     p.madvise(a, 4 * PAGE, "wipeonfork")
@@ -69,7 +73,7 @@ def wipeonfork(m: Any) -> None:
 
 
 @scenario("C24b", "MADV_WIPEONFORK is EINVAL on shared and file mappings")
-def wipeonfork_einval(m: Any) -> None:
+def wipeonfork_einval(m: TracedMachine) -> None:
     f = pattern_file(m, "/data/f24", 1)
     p = m.spawn("P")
     s = region(m, p, 1, shared=True)
@@ -80,7 +84,7 @@ def wipeonfork_einval(m: Any) -> None:
 
 
 @scenario("C33", "MADV_FREE without memory pressure: data kept, pages clean")
-def madv_free(m: Any) -> None:
+def madv_free(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4, fill=0x11)
     p.madvise(a, 4 * PAGE, "free")
@@ -95,7 +99,7 @@ def madv_free(m: Any) -> None:
 
 
 @scenario("C34", "MADV_POPULATE_READ maps the zero page, POPULATE_WRITE allocates")
-def populate(m: Any) -> None:
+def populate(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2)
     p.madvise(a, 2 * PAGE, "populate_read")
@@ -114,7 +118,7 @@ def populate(m: Any) -> None:
 
 
 @scenario("M01", "MADV_DONTNEED of part of a CoW-shared region in the parent")
-def dontneed_partial_shared(m: Any) -> None:
+def dontneed_partial_shared(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4, fill=0x11)
     c = p.fork()

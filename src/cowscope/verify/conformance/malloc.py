@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ...errors import Segfault
 from . import PAGE, scenario
 
+if TYPE_CHECKING:
+    from ..process import TracedProcess
+    from ..trace import TracedMachine
 
-def _heap_pages(m: Any, p: Any) -> list[str]:
+
+def _heap_pages(m: TracedMachine, p: TracedProcess) -> list[str]:
     start = p.heap_base
     end = p.brk()
     return m.tokens(p, start, (end - start) // PAGE)
 
 
 @scenario("H01", "malloc creates the heap; fork shares its pages")
-def malloc_fork(m: Any) -> None:
+def malloc_fork(m: TracedMachine) -> None:
     p = m.spawn("P")
     x = p.malloc(100)
     p.fill(x, 100, 0xAB)
@@ -29,7 +33,7 @@ def malloc_fork(m: Any) -> None:
 
 
 @scenario("H02", "free() in the child copies the pages it writes (tcache header and chunk)")
-def free_in_child(m: Any) -> None:
+def free_in_child(m: TracedMachine) -> None:
     p = m.spawn("P")
     ptrs = [p.malloc(5000) for _ in range(8)]
     for q in ptrs:
@@ -44,7 +48,7 @@ def free_in_child(m: Any) -> None:
 
 
 @scenario("H03", "malloc in the child after fork: only the touched heap pages are copied")
-def malloc_in_child(m: Any) -> None:
+def malloc_in_child(m: TracedMachine) -> None:
     p = m.spawn("P")
     x = p.malloc(64)
     p.fill(x, 64, 0x01)
@@ -57,7 +61,7 @@ def malloc_in_child(m: Any) -> None:
 
 
 @scenario("H04", "large malloc is its own mmap'd chunk outside the heap; free unmaps it")
-def malloc_large(m: Any) -> None:
+def malloc_large(m: TracedMachine) -> None:
     p = m.spawn("P")
     p.free(p.malloc(16))  # malloc initialises: the heap and its tcache exist now
     x = p.malloc(1 << 20)
@@ -71,7 +75,7 @@ def malloc_large(m: Any) -> None:
 
 
 @scenario("H05", "realloc keeps contents; calloc returns zeroes")
-def realloc_calloc(m: Any) -> None:
+def realloc_calloc(m: TracedMachine) -> None:
     p = m.spawn("P")
     x = p.malloc(32)
     p.write(x, bytes(range(32)))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import PAGE, region, scenario
 
+if TYPE_CHECKING:
+    from ..trace import TracedMachine
+
 
 @scenario("C14", "MAP_SHARED anonymous: not copied at fork, writes seen by both")
-def shared_anon_fork(m: Any) -> None:
+def shared_anon_fork(m: TracedMachine) -> None:
     p = m.spawn("P")
     s = region(m, p, 4, shared=True)
     p.fill(s, PAGE, 0x11)
@@ -29,7 +32,7 @@ def shared_anon_fork(m: Any) -> None:
 
 
 @scenario("C15", "MADV_DONTNEED on shared anonymous memory keeps the data")
-def shared_dontneed(m: Any) -> None:
+def shared_dontneed(m: TracedMachine) -> None:
     p = m.spawn("P")
     s = region(m, p, 4, shared=True)
     p.fill(s, PAGE, 0x11)
@@ -47,7 +50,7 @@ def shared_dontneed(m: Any) -> None:
 
 
 @scenario("S01", "shared anonymous page written after fork by the child only")
-def shared_child_first(m: Any) -> None:
+def shared_child_first(m: TracedMachine) -> None:
     p = m.spawn("P")
     s = region(m, p, 2, shared=True)
     c = p.fork()
@@ -61,7 +64,7 @@ def shared_child_first(m: Any) -> None:
 
 
 @scenario("S02", "shared and private anonymous regions side by side across fork")
-def shared_and_private(m: Any) -> None:
+def shared_and_private(m: TracedMachine) -> None:
     p = m.spawn("P")
     s = region(m, p, 1, shared=True)
     a = region(m, p, 1)

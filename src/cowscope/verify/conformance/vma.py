@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ...errors import Segfault
 from . import PAGE, region, scenario
 
+if TYPE_CHECKING:
+    from ..process import TracedProcess
+    from ..trace import TracedMachine
 
-def _vmas_in(m: Any, p: Any, a: int, npages: int) -> list[tuple[int, int]]:
+
+def _vmas_in(m: TracedMachine, p: TracedProcess, a: int, npages: int) -> list[tuple[int, int]]:
     """The VMAs overlapping [a, a+npages) as page ranges relative to a."""
     out = []
     for s in p.smaps():
@@ -18,7 +22,7 @@ def _vmas_in(m: Any, p: Any, a: int, npages: int) -> list[tuple[int, int]]:
 
 
 @scenario("V01", "mprotect read-only, then a write: SIGSEGV")
-def mprotect_ro_write(m: Any) -> None:
+def mprotect_ro_write(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2, fill=0x11)
     c = p.fork()
@@ -32,7 +36,7 @@ def mprotect_ro_write(m: Any) -> None:
 
 
 @scenario("V02", "cow.c #2: fork, mprotect R then RW in the parent, the parent's write still copies")
-def mprotect_optimization(m: Any) -> None:
+def mprotect_optimization(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2, fill=0x11)
     c = p.fork()
@@ -47,7 +51,7 @@ def mprotect_optimization(m: Any) -> None:
 
 
 @scenario("V03", "mprotect PROT_NONE keeps pages; restoring RW keeps the contents")
-def mprotect_none(m: Any) -> None:
+def mprotect_none(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2, fill=0x33)
     p.mprotect(a, 2 * PAGE, "")
@@ -59,7 +63,7 @@ def mprotect_none(m: Any) -> None:
 
 
 @scenario("V04", "mprotect of the middle splits into three VMAs; restoring merges them")
-def mprotect_split_merge(m: Any) -> None:
+def mprotect_split_merge(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 4, fill=0x01)
     p.mprotect(a + PAGE, 2 * PAGE, "r")
@@ -71,7 +75,7 @@ def mprotect_split_merge(m: Any) -> None:
 
 
 @scenario("C28", "munmap of the middle splits the VMA, kept pages untouched")
-def munmap_middle(m: Any) -> None:
+def munmap_middle(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 8, fill=0x5A)
     before = m.pfns(p, a, 8)
@@ -87,7 +91,7 @@ def munmap_middle(m: Any) -> None:
 
 
 @scenario("V05", "access to an unmapped hole: SIGSEGV")
-def munmap_access(m: Any) -> None:
+def munmap_access(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 3, fill=0x01)
     c = p.fork()
@@ -99,7 +103,7 @@ def munmap_access(m: Any) -> None:
 
 
 @scenario("V06", "brk growth: new heap pages are demand-zero")
-def brk_grow(m: Any) -> None:
+def brk_grow(m: TracedMachine) -> None:
     p = m.spawn("P")
     start = p.brk()
     old = p.sbrk(4 * PAGE)
@@ -113,7 +117,7 @@ def brk_grow(m: Any) -> None:
 
 
 @scenario("V07", "brk shrink: released heap pages are gone, access is SIGSEGV")
-def brk_shrink(m: Any) -> None:
+def brk_shrink(m: TracedMachine) -> None:
     p = m.spawn("P")
     start = p.brk()
     p.sbrk(4 * PAGE)
@@ -128,7 +132,7 @@ def brk_shrink(m: Any) -> None:
 
 
 @scenario("V08", "mremap grow (may move) keeps the data")
-def mremap_grow(m: Any) -> None:
+def mremap_grow(m: TracedMachine) -> None:
     p = m.spawn("P")
     a = region(m, p, 2, fill=0x21)
     b = p.mremap(a, 2 * PAGE, 4 * PAGE, may_move=True)
