@@ -7,6 +7,7 @@ import sys
 from typing import Protocol
 
 from .. import __version__
+from ..native import NativeBuildError
 from . import bench, demo, export, inspect, learn, malloc, run, verify
 
 
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except NativeBuildError as e:  # no compiler, a failed build, an unsafe build cache
+        print(f"cowscope {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 def entry() -> None:
