@@ -28,6 +28,7 @@ examples:
   cowscope learn --topic malloc --level 3 --count 5 -c
   cowscope learn --explicit 'P mmap a 2; P write a all; P fork C; ? outcome C write a 1'
   cowscope learn --seed 7 --on linux -c   answers confirmed by this kernel
+  cowscope learn --seed 7 --emit-c p7.c   a C program that prints the answers on any Linux
 
 the action language (--explicit; --show-language for all of it):
   P mmap a 4 [shared] [file=f]   P write a 0-3 [=B]   P read a 2   P fork C   C exit
@@ -55,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("-c", "--answers", action="store_true", help="print the problem with its answer key")
     out.add_argument("--sheet", action="store_true", help="print the problem with '?' for every answer")
     out.add_argument("--json", action="store_true", help="the problem as JSON (with answers when -c)")
+    out.add_argument("--emit-c", metavar="FILE",
+                     help="write the problem as a standalone C program that prints its answers from /proc "
+                     "(with --count N: FILE's name gets each problem's seed)")
     p.add_argument("--on", choices=("model", "linux"), default="model",
                    help="linux: also run the problem in real processes and show the kernel's answers")
     p.add_argument("--width", type=int, default=72, help="text width of sheets (default 72)")
@@ -102,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if args.on == "linux" and (why := _linux_problem()):
         return _fail(f"--on linux: {why}")
     try:
-        if not (args.answers or args.sheet or args.json or getattr(args, "html", None)
-                or getattr(args, "emit_c", None)):
+        if not (args.answers or args.sheet or args.json or getattr(args, "html", None) or args.emit_c):
             from ..learn.interactive import practise
 
             return practise(args)
@@ -133,16 +136,29 @@ def _outputs(args: argparse.Namespace, probs: list[Any]) -> int:
         data = [sheet.sheet_json(p, m, k) for p, (m, k) in zip(probs, solved)]
         path = write_worksheet(args.html, data, answers=key)
         print(f"worksheet written to {path}", file=sys.stderr)
-    if getattr(args, "emit_c", None):
-        from ..learn.emit_c import emit_c
-
-        with open(args.emit_c, "w", encoding="utf-8") as f:
-            f.write(emit_c(probs[0], solved[0][0]))
-        print(f"C program written to {args.emit_c} (cc -o prog {args.emit_c} && ./prog)", file=sys.stderr)
+    if args.emit_c:
+        _emit(args.emit_c, probs, [m for m, _ in solved])
     if disagree:
         print(f"the kernel disagreed with the model on {disagree} answer(s): a bug in the model "
               "(or in cowscope learn); please report it", file=sys.stderr)
     return 1 if disagree else 0
+
+
+def _emit(path: str, probs: list[Any], models: list[Any]) -> None:
+    """One C program per problem: PATH, or PATH with the seed before its suffix for several."""
+    from pathlib import Path
+
+    from ..learn.emit_c import emit_c
+    from ..learn.lang import ProblemError
+
+    target = Path(path)
+    for p, m in zip(probs, models):
+        out = target if len(probs) == 1 else target.with_name(f"{target.stem}-{p.seed}{target.suffix or '.c'}")
+        try:
+            out.write_text(emit_c(p, m), encoding="utf-8")
+        except OSError as e:
+            raise ProblemError(f"--emit-c {out}: {e.strerror or e}") from None
+        print(f"C program written to {out}: cc -o learn {out} && sudo ./learn", file=sys.stderr)
 
 
 def _solve_all(probs: list[Any], on_linux: bool) -> list[tuple[Any, Any]]:

@@ -22,7 +22,7 @@ def c_line(a: Action, sizes: dict[str, int]) -> str:
     if a.verb == "file":
         sizes[args[0]] = int(args[1])
         last = chr(ord("a") + int(args[1]) - 1)
-        return f'int {args[0]} = open("{args[0]}", O_RDWR); /* {args[1]} pages: a..{last} */'
+        return f'int {args[0]} = open("{args[0]}", O_RDWR); // {args[1]} pages: a..{last}'
     if a.verb == "pwrite":
         return f"pwrite({args[0]}, \"{args[2][1]}...\", PAGE, {args[1]}*PAGE);"
     return _PROC_LINES[a.verb](args, sizes)
