@@ -34,6 +34,7 @@ GIB = 1 << 30
 FULL_PAGES = 262_144            # 1 GiB of 4 KiB pages
 HUGE_PAGES = 64 * GIB // PAGE   # 64 GiB
 HUGE_FORKS = 16
+HUGE_SIZE = 2 << 20             # one PMD-mapped THP
 HOST_RAM = 24 * GIB             # the machine the claim is made for
 
 TARGET_FORK = 1.0
@@ -95,17 +96,22 @@ def build_c() -> Path:
         raise BenchError(str(e)) from e
 
 
-def run_c(pages: int, repeats: int) -> dict[str, float]:
-    """Best-of-`repeats` seconds for fork and for the child's write to every page, on this kernel."""
+def run_c(pages: int, repeats: int, thp: bool = False) -> dict[str, float]:
+    """Best-of-`repeats` seconds for fork and for the child's write to every page, on this kernel
+    (with `thp`: fork of the buffer PMD-mapped, and "thp_kb", its AnonHugePages)."""
     exe = build_c()
-    proc = subprocess.run([str(exe), str(pages), str(repeats)], capture_output=True, text=True)
+    proc = subprocess.run([str(exe), str(pages), str(repeats)] + (["thp"] if thp else []),
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise BenchError(f"bench_fork failed (exit {proc.returncode}): {proc.stderr.strip()}")
     best: dict[str, float] = {}
     for line in proc.stdout.split("\n"):
         if line.strip():
-            kind, ns = line.split()
-            best[kind] = min(best.get(kind, float("inf")), int(ns) / 1e9)
+            kind, value = line.split()
+            if kind == "thp_kb":
+                best[kind] = float(value)
+            else:
+                best[kind] = min(best.get(kind, float("inf")), int(value) / 1e9)
     return best
 
 
@@ -138,6 +144,26 @@ def model_fork_cow(pages: int, repeats: int) -> dict[str, float]:
         best["cow"] = min(best["cow"], time.perf_counter() - t0)
         c.exit(0)
         p.wait(c)  # type: ignore[attr-defined]
+    return best
+
+
+def model_thp_fork(pages: int, repeats: int) -> float:
+    """Best-of-`repeats` seconds for the model's fork of `pages` pages mapped by 2 MiB PMDs."""
+    from .model import Machine
+
+    m = Machine()
+    p = m.spawn("bench")
+    base = p.mmap(pages * PAGE + HUGE_SIZE)
+    a = (base + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1)
+    p.madvise(a, pages * PAGE, "hugepage")
+    p.fill(a, pages * PAGE, 0x5A)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        c = p.fork()
+        best = min(best, time.perf_counter() - t0)
+        c.exit(0)
+        p.wait(c)
     return best
 
 
@@ -220,6 +246,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
             kt = kern[key]
             figures.append(Figure(name, _ms(mt), _ms(kt), mt / kt, f"{mt / kt:.3f}", target,
                                   f"ratio ≤ {target:g}"))
+    figures.append(thp_fork_figure(n, cfg.repeats, kern is not None, log))
     log("model: 8-byte writes through the API")
     us = model_write_us(cfg.write_calls)
     figures.append(Figure("one 8-byte write (p.write)", f"{us:.2f} µs", "", us, f"{us:.2f} µs",
@@ -243,6 +270,19 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
                               f"forks, peak RSS ({secs:.0f} s)", f"{peak / GIB:.2f} GiB", "", peak,
                               f"{peak / GIB:.2f} GiB", float(HOST_RAM), "< 24 GiB"))
     return figures, note
+
+
+def thp_fork_figure(pages: int, repeats: int, kernel_ok: bool, log: Callable[[str], None]) -> Figure:
+    """fork of `pages` pages of PMD-mapped THPs: model against kernel, target ratio <= 1."""
+    name = f"THP fork ({pages * PAGE >> 20} MiB PMD-mapped, {pages // 512:,} PMDs)"
+    log("kernel and model: fork of PMD-mapped memory")
+    mt = model_thp_fork(pages, repeats)
+    kern = run_c(pages, repeats, thp=True) if kernel_ok else None
+    if kern is None or kern.get("thp_kb", 0) < pages * PAGE >> 10:
+        why = "n/a" if kern is None else f"kernel mapped {kern.get('thp_kb', 0):.0f} kB as THP"
+        return Figure(name, _ms(mt), why, float("nan"), "n/a")
+    kt = kern["fork"]
+    return Figure(name, _ms(mt), _ms(kt), mt / kt, f"{mt / kt:.3f}", TARGET_FORK, f"ratio ≤ {TARGET_FORK:g}")
 
 
 def _ms(seconds: float) -> str:

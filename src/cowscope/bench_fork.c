@@ -1,12 +1,14 @@
 /* cowscope bench: the real kernel's side of the fork/CoW benchmark.
  *
- * usage: bench_fork PAGES REPEATS
+ * usage: bench_fork PAGES REPEATS [thp]
  * Maps PAGES private anonymous pages, fills them with one byte (all resident), then REPEATS times:
  *   fork   - time of fork() in the parent (page tables copied, PTEs write-protected); the child
  *            exits at once;
  *   cow    - fork again; the child writes one byte to every page (PAGES copy-on-write faults)
  *            and reports the time of that loop through a pipe.
  * Prints one line per measurement: "fork NS" and "cow NS" (nanoseconds, CLOCK_MONOTONIC).
+ * With "thp" the buffer is 2 MiB-aligned with MADV_HUGEPAGE (PMD-mapped THPs where the kernel's THP
+ * mode allows it; "thp_kb KB" reports AnonHugePages of the buffer) and only fork is timed.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -32,23 +34,58 @@ static void reap(pid_t pid)
 		;
 }
 
+/* AnonHugePages of this process, in kB (smaps_rollup) */
+static long anon_huge_kb(void)
+{
+	char line[256];
+	long kb = 0;
+	FILE *f = fopen("/proc/self/smaps_rollup", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "AnonHugePages: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: %s PAGES REPEATS\n", argv[0]);
+	if (argc != 3 && !(argc == 4 && strcmp(argv[3], "thp") == 0)) {
+		fprintf(stderr, "usage: %s PAGES REPEATS [thp]\n", argv[0]);
 		return 2;
 	}
 	long pages = atol(argv[1]);
 	int repeats = atoi(argv[2]);
+	int thp = argc == 4;
 	long psz = sysconf(_SC_PAGESIZE);
-	size_t len = (size_t)pages * psz;
-	volatile char *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (buf == MAP_FAILED) {
+	size_t len = (size_t)pages * psz, huge = 2UL << 20;
+	char *raw = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED) {
 		perror("mmap");
 		return 1;
 	}
-	madvise((void *)buf, len, MADV_NOHUGEPAGE); /* 4 KiB pages, as the model */
+	volatile char *buf = (char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+	/* 4 KiB pages, as the model's default; or THPs for the huge-page figure */
+	madvise((void *)buf, len, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	memset((void *)buf, 0x5a, len);
+	if (thp) {
+		printf("thp_kb %ld\n", anon_huge_kb());
+		for (int r = 0; r < repeats; r++) {
+			int64_t t0 = now_ns();
+			pid_t pid = fork();
+			if (pid == 0)
+				_exit(0);
+			int64_t t1 = now_ns();
+			if (pid < 0) {
+				perror("fork");
+				return 1;
+			}
+			reap(pid);
+			printf("fork %lld\n", (long long)(t1 - t0));
+		}
+		return 0;
+	}
 
 	for (int r = 0; r < repeats; r++) {
 		int64_t t0 = now_ns();

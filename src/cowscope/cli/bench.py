@@ -19,6 +19,8 @@ what is measured (model = this package, kernel = bench_fork.c on the running Lin
                     value); ratio model/kernel, target <= {TARGET_FORK:g}
   CoW all           the child writes every page after fork (262,144 copy-on-write copies); model:
                     p.touch(addr, 1 GiB, write=True), kernel: one byte per page; target <= {TARGET_COW:g}
+  THP fork          fork() of the same 1 GiB mapped by 512 PMDs (MADV_HUGEPAGE, 2 MiB-aligned);
+                    ratio model/kernel, target <= {TARGET_FORK:g} (n/a when the kernel gave no THPs)
   8-byte write      one p.write(addr, 8 bytes) to an already-writable page, µs per call; target <= 5
   metadata          bytes the model holds per resident page (tracemalloc), target <= 64, and per page
                     per extra fork; from them the size of a 64 GiB process forked 16 times

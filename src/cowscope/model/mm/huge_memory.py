@@ -351,6 +351,8 @@ def zap_huge_pmds(m: Machine, mm: MM, start: int, end: int) -> None:
 def copy_huge_pmds(m: Machine, dst: MM, src: MM, vma: VMA) -> None:
     """copy_huge_pmd for the VMA's leaves: the child gets the same PMDs; folios are shared
     write-protected in both (the huge zero page as it is)."""
+    if vma.vm_file is not None or vma.vm_end - vma.vm_start < PMD_SIZE:
+        return  # huge PMDs live only in private anonymous VMAs of 2 MiB or more
     phys = m.phys
     copied = False
     for a, lo, hi, va in src.pgd.pmd_blocks(vma.vm_start, vma.vm_end):

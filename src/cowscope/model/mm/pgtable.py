@@ -89,16 +89,13 @@ class PageTable:
 
     def pmd_blocks(self, start: int, end: int) -> Iterator[tuple[np.ndarray, int, int, int]]:
         """Yield (pmd array, lo, hi, va_of_lo) for the 2 MiB slots overlapping [start, end)."""
-        va = start & ~((1 << PMD_SHIFT) - 1)
-        while va < end:
-            key = va >> PUD_SHIFT
-            block_end = min((key + 1) << PUD_SHIFT, end)
-            a = self.pmds.get(key)
-            if a is not None:
-                lo = (va >> PMD_SHIFT) & _IDX_MASK
-                hi = lo + ((block_end - va + (1 << PMD_SHIFT) - 1) >> PMD_SHIFT)
-                yield a, lo, hi, va
-            va = (key + 1) << PUD_SHIFT
+        if end <= start:
+            return
+        first, last = start >> PUD_SHIFT, (end - 1) >> PUD_SHIFT
+        for key in sorted(k for k in self.pmds if first <= k <= last):
+            lo = (start >> PMD_SHIFT) & _IDX_MASK if key == first else 0
+            hi = (((end - 1) >> PMD_SHIFT) & _IDX_MASK) + 1 if key == last else PTRS_PER_TABLE
+            yield self.pmds[key], lo, hi, (key << PUD_SHIFT) | (lo << PMD_SHIFT)
 
     def leaves(self, start: int, end: int) -> list[tuple[int, int]]:
         """(haddr, entry) of every PMD leaf overlapping [start, end), in address order."""
@@ -146,6 +143,9 @@ class PageTable:
     def blocks(self, start: int, end: int, alloc: bool = False
                ) -> Iterator[tuple[np.ndarray, int, int, int]]:
         """Yield (table, lo, hi, va_of_lo) for each PTE table overlapping [start, end)."""
+        if not alloc and end > start and ((end - start) >> PMD_SHIFT) > 2 * len(self.tables) + 8:
+            yield from self._sparse_blocks(start, end)  # a big, mostly empty range (huge pages)
+            return
         va = start
         while va < end:
             key = va >> PMD_SHIFT
@@ -157,6 +157,15 @@ class PageTable:
                 lo = (va >> PAGE_SHIFT) & _IDX_MASK
                 yield t, lo, lo + ((block_end - va) >> PAGE_SHIFT), va
             va = block_end
+
+    def _sparse_blocks(self, start: int, end: int) -> Iterator[tuple[np.ndarray, int, int, int]]:
+        """blocks() by the existing tables' keys instead of every 2 MiB of the range."""
+        first, last = start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT
+        for key in sorted(k for k in self.tables if first <= k <= last):
+            va = max(start, key << PMD_SHIFT)
+            block_end = min((key + 1) << PMD_SHIFT, end)
+            lo = (va >> PAGE_SHIFT) & _IDX_MASK
+            yield self.tables[key], lo, lo + ((block_end - va) >> PAGE_SHIFT), va
 
     def span(self, start: int, end: int, alloc: bool = False) -> Span:
         """The PTE tables covering [start, end) as one gathered range (see Span)."""
