@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cowscope.errors import Segfault, SyscallError
+from cowscope.errors import ProcessKilled, Segfault, SyscallError
 from cowscope.linux.machine import Machine as LinuxMachine
 from cowscope.model import Machine as ModelMachine
 from cowscope.observe.backend import Machine
@@ -114,6 +114,20 @@ def _write_to_read_only(m: Machine) -> Any:
     return p.write(p.mmap(PAGE, "r"), b"x")
 
 
+def _read_guard_region(m: Machine) -> Any:
+    p = m.spawn("P")
+    a = p.mmap(2 * PAGE)
+    p.madvise(a + PAGE, PAGE, "guard_install")
+    return p.read(a + PAGE + 8, 1)
+
+
+def _read_past_end_of_file(m: Machine) -> Any:
+    p = m.spawn("P")
+    f = m.create_file("/d/f", data=b"a" * PAGE)
+    a = p.mmap(2 * PAGE, shared=True, file=f)
+    return p.read(a + PAGE + 16, 1)
+
+
 def _fill_byte_out_of_range(m: Machine) -> Any:
     p = m.spawn("P")
     return p.fill(p.mmap(PAGE), 8, 256)
@@ -133,7 +147,8 @@ SITUATIONS: dict[str, Callable[[Machine], Any]] = {
     f.__name__.lstrip("_"): f for f in (
         _wait_live_child, _wait_any_live_child, _wait_without_children, _call_in_vfork, _wait_in_vfork,
         _vfork_child_execs, _zombie_states, _call_on_zombie, _view_of_zombie, _reaped, _call_on_reaped,
-        _status_of_reaped, _segfault, _write_to_read_only, _fill_byte_out_of_range, _negative_read, _unaligned_munmap)
+        _status_of_reaped, _segfault, _write_to_read_only, _read_guard_region, _read_past_end_of_file,
+        _fill_byte_out_of_range, _negative_read, _unaligned_munmap)
 }
 
 
@@ -149,6 +164,9 @@ def outcome(situation: Callable[[Machine], Any], machine: Machine) -> tuple[str,
             if isinstance(exc, Segfault):  # the si_code and the address; the model's reason says more
                 code = re.search(r"SEGV_[A-Z]+", exc.reason)
                 text = f"{code and code.group(0)} at page offset {exc.address % PAGE:#x}"
+            elif isinstance(exc, ProcessKilled):  # the signal and the address; the wording differs
+                at = re.search(r"at (0x[0-9a-f]+)", str(exc))
+                text = f"signal {exc.signo} at page offset {at and int(at.group(1), 16) % PAGE:#x}"
             return type(exc).__name__, text
 
 

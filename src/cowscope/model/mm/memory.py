@@ -201,21 +201,22 @@ def access_error(vma: VMA, write: bool) -> str:
 # -- the single-page fault path ----------------------------------------------------------------
 
 def handle_mm_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int, write: bool) -> int:
-    """Resolve one fault at va; returns the new PTE (present, writable if write)."""
-    va &= PAGE_MASK
+    """Resolve one fault at va; returns the new PTE (present, writable if write). A signal names
+    the faulting address itself (si_addr), not its page."""
+    fault_va, va = va, va & PAGE_MASK
     if mm.pgd.pmds or vma_thp_enabled(m, vma):  # the PMD level first (mm/huge_memory.py)
         pte = huge_pmd_fault(m, pid, mm, vma, va, write)
         if pte:
             return pte
     pte = mm.pgd.lookup(va)
     if pte & PTE_MARKER_GUARD:
-        raise SegvError(va, "guard region (MADV_GUARD_INSTALL)")
+        raise SegvError(fault_va, "guard region (MADV_GUARD_INSTALL, SEGV_MAPERR)")
     m.count_fault(pid)
     if not pte & PTE_PRESENT:
         if vma.vm_file is None:
             return do_anonymous_page(m, pid, mm, vma, va, write)
         if vma.pgoff_at(va) >= vma.vm_file.npages:
-            raise BusError(va, f"beyond the end of {vma.vm_file.path} (SIGBUS)")
+            raise BusError(fault_va, f"beyond the end of {vma.vm_file.path} (SIGBUS)")
         if not write:
             return do_read_fault(m, pid, mm, vma, va)
         if vma.is_shared:
