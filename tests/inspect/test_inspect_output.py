@@ -228,3 +228,41 @@ def test_copied_by_mapping_averages_over_workers() -> None:
                {"mappings": [{"path": "", "copied_kb": 0}, {"path": "", "copied_kb": 20}]}]
     assert copied_by_mapping(workers) == {"[anon]": 30, "[heap]": 4}
     assert copied_by_mapping([]) == {}
+
+
+HOSTILE_PROCESS = r"""
+import ctypes, mmap, sys, time
+ctypes.CDLL(None).prctl(15, b"[/]\x1b[2J[red]x", 0, 0, 0)   # PR_SET_NAME
+f = open(sys.argv[1], "wb+")
+f.write(b"x" * 4096)
+f.flush()
+m = mmap.mmap(f.fileno(), 4096)
+m[0]
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_hostile_names_and_paths_are_printed_plainly(tmp_path, capsys) -> None:
+    """A process named `[/]<ESC>[2J[red]x` mapping a file `x[/]y<ESC>[2J`: inspect shows both as text,
+    the `[heap]` label included, and sends no escape sequence to the terminal."""
+    import shutil
+    import tempfile
+
+    top = tempfile.mkdtemp(dir="/tmp", prefix="cs")  # short: the mapping column is 60 wide
+    try:
+        os.mkdir(os.path.join(top, "x["))
+        path = os.path.join(top, "x[/]y\x1b[2J")
+        proc = subprocess.Popen([sys.executable, "-c", HOSTILE_PROCESS, path], stdout=subprocess.PIPE)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+            rc = main(["inspect", str(proc.pid), "--mappings", "100", "--pages", "[heap]"])
+            out = capsys.readouterr().out
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        shutil.rmtree(top)
+    assert rc == 0
+    assert "[/]\\x1b[2J[red]x" in out and "x[/]y\\x1b[2J" in out and "[heap]" in out
+    assert "\x1b" not in out

@@ -21,6 +21,7 @@ from ..inspect.sample import MODES, Sampler
 from ..inspect.snapshots import snapshot_of
 from ..observe.procfs import linux_problem
 from ..observe.snapshot import Snapshot
+from ..report.plain import visible
 
 if TYPE_CHECKING:
     from rich.live import Live
@@ -93,7 +94,7 @@ def _console() -> Console:
 
 
 def _err(msg: str) -> None:
-    print(f"cowscope inspect: {msg}", file=sys.stderr)
+    print(f"cowscope inspect: {visible(msg)}", file=sys.stderr)
 
 
 def _parse_targets(targets: list[str]) -> tuple[list[int], list[str]]:

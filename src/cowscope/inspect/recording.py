@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from rich.table import Table
 
+from ..report.plain import plain
 from .figures import Sample
 from .render import fmt_delta, fmt_kb
 
@@ -110,7 +111,7 @@ def _avg(objs: list[dict[str, Any]], key: str) -> int | None:
 def compare_table(a: Recording, b: Recording, top_mappings: int = 6) -> Table:
     """The last sample of each recording side by side: tree totals, the average worker, where it copies."""
     sa, sb = a.last_seq(), b.last_seq()
-    t = Table(title=f"A = {a.path} (sample {sa})   B = {b.path} (sample {sb})", title_justify="left",
+    t = Table(title=plain(f"A = {a.path} (sample {sa})   B = {b.path} (sample {sb})"), title_justify="left",
               show_edge=False, pad_edge=False)
     t.add_column("figure")
     t.add_column("A", justify="right")
@@ -123,7 +124,7 @@ def compare_table(a: Recording, b: Recording, top_mappings: int = 6) -> Table:
         f = fmt_kb if kb else (lambda v: "-" if v is None else str(v))
         diff = fmt_delta(vb - va) if kb and va is not None and vb is not None else ""
         ratio = f"{vb / va:.2f}" if va and vb is not None else ""
-        t.add_row(label, f(va), f(vb), diff, ratio)
+        t.add_row(plain(label), f(va), f(vb), diff, ratio)
 
     for key, label in TREE_ROWS:
         row(label, ta.get(key), tb.get(key), kb=key != "processes")

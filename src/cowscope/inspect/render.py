@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..report import strips
+from ..report.plain import plain, visible
 from ..report.strips import cell_codes, pages_per_cell
 from . import classify as cl
 from .figures import MappingFigures, ProcessFigures, Sample, find_mapping
@@ -82,7 +83,7 @@ def process_table(sample: Sample, baseline: dict[int, ProcessFigures] | None = N
     depth = _depth(sample)
     before = baseline or {}
     for p in sample.processes:
-        row = [str(p.pid), "  " * depth[p.pid] + p.name]
+        row: list[str | Text] = [str(p.pid), plain("  " * depth[p.pid] + p.name)]
         row += [fmt_kb(getattr(p, c)) for c in COLUMNS]
         if p.parent_in_tree is False and p.shared_in_tree_kb is not None:
             row[HEADERS.index("shared in tree") + 2] = fmt_kb(p.shared_in_tree_kb)
@@ -115,21 +116,22 @@ def totals_text(sample: Sample, first: Sample | None = None) -> Text:
                     f"  new {fmt_kb(tt.new_kb)}")
     text.append(f"\nmode {sample.mode}, read in {sample.duration_s * 1000:.0f} ms", style="dim")
     for m in sample.missed:
-        text.append(f"\nmissed: {m.reason}", style="yellow")
+        text.append(f"\nmissed: {visible(m.reason)}", style="yellow")
     for n in sample.notes:
-        text.append(f"\nnote: {n}", style="dim")
+        text.append(f"\nnote: {visible(n)}", style="dim")
     return text
 
 
 def mapping_table(p: ProcessFigures, top: int = 12) -> Table:
     """The largest mappings of one process with their figures and classes."""
-    t = Table(title=f"pid {p.pid} ({p.name}) mappings by RSS", title_justify="left", show_edge=False,
+    t = Table(title=plain(f"pid {p.pid} ({p.name}) mappings by RSS"), title_justify="left", show_edge=False,
               pad_edge=False)
     t.add_column("mapping", no_wrap=True, overflow="ellipsis", max_width=60)
     for h in HEADERS:
         t.add_column(h, justify="right")
     for m in sorted(p.mappings, key=lambda m: -m.rss_kb)[:top]:
-        row = [f"{m.start:x} {m.perms} {m.label}"] + [fmt_kb(getattr(m, c)) for c in COLUMNS]
+        row: list[str | Text] = [plain(f"{m.start:x} {m.perms} {m.label}")]
+        row += [fmt_kb(getattr(m, c)) for c in COLUMNS]
         if p.parent_in_tree is False and m.shared_in_tree_kb is not None:
             row[HEADERS.index("shared in tree") + 1] = fmt_kb(m.shared_in_tree_kb)
         t.add_row(*row)
@@ -169,7 +171,7 @@ def page_picture(sample: Sample, spec: str, width: int = 64, limit: int = 8) -> 
         rows.append((p, m))
     with_states = any(m.states is not None for _, m in rows)
     head = "one row per process" + (": classes against the parent, then page states" if with_states else "")
-    parts: list[Text] = [Text(f"mapping {spec!r}: {head}", style="bold")]
+    parts: list[Text] = [plain(f"mapping {spec!r}: {head}", style="bold")]
     for p, m in rows:
         assert m.codes is not None
         line = Text(f"{p.pid:>8} {m.start:x}-{m.end:x} ")
@@ -196,5 +198,5 @@ def sample_view(sample: Sample, first: Sample | None = None, history: dict[int, 
     if pages:
         pic, problems = page_picture(sample, pages, width)
         parts.append(pic)
-        parts += [Text(msg, style="yellow") for msg in problems]
+        parts += [plain(msg, style="yellow") for msg in problems]
     return Group(*parts)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from rich.text import Text
 
 from ..observe.pages import NOT_PRESENT, PAGECACHE, PRIVATE, SHARED, SWAPPED, ZERO, PageStates
 from ..observe.snapshot import MappingView, ProcessView, Snapshot
+from .plain import plain
 
 #: Per-page codes: 0 '.', 1 '0', 2 '#', 3..10 '2'..'9', 11 '+', 12 'f', 13 's'.
 CHARS = ".0#23456789+fs"
@@ -177,7 +178,7 @@ def process_table(p: ProcessView, width: int = 64,
     fig_w = sum(max([len(h)] + [len(r[1][i]) for r in rows]) + 3 for i, h in enumerate(_FIGURES))
     avail = console_width - label_w - fig_w - 4 - 9  # 9: room for the " ×k" suffix
     inline = avail >= 16
-    t = Table(title=Text(f"pid {p.pid} ({p.name}) ppid {p.ppid}"), title_justify="left", show_edge=False,
+    t = Table(title=plain(f"pid {p.pid} ({p.name}) ppid {p.ppid}"), title_justify="left", show_edge=False,
               pad_edge=False)
     t.add_column("mapping" if inline else "mapping / pages", no_wrap=True)
     for col in _FIGURES:
@@ -186,10 +187,10 @@ def process_table(p: ProcessView, width: int = 64,
         t.add_column("pages", no_wrap=True)
     for label, figs, m in rows:
         if inline:
-            t.add_row(Text(label), *figs, _strip_or_note(m, min(width, avail)))
+            t.add_row(plain(label), *figs, _strip_or_note(m, min(width, avail)))
         else:
             w = max(8, min(width, console_width - fig_w - 8))
-            t.add_row(Text(label) + Text("\n  ") + _strip_or_note(m, w), *figs)
+            t.add_row(plain(label) + Text("\n  ") + _strip_or_note(m, w), *figs)
     return t
 
 
@@ -207,7 +208,7 @@ def render_snapshot(snapshot: Snapshot, console: Console | None = None,
     """Print the legend, then per process a table of its mappings with their strips."""
     console = console or Console()
     pids = set(only_pids) if only_pids is not None else None
-    console.print(Text(f"== {snapshot.label} ({snapshot.source})", style="bold"))
+    console.print(plain(f"== {snapshot.label} ({snapshot.source})", style="bold"))
     console.print(legend())
     for p in snapshot.processes:
         if pids is not None and p.pid not in pids:

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..observe.snapshot import Snapshot
+from .plain import plain
 from .strips import legend, process_table, strip
 
 if TYPE_CHECKING:  # the demo's story drives the model; rendering it needs only its records
@@ -24,7 +25,7 @@ Shown = Mapping[tuple[str, str], str]
 
 def print_checkpoint(console: Console, snap: Snapshot, width: int, only: str | None) -> None:
     """Checkpoint label, event counts, then one table per process with strips."""
-    console.rule(Text(f"checkpoint: {snap.label} ({snap.source})", style="bold"))
+    console.rule(plain(f"checkpoint: {snap.label} ({snap.source})", style="bold"))
     kinds: dict[str, int] = {}
     for e in snap.events:
         if e.kind != "checkpoint":
@@ -35,7 +36,7 @@ def print_checkpoint(console: Console, snap: Snapshot, width: int, only: str | N
     for pv in snap.processes:
         st = pv.status
         if st is not None:
-            console.print(Text(f"pid {pv.pid} ({pv.name}) ppid {pv.ppid}: VmRSS {st['VmRSS']} kB, RssAnon "
+            console.print(plain(f"pid {pv.pid} ({pv.name}) ppid {pv.ppid}: VmRSS {st['VmRSS']} kB, RssAnon "
                                f"{st['RssAnon']} kB, RssFile {st['RssFile']} kB, RssShmem {st['RssShmem']} kB, "
                                f"Pss {pv.rollup['Pss'] if pv.rollup else '-'} kB", style="bold"))
         console.print(process_table(pv, width, only, console.width))
@@ -48,7 +49,7 @@ def print_run(console: Console, snapshots: Sequence[Snapshot], outcome: str | No
     for snap in snapshots:
         print_checkpoint(console, snap, width, only)
     if outcome:
-        console.print(Text(f"scenario stopped: {outcome}", style="bold yellow"))
+        console.print(plain(f"scenario stopped: {outcome}", style="bold yellow"))
 
 
 def demo_pages_table(step: Step, width: int, shown: Shown) -> Table:
