@@ -8,7 +8,7 @@ from typing import Protocol
 
 from .. import __version__
 from ..native import NativeBuildError
-from . import bench, demo, export, inspect, learn, malloc, run, verify
+from . import bench, demo, export, inspect, learn, malloc, run, trace, verify
 
 
 class Subcommand(Protocol):
@@ -24,7 +24,7 @@ class Subcommand(Protocol):
 #: The subcommands, in the order --help lists them. Imported statically: a missing or broken
 #: subcommand module is an ImportError at once. Heavy imports (the model, numpy, plotly) belong
 #: inside each module's run(), so that --help stays fast.
-COMMANDS: tuple[Subcommand, ...] = (demo, run, bench, malloc, verify, inspect, export, learn)
+COMMANDS: tuple[Subcommand, ...] = (demo, run, bench, malloc, verify, inspect, export, trace, learn)
 
 
 def version_text() -> str:

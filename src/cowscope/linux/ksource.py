@@ -54,6 +54,12 @@ class MapsCache:
                 return None
         return None
 
+    def inherit(self, child: int, parent: int) -> None:
+        """A forked child's maps: re-read, or its parent's as they were at the fork if it is gone."""
+        if not self.refresh(child) and parent in self.maps:
+            self.maps[child] = self.maps[parent]
+            self._starts[child] = self._starts[parent]
+
     def is_shared(self, pid: int, va: int) -> bool | None:
         """Whether va lies in a MAP_SHARED mapping of pid; None when the mapping is unknown."""
         e = self.lookup(pid, va)
@@ -102,7 +108,7 @@ class KernelEvents:
         for rec in records:
             name, fields = rec[3], rec[4]
             if name == "sched:sched_process_fork":
-                self.maps.refresh(fields["child_pid"])
+                self.maps.inherit(fields["child_pid"], self.maps.tgid_of(rec[2]))
             elif name == "sched:sched_process_exec":
                 self.maps.refresh(rec[2])
         new = self.classifier.feed(records)

@@ -1,0 +1,87 @@
+"""`cowscope trace` end to end on a real program: which process paid, which function wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cowscope.cli.main import main
+
+SRC = Path(__file__).parents[1] / "inspect" / "cowprog.c"
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="tracing needs root")
+
+
+@pytest.fixture(scope="module")
+def prog(tmp_path_factory) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    out = tmp_path_factory.mktemp("cowprog") / "cowprog"
+    subprocess.run([cc, "-O1", "-g", "-o", str(out), str(SRC)], check=True)
+    return out
+
+
+def _trace(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cowscope", "trace", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.kernel
+@root_only
+def test_trace_command_names_the_writers(prog: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ev.jsonl"
+    r = _trace("--json", str(out), "--", str(prog))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    summary = lines[-1]
+    assert summary["type"] == "summary" and summary["lost_events"] == 0
+    events = [x for x in lines if x["type"] == "event" and x["kind"] == "cow-copy" and x["module"] == "cowprog"]
+    child = [x for x in events if x["side"] == "child" and x["symbol"] == "child_writes"]
+    parent = [x for x in events if x["side"] == "parent" and x["symbol"] == "parent_writes"]
+    assert len(child) == 512 and len({x["address"] for x in child}) == 512
+    assert {x["inlined"][0] for x in child} == {"touch_page"}
+    assert len(parent) == 512 and {x["pid"] for x in parent}.isdisjoint(x["pid"] for x in child)
+    assert all(x["since_fork_s"] is not None and x["since_fork_s"] >= 0 for x in child + parent)
+    assert {x["mapping"] for x in child} <= {"[anon]", "[heap]"}
+    assert "touch_page (inlined in child_writes)" in r.stdout and "pages copied" in r.stdout
+
+
+@pytest.mark.kernel
+@root_only
+def test_trace_pid_that_vanishes_and_exit_status(prog: Path) -> None:
+    sleeper = subprocess.Popen(["sleep", "3"])  # ends while traced: the trace ends with it
+    r = _trace(str(sleeper.pid), "--duration", "30")
+    sleeper.wait()
+    assert r.returncode == 0, r.stderr
+    assert "pages copied" in r.stdout
+    r = _trace("--", "sh", "-c", "exit 3")
+    assert r.returncode == 3
+
+
+@pytest.mark.parametrize("argv,message", [
+    ([], "nothing to trace"),
+    (["999999999"], "no process 999999999"),
+    (["--tree", "999999999"], "no process 999999999"),
+    (["--", "/nonexistent/cmd"], "cannot run /nonexistent/cmd"),
+])
+def test_bad_input_is_a_clear_error(argv: list[str], message: str, capsys) -> None:
+    if argv[:1] == ["--"] and os.geteuid() != 0:
+        pytest.skip("reaching the command needs tracing (root)")
+    assert main(["trace", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+
+
+def test_not_root_is_a_clear_error() -> None:
+    code = ("import os, sys\nfrom cowscope.cli.main import build_parser\n"
+            "args = build_parser().parse_args(['trace', '--', 'true'])\n"
+            "if os.geteuid() == 0:\n os.setgid(65534); os.setuid(65534)\n"
+            "sys.exit(args.func(args))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "error: kernel tracing needs root" in r.stderr and "Traceback" not in r.stderr
