@@ -8,7 +8,6 @@ import sys
 import time
 from typing import IO, Any
 
-
 EPILOG = """\
 examples:
   cowscope trace -- python3 -c 'import os; b = bytearray(1 << 24); os.fork() or b.__init__(1 << 24)'
