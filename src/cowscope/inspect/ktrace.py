@@ -48,7 +48,7 @@ def check_pids(pids: Iterable[int]) -> list[int]:
 
 def _comm(pid: int) -> str:
     try:
-        return procfs.read_comm(pid)
+        return procfs.read_stat(pid).name
     except (ProcessGone, OSError, IndexError):
         return "?"
 
