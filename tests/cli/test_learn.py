@@ -64,3 +64,18 @@ def test_practice_from_a_pipe_reasks_a_bad_answer_and_ends_with_the_score():
     assert "Please answer with one of: copy (1)" in out
     assert "right: copy why: shared" in out and "right: A" in out
     assert "score: 2/2 (100%)" in out
+
+
+def test_html_worksheet_and_emit_c_files(tmp_path):
+    html = tmp_path / "w.html"
+    r = learn("--seed", "42", "-n", "2", "--html", str(html))
+    assert r.returncode == 0, r.stderr
+    assert "worksheet written to" in r.stderr and r.stdout == ""
+    text = html.read_text()
+    assert "Problem 2: seed 43" in text and 'class="key"' not in text
+    r = learn("--seed", "42", "-n", "2", "--emit-c", str(tmp_path / "p.c"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "p-42.c").read_text().startswith("/* cowscope learn: seed 42")
+    assert (tmp_path / "p-43.c").exists()
+    r = learn("--seed", "42", "--emit-c", str(tmp_path / "no" / "such" / "dir.c"))
+    assert r.returncode == 2 and "error: --emit-c" in r.stderr

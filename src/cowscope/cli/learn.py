@@ -25,6 +25,7 @@ examples:
   cowscope learn                          practise (Ctrl-C or q ends with your score)
   cowscope learn --seed 7 -c              a homework sheet with its answer key
   cowscope learn --seed 7 --sheet         the same sheet, '?' where students answer
+  cowscope learn --seed 7 -n 5 --html w.html   a printable worksheet (add -c for the key)
   cowscope learn --topic malloc --level 3 --count 5 -c
   cowscope learn --explicit 'P mmap a 2; P write a all; P fork C; ? outcome C write a 1'
   cowscope learn --seed 7 --on linux -c   answers confirmed by this kernel
@@ -56,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("-c", "--answers", action="store_true", help="print the problem with its answer key")
     out.add_argument("--sheet", action="store_true", help="print the problem with '?' for every answer")
     out.add_argument("--json", action="store_true", help="the problem as JSON (with answers when -c)")
+    out.add_argument("--html", metavar="FILE", help="write an HTML worksheet (with the answer key when -c)")
     out.add_argument("--emit-c", metavar="FILE",
                      help="write the problem as a standalone C program that prints its answers from /proc "
                      "(with --count N: FILE's name gets each problem's seed)")
@@ -106,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.on == "linux" and (why := _linux_problem()):
         return _fail(f"--on linux: {why}")
     try:
-        if not (args.answers or args.sheet or args.json or getattr(args, "html", None) or args.emit_c):
+        if not (args.answers or args.sheet or args.json or args.html or args.emit_c):
             from ..learn.interactive import practise
 
             return practise(args)
@@ -130,11 +132,14 @@ def _outputs(args: argparse.Namespace, probs: list[Any]) -> int:
         texts = [sheet.sheet_text(p, m if key else None, k if key else None, args.width)
                  for p, (m, k) in zip(probs, solved)]
         print(("\n" + "=" * min(args.width, 72) + "\n\n").join(texts), end="")
-    if getattr(args, "html", None):
+    if args.html:
         from ..report.worksheet import write_worksheet
 
-        data = [sheet.sheet_json(p, m, k) for p, (m, k) in zip(probs, solved)]
-        path = write_worksheet(args.html, data, answers=key)
+        data = [sheet.sheet_json(p, m if key else None, k if key else None) for p, (m, k) in zip(probs, solved)]
+        try:
+            path = write_worksheet(args.html, data, answers=key)
+        except OSError as e:
+            return _fail(f"--html {args.html}: {e.strerror or e}")
         print(f"worksheet written to {path}", file=sys.stderr)
     if args.emit_c:
         _emit(args.emit_c, probs, [m for m, _ in solved])

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import show
+from .explain import REASON_SHORT
 from .lang import Problem, Question
 from .solve import Answer, Solution
 
@@ -135,8 +136,9 @@ def sheet_json(problem: Problem, solution: Solution | None = None, kernel: Solut
         if kernel is not None:
             entry["kernel"] = _answer_json(kernel.answers[k])
         questions.append(entry)
+    why = [[key, text] for key, text in REASON_SHORT.items()] if any(q.why for q in problem.questions) else []
     return {"generator": problem.version, "seed": problem.seed, "topic": problem.topic,
-            "level": problem.level, "title": problem.title, "problem": problem.text(),
+            "level": problem.level, "title": problem.title, "problem": problem.text(), "why_choices": why,
             "lines": [{"n": i.number, "text": i.line} for i in items if i.line],
             "questions": questions}
 

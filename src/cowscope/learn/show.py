@@ -24,7 +24,9 @@ def c_line(a: Action, sizes: dict[str, int]) -> str:
         last = chr(ord("a") + int(args[1]) - 1)
         return f'int {args[0]} = open("{args[0]}", O_RDWR); // {args[1]} pages: a..{last}'
     if a.verb == "pwrite":
-        return f"pwrite({args[0]}, \"{args[2][1]}...\", PAGE, {args[1]}*PAGE);"
+        pages = pages_of(args[1], sizes.get(args[0], 64))
+        where = "0" if pages[0] == 0 else f"{pages[0]}*PAGE"
+        return f"pwrite({args[0]}, \"{args[2][1]}{args[2][1]}...\", {_npages(len(pages))}, {where});"
     return _PROC_LINES[a.verb](args, sizes)
 
 
