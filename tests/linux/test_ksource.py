@@ -122,3 +122,20 @@ def test_many_copies_none_lost(traced) -> None:
     got = _in(ev, s, a, n)
     assert len(got) == n and {k for _p, k, _i in got} == {"cow-copy"}
     assert not ev.losses()
+
+
+def test_machine_events_are_the_model_vocabulary() -> None:
+    """linux.Machine(events=True): m.events like the model's log, children followed, checkpoints in it."""
+    with Machine(events=True) as m:
+        p = m.spawn("traced")
+        a = p.mmap(4 * PS)
+        p.fill(a, 4 * PS, 1)
+        m.checkpoint("filled")
+        s = len(m.events)
+        c = p.fork()
+        c.touch(a, 1, write=True)
+        p.touch(a + PS, 1, write=True)
+        got = [(e.pid, e.kind, e.address) for e in m.events.since(s) if a <= e.address < a + 4 * PS]
+        assert got == [(c.pid, "cow-copy", a), (p.pid, "cow-copy", a + PS)]
+        assert [e.detail for e in m.events.filter(kind="checkpoint")] == ["filled"]
+        assert m.events.counts(pid=p.pid)["zero-fill"] >= 4 and m.events.losses() == 0

@@ -22,20 +22,24 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import weakref
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from ..observe import procfs
+from ..observe.events import Event
 from ..observe.records import PAGE_SIZE
 from .build import agent_path
 from .file import File
+from .ksource import KernelEvents
 from .process import Process
 from .wire import OP_PING, OP_SETNAME, T_HELLO, Conn
 
-__all__ = ["File", "Machine", "NoEvents", "Process"]
+__all__ = ["File", "KernelLog", "Machine", "NoEvents", "Process"]
 
 
 class NoEvents(list):  # type: ignore[type-arg]
@@ -61,19 +65,79 @@ def _close_all() -> None:
         m.close()
 
 
+class KernelLog:
+    """`m.events` of a Machine(events=True): the kernel's events of its agents (and their children),
+    read and classified whenever the log is read (the agents are then waiting for a command, so
+    every fault they took is complete). Same interface as the model's log; fields the kernel
+    cannot give are None (a copy's old frame, docs/trace.md)."""
+
+    def __init__(self) -> None:
+        self.source: KernelEvents | None = None
+
+    def follow(self, pid: int) -> None:
+        """Trace this agent (the first one starts the tracefs session) and every child it forks."""
+        if self.source is None:
+            self.source = KernelEvents([pid], buffer_kb=4096)
+        else:
+            self.source.add_pids([pid])
+
+    def _read(self) -> list[Event]:
+        if self.source is None:
+            return []
+        self.source.sync(quiescent=True)
+        return self.source._events
+
+    def checkpoint(self, label: str) -> None:
+        """A checkpoint event (pid 0), as the model's log has."""
+        if self.source is not None:
+            events = self._read()
+            events.append(Event(len(events), 0, "checkpoint", 0, 0, 0, label, time.monotonic_ns()))
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def __getitem__(self, i: int) -> Event:
+        return self._read()[i]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(list(self._read()))
+
+    def since(self, seq: int) -> list[Event]:
+        """The events from index `seq` on."""
+        return self._read()[seq:]
+
+    def filter(self, kind: str | None = None, pid: int | None = None, since: int = 0) -> list[Event]:
+        """Events matching a kind and/or pid."""
+        return [e for e in self._read()[since:] if (kind is None or e.kind == kind) and (pid is None or e.pid == pid)]
+
+    def counts(self, since: int = 0, pid: int | None = None) -> Counter[str]:
+        """How many events of each kind (optionally of one pid)."""
+        return Counter(e.kind for e in self._read()[since:] if pid is None or e.pid == pid)
+
+    def losses(self) -> int:
+        """Events the kernel could not keep (0 when none: every figure above is complete)."""
+        return 0 if self.source is None else self.source.losses().total
+
+    def close(self) -> None:
+        if self.source is not None:
+            self.source.session.close()
+
+
 class Machine:
     """The real kernel behind the model's Machine API (processes are real agents)."""
 
     backend = "linux"
 
     def __init__(self, ram: str | int | None = None, allocator: str = "ptmalloc", cpu: int | None = None,
-                 **_ignored: Any) -> None:
+                 events: bool = False, **_ignored: Any) -> None:
+        """`events=True`: `m.events` holds the kernel's own fault decisions as `Event`s, from
+        tracepoints (root; docs/trace.md); otherwise the log stays empty."""
         self.allocator = allocator
         if allocator not in ("ptmalloc", "glibc"):
             raise ValueError(f"the Linux backend runs glibc's malloc (ptmalloc), not {allocator!r}")
         self.cpu = _pick_cpu() if cpu is None else cpu
         self.processes: dict[int, Process] = {}
-        self.events = NoEvents()  # the kernel does not report events
+        self.events: NoEvents | KernelLog = KernelLog() if events else NoEvents()
         self._agent = str(agent_path())
         self._dir = tempfile.mkdtemp(prefix="cowscope-linux-", dir=_files_root())
         self._errdir = os.path.join(self._dir, "stderr")
@@ -99,6 +163,8 @@ class Machine:
         if self._closed:
             return
         self._closed = True
+        if isinstance(self.events, KernelLog):
+            self.events.close()
         for pgid in self._pgids:
             try:
                 os.killpg(pgid, signal.SIGKILL)
@@ -135,6 +201,8 @@ class Machine:
             raise RuntimeError(f"agent {popen.pid} did not start")
         proc = Process(self, rep[2], os.getpid(), name, conn, popen)
         self.processes[proc.pid] = proc
+        if isinstance(self.events, KernelLog):
+            self.events.follow(proc.pid)
         proc._call(OP_SETNAME, payload=name.encode()[:15], what="prctl")
         return proc
 
@@ -181,6 +249,8 @@ class Machine:
 
     def checkpoint(self, label: str) -> None:
         """Mark a step; `on_checkpoint` (set by the scenario runner) observes the views here."""
+        if isinstance(self.events, KernelLog):
+            self.events.checkpoint(label)
         self.checkpoints.append((label, len(self.events)))
         if self.on_checkpoint is not None:
             self.on_checkpoint(label)
