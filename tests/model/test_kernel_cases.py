@@ -10,6 +10,7 @@ import pytest
 
 from cowscope.errors import Segfault, SyscallError
 from cowscope.model import Machine
+from cowscope.observe.records import KPF_ANON, KPF_ANON_EXCLUSIVE
 
 P = 4096
 
@@ -86,7 +87,7 @@ def test_c02_c03_c04_zero_page_then_write(m):
     p.write(r + 2 * P, b"\x07")
     assert flags(m, p, r, 4) == ["P kc=0", "P kc=0", "PX kc=1", "0"]
     kf = m.kpageflags(pfns(p, r + 2 * P, 1)[0])
-    assert kf & (1 << 12) and kf & (1 << 34)
+    assert kf & KPF_ANON and kf & KPF_ANON_EXCLUSIVE
     expect(smaps_of(p, r), Rss=4, Pss=4, Pss_Dirty=4, Private_Dirty=4, Anonymous=4)
     assert p.status()["RssAnon"] == anon0 + 4
     # C04
@@ -112,7 +113,7 @@ def test_c05_fork_makes_written_pages_cow_shared(m):
     p, c, r, before = _c05(m)
     assert flags(m, p, r, 4) == ["P kc=2"] * 4 == flags(m, c, r, 4)
     assert pfns(p, r, 4) == pfns(c, r, 4) == before
-    assert all(not m.kpageflags(f) & (1 << 34) for f in before)
+    assert all(not m.kpageflags(f) & KPF_ANON_EXCLUSIVE for f in before)
     for q in (p, c):
         expect(smaps_of(q, r), Rss=16, Pss=8, Pss_Dirty=8, Shared_Dirty=16, Anonymous=16)
     assert smaps_of(c, r)["Referenced"] == 0 and smaps_of(p, r)["Referenced"] == 16
@@ -125,14 +126,14 @@ def test_c06_c07_c08_copy_and_reuse(m):
     assert e not in (a, b, cc, d)
     assert flags(m, c, r, 4) == ["PX kc=1", "P kc=2", "P kc=2", "P kc=2"]
     assert flags(m, p, r, 4) == ["PX kc=1", "P kc=2", "P kc=2", "P kc=2"]
-    assert pfns(p, r, 1) == [a] and not m.kpageflags(a) & (1 << 34)  # X but not PageAnonExclusive
+    assert pfns(p, r, 1) == [a] and not m.kpageflags(a) & KPF_ANON_EXCLUSIVE  # X but not PageAnonExclusive
     assert p.read(r, 1) == b"\x11" and c.read(r, 1) == b"\x22"
     for q in (p, c):
         expect(smaps_of(q, r), Rss=16, Pss=10, Pss_Dirty=10, Shared_Dirty=12, Private_Dirty=4, Anonymous=16)
     # C07: the parent's page is mapped only by it now: reuse, same PFN
     n = len(m.events)
     p.write(r, b"\x33")
-    assert pfns(p, r, 1) == [a] and m.kpageflags(a) & (1 << 34)
+    assert pfns(p, r, 1) == [a] and m.kpageflags(a) & KPF_ANON_EXCLUSIVE
     assert [ev.kind for ev in m.events.since(n)] == ["cow-reuse"]
     assert p.read(r, 1) == b"\x33" and c.read(r, 1) == b"\x22"
     # C08: a still-shared page: the writer copies, the other side becomes exclusive
@@ -153,7 +154,7 @@ def test_c10_page_anon_exclusive_vs_exclusively_mapped(m):
     r = region(p, 1)
     p.write(r, b"a")
     a = pfns(p, r, 1)[0]
-    pae = lambda: bool(m.kpageflags(pfns(p, r, 1)[0]) & (1 << 34))  # noqa: E731
+    pae = lambda: bool(m.kpageflags(pfns(p, r, 1)[0]) & KPF_ANON_EXCLUSIVE)  # noqa: E731
     assert flags(m, p, r, 1) == ["PX kc=1"] and pae()
     c = p.fork()
     assert flags(m, p, r, 1) == ["P kc=2"] and not pae()

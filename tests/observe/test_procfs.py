@@ -13,6 +13,7 @@ import pytest
 
 from cowscope.errors import ProcessGone
 from cowscope.observe import procfs
+from cowscope.observe.records import KPF_ZERO_PAGE
 
 # --- live reads ---------------------------------------------------------------------------------
 
@@ -45,7 +46,7 @@ def _check_live_readers(pid: int) -> None:
         zero = procfs.zero_pfns()
         assert len(zero) == 1
         assert procfs.read_kpagecount(list(zero))[0] == 0
-        assert int(procfs.read_kpageflags(list(zero))[0]) & (1 << 24)  # KPF_ZERO_PAGE
+        assert int(procfs.read_kpageflags(list(zero))[0]) & KPF_ZERO_PAGE
 
 
 @pytest.mark.kernel

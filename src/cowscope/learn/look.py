@@ -13,10 +13,16 @@ from typing import Any
 import numpy as np
 
 from ..observe.pages import classify
-from ..observe.records import PAGE_SIZE, PM_FILE, PM_MMAP_EXCLUSIVE, PM_PFN_MASK, PM_PRESENT, SmapsEntry
+from ..observe.records import (
+    KPF_ANON_EXCLUSIVE,
+    PAGE_SIZE,
+    PM_FILE,
+    PM_MMAP_EXCLUSIVE,
+    PM_PFN_MASK,
+    PM_PRESENT,
+    SmapsEntry,
+)
 
-#: /proc/kpageflags bit 34 (KPF_MAPPEDTODISK) is PG_anon_exclusive on anon pages.
-KPF_ANON_EXCLUSIVE = 1 << 34
 #: Legend characters, one per page state (report.strips.CHARS without the swap marker).
 STRIP_CHARS = ".0#23456789+f"
 

@@ -9,6 +9,20 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import CowscopeError
+from ..observe.records import (
+    KPF_ANON,
+    KPF_ANON_EXCLUSIVE,
+    KPF_COMPOUND_HEAD,
+    KPF_COMPOUND_TAIL,
+    KPF_DIRTY,
+    KPF_LRU,
+    KPF_MMAP,
+    KPF_RESERVED,
+    KPF_SWAPBACKED,
+    KPF_THP,
+    KPF_UPTODATE,
+    KPF_ZERO_PAGE,
+)
 from .arch import PAGE_SHIFT, PAGE_SIZE, PTE_MARKER_GUARD, PTE_PRESENT, PTE_RW, PTE_SPECIAL, parse_size
 from .events import EventLog
 from .fs.file import File, file_from_bytes
@@ -233,26 +247,26 @@ class Machine:
         """/proc/kpageflags bits: UPTODATE 3, DIRTY 4, LRU 5, MMAP 11, ANON 12, SWAPBACKED 14,
         ZERO_PAGE 24, and bit 34 = PG_anon_exclusive (the model's LRU batches are always drained)."""
         if pfn == ZERO_PFN:
-            return (1 << 24) | (1 << 32)  # ZERO_PAGE | RESERVED, as measured
-        if HUGE_ZERO_PFN <= pfn < HUGE_ZERO_PFN + FOLIO_NR:  # ZERO_PAGE | THP | COMPOUND_HEAD/TAIL
-            return (1 << 24) | (1 << 22) | (1 << (15 if pfn == HUGE_ZERO_PFN else 16))
+            return KPF_ZERO_PAGE | KPF_RESERVED  # as measured
+        if HUGE_ZERO_PFN <= pfn < HUGE_ZERO_PFN + FOLIO_NR:
+            return KPF_ZERO_PAGE | KPF_THP | (KPF_COMPOUND_HEAD if pfn == HUGE_ZERO_PFN else KPF_COMPOUND_TAIL)
         fl = int(self.phys.flags[pfn]) if 0 <= pfn < len(self.phys.flags) else 0
         if not fl & PG_INUSE:
             return 0
-        bits = (1 << 3) | (1 << 5)
+        bits = KPF_UPTODATE | KPF_LRU
         if fl & PG_COMPOUND:  # folio flags are the head's; THP and head/tail are the page's own
-            bits |= (1 << 22) | (1 << (15 if fl & PG_HEAD else 16))
+            bits |= KPF_THP | (KPF_COMPOUND_HEAD if fl & PG_HEAD else KPF_COMPOUND_TAIL)
             fl = int(self.phys.flags[self.phys.folio_head(pfn)]) | (fl & PG_INUSE)
         if self.kpagecount(pfn) > 0:
-            bits |= 1 << 11
+            bits |= KPF_MMAP
         if fl & PG_ANON:
-            bits |= 1 << 12
+            bits |= KPF_ANON
         if fl & PG_SWAPBACKED:
-            bits |= 1 << 14
+            bits |= KPF_SWAPBACKED
         if fl & PG_DIRTY:
-            bits |= 1 << 4
+            bits |= KPF_DIRTY
         if fl & PG_ANON_EXCLUSIVE:
-            bits |= 1 << 34
+            bits |= KPF_ANON_EXCLUSIVE
         return bits
 
     def meminfo(self) -> dict[str, int]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import ProcessGone
 from .records import (
+    KPF_ZERO_PAGE,
     PAGE_SIZE,
     MapsEntry,
     SmapsEntry,
@@ -400,7 +401,7 @@ def huge_zero_pfns() -> frozenset[int]:
         m.madvise(mmap.MADV_HUGEPAGE, off, huge)
     _ = m[off]  # read fault: maps the huge zero page if THP allows it here
     pfn = int(pagemap_pfns(read_pagemap(os.getpid(), base + off, 1))[0])
-    if not pfn or not int(read_kpageflags([pfn])[0]) & (1 << 24) or not pfn % 512 == 0:
+    if not pfn or not int(read_kpageflags([pfn])[0]) & KPF_ZERO_PAGE or not pfn % 512 == 0:
         m.close()
         return frozenset()
     _HUGE_ZERO_KEEP.append(m)

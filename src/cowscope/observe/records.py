@@ -226,6 +226,22 @@ PM_SWAP = 1 << 62                # a non-present swap-type entry
 PM_PRESENT = 1 << 63
 
 
+# /proc/kpageflags bits the project reads (include/uapi/linux/kernel-page-flags.h; 32 and up are
+# kernel-internal flags shown to root).
+KPF_UPTODATE = 1 << 3
+KPF_DIRTY = 1 << 4
+KPF_LRU = 1 << 5
+KPF_MMAP = 1 << 11
+KPF_ANON = 1 << 12
+KPF_SWAPBACKED = 1 << 14
+KPF_COMPOUND_HEAD = 1 << 15
+KPF_COMPOUND_TAIL = 1 << 16
+KPF_THP = 1 << 22
+KPF_ZERO_PAGE = 1 << 24
+KPF_RESERVED = 1 << 32
+KPF_ANON_EXCLUSIVE = 1 << 34     # KPF_MAPPEDTODISK: on an anon page it is PG_anon_exclusive
+
+
 @dataclass(frozen=True)
 class PagemapEntry:
     """One 64-bit /proc/PID/pagemap entry (Documentation/admin-guide/mm/pagemap.rst)."""

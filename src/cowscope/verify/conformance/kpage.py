@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...errors import Segfault
+from ...observe.records import KPF_ANON, KPF_ANON_EXCLUSIVE
 from . import PAGE, pattern_file, region, scenario, touch_pages
 
 if TYPE_CHECKING:
     from ..process import TracedProcess
     from ..trace import TracedMachine
-
-KPF_ANON = 1 << 12
-KPF_ANON_EXCLUSIVE = 1 << 34  # PG_anon_exclusive shows as bit 34 (aliases PG_mappedtodisk)
 
 
 def _pae(m: TracedMachine, p: TracedProcess, a: int) -> tuple[str, int, bool]:
