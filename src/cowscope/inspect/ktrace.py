@@ -53,6 +53,15 @@ def _comm(pid: int) -> str:
         return "?"
 
 
+def _start_time_ns(pid: int) -> int:
+    """When a process started, on CLOCK_MONOTONIC (field 22 of /proc/PID/stat is in clock ticks
+    since boot, on CLOCK_BOOTTIME)."""
+    data = procfs.read_bytes(pid, "stat")
+    ticks = int(data[data.rfind(b")") + 2:].split()[19])
+    boot_to_mono = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
+    return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK") - boot_to_mono
+
+
 class Command:
     """A command forked and held before exec (so tracing covers it from its first instruction)."""
 
@@ -138,7 +147,23 @@ class TreeTracer:
         tids = [t for pid in self.roots for t in threads_of(pid)]
         self.events = KernelEvents(tids, buffer_kb=self.buffer_kb)
         self.attributor = Attributor(self.events.maps.lookup, _comm)
+        self._known_forks(self.roots)
         self.summary = TraceSummary(time.monotonic_ns())
+
+    def _known_forks(self, pids: list[int]) -> None:
+        """Forks that happened before the trace: a traced process whose parent is traced is a child,
+        forked when it started (/proc/PID/stat starttime, on the trace's CLOCK_MONOTONIC)."""
+        assert self.attributor is not None
+        traced = set(pids)
+        for pid in pids:
+            try:
+                ppid = procfs.read_ppid(pid)
+                started = _start_time_ns(pid)
+            except (ProcessGone, OSError, ValueError, IndexError):
+                continue
+            if ppid in traced:
+                self.attributor.forked_at[pid] = started
+                self.attributor.last_fork[ppid] = max(self.attributor.last_fork.get(ppid, 0), started)
 
     def start_command(self, argv: list[str]) -> Command:
         """Start a command, held before exec until tracing covers it."""
