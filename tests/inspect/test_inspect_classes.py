@@ -8,7 +8,7 @@ from forktree import PAGE, Tree, TreePlan, WorkerPlan, range_classes
 from cowscope.inspect import classify as cl
 from cowscope.inspect.figures import ProcessFigures
 from cowscope.inspect.sample import Sampler
-from cowscope.observe import procfs
+from cowscope.observe import kpage, procfs
 from cowscope.observe.records import pagemap_pfns
 
 pytestmark = pytest.mark.kernel
@@ -114,7 +114,7 @@ def test_mapping_and_process_figures_agree_with_the_kernel(make_tree) -> None:
 def test_unique_memory_counts_each_frame_once(make_tree) -> None:
     t = make_tree(PLAN)
     s = Sampler([t.master], tree=True, mode="exact").sample()
-    zero = procfs.zero_pfns()
+    zero = kpage.zero_pfns()
     frames: set[int] = set()
     for pf in s.processes:
         for m in procfs.read_maps(pf.pid):

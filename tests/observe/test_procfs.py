@@ -6,14 +6,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cowscope.errors import ProcessGone
 from cowscope.observe import procfs
-from cowscope.observe.records import KPF_ZERO_PAGE
 
 # --- live reads ---------------------------------------------------------------------------------
 
@@ -42,11 +40,6 @@ def _check_live_readers(pid: int) -> None:
     raw = procfs.read_pagemap(pid, maps[0].start, maps[0].npages)
     assert raw.dtype == np.uint64 and len(raw) == maps[0].npages
     assert procfs.read_fault_counts(pid)["minor"] > 0
-    if os.geteuid() == 0:
-        zero = procfs.zero_pfns()
-        assert len(zero) == 1
-        assert procfs.read_kpagecount(list(zero))[0] == 0
-        assert int(procfs.read_kpageflags(list(zero))[0]) & KPF_ZERO_PAGE
 
 
 @pytest.mark.kernel
@@ -85,17 +78,6 @@ def test_process_exits_mid_read(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ProcessGone):
         procfs.read_smaps(p.pid)
     assert len(calls) >= 2
-
-
-def test_kpage_unavailable_is_clear(tmp_path: Path) -> None:
-    f = tmp_path / "kpagecount"
-    f.write_bytes(b"\x00" * 64)
-    f.chmod(0)
-    if os.geteuid() == 0:
-        assert procfs.read_kpagecount([1, 2], root=str(tmp_path)).tolist() == [0, 0]
-    else:
-        with pytest.raises(procfs.KpageUnavailable, match="needs root"):
-            procfs.read_kpagecount([1], root=str(tmp_path))
 
 
 @pytest.mark.kernel

@@ -179,7 +179,7 @@ def test_without_root_compares_what_remains(monkeypatch: pytest.MonkeyPatch, cap
     """As an unprivileged user sees it: PFN fields zeroed, /proc/kpagecount unreadable."""
     from cowscope.linux import machine as lm
     from cowscope.model import Machine as ModelMachine
-    from cowscope.observe import procfs
+    from cowscope.observe import kpage, procfs
     from cowscope.observe.records import PM_PFN_MASK
     from cowscope.verify.conformance import all_scenarios
 
@@ -190,8 +190,8 @@ def test_without_root_compares_what_remains(monkeypatch: pytest.MonkeyPatch, cap
         return raw & ~np.uint64(PM_PFN_MASK)
 
     monkeypatch.setattr(procfs, "read_pagemap", hidden)
-    monkeypatch.setattr(procfs, "kpage_available", lambda root="/proc": False)
-    monkeypatch.setattr(procfs, "zero_pfns", lambda: frozenset())
+    monkeypatch.setattr(kpage, "kpage_available", lambda root="/proc": False)
+    monkeypatch.setattr(kpage, "zero_pfns", lambda: frozenset())
     monkeypatch.setattr(lm, "_KPAGE_NOTE_SHOWN", False)
     chosen = [s for s in all_scenarios() if s.id in ("C02", "C05", "C06", "C14")]
     for sc in chosen:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ProcessGone
-from ..observe import procfs
+from ..observe import kpage, procfs
 from ..observe.pages import PageStates
 from ..observe.pages import classify as classify_states
 from ..observe.procfs import SPECIAL_MAPPINGS, USER_SPACE_END, PagemapReader
@@ -81,7 +81,7 @@ def resolve_mode(mode: str) -> tuple[str, list[str]]:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     notes: list[str] = []
-    pfns_ok = procfs.kpage_available() and bool(procfs.zero_pfns())
+    pfns_ok = kpage.kpage_available() and bool(kpage.zero_pfns())
     if mode in ("auto", "exact") and not pfns_ok:
         if mode == "exact":
             raise PermissionError("exact mode needs root (CAP_SYS_ADMIN) for pagemap PFNs and "
@@ -125,7 +125,7 @@ class Sampler:
         self.hook = hook
         self.threads = threads if threads is not None else min(4, os.cpu_count() or 1)
         self.seq = 0
-        self.zero_pfn = min(procfs.zero_pfns(), default=0) if self.mode == "exact" else 0
+        self.zero_pfn = min(kpage.zero_pfns(), default=0) if self.mode == "exact" else 0
 
     def sample(self) -> Sample:
         """Discover the processes and read them all once."""
@@ -258,7 +258,7 @@ def _pfn_table(raws: list[_Raw]) -> cl.PfnTable:
     the page exclusive."""
     pages = [r.pages for r in raws if r.pages is not None]
     table = cl.PfnTable([pp.pfn[pp.real] for pp in pages], [pp.pfn[pp.real & ~pp.excl] for pp in pages])
-    table.set_mapcounts(procfs.read_kpagecount(table.need))
+    table.set_mapcounts(kpage.read_kpagecount(table.need))
     return table
 
 

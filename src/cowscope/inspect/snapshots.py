@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ProcessGone
-from ..observe import procfs
+from ..observe import kpage, procfs
 from ..observe.records import MapsEntry, SmapsEntry, SmapsRollup, Status
 from ..observe.snapshot import Snapshot, take
 
@@ -48,14 +48,14 @@ class LiveSource:
 
     def __init__(self, procs: list[tuple[int, int, str]]) -> None:
         self.procs = [LiveProcess(*p) for p in procs]
-        self.kpage = procfs.kpage_available()
-        self.zero_pfns = set(procfs.zero_pfns())
+        self.kpage = kpage.kpage_available()
+        self.zero_pfns = set(kpage.zero_pfns())
 
     def live_processes(self) -> list[LiveProcess]:
         return [p for p in self.procs if procfs.is_alive(p.pid)]
 
     def kpagecount_array(self, pfns: np.ndarray) -> np.ndarray | None:
-        return procfs.read_kpagecount(pfns) if self.kpage else None
+        return kpage.read_kpagecount(pfns) if self.kpage else None
 
 
 def snapshot_of(procs: list[tuple[int, int, str]], label: str) -> Snapshot | None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..observe import procfs
+from ..observe import kpage, procfs
 from ..observe.events import Event
 from ..observe.records import PAGE_SIZE
 from .build import agent_path
@@ -268,7 +268,7 @@ class Machine:
         """Whether PFNs and /proc/kpagecount can be read (root); says so once per run when not."""
         global _KPAGE_NOTE_SHOWN
         if self._kpage_ok is None:
-            self._kpage_ok = procfs.kpage_available() and bool(procfs.zero_pfns())
+            self._kpage_ok = kpage.kpage_available() and bool(kpage.zero_pfns())
             if not self._kpage_ok and not _KPAGE_NOTE_SHOWN:
                 _KPAGE_NOTE_SHOWN = True
                 print("cowscope linux: PFNs and /proc/kpagecount need root: page identity, the zero "
@@ -280,25 +280,25 @@ class Machine:
         """/proc/kpagecount per PFN, None without root."""
         if not self.kpage_available:
             return None
-        return procfs.read_kpagecount(pfns)
+        return kpage.read_kpagecount(pfns)
 
     def kpagecount(self, pfn: int) -> int:
         """/proc/kpagecount of one PFN."""
         arr = self.kpagecount_array([pfn])
         if arr is None:
-            raise procfs.KpageUnavailable(errno.EPERM, "/proc/kpagecount needs root")
+            raise kpage.KpageUnavailable(errno.EPERM, "/proc/kpagecount needs root")
         return int(arr[0])
 
     def kpageflags(self, pfn: int) -> int:
         """/proc/kpageflags of one PFN."""
-        return int(procfs.read_kpageflags([pfn])[0])
+        return int(kpage.read_kpageflags([pfn])[0])
 
     @property
     def zero_pfns(self) -> set[int]:
         """PFNs of the shared zero page and of the huge zero page's subpages (empty without root)."""
         if self._huge_zero is None:
-            self._huge_zero = procfs.huge_zero_pfns() if procfs.zero_pfns() else frozenset()
-        return set(procfs.zero_pfns()) | self._huge_zero
+            self._huge_zero = kpage.huge_zero_pfns() if kpage.zero_pfns() else frozenset()
+        return set(kpage.zero_pfns()) | self._huge_zero
 
     def meminfo(self) -> dict[str, int]:
         """/proc/meminfo in kB."""
