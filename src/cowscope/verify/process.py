@@ -171,12 +171,17 @@ class TracedProcess:
                 return self._p.mmap(length, prot=prot, shared=shared, file=file, offset=offset,
                                     addr=addr, fixed=fixed, populate=populate)
             span = (length + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
-            base = self._p.mmap(span + 2 * PAGE_SIZE + align, prot=GUARD_PROT)
+            reserved = span + 2 * PAGE_SIZE + align
+            base = self._p.mmap(reserved, prot=GUARD_PROT)
             start = base + PAGE_SIZE
             if align:
                 start = (start + align - 1) // align * align
-            return self._p.mmap(length, prot=prot, shared=shared, file=file, offset=offset,
-                                addr=start, fixed=True, populate=populate)
+            try:
+                return self._p.mmap(length, prot=prot, shared=shared, file=file, offset=offset,
+                                    addr=start, fixed=True, populate=populate)
+            except SyscallError:  # a failed mmap changes nothing: the reservation goes too
+                self._p.munmap(base, reserved)
+                raise
 
         a = self._do("mmap", args, call, lambda _a: key)
         self.regions = [r for r in self.regions if r.addr != a] + [
