@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ProcessGone
-from ..observe import kpage, procfs
+from ..observe import kpage, pagescan, procfs
 from ..observe.records import MapsEntry, SmapsEntry, SmapsRollup, Status
 from ..observe.snapshot import Snapshot, take
 
@@ -38,6 +38,9 @@ class LiveProcess:
 
     def pagemap_raw(self, addr: int, npages: int) -> np.ndarray:
         return procfs.read_pagemap(self.pid, addr, npages)
+
+    def pagemap_scan(self, addr: int, npages: int) -> np.ndarray:
+        return pagescan.scan_pagemap(self.pid, addr, npages)
 
     def fault_counts(self) -> dict[str, int]:
         return procfs.read_fault_counts(self.pid)

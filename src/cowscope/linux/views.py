@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ProcessGone
-from ..observe import procfs
+from ..observe import pagescan, procfs
 from ..observe.records import MapsEntry, PagemapEntry, SmapsEntry, SmapsRollup, Status, pagemap_entries
 
 
@@ -45,6 +45,11 @@ class ProcessViews:
         """Raw /proc/PID/pagemap entries (uint64)."""
         self._check_observable()
         return procfs.read_pagemap(self.pid, addr, npages)
+
+    def pagemap_scan(self, addr: int, npages: int) -> np.ndarray:
+        """Runs of populated pages (PAGEMAP_SCAN), as page offsets from addr."""
+        self._check_observable()
+        return pagescan.scan_pagemap(self.pid, addr, npages)
 
     def pagemap(self, addr: int, npages: int = 1) -> list[PagemapEntry]:
         """/proc/PID/pagemap entries as records."""

@@ -107,6 +107,10 @@ class Views(Protocol):
     def pagemap_raw(self, addr: int, npages: int) -> np.ndarray:
         """The raw u64 pagemap entries."""
 
+    def pagemap_scan(self, addr: int, npages: int) -> np.ndarray:
+        """Where [addr, addr + npages pages) has pages at all (present, swap, guard markers), as
+        (n, 2) int64 runs of page offsets from addr: PAGEMAP_SCAN, not a walk of the range."""
+
     def fault_counts(self) -> dict[str, int]:
         """{"minor": minflt, "major": majflt}."""
 

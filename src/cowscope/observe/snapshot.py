@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .backend import ViewSource
-from .pages import PageStates, classify
-from .records import MapsEntry, SmapsEntry, SmapsRollup, Status, pagemap_pfns
+from .backend import Views, ViewSource
+from .pages import PageStates, classify, merge_runs, run_pages
+from .records import PAGE_SIZE, MapsEntry, SmapsEntry, SmapsRollup, Status, pagemap_pfns
 
 
 @dataclass
@@ -59,6 +59,14 @@ class Snapshot:
         raise KeyError(pid)
 
 
+#: Mappings up to this many pages (128 MiB) are read whole, one pagemap read each; larger ones
+#: only where `pagemap_scan` finds pages (an untouched 1 TiB reservation costs nothing).
+SCAN_PAGES = 1 << 15
+#: Page states of mappings up to this many pages (4 GiB) are kept per page; larger ones sparse
+#: (the populated pages only: strips and reports summarise them).
+DENSE_PAGES = 1 << 20
+
+
 def take(machine: ViewSource, label: str, source: str = "model", pages: bool = True,
          max_pages_per_mapping: int | None = None, events: list[Any] | None = None) -> Snapshot:
     """Read every live process's views from `machine` into a Snapshot."""
@@ -67,17 +75,37 @@ def take(machine: ViewSource, label: str, source: str = "model", pages: bool = T
     for p in machine.live_processes():
         smaps = {s.vma.start: s for s in p.smaps()}
         vmas = p.maps()
-        raws = [p.pagemap_raw(v.start, v.npages)
-                if pages and (max_pages_per_mapping is None or v.npages <= max_pages_per_mapping) else None
-                for v in vmas]
-        counts = _kpagecounts(machine, [r for r in raws if r is not None])  # one read per process
+        reads = [_read_pages(p, v) if pages and (max_pages_per_mapping is None or v.npages <= max_pages_per_mapping)
+                 else None for v in vmas]
+        counts = _kpagecounts(machine, [r[0] for r in reads if r is not None])  # one read per process
         mappings = []
-        for vma, raw in zip(vmas, raws):
-            states = None if raw is None else classify(raw, next(counts), zero)
-            mappings.append(MappingView(vma, smaps.get(vma.start), states))
+        for vma, read in zip(vmas, reads):
+            mappings.append(MappingView(vma, smaps.get(vma.start), None if read is None else
+                                        _states(vma, *read, next(counts), zero)))
         faults = p.fault_counts()
         views.append(ProcessView(p.pid, p.ppid, p.name, p.status(), p.smaps_rollup(), mappings, faults))
     return Snapshot(label, source, time.time(), views, list(events or []), frozenset(zero))
+
+
+def _read_pages(p: Views, vma: MapsEntry) -> tuple[np.ndarray, np.ndarray | None]:
+    """(pagemap entries, None) of a whole mapping, or for a large one (entries, their page offsets)
+    of the populated runs only."""
+    if vma.npages <= SCAN_PAGES:
+        return p.pagemap_raw(vma.start, vma.npages), None
+    runs = merge_runs(p.pagemap_scan(vma.start, vma.npages))
+    raws = [p.pagemap_raw(vma.start + int(a) * PAGE_SIZE, int(b - a)) for a, b in runs]
+    raw = np.concatenate(raws) if raws else np.zeros(0, dtype=np.uint64)
+    return raw, run_pages(runs)
+
+
+def _states(vma: MapsEntry, raw: np.ndarray, index: np.ndarray | None, kpagecount: np.ndarray | None,
+            zero: set[int]) -> PageStates:
+    """Classified pages: per page, or sparse for a mapping above DENSE_PAGES."""
+    states = classify(raw, kpagecount, zero)
+    if index is None:
+        return states
+    sparse = PageStates(states.state, states.mapcount, states.pfn, index, vma.npages)
+    return sparse.dense() if vma.npages <= DENSE_PAGES else sparse
 
 
 def _kpagecounts(machine: ViewSource, raws: list[np.ndarray]) -> Iterator[np.ndarray | None]:

@@ -86,8 +86,8 @@ def _counts(m: MappingView) -> dict[str, int]:
 
 def _page_columns(m: MappingView) -> dict[str, np.ndarray] | None:
     """Legend code, map count and PFN per page of a mapping, or None without page data."""
-    if m.pages is None or len(m.pages) != m.vma.npages:
-        return None
+    if m.pages is None or m.pages.sparse or len(m.pages) != m.vma.npages:
+        return None  # no page data, or a huge mapping kept sparse: its counts summarise it
     return {"code": strips.page_codes(m.pages), "mc": np.minimum(m.pages.mapcount, 2**31 - 1),
             "pfn": np.asarray(m.pages.pfn, dtype=np.int64)}
 

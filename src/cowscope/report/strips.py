@@ -48,7 +48,8 @@ _PRIORITY = np.array([0, 1, 3, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 3], dtype=np.int64)
 
 
 def page_codes(states: PageStates) -> np.ndarray:
-    """Per-page legend code (index into CHARS) as a uint8 array."""
+    """Per-page legend code (index into CHARS) as a uint8 array (of the listed pages only, for
+    sparse states: `states.index` says which)."""
     st = np.asarray(states.state)
     mc = np.asarray(states.mapcount, dtype=np.int64)
     codes = np.zeros(len(st), dtype=np.uint8)
@@ -75,12 +76,32 @@ def cell_codes(codes: np.ndarray, width: int) -> np.ndarray:
     per = pages_per_cell(n, width)
     if per == 1:
         return codes.astype(np.uint8)
-    ncells = -(-n // per)
     cell_of = np.arange(n) // per
-    counts = np.zeros((ncells, len(CHARS)), dtype=np.int64)
+    counts = np.zeros((-(-n // per), len(CHARS)), dtype=np.int64)
     np.add.at(counts, (cell_of, codes.astype(np.int64)), 1)
+    return _most_common(counts)
+
+
+def _most_common(counts: np.ndarray) -> np.ndarray:
     score = counts * 16 + np.where(counts > 0, _PRIORITY, 0)
     return np.argmax(score, axis=1).astype(np.uint8)
+
+
+def state_cells(states: PageStates, width: int) -> np.ndarray:
+    """`cell_codes` of a mapping's page states; a sparse one (a huge, mostly untouched mapping)
+    without materialising its pages: unlisted pages count as not present."""
+    if not states.sparse:
+        return cell_codes(page_codes(states), width)
+    n = len(states)
+    per = pages_per_cell(n, width)
+    ncells = -(-n // per)
+    counts = np.zeros((ncells, len(CHARS)), dtype=np.int64)
+    counts[:, 0] = per
+    counts[-1, 0] = n - per * (ncells - 1)
+    cell_of = np.asarray(states.index, dtype=np.int64) // per
+    np.add.at(counts, (cell_of, page_codes(states).astype(np.int64)), 1)
+    np.add.at(counts[:, 0], cell_of, -1)
+    return _most_common(counts)
 
 
 def _styled(codes: Iterable[int]) -> Text:
@@ -101,9 +122,8 @@ def _styled(codes: Iterable[int]) -> Text:
 
 def strip(states: PageStates, width: int = 64) -> Text:
     """One-line strip of a mapping's pages, at most `width` cells, suffixed ``×k`` when cells are runs."""
-    codes = page_codes(states)
-    text = _styled(cell_codes(codes, width))
-    per = pages_per_cell(len(codes), width)
+    text = _styled(state_cells(states, width))
+    per = pages_per_cell(len(states), width)
     if per > 1:
         text.append(f" ×{per}", style="dim")
     return text
@@ -111,7 +131,7 @@ def strip(states: PageStates, width: int = 64) -> Text:
 
 def runs(states: PageStates) -> Text:
     """Exact run-length notation: ``#×1024 .×3 2×16`` (a run of one page has no count)."""
-    codes = page_codes(states)
+    codes = page_codes(states.dense())  # exact runs: for mappings small enough to list
     text = Text()
     if len(codes) == 0:
         return text

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ...observe.pages import runs_of
 from ...observe.records import (
     PM_FILE,
     PM_GUARD_REGION,
@@ -202,6 +203,20 @@ def pagemap_raw(phys: PhysMem, mm: MM, addr: int, npages: int) -> np.ndarray:
     val |= np.where(guard, np.uint64(PM_SWAP | PM_GUARD_REGION), np.uint64(0))
     out[:] = val
     return out
+
+
+def pagemap_scan(mm: MM, addr: int, npages: int) -> np.ndarray:
+    """PAGEMAP_SCAN for present or swap-type pages (a guard marker is one): runs of page offsets
+    from addr, found from the PTE tables and huge PMDs that exist, not by walking the range."""
+    addr &= ~(PAGE_SIZE - 1)
+    end = addr + (npages << PAGE_SHIFT)
+    found = [np.zeros(0, dtype=np.int64)]
+    for table, lo, hi, va in mm.pgd.blocks(addr, end):
+        found.append(np.flatnonzero(table[lo:hi]) + ((va - addr) >> PAGE_SHIFT))
+    for haddr, _entry in mm.pgd.leaves(addr, end):
+        first, last = max(haddr, addr), min(haddr + PMD_SIZE, end)
+        found.append(np.arange((first - addr) >> PAGE_SHIFT, (last - addr) >> PAGE_SHIFT))
+    return runs_of(np.unique(np.concatenate(found)))
 
 
 def _gather_leaves(phys: PhysMem, mm: MM, addr: int, npages: int, ptes: np.ndarray, pfns: np.ndarray,

@@ -366,6 +366,9 @@ class Process:
     def pagemap_raw(self, addr: int, npages: int) -> np.ndarray:
         return procfs.pagemap_raw(self.machine.phys, self._view_mm(), addr, npages)
 
+    def pagemap_scan(self, addr: int, npages: int) -> np.ndarray:
+        return procfs.pagemap_scan(self._view_mm(), addr, npages)
+
     def pagemap(self, addr: int, npages: int = 1) -> list[PagemapEntry]:
         return pagemap_entries(self.pagemap_raw(addr, npages))
 
