@@ -219,8 +219,9 @@ def test_watch_view_without_terminal_prints_changes_and_trends(make_tree, capsys
     out = capsys.readouterr().out
     assert out.count("really used (each frame once)") == 3 and "Δ shared" in out and "sharing trend" in out
     last_rows = [ln for ln in out.splitlines() if ln.split()[:1] == [str(t.workers[1])]][-1]
-    # The tree does not change: no change since start, a flat trend of three samples.
-    assert "±0" in last_rows and "▅▅▅" in last_rows
+    # The tree does not change: no change since start, a flat trend of three samples; the worker
+    # shares nearly all of its parent's resident memory, the top of the one scale.
+    assert "±0" in last_rows and "███" in last_rows
 
 
 def test_copied_by_mapping_averages_over_workers() -> None:

@@ -84,8 +84,8 @@ def test_pss_weights_follow_the_kernels_fixed_point() -> None:
 
 
 def test_sparkline_and_sizes() -> None:
-    assert sparkline([1, 2, 3, 4]) == "▁▃▅█"
-    assert sparkline([5, 5]) == "▅▅"
+    assert sparkline([1, 2, 3, 4], 4) == "▃▅▆█"
+    assert sparkline([5, 5], 10) == "▅▅"
     assert fmt_kb(None) == "-" and fmt_kb(512) == "512k" and fmt_kb(20 * 1024) == "20.0M"
 
 

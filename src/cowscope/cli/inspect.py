@@ -13,9 +13,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from ..inspect.figures import ProcessFigures, Sample
+from ..inspect.figures import Exited, ProcessFigures, Sample
 from ..inspect.recording import compare_table, header_object, load_recording, write_sample
-from ..inspect.render import sample_view
+from ..inspect.render import exit_line, sample_view
 from ..inspect.run import DEFAULT_DUTY, DutyCycle, follow
 from ..inspect.sample import MODES, Sampler
 from ..inspect.snapshots import snapshot_of
@@ -230,6 +230,12 @@ class _Run:
     reported: bool = False
     warned: set[str] = field(default_factory=set)
     snapshots: list[Snapshot] = field(default_factory=list)
+    exits: list[Exited] = field(default_factory=list)  # every process seen to exit, in order
+
+    @property
+    def trend_top(self) -> int:
+        """The one scale of every sharing trend: the parents' resident memory at the first sample."""
+        return self.first.totals.parent_rss_kb if self.first is not None else 0
 
     def add(self, s: Sample, html: bool) -> None:
         """Take in one sample: trends, "change since start", and (for --html) a snapshot."""
@@ -237,6 +243,7 @@ class _Run:
         self.reported = self.reported or bool(s.processes)
         self.first = self.first or s
         self.last = s
+        self.exits += s.exited
         for p in s.processes:
             v = p.shared_with_parent_kb if p.parent_in_tree else p.shared_in_tree_kb
             self.history.setdefault(p.pid, []).append(v or 0)
@@ -254,6 +261,8 @@ class _Run:
                 _err(f"note: {note}")
         for m in s.missed:
             _err(f"missed: {m.reason}")
+        for e in s.exited:
+            _err(exit_line(e))
 
 
 def _live(args: argparse.Namespace, console: Console, watching: bool) -> Live | None:
@@ -308,7 +317,9 @@ def _show(args: argparse.Namespace, s: Sample, state: _Run, console: Console, li
         return
     if live is None and not watching:
         return  # a single sample is shown by _finish
-    view = sample_view(s, state.first, state.history, args.mappings, args.pages, args.width, state.baseline)
+    exits = state.exits[-10:] if live is not None else None  # a live view keeps them; printed, each once
+    view = sample_view(s, state.first, state.history, args.mappings, args.pages, args.width, state.baseline,
+                       state.trend_top, exits)
     if live is not None:
         live.update(view)
     else:

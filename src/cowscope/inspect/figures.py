@@ -6,6 +6,7 @@ Plain records with their JSON form (docs/inspect.md); `sample.Sampler` fills the
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +60,7 @@ class ProcessFigures:
     pid: int
     ppid: int
     name: str
+    title: str | None = None    # the title it set on its command line (tree.process_title)
     parent_in_tree: bool = False
     exact: bool = False
     rss_kb: int = 0
@@ -72,11 +74,17 @@ class ProcessFigures:
     new_kb: int | None = None
     shared_in_tree_kb: int | None = None
     mappings: list[MappingFigures] = field(default_factory=list)
+    starttime: int = 0          # clock ticks after boot (tells a recycled pid from the process it had)
+
+    @property
+    def label(self) -> str:
+        """What to call it: its title when it set one (redis-rdb-bgsave ...), else its name."""
+        return self.title or self.name
 
     def to_dict(self, ts: float, seq: int) -> dict[str, object]:
         """One JSON-lines object (see docs/inspect.md)."""
         return {"type": "process", "ts": round(ts, 6), "seq": seq, "pid": self.pid, "ppid": self.ppid,
-                "name": self.name, "parent_in_tree": self.parent_in_tree, "exact": self.exact,
+                "name": self.name, "title": self.title, "parent_in_tree": self.parent_in_tree, "exact": self.exact,
                 "rss_kb": self.rss_kb, "pss_kb": self.pss_kb, "uss_kb": self.uss_kb, "swap_kb": self.swap_kb,
                 "zero_kb": self.zero_kb, **{k: getattr(self, k) for k in CLASS_FIELDS},
                 "shared_in_tree_kb": self.shared_in_tree_kb,
@@ -117,6 +125,28 @@ class TreeTotals:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class Exited:
+    """A process seen in the previous sample that is gone now: it exited between the two."""
+
+    pid: int
+    ppid: int
+    name: str
+    title: str | None
+    last_seen_ts: float   # start of the last sample that read it
+    gone_by_ts: float     # start of the sample that found it gone
+
+    @property
+    def label(self) -> str:
+        """Its title or name."""
+        return self.title or self.name
+
+    def to_dict(self, seq: int) -> dict[str, object]:
+        """JSON form: an `exit` object (docs/inspect.md)."""
+        return {"type": "exit", "seq": seq, "ts": round(self.gone_by_ts, 6), "pid": self.pid, "ppid": self.ppid,
+                "name": self.name, "title": self.title, "last_seen_ts": round(self.last_seen_ts, 6)}
+
+
 @dataclass
 class Sample:
     """Everything read at one tick."""
@@ -130,6 +160,7 @@ class Sample:
     totals: TreeTotals = field(default_factory=TreeTotals)
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None  # why this tick was not sampled (duty-cycle limit)
+    exited: list[Exited] = field(default_factory=list)  # processes of the previous sample gone since
 
     def process(self, pid: int) -> ProcessFigures:
         """The figures of one pid (KeyError if not in this sample)."""
@@ -144,8 +175,13 @@ def mapping_figures(vma: MapsEntry) -> MappingFigures:
     return MappingFigures(vma.start, vma.end, vma.perms, vma.path)
 
 
-def find_mapping(p: ProcessFigures, spec: str) -> MappingFigures | None:
-    """The mapping of `p` named by spec: a hex address inside it, or a path (substring) such as [heap]."""
+_PERMS = re.compile(r"^(.+):([rwxsp-]{1,4})$")
+
+
+def find_mappings(p: ProcessFigures, spec: str) -> list[MappingFigures]:
+    """The mappings of `p` named by spec, in address order: a hex address inside one; or a name
+    (`[heap]`, a path or a substring of one: exact matches first) optionally followed by `:PERMS`
+    to pick among them by the start of their permissions (`libc:rw`, `python3.11:r-x`)."""
     addr: int | None
     try:
         addr = int(spec, 16)
@@ -155,7 +191,15 @@ def find_mapping(p: ProcessFigures, spec: str) -> MappingFigures | None:
         starts = [m.start for m in p.mappings]
         i = bisect.bisect_right(starts, addr) - 1
         if i >= 0 and p.mappings[i].start <= addr < p.mappings[i].end:
-            return p.mappings[i]
-        return None
-    hits = [m for m in p.mappings if spec == m.label] or [m for m in p.mappings if spec in m.label]
-    return max(hits, key=lambda m: m.rss_kb) if hits else None
+            return [p.mappings[i]]
+        return []
+    hits = _named(p.mappings, spec)
+    split = _PERMS.match(spec)
+    if not hits and split:
+        hits = [m for m in _named(p.mappings, split.group(1)) if m.perms.startswith(split.group(2))]
+    return hits
+
+
+def _named(mappings: list[MappingFigures], name: str) -> list[MappingFigures]:
+    """Mappings whose label is `name`, else those whose label contains it."""
+    return [m for m in mappings if name == m.label] or [m for m in mappings if name in m.label]

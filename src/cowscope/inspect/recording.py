@@ -17,7 +17,7 @@ from .render import fmt_delta, fmt_kb
 
 SCHEMA_VERSION = 1
 #: Fields every process object carries (docs/inspect.md documents them).
-PROCESS_KEYS = ("type", "ts", "seq", "pid", "ppid", "name", "parent_in_tree", "exact", "rss_kb", "pss_kb",
+PROCESS_KEYS = ("type", "ts", "seq", "pid", "ppid", "name", "title", "parent_in_tree", "exact", "rss_kb", "pss_kb",
                 "uss_kb", "swap_kb", "zero_kb", "shared_with_parent_kb", "sibling_shared_kb", "copied_kb",
                 "new_kb", "shared_in_tree_kb", "mappings")
 MAPPING_KEYS = ("start", "end", "perms", "path", "rss_kb", "pss_kb", "uss_kb", "swap_kb", "zero_kb",
@@ -37,9 +37,10 @@ def tree_object(sample: Sample) -> dict[str, Any]:
 
 
 def write_sample(out: IO[str], sample: Sample, tree: bool) -> None:
-    """Write one sample as JSON lines (process objects; with `tree`, its tree object last)."""
+    """Write one sample as JSON lines (process objects, then an exit object per process gone since
+    the last sample; with `tree`, its tree object last)."""
     if sample.skipped is None:
-        for obj in process_objects(sample):
+        for obj in [*process_objects(sample), *(e.to_dict(sample.seq) for e in sample.exited)]:
             out.write(json.dumps(obj, separators=(",", ":")) + "\n")
     if tree:
         out.write(json.dumps(tree_object(sample), separators=(",", ":")) + "\n")
@@ -60,6 +61,7 @@ class Recording:
     header: dict[str, Any]
     processes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     trees: dict[int, dict[str, Any]] = field(default_factory=dict)
+    exits: list[dict[str, Any]] = field(default_factory=list)
 
     def last_seq(self) -> int:
         """The last sample that was actually taken."""
@@ -89,6 +91,8 @@ def load_recording(path: str | Path) -> Recording:
                 rec.processes.setdefault(int(obj["seq"]), []).append(obj)
             elif kind == "tree":
                 rec.trees[int(obj["seq"])] = obj
+            elif kind == "exit":
+                rec.exits.append(obj)
     if rec is None:
         raise ValueError(f"{path}: empty file")
     return rec

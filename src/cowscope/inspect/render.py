@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,7 +14,7 @@ from ..report import strips
 from ..report.plain import plain, visible
 from ..report.strips import cell_codes, pages_per_cell
 from . import classify as cl
-from .figures import MappingFigures, ProcessFigures, Sample, find_mapping
+from .figures import Exited, MappingFigures, ProcessFigures, Sample, find_mappings
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -38,15 +39,24 @@ def fmt_delta(kb: int | None) -> str:
     return ("+" if kb > 0 else "-") + fmt_kb(abs(kb))
 
 
-def sparkline(values: Sequence[float], width: int = 16) -> str:
-    """A small trend line of the last `width` values (min..max of those values)."""
+def sparkline(values: Sequence[float], top: float, width: int = 16) -> str:
+    """A small trend line of the last `width` values on one fixed scale, 0 to `top` (values above
+    it draw as full), so every row of a table reads against the same ruler."""
     vals = list(values)[-width:]
-    if not vals:
-        return ""
-    lo, hi = min(vals), max(vals)
-    if hi == lo:
-        return SPARK[len(SPARK) // 2] * len(vals)
-    return "".join(SPARK[int((v - lo) / (hi - lo) * (len(SPARK) - 1))] for v in vals)
+    if top <= 0:
+        top = max(vals, default=0) or 1
+    steps = len(SPARK) - 1
+    return "".join(SPARK[min(max(round(v / top * steps), 0), steps)] for v in vals)
+
+
+def clock(ts: float) -> str:
+    """A Unix time as the local wall-clock HH:MM:SS."""
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def exit_line(e: Exited) -> str:
+    """One process that exited, and when (between the sample that last read it and the next)."""
+    return (f"pid {e.pid} ({visible(e.label)}) exited between {clock(e.last_seen_ts)} and {clock(e.gone_by_ts)}")
 
 
 COLUMNS = ("rss_kb", "pss_kb", "uss_kb", "swap_kb", "shared_with_parent_kb", "sibling_shared_kb",
@@ -68,8 +78,10 @@ def _depth(sample: Sample) -> dict[int, int]:
 
 
 def process_table(sample: Sample, baseline: dict[int, ProcessFigures] | None = None,
-                  history: dict[int, list[int]] | None = None, title: str | None = None) -> Table:
-    """One row per process; with `baseline` (each pid when first seen), the change since; with `history`, a trend."""
+                  history: dict[int, list[int]] | None = None, title: str | None = None,
+                  trend_top: int = 0) -> Table:
+    """One row per process; with `baseline` (each pid when first seen), the change since; with `history`,
+    a trend of shared memory, every row on the same scale: 0 to `trend_top` kB (the parents' resident)."""
     t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     t.add_column("PID", justify="right")
     t.add_column("name", no_wrap=True)
@@ -79,11 +91,11 @@ def process_table(sample: Sample, baseline: dict[int, ProcessFigures] | None = N
         t.add_column("Δ shared", justify="right")
         t.add_column("Δ copied", justify="right")
     if history is not None:
-        t.add_column("sharing trend", no_wrap=True)
+        t.add_column(f"sharing trend (0-{fmt_kb(trend_top)})" if trend_top > 0 else "sharing trend", no_wrap=True)
     depth = _depth(sample)
     before = baseline or {}
     for p in sample.processes:
-        row: list[str | Text] = [str(p.pid), plain("  " * depth[p.pid] + p.name)]
+        row: list[str | Text] = [str(p.pid), plain("  " * depth[p.pid] + p.label)]
         row += [fmt_kb(getattr(p, c)) for c in COLUMNS]
         if p.parent_in_tree is False and p.shared_in_tree_kb is not None:
             row[HEADERS.index("shared in tree") + 2] = fmt_kb(p.shared_in_tree_kb)
@@ -93,13 +105,14 @@ def process_table(sample: Sample, baseline: dict[int, ProcessFigures] | None = N
                 now, then = getattr(p, c), getattr(b, c) if b is not None else None
                 row.append(fmt_delta(now - then) if now is not None and then is not None else "")
         if history is not None:
-            row.append(sparkline(history.get(p.pid, [])))
+            row.append(sparkline(history.get(p.pid, []), trend_top))
         t.add_row(*row)
     return t
 
 
-def totals_text(sample: Sample, first: Sample | None = None) -> Text:
-    """Tree totals: unique memory vs the RSS sum, the parent's resident ceiling, class sums."""
+def totals_text(sample: Sample, first: Sample | None = None, exits: Sequence[Exited] | None = None) -> Text:
+    """Tree totals: unique memory vs the RSS sum, the parent's resident ceiling, class sums; the
+    processes that exited (`exits`, else this sample's)."""
     tt = sample.totals
     text = Text()
     text.append(f"tree: {tt.processes} processes  RSS sum {fmt_kb(tt.rss_sum_kb)}"
@@ -115,6 +128,8 @@ def totals_text(sample: Sample, first: Sample | None = None) -> Text:
                     f"  shared in tree {fmt_kb(tt.sibling_shared_kb)}  copied {fmt_kb(tt.copied_kb)}"
                     f"  new {fmt_kb(tt.new_kb)}")
     text.append(f"\nmode {sample.mode}, read in {sample.duration_s * 1000:.0f} ms", style="dim")
+    for e in (sample.exited if exits is None else exits):
+        text.append(f"\n{exit_line(e)}", style="yellow")
     for m in sample.missed:
         text.append(f"\nmissed: {visible(m.reason)}", style="yellow")
     for n in sample.notes:
@@ -124,7 +139,7 @@ def totals_text(sample: Sample, first: Sample | None = None) -> Text:
 
 def mapping_table(p: ProcessFigures, top: int = 12) -> Table:
     """The largest mappings of one process with their figures and classes."""
-    t = Table(title=plain(f"pid {p.pid} ({p.name}) mappings by RSS"), title_justify="left", show_edge=False,
+    t = Table(title=plain(f"pid {p.pid} ({p.label}) mappings by RSS"), title_justify="left", show_edge=False,
               pad_edge=False)
     t.add_column("mapping", no_wrap=True, overflow="ellipsis", max_width=60)
     for h in HEADERS:
@@ -159,40 +174,78 @@ def class_legend() -> Text:
     return text
 
 
-def page_picture(sample: Sample, spec: str, width: int = 64, limit: int = 8) -> tuple[Group, list[str]]:
-    """Strips of one mapping (path or hex address) for up to `limit` processes, aligned one per row."""
-    rows: list[tuple[ProcessFigures, MappingFigures]] = []
+#: Most mappings one page picture draws; the others that match are listed.
+MAX_PICTURES = 4
+
+
+def _matching(sample: Sample, spec: str, limit: int) -> tuple[dict[tuple[int, int, str, str], list[
+        tuple[ProcessFigures, MappingFigures]]], list[str]]:
+    """The mappings `spec` names in the first `limit` processes, grouped by (start, end, perms, path)."""
+    groups: dict[tuple[int, int, str, str], list[tuple[ProcessFigures, MappingFigures]]] = {}
     problems: list[str] = []
     for p in sample.processes[:limit]:
-        m = find_mapping(p, spec)
-        if m is None or m.codes is None:
+        found = [m for m in find_mappings(p, spec) if m.codes is not None]
+        if not found:
             problems.append(f"pid {p.pid}: no mapping matches {spec!r}")
-            continue
-        rows.append((p, m))
+        for m in found:
+            groups.setdefault((m.start, m.end, m.perms, m.path), []).append((p, m))
+    return groups, problems
+
+
+def _which(spec: str, keys: list[tuple[int, int, str, str]], shown: int) -> Text:
+    """The line that says which of several matching mappings are drawn, and how to pick one."""
+    listed = ", ".join(f"{a:x}-{b:x} {perms} {path or '[anon]'}" for a, b, perms, path in keys)
+    more = f"; drawing the first {shown}" if shown < len(keys) else ""
+    return plain(f"{len(keys)} mappings match {spec!r}: {listed}{more} (pick one with NAME:PERMS, "
+                 f"e.g. {spec.split(':')[0] + ':rw'!r}, or a hex address)", style="yellow")
+
+
+def _picture(key: tuple[int, int, str, str], rows: list[tuple[ProcessFigures, MappingFigures]],
+             width: int) -> list[Text]:
+    """One mapping drawn for each process that has it: class strip, and page states under it."""
+    a, b, perms, path = key
     with_states = any(m.states is not None for _, m in rows)
     head = "one row per process" + (": classes against the parent, then page states" if with_states else "")
-    parts: list[Text] = [plain(f"mapping {spec!r}: {head}", style="bold")]
+    parts = [plain(f"mapping {a:x}-{b:x} {perms} {path or '[anon]'}: {head}", style="bold")]
     for p, m in rows:
         assert m.codes is not None
         line = Text(f"{p.pid:>8} {m.start:x}-{m.end:x} ")
-        line.append_text(class_strip(m.codes, width))
+        strip_text = class_strip(m.codes, width)
+        line.append_text(strip_text)
         parts.append(line)
         if m.states is not None:
-            pad = " " * (len(line.plain) - len(class_strip(m.codes, width).plain))
+            pad = " " * (len(line.plain) - len(strip_text.plain))
             parts.append(Text(pad) + strips.strip(m.states, width))
+    return parts
+
+
+def page_picture(sample: Sample, spec: str, width: int = 64, limit: int = 8) -> tuple[Group, list[str]]:
+    """Strips of the mappings `spec` names (find_mappings) for up to `limit` processes, one row each;
+    when several mappings match, says which are drawn and how to pick one."""
+    groups, problems = _matching(sample, spec, limit)
+    keys = sorted(groups)
+    parts: list[Text] = []
+    if len(keys) > 1:
+        parts.append(_which(spec, keys, min(len(keys), MAX_PICTURES)))
+    for key in keys[:MAX_PICTURES]:
+        parts += _picture(key, groups[key], width)
+    if not keys:
+        parts.append(plain(f"no mapping matches {spec!r}", style="bold"))
     parts.append(class_legend())
-    if with_states:
+    if any(m.states is not None for rows in groups.values() for _, m in rows):
         parts.append(strips.legend())
     return Group(*parts), problems
 
 
 def sample_view(sample: Sample, first: Sample | None = None, history: dict[int, list[int]] | None = None,
                 mappings: int = 0, pages: str | None = None, width: int = 64,
-                baseline: dict[int, ProcessFigures] | None = None) -> Group:
+                baseline: dict[int, ProcessFigures] | None = None, trend_top: int = 0,
+                exits: Sequence[Exited] | None = None) -> Group:
     """Everything about one sample as one renderable (changes against `baseline`, else `first`)."""
     if baseline is None and first is not None:
         baseline = {p.pid: p for p in first.processes}
-    parts: list[object] = [process_table(sample, baseline, history), totals_text(sample, first)]
+    parts: list[object] = [process_table(sample, baseline, history, trend_top=trend_top),
+                           totals_text(sample, first, exits)]
     if mappings:
         parts += [mapping_table(p, mappings) for p in sample.processes]
     if pages:

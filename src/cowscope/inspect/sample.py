@@ -21,8 +21,8 @@ from ..observe.pages import classify as classify_states
 from ..observe.procfs import SPECIAL_MAPPINGS, USER_SPACE_END, PagemapReader
 from ..observe.records import MapsEntry, SmapsEntry
 from . import classify as cl
-from .figures import KB, MappingFigures, ProcessFigures, Sample, mapping_figures
-from .tree import Missed, discover
+from .figures import KB, Exited, MappingFigures, ProcessFigures, Sample, mapping_figures
+from .tree import Missed, discover, process_title
 
 MODES = ("auto", "exact", "estimate", "summary")
 #: Mappings larger than this (16 GiB) are not read page by page (sparse reservations of huge VMAs).
@@ -42,6 +42,8 @@ class _Raw:
     ppid: int
     name: str
     rollup: dict[str, int] | None
+    title: str | None = None
+    starttime: int = 0
     pages: cl.ProcPages | None = None
     smaps: dict[int, SmapsEntry] | None = None
     too_big: list[MapsEntry] = field(default_factory=list)
@@ -126,6 +128,8 @@ class Sampler:
         self.threads = threads if threads is not None else min(4, os.cpu_count() or 1)
         self.seq = 0
         self.zero_pfn = min(kpage.zero_pfns(), default=0) if self.mode == "exact" else 0
+        self._seen: dict[int, ProcessFigures] = {}  # the processes of the last sample
+        self._seen_ts = 0.0
 
     def sample(self) -> Sample:
         """Discover the processes and read them all once."""
@@ -141,8 +145,21 @@ class Sampler:
         raws = [res for res in results if isinstance(res, _Raw)]
         s.missed += [_missed(pid, res) for pid, res in zip(pids, results, strict=True) if not isinstance(res, _Raw)]
         self._figures(s, raws)
+        self._exits(s)
         s.duration_s = time.perf_counter() - t0
         return s
+
+    def _exits(self, s: Sample) -> None:
+        """The processes of the last sample that are gone now (exited, or their pid was recycled)."""
+        now = {p.pid: p for p in s.processes}
+        alive = {m.pid for m in s.missed if m.kind == "permission"}  # unreadable, not gone
+        for pid, old in self._seen.items():
+            new = now.get(pid)
+            if pid in alive or (new is not None and new.starttime == old.starttime):
+                continue
+            s.exited.append(Exited(pid, old.ppid, old.name, old.title, self._seen_ts, s.ts))
+        carried = {pid: old for pid, old in self._seen.items() if pid in alive and pid not in now}
+        self._seen, self._seen_ts = {**carried, **now}, s.ts
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -162,7 +179,8 @@ class Sampler:
             raise _KernelThread(pid)
         if st.state in ("Z", "X", "x"):
             raise ProcessGone(pid, "exited (zombie)")
-        raw = _Raw(pid, st.ppid, st.name, None)
+        raw = _Raw(pid, st.ppid, st.name, None, starttime=st.starttime)
+        raw.title = process_title(procfs.read_cmdline(pid))
         if self.mode != "exact":  # exact mode derives the same figures from the pages it reads anyway
             raw.rollup = procfs.read_smaps_rollup(pid).fields
         if self.mode == "summary":
@@ -197,7 +215,8 @@ class Sampler:
         table = _pfn_table(raws) if self.mode == "exact" else None
         for r in raws:
             parent = by_pid.get(r.ppid) if r.ppid != r.pid else None
-            pf = ProcessFigures(r.pid, r.ppid, r.name, parent_in_tree=parent is not None, exact=table is not None)
+            pf = ProcessFigures(r.pid, r.ppid, r.name, r.title, parent_in_tree=parent is not None,
+                                exact=table is not None, starttime=r.starttime)
             if r.rollup is not None:
                 f = r.rollup
                 pf.rss_kb, pf.pss_kb, pf.swap_kb = f.get("Rss", 0), f.get("Pss", 0), f.get("Swap", 0)

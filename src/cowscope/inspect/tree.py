@@ -20,6 +20,18 @@ class Missed:
         return {"pid": self.pid, "kind": self.kind, "reason": self.reason}
 
 
+def process_title(cmdline: list[str]) -> str | None:
+    """The title a process gave itself by rewriting its command line (setproctitle: Redis's
+    `redis-rdb-bgsave 127.0.0.1:6379`, gunicorn's `gunicorn: worker [app]`, nginx, PostgreSQL), or None.
+
+    Such a title overwrites the argv area with one string that contains spaces; an argv[0] that
+    execve set is a path or a word without them.
+    """
+    if not cmdline or " " not in cmdline[0].strip():
+        return None
+    return " ".join(a for a in cmdline if a).strip() or None
+
+
 def discover(roots: list[int], tree: bool) -> tuple[list[int], list[Missed]]:
     """The PIDs to read (roots first, then descendants breadth-first) and the roots that do not exist."""
     pids: list[int] = []

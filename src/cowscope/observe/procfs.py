@@ -125,6 +125,7 @@ class Stat:
     flags: int     # task flags (PF_*), field 9
     minflt: int    # field 10
     majflt: int    # field 12
+    starttime: int = 0  # field 22: clock ticks after boot (CLOCK_BOOTTIME) when the process started
 
     @property
     def kernel_thread(self) -> bool:
@@ -138,10 +139,22 @@ def read_stat(pid: int, root: str = PROC) -> Stat:
     # comm may contain spaces and parentheses: the state follows the *last* ')'.
     head, sep, tail = data.rpartition(b")")
     rest = tail.split()
-    if not sep or len(rest) < 10:
+    if not sep or len(rest) < 20:
         raise ProcessGone(pid)
     name = head.partition(b"(")[2].decode("utf-8", "replace")
-    return Stat(name, rest[0].decode(), int(rest[1]), int(rest[6]), int(rest[7]), int(rest[9]))
+    return Stat(name, rest[0].decode(), int(rest[1]), int(rest[6]), int(rest[7]), int(rest[9]), int(rest[19]))
+
+
+#: Clock ticks per second of /proc/PID/stat times (USER_HZ).
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def read_cmdline(pid: int, root: str = PROC) -> list[str]:
+    """/proc/PID/cmdline as its NUL-separated strings (trailing empty ones dropped; [] for a zombie)."""
+    parts = read_bytes(pid, "cmdline", root).split(b"\0")
+    while parts and not parts[-1]:
+        parts.pop()
+    return [x.decode("utf-8", "replace") for x in parts]
 
 
 def process_state(pid: int, root: str = PROC) -> str | None:
