@@ -18,8 +18,9 @@ def learn(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[s
 def test_seed_7_answers_print_a_homework_sheet_with_its_key():
     r = learn("--seed", "7", "-c")
     assert r.returncode == 0, r.stderr
-    assert "seed 7 · topic exec · level 1 · generator v1" in r.stdout
-    assert "answer: reuse" in r.stdout and "answer: 2222" in r.stdout and "answer: ?" not in r.stdout
+    assert "seed 7 · topic file · level 2 · generator v2" in r.stdout
+    assert "answer: page-cache (why: file)" in r.stdout and "answer: copy (why: file)" in r.stdout
+    assert "answer: ?" not in r.stdout
     assert max(len(line) for line in r.stdout.splitlines()) <= 72
 
 
@@ -75,7 +76,7 @@ def test_html_worksheet_and_emit_c_files(tmp_path):
     assert "Problem 2: seed 43" in text and 'class="key"' not in text
     r = learn("--seed", "42", "-n", "2", "--emit-c", str(tmp_path / "p.c"))
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "p-42.c").read_text().startswith("/* cowscope learn: seed 42")
+    assert (tmp_path / "p-42.c").read_text().startswith("/* cowscope learn: seed 42 · topic exec")
     assert (tmp_path / "p-43.c").exists()
     r = learn("--seed", "42", "--emit-c", str(tmp_path / "no" / "such" / "dir.c"))
     assert r.returncode == 2 and "error: --emit-c" in r.stderr

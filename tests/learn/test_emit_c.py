@@ -29,7 +29,8 @@ file f 2; P mmap m 2 file=f; ? outcome P write m 0 why; ? file f 0; ? value P re
 pwrite f 1 =Q; ? value P read m 1; P mmap s 2 shared; ? outcome P write s 0 why
 P vfork V; ? outcome V write a 0 why; V exec; ? value P read a 0; P fork X; X exec; ? uss P a
 P madvise a 2-3 dontneed; ? strip P a; P madvise a 0 dontfork; P fork E; ? outcome E write a 0 why
-P munmap b; ? strip P a"""
+P munmap b; ? strip P a; P mmap z 3; ? faults P read z 1; ? faults P write z all; P fork Z
+? faults Z write z 0-1; ? faults P write z all"""
 
 
 def build(problem, tmp: Path, name: str) -> tuple[Path, dict[int, str]]:
@@ -53,12 +54,12 @@ def run(exe: Path, user: bool = False) -> dict[int, str]:
 
 
 def test_the_program_carries_the_problem_its_lines_and_the_model_answers():
-    p = generate(7)
+    p = generate(42)
     src = emit_c(p, solve(p, Machine()))
-    assert src.startswith("/* cowscope learn: seed 7 · topic exec · level 1 · generator v1")
-    assert "     ? outcome P write a 2 =B" in src and "5  P: a[2*PAGE] = 'B';" in src
+    assert src.startswith("/* cowscope learn: seed 42 · topic exec · level 1 · generator v2")
+    assert "     ? outcome P write a 0 =B" in src and "5  P: a[0] = 'B';" in src
     assert "     Q2: reuse\n" in src
-    assert "case 5: { /* ? outcome P write a 2 =B */" in src
+    assert "case 5: { /* ? outcome P write a 0 =B */" in src
 
 
 def test_output_parsing():

@@ -57,7 +57,8 @@ def test_a_kernel_answer_that_differs_is_reported_as_a_disagreement():
 
 def test_cli_on_linux_shows_the_kernel_beside_the_model():
     _root()
-    r = subprocess.run([sys.executable, "-m", "cowscope", "learn", "--seed", "42", "--on", "linux", "-c"],
+    r = subprocess.run([sys.executable, "-m", "cowscope", "learn", "--seed", "42", "--topic", "fork", "--level", "3",
+                        "--on", "linux", "-c"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count("on this kernel:") == 7 and r.stdout.count("(agrees)") == 7
+    assert r.stdout.count("on this kernel:") == 8 and r.stdout.count("(agrees)") == 8

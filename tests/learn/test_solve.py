@@ -93,3 +93,29 @@ def test_madvise_dontfork_wipeonfork_dontneed():
 def test_a_step_that_cannot_run_is_a_problem_error_naming_it():
     with pytest.raises(ProblemError, match=r"statement 3 \(P wait C\)"):
         solve(parse("P mmap a 1; P fork C; P wait C; ? strip P a"), Machine())
+
+
+def test_page_faults_of_an_access_from_the_pages_before_it():
+    # a load faults on a page not present; a store also on the zero page and on any page that is
+    # not the process's own: after fork even the page the other side already copied (a reuse
+    # is a fault too); pages written since are the process's own and take none
+    text = ("P mmap a 4; ? faults P read a 0; ? faults P write a 0-3; ? faults P write a 1-2; P fork C; "
+            "? faults C write a 0-1; ? faults P write a all; C exit; P wait C; ? faults P write a all")
+    assert answers(text) == [1, 4, 0, 2, 4, 0]
+
+
+def test_fault_answers_agree_with_the_model_s_own_fault_counter():
+    m = Machine()
+    p = m.spawn("P")
+    a = p.mmap(4 * 4096)
+    counts = []
+    for proc, first, n in ((p, 0, 1), (p, 0, 4)):
+        before = proc.fault_counts()["minor"]
+        proc.fill(a + first * 4096, n * 4096, 65)
+        counts.append(proc.fault_counts()["minor"] - before)
+    c = p.fork()
+    before = c.fault_counts()["minor"]
+    c.fill(a, 2 * 4096, 66)
+    counts.append(c.fault_counts()["minor"] - before)
+    assert counts == answers("P mmap a 4; ? faults P write a 0; ? faults P write a 0-3; P fork C; "
+                             "? faults C write a 0-1")

@@ -92,11 +92,11 @@ def _write(args: tuple[str, ...], n: _Names) -> str:
     letter = args[-1][1]
     if args[0] in n.blocks:
         i, size = n.blocks[args[0]]
-        return f"memset(B[{i}], '{letter}', {size});"
+        return f"fill(B[{i}], '{letter}', {size});"
     pages = pages_of(args[1], n.regions[args[0]][1])
     if len(pages) == 1:
         return f"*(volatile char *)({n.at(args[0], pages[0])}) = '{letter}';"
-    return f"memset({n.at(args[0], pages[0])}, '{letter}', {len(pages)} * PAGE);"
+    return f"fill({n.at(args[0], pages[0])}, '{letter}', {len(pages)} * PAGE);"
 
 
 def _read_at(args: tuple[str, ...], n: _Names) -> str:
@@ -123,6 +123,11 @@ def _question(q: Question, number: int, n: _Names, earlier_blocks: list[int]) ->
         return ["volatile int segv;", "volatile char c = 0;",
                 f"GUARDED(segv, c = *(volatile char *)({_read_at(a.args, n)}));",
                 f"answer_letter({number}, segv, c);", "if (segv)", "    die_segv();"]
+    if q.kind == "faults" and a is not None:
+        access = _write(a.args, n) if a.verb == "write" else f"(void)*(volatile char *)({_read_at(a.args, n)});"
+        return ["long faults = minor_faults();   /* warm: its own stack write faults now */",
+                "faults = minor_faults();", access, "faults = minor_faults() - faults;",
+                f'out("Q{number}: %ld\\n", faults);']
     if q.kind == "copies" and a is not None:
         return ["struct ranges r = copy_ranges();", "long count = pfns(&r, pf_before);",
                 *_action(a, n), f"answer_copies({number}, &r, count);"]

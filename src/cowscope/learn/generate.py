@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .lang import Problem, ProblemError, parse
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 LEVELS = (1, 2, 3)
 
 

@@ -22,6 +22,7 @@ Questions start with `?`. Those naming an action perform it, then ask about it:
 
     ? outcome C write a 1 [why] what the access does to the page (copy, reuse, zero-fill, ...)
     ? value C read a 1          the byte read: a letter, or 0
+    ? faults C write a 0-3      page faults the access takes (private anonymous regions)
     ? copies C free x           pages the call copied (its mappings, [heap], libc's data)
     ? addr P malloc y 100       which block's address malloc returns again, or `new`
     ? strip P a                 the page strip of a in P (. 0 # 2-9 f)
@@ -47,6 +48,7 @@ ADVICE = ("dontneed", "dontfork", "dofork", "wipeonfork", "keeponfork")
 KINDS = {
     "outcome": "PROC write|read REGION PAGE [why]",
     "value": "PROC read REGION [PAGE]",
+    "faults": "PROC write|read REGION PAGES",
     "copies": "PROC ACTION ...",
     "addr": "PROC malloc NAME NBYTES",
     "strip": "PROC REGION",
@@ -57,6 +59,7 @@ KINDS = {
     "file": "FILE PAGE",
 }
 CODE = "code"  # the pseudo-region: the C library's text
+MEMORY_VERBS = ("mmap", "munmap", "malloc", "free", "write", "read", "madvise")
 MAX_PAGES = 64
 MAX_MALLOC = 1 << 24
 
@@ -157,6 +160,7 @@ class _Parser:
         self.gone: set[str] = set()
         self.suspended: dict[str, str] = {}   # vfork child -> its suspended parent
         self.regions: dict[str, tuple[int, str]] = {}   # name -> (npages, file name or "")
+        self.shared: dict[str, bool] = {}
         self.blocks: dict[str, int] = {}
         self.files: dict[str, int] = {}
         self.letter = 0
@@ -217,6 +221,7 @@ class _Parser:
         if fname and npages > self.files[fname]:
             raise ProblemError(f"file {fname} has {self.files[fname]} pages; map at most that many")
         self.regions[args[0]] = (npages, fname)
+        self.shared[args[0]] = "shared" in args[2:]
         return Action(proc, "mmap", tuple(args))
 
     def _munmap(self, proc: str, args: list[str]) -> Action:
@@ -304,11 +309,16 @@ class _Parser:
             raise ProblemError(f"a question is '? KIND ...' with KIND one of {', '.join(KINDS)}")
         kind, rest = words[0], words[1:]
         usage = f"? {kind} {KINDS[kind]}"
-        if kind in ("outcome", "value", "copies", "addr"):
+        if kind in ("outcome", "value", "copies", "addr", "faults"):
             why = kind == "outcome" and rest[-1:] == ["why"]
             action = self.action(rest[:-1] if why else rest)
-            verbs = {"outcome": ("write", "read"), "value": ("read",), "addr": ("malloc",)}.get(kind)
-            _expect(verbs is None or action.verb in verbs, usage)
+            verbs = {"outcome": ("write", "read"), "value": ("read",), "addr": ("malloc",),
+                     "faults": ("write", "read"), "copies": MEMORY_VERBS}[kind]
+            _expect(action.verb in verbs, usage)
+            if kind == "faults":
+                npages, fname = self.regions.get(action.args[0], (0, "x"))
+                _expect(npages and not fname and not self.shared.get(action.args[0]),
+                        usage + " (a private anonymous region: a shared page's write permission is not shown)")
             if kind == "outcome":
                 _expect(action.args[0] in self.regions and len(self._pages(*action.args[:2])) == 1,
                         usage + " (one page of an mmap'd region)")

@@ -98,6 +98,8 @@ def prompt(q: Question) -> str:
         return f"What does this {a.verb} do to page {a.args[1]} of {a.args[0]} in {a.proc}?"
     if q.kind == "value" and a is not None:
         return f"What does {a.proc} read? (a letter, or 0 for a zero byte)"
+    if q.kind == "faults" and a is not None:
+        return f"How many page faults does this {a.verb} take in {a.proc}?"
     if q.kind == "copies" and a is not None:
         return f"How many pages does this copy in {a.proc}?"
     if q.kind == "addr" and a is not None:
@@ -136,6 +138,7 @@ EXAMPLES = {
     "outcome": "copy (or its first letter: c)",
     "value": "B (a letter), or 0 for a zero byte",
     "copies": "1 (a number of pages)",
+    "faults": "2 (a number of faults)",
     "addr": "x (the block whose address it returns), or new",
     "strip": "#2.0 (one character per page: " + LEGEND + ")",
     "rss": "8 (kB)",

@@ -231,6 +231,26 @@ class _Run:
         copied = sum(int(np.count_nonzero((b != 0) & (c != 0) & (b != c))) for b, c in zip(before, after))
         return Answer(q, copied)
 
+    def _q_faults(self, q: Question) -> Answer:
+        """The access's page faults, from each page's state before it: a load faults on a page
+        not present; a store also on the zero page and on an anon page that is not this process's
+        own (PG_anon_exclusive clear: shared, or write-protected since a fork)."""
+        a = q.action
+        assert a is not None
+        p, r = self.procs[a.proc], self.regions[a.args[0]]
+        pages = pages_of(a.args[1], r.npages)
+        faults = 0
+        for k in pages:
+            before = look.look_page(self.m, p, r.addr + k * PAGE_SIZE)
+            if a.verb == "read" or not before.present:
+                faults += not before.present
+            elif before.zero is None or before.anon_exclusive is None and not before.zero:
+                raise look.LookError("whether a present page is writable needs kpageflags (root)")
+            else:
+                faults += bool(before.zero or not before.anon_exclusive)
+        self.act(a)
+        return Answer(q, faults)
+
     def _q_addr(self, q: Question) -> Answer:
         a = q.action
         assert a is not None

@@ -4,10 +4,10 @@ Every question is about a fact both backends show, and its answer must not depen
 the kernel decides opportunistically (fault-around of file pages, per-CPU batches): file
 mappings are asked about at their first access only, and never for strips or Rss.
 The traps are on purpose, each tied to a fact the model checks: the parent's first write after
-fork copies too; after the child exits the parent reuses; a never-touched page is a zero-fill,
-not a copy; read-then-write faults twice; free() of a small block dirties a page; code pages
-are never copied; a vfork child writes into its parent's memory; MADV_DONTFORK leaves the child
-without the mapping.
+fork copies too; after the child exits the parent reuses, and still takes a fault for each page;
+a never-touched page is a zero-fill, not a copy; read-then-write faults twice; free() of a small
+block dirties a page; code pages are never copied; a vfork child writes into its parent's
+memory; MADV_DONTFORK leaves the child without the mapping.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def fork_basics(b: Builder) -> None:
         b.ask_write("P", "a", j)                # after the child exits the parent reuses
         if b.level >= 3:
             b.ask("rss P a")
+            b.ask(f"faults P write a all {b.letter()}")   # mapped once, but still write-protected
 
 
 def zero_page(b: Builder) -> None:
@@ -50,6 +51,7 @@ def zero_page(b: Builder) -> None:
         b.ask(f"outcome P read a {k}")
         b.ask_write("P", "a", k)                # read-then-write faults twice
         b.ask(f"{b.pick(['rss', 'strip'])} P a")
+        b.ask(f"faults P write a all {b.letter()}")
         return
     b.title = "Part of a buffer is written before fork, the rest was never touched."
     m = b.between(1, n - 1)
@@ -192,6 +194,7 @@ def madvise_advice(b: Builder) -> None:
         b.ask(f"outcome P read a {k}")
         b.ask(f"value P read a {k}")
         b.ask(f"{b.pick(['rss', 'strip'])} P a")
+        b.ask(f"faults P write a all {b.letter()}")
         return
     if b.level == 2:
         advice = b.pick(["dontfork", "wipeonfork"])

@@ -79,3 +79,12 @@ RT unsigned long long proc_u64(const char *path, unsigned long long i)
     close(fd);
     return v;
 }
+
+/* memset without the library: a first call of a lazily bound libc function writes the GOT and
+   runs the dynamic linker, faults that a page-fault count would include. */
+RT void fill(char *p, int c, long n)
+{
+    volatile char *v = p;
+    for (long i = 0; i < n; i++)
+        v[i] = (char)c;
+}
