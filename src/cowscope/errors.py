@@ -96,6 +96,11 @@ class ProcessBlocked(CowscopeError):
         return cls(f"wait would block: child {child_pid} is still running")
 
 
+class Unsupported(CowscopeError):
+    """This backend cannot do that here (e.g. swap or KSM without root): the reason says why.
+    The conformance suite reports a scenario that needs it as skipped, not failed."""
+
+
 EINVAL = _errno.EINVAL
 ENOMEM = _errno.ENOMEM
 EFAULT = _errno.EFAULT

@@ -31,6 +31,8 @@ def test_kernel_shows_the_facts(sc) -> None:
     if os.geteuid() != 0:
         pytest.skip("PFN identity and map counts need root (CI runs as root)")
     trace = run_traced(sc.fn, _linux(), "linux")
+    if trace.skipped:
+        pytest.skip(trace.skipped)
     assert trace.error is None, trace.error
     assert trace.failures == []
     assert trace.checkpoints, "every scenario observes at least the end"
@@ -53,6 +55,8 @@ def test_model_agrees_with_kernel(sc) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root for a full comparison")
     linux = run_traced(sc.fn, _linux(), "linux")
+    if linux.skipped:
+        pytest.skip(linux.skipped)
     model = run_traced(sc.fn, ModelMachine(), "model")
     bad = counted(compare(model, linux))
     assert bad == [], "\n".join(d.line() for d in bad)

@@ -62,6 +62,7 @@ class _Score:
     agree: int = 0
     facts_ok: int = 0
     failing: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     kpage_note: bool = False
 
 
@@ -117,6 +118,11 @@ def _run_scenario(s: Scenario, make_model: MakeMachine | None, make_linux: MakeM
         print("note: no root: PFNs and /proc/kpagecount are unavailable; page identity and map "
               "counts are not compared")
         score.kpage_note = True
+    skipped = next((tr.skipped for tr in (tl, tm) if tr is not None and tr.skipped), None)
+    if skipped:
+        score.skipped.append(s.id)
+        print(f"{s.id:<5} {'skipped':<12} {skipped}  ({s.title})")
+        return
     diffs = compare(tm, tl) if tm and tl else []
     bad = counted(diffs)
     kernel_facts = _facts(tl)
@@ -163,6 +169,10 @@ def _print_exclusions() -> None:
 
 
 def _print_score(score: _Score, n: int, model: bool, linux: bool) -> None:
+    if score.skipped:
+        print(f"skipped (cannot run here): {' '.join(score.skipped)}")
+        n -= len(score.skipped)
+    n = max(n, 1)
     if model and linux:
         print(f"agreement: {score.agree}/{n} scenarios ({100.0 * score.agree / n:.1f}%)")
     if linux:

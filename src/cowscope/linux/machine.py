@@ -30,13 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import Unsupported
 from ..observe import kpage, procfs
 from ..observe.events import Event
-from ..observe.records import PAGE_SIZE
+from ..observe.records import PAGE_SIZE, parse_size
 from .build import agent_path
 from .file import File
 from .ksource import KernelEvents
 from .process import Process
+from .swap import SwapFile
 from .wire import OP_PING, OP_SETNAME, T_HELLO, Conn
 
 __all__ = ["File", "KernelLog", "Machine", "NoEvents", "Process"]
@@ -145,6 +147,7 @@ class Machine:
         self._pgids: list[int] = []
         self._kpage_ok: bool | None = None
         self._huge_zero: frozenset[int] | None = None
+        self._swap: SwapFile | None = None
         self._closed = False
         self.checkpoints: list[tuple[str, int]] = []  # (label, len(events) then)
         self.on_checkpoint: Callable[[str], None] | None = None
@@ -180,6 +183,15 @@ class Machine:
                 except subprocess.TimeoutExpired:
                     pass
         shutil.rmtree(self._dir, ignore_errors=True)
+        if self._swap is not None:  # after the agents are gone: swapoff reads their pages back in
+            self._swap.remove()
+
+    def swapon(self, size: int | str) -> None:
+        """Add swap for this machine's scenario: a swapfile of `size` bytes under /var/tmp, active
+        until close() (root only: Unsupported otherwise). The model's Machine.swapon does the same."""
+        if self._swap is not None:
+            raise Unsupported("this machine has a swapfile already")
+        self._swap = SwapFile(parse_size(size))
 
     def spawn(self, name: str = "app", image: Any = None) -> Process:
         """Start a fresh agent process (its own program image), pinned to the machine's CPU."""

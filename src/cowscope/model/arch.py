@@ -1,5 +1,7 @@
 """x86-64 facts the model needs: page size, 4-level table split, PTE bits, address-space layout."""
 
+from ..observe.records import parse_size  # noqa: F401  (sizes like "2GiB": shared by both backends)
+
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 PAGE_MASK = ~(PAGE_SIZE - 1)
@@ -33,14 +35,3 @@ PTE_SWP_EXCLUSIVE = 1 << 3      # in a swap entry: the page was PageAnonExclusiv
 def page_align(n: int) -> int:
     """Round n up to a page boundary (PAGE_ALIGN)."""
     return (n + PAGE_SIZE - 1) & PAGE_MASK
-
-
-def parse_size(value: int | str) -> int:
-    """Bytes from 4096, '4KiB', '2GiB', '512M' (binary units)."""
-    if isinstance(value, int):
-        return value
-    s = value.strip().upper().replace("IB", "").replace("B", "")
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    if s and s[-1] in units:
-        return int(float(s[:-1]) * units[s[-1]])
-    return int(s)

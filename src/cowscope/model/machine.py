@@ -17,8 +17,10 @@ from ..observe.records import (
     KPF_DIRTY,
     KPF_LRU,
     KPF_MMAP,
+    KPF_OWNER_PRIVATE,
     KPF_RESERVED,
     KPF_SWAPBACKED,
+    KPF_SWAPCACHE,
     KPF_THP,
     KPF_UPTODATE,
     KPF_ZERO_PAGE,
@@ -43,16 +45,20 @@ from .mm.page_alloc import (
     PG_HEAD,
     PG_INUSE,
     PG_SWAPBACKED,
+    PG_SWAPCACHE,
     ZERO_PFN,
     OutOfMemory,
     PhysMem,
 )
+from .mm.swapfile import SwapInfo, check_swap
 from .mm.vma import MM, VM_SHARED, VMA
+from .mm.vmscan import shrink_memory
 
 DEFAULT_RAM = "256GiB"
 #: /proc/vmstat THP event counters the model moves (mm/vmstat.c names)
 THP_EVENTS = ("thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd", "thp_split_page",
-              "thp_deferred_split_page", "thp_zero_page_alloc")
+              "thp_deferred_split_page", "thp_zero_page_alloc", "thp_swpout_fallback")
+SWAP_EVENTS = ("pswpin", "pswpout", "pgpgout", "pgsteal_anon")
 
 
 class Machine:
@@ -61,8 +67,11 @@ class Machine:
 
     def __init__(self, ram: int | str = DEFAULT_RAM, allocator: str | None = None,
                  record_events: bool = True, image: Image | None = None, thp: str = "madvise",
-                 thp_zero_page: bool = True, kernel: str = "6.18") -> None:
+                 thp_zero_page: bool = True, kernel: str = "6.18", swap: int | str | None = None) -> None:
         self.phys = PhysMem(parse_size(ram) // PAGE_SIZE)
+        self.swap: SwapInfo | None = None
+        if swap:
+            self.swapon(swap)
         self.thp = ThpSettings(thp, thp_zero_page, parse_kernel(kernel))
         self.kernel = kernel
         self.files: dict[str, File] = {}
@@ -164,12 +173,18 @@ class Machine:
                     self.oom_kill(pid)
 
     def reclaim(self) -> int:
-        """Free memory before the OOM killer runs: split the partly mapped THPs on the deferred
-        split queue (their unmapped subpages are freed). Returns the frames freed."""
-        before = self.phys.nr_used
-        for head in sorted(self.phys.deferred):
-            self.phys.split_folio(head)
-        return before - self.phys.nr_used
+        """Free memory before the OOM killer runs (mm/vmscan.py: deferred THP splits, the swap
+        cache, then swap-out). Returns the frames freed."""
+        return shrink_memory(self)
+
+    def swapon(self, size: int | str) -> None:
+        """swapon(2) of a swap area of `size` bytes (the model has one swap device)."""
+        if self.swap is not None:
+            raise CowscopeError("the model has one swap device, already on")
+        nbytes = parse_size(size)
+        if nbytes < 2 * PAGE_SIZE:
+            raise ValueError(f"swap size must be at least 8 KiB, got {size!r}")
+        self.swap = SwapInfo(nbytes)
 
     def oom_kill(self, pid: int) -> None:
         """out_of_memory: kill the process with the largest RSS (it may be the faulting one)."""
@@ -267,6 +282,8 @@ class Machine:
             bits |= KPF_DIRTY
         if fl & PG_ANON_EXCLUSIVE:
             bits |= KPF_ANON_EXCLUSIVE
+        if fl & PG_SWAPCACHE:
+            bits |= KPF_SWAPCACHE | KPF_OWNER_PRIVATE
         return bits
 
     def meminfo(self) -> dict[str, int]:
@@ -281,7 +298,10 @@ class Machine:
         tables = sum(mm.pgd.nr_table_pages() for mm in self._mms())
         return {"MemTotal": self.phys.nr_pages * kb, "MemFree": (self.phys.nr_pages - self.phys.nr_used) * kb,
                 "Cached": cached * kb, "AnonPages": anon * kb, "Mapped": mapped * kb,
-                "Shmem": shmem * kb, "PageTables": tables * kb, "SwapTotal": 0, "SwapFree": 0,
+                "Shmem": shmem * kb, "PageTables": tables * kb,
+                "SwapCached": (len(self.swap.cache) if self.swap else 0) * kb,
+                "SwapTotal": self.swap.total_kb if self.swap else 0,
+                "SwapFree": self.swap.free_kb if self.swap else 0,
                 "AnonHugePages": nr_anon_thps(self) * FOLIO_NR * kb}
 
     def vmstat(self) -> dict[str, int]:
@@ -294,7 +314,8 @@ class Machine:
                "pgalloc_normal": self.phys.pgalloc, "pgfree": self.phys.pgfree,
                "pgfault": self.stat["pgfault"], "pgmajfault": self.stat["pgmajfault"]}
         out["nr_anon_transparent_hugepages"] = nr_anon_thps(self)
-        for name in THP_EVENTS:
+        out["nr_swapcached"] = mi["SwapCached"] // kb
+        for name in THP_EVENTS + SWAP_EVENTS:
             out[name] = self.stat[name]
         for name in ("cow_copy", "cow_reuse", "zero_cow", "zero_fill", "zero_page_map",
                      "pagecache_map", "file_copy", "oom_kill"):
@@ -344,7 +365,7 @@ class Machine:
         for f in list(self.files.values()) + self._shmem_files():
             for pfn in f.page_cache.values():
                 cached[pfn] = True
-        expect_ref = phys.mapcount + cached
+        expect_ref = phys.mapcount + cached + ((phys.flags & PG_SWAPCACHE) != 0)
         bad = np.flatnonzero(used & (phys.refcount != expect_ref))
         assert not len(bad), f"check: refcount != mapcount + page-cache ref for pfns {bad[:8].tolist()}"
         assert not np.any(~used & (maps > 0)), "check: a free frame is still mapped"
@@ -352,6 +373,7 @@ class Machine:
         large = (phys.flags & PG_COMPOUND) != 0
         leaked = np.flatnonzero(used & (phys.refcount == 0) & ~large)
         assert not len(leaked), f"check: frames in use with no reference: {leaked[:8].tolist()}"
+        check_swap(self, self._mms())
         for head in np.flatnonzero(phys.flags & PG_HEAD).tolist():
             assert phys.entire[head >> FOLIO_SHIFT] or phys.refcount[head:head + FOLIO_NR].any(), \
                 f"check: large folio {head:#x} in use with no reference"

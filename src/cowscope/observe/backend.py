@@ -298,6 +298,10 @@ class Machine(ViewSource, Protocol):
     def close(self) -> None:
         """Release what the machine holds (the Linux backend kills its agents); idempotent."""
 
+    def swapon(self, size: int | str) -> None:
+        """Add a swap area of `size` bytes (the Linux backend: a swapfile removed at close;
+        errors.Unsupported without root)."""
+
     def __enter__(self) -> Machine: ...
 
     def __exit__(self, *exc: object) -> None: ...

@@ -37,6 +37,10 @@ KIND_DOC = {
     "thp-split": "a huge PMD split into 512 PTEs (write to a shared THP, partial munmap/mprotect/"
     "madvise); the folio stays whole",
     "thp-copy": "write to a shared THP copied all 2 MiB (the rule before Linux 5.8, Machine(kernel=...))",
+    "swap-out": "an anon page written to swap: its PTE becomes a swap entry, the frame stays in the "
+    "swap cache (MADV_PAGEOUT, memory pressure)",
+    "swap-in": "access to a swap entry: the page is mapped again from the swap cache or read back "
+    "(do_swap_page)",
 }
 KINDS = tuple(KIND_DOC)
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}

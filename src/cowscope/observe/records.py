@@ -12,6 +12,17 @@ import numpy as np
 
 PAGE_SIZE = 4096
 
+
+def parse_size(value: int | str) -> int:
+    """Bytes from 4096, '4KiB', '2GiB', '512M' (binary units)."""
+    if isinstance(value, int):
+        return value
+    s = value.strip().upper().replace("IB", "").replace("B", "")
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    if s and s[-1] in units:
+        return int(float(s[:-1]) * units[s[-1]])
+    return int(s)
+
 # ---------------------------------------------------------------------------------------------
 # /proc/PID/maps
 
@@ -233,13 +244,16 @@ KPF_DIRTY = 1 << 4
 KPF_LRU = 1 << 5
 KPF_MMAP = 1 << 11
 KPF_ANON = 1 << 12
+KPF_SWAPCACHE = 1 << 13
 KPF_SWAPBACKED = 1 << 14
 KPF_COMPOUND_HEAD = 1 << 15
 KPF_COMPOUND_TAIL = 1 << 16
+KPF_KSM = 1 << 21
 KPF_THP = 1 << 22
 KPF_ZERO_PAGE = 1 << 24
 KPF_RESERVED = 1 << 32
 KPF_ANON_EXCLUSIVE = 1 << 34     # KPF_MAPPEDTODISK: on an anon page it is PG_anon_exclusive
+KPF_OWNER_PRIVATE = 1 << 37      # PG_owner_priv_1: on an anon page in the swap cache it is PG_swapcache
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import Unsupported
 from ..observe.backend import Machine
 from .exclusions import EXCLUSIONS, SMAPS_COMPARED
 from .trace import Trace, TracedMachine
@@ -49,6 +50,8 @@ def run_traced(scenario: Callable[[TracedMachine], Any], machine: Machine, backe
     try:
         scenario(tm)
         tm.checkpoint("end")
+    except Unsupported as exc:  # e.g. swap without root: skipped, with the reason
+        tm.trace.skipped = str(exc)
     except Exception as exc:  # the scenario's own failure is part of the trace, not a crash
         tb = traceback.extract_tb(exc.__traceback__)
         frame = next((f for f in reversed(tb) if "conformance" in f.filename or "scenario" in f.filename),
@@ -229,8 +232,8 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
         if lo < 0 or hi > len(ra["pages"]):
             excl = EXCLUSIONS[MERGED_VMA]
         for f in SMAPS_COMPARED:
-            if v["smaps"][f] != w["smaps"][f]:
-                out.append(Diff(f"{vat} {f}", v["smaps"][f], w["smaps"][f], excl))
+            if v["smaps"].get(f, 0) != w["smaps"].get(f, 0):
+                out.append(Diff(f"{vat} {f}", v["smaps"].get(f, 0), w["smaps"].get(f, 0), excl))
     return out
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import CowscopeError
 from ..observe.backend import File, Machine, Process
 from ..observe.pages import NOT_PRESENT, PAGECACHE, PRIVATE, SHARED, SWAPPED, ZERO, classify
-from ..observe.records import PAGE_SIZE, pagemap_pfns
+from ..observe.records import PAGE_SIZE, PM_GUARD_REGION, pagemap_pfns
 from .exclusions import SMAPS_COMPARED
 from .process import Region, TracedProcess
 
@@ -33,6 +33,7 @@ class Trace:
     checkpoints: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # failed expectations (facts)
     error: str | None = None  # an unexpected exception that ended the scenario
+    skipped: str | None = None  # why this backend cannot run the scenario here (errors.Unsupported)
     kpage: bool = True
     marks: list[int] = field(default_factory=list)  # len(ops) at each checkpoint
     snapshots: list[Any] = field(default_factory=list)  # observe.snapshot.Snapshot per checkpoint
@@ -118,16 +119,18 @@ class TracedMachine:
 
     def page_states(self, p: TracedProcess, addr: int, npages: int) -> tuple[np.ndarray, np.ndarray,
                                                                               np.ndarray]:
-        """(state, mapcount, pfn) arrays of npages from addr in p."""
+        """(state, mapcount, pfn) arrays of npages from addr in p; a swap entry (not a guard
+        marker) has map count -1."""
         raw = p._p.pagemap_raw(addr, npages)
         pfns = pagemap_pfns(raw)
         kc = self._m.kpagecount_array(pfns) if self.trace.kpage else None
         st = classify(raw, kc, set(self._m.zero_pfns))
-        return st.state, st.mapcount, st.pfn
+        swap = (st.state == SWAPPED) & ((np.asarray(raw, dtype=np.uint64) & np.uint64(PM_GUARD_REGION)) == 0)
+        return st.state, np.where(swap, -1, st.mapcount), st.pfn
 
     def tokens(self, p: TracedProcess, addr: int, npages: int) -> list[str]:
         """Per page: "-" none, "Z" zero page, "X" exclusive anon, "S<n>" shared anon, "F<n>" page
-        cache (mapcount n), "G" swap/guard entry."""
+        cache (mapcount n), "W" swap entry (swapped out), "G" guard marker."""
         state, mc, _pfn = self.page_states(p, addr, npages)
         return [_token(int(s), int(c)) for s, c in zip(state, mc, strict=True)]
 
@@ -262,7 +265,7 @@ def _token(state: int, mapcount: int) -> str:
     if state == PAGECACHE:
         return f"F{mapcount}"
     if state == SWAPPED:
-        return "G"
+        return "W" if mapcount < 0 else "G"
     return "?"
 
 

@@ -32,6 +32,7 @@ from ..arch import (
     PTE_MARKER_GUARD,
     PTE_PRESENT,
     PTE_SPECIAL,
+    PTE_SWP,
     PTE_YOUNG,
 )
 from ..mm.page_alloc import PG_ANON, PG_DIRTY, PG_FILE, PG_REFERENCED, PG_SWAPBACKED
@@ -72,12 +73,14 @@ def maps(mm: MM) -> list[MapsEntry]:
 class MemSizeStats:
     """mem_size_stats: the smaps accumulator (bytes, PSS in 12-bit fixed point)."""
 
-    def __init__(self) -> None:
+    def __init__(self, swap_map: np.ndarray | None = None) -> None:
         self.b = dict.fromkeys(("Rss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
                                 "Private_Dirty", "Referenced", "Anonymous", "LazyFree",
                                 "AnonHugePages"), 0)
         self.pss = self.pss_dirty = self.pss_anon = self.pss_file = self.pss_shmem = 0
         self.pss_locked = 0
+        self.swap = self.swap_pss = 0
+        self.swap_map = swap_map  # the swap device's entry counts (SwapPss), None without swap
 
     def account_vma(self, phys: PhysMem, mm: MM, vma: VMA) -> None:
         """smaps_pte_range over one VMA, vectorised per page table (huge PMDs whole)."""
@@ -92,6 +95,8 @@ class MemSizeStats:
             self.b["AnonHugePages"] += PMD_SIZE
         for t, lo, hi, _va in mm.pgd.blocks(vma.vm_start, vma.vm_end):
             ptes = t[lo:hi]
+            if mm.swap_ents:
+                self.account_swap(ptes[(ptes & PTE_SWP) != 0])
             normal = ((ptes & PTE_PRESENT) != 0) & ((ptes & PTE_SPECIAL) == 0)
             if not normal.any():
                 continue
@@ -128,6 +133,15 @@ class MemSizeStats:
         if locked:
             self.pss_locked += total
 
+    def account_swap(self, entries: np.ndarray) -> None:
+        """Swap entries: Swap, and SwapPss shared by the entries referencing each slot."""
+        if not len(entries):
+            return
+        self.swap += len(entries) * PAGE_SIZE
+        counts = np.ones(len(entries), dtype=np.int64) if self.swap_map is None else \
+            np.maximum(self.swap_map[entries >> PAGE_SHIFT], 1)
+        self.swap_pss += int(((PAGE_SIZE << PSS_SHIFT) // counts).sum())
+
     def kb(self, name: str) -> int:
         return self.b[name] >> 10
 
@@ -144,7 +158,8 @@ class MemSizeStats:
                      "Anonymous"):
             out[name] = self.kb(name)
         out.update(KSM=0, LazyFree=self.kb("LazyFree"), AnonHugePages=self.kb("AnonHugePages"), ShmemPmdMapped=0,
-                   FilePmdMapped=0, Shared_Hugetlb=0, Private_Hugetlb=0, Swap=0, SwapPss=0,
+                   FilePmdMapped=0, Shared_Hugetlb=0, Private_Hugetlb=0, Swap=self.swap >> 10,
+                   SwapPss=self.pss_kb(self.swap_pss),
                    Locked=self.pss_kb(self.pss_locked))
         return out
 
@@ -158,10 +173,10 @@ def madvise_thp_eligible(vma: VMA) -> int:
 
 
 def smaps(phys: PhysMem, mm: MM, thp_eligible: Callable[[VMA], int] = madvise_thp_eligible,
-          ) -> list[SmapsEntry]:
+          swap_map: np.ndarray | None = None) -> list[SmapsEntry]:
     out = []
     for vma in mm.vmas:
-        mss = MemSizeStats()
+        mss = MemSizeStats(swap_map)
         mss.account_vma(phys, mm, vma)
         fields = {"Size": (vma.vm_end - vma.vm_start) >> 10, "KernelPageSize": 4, "MMUPageSize": 4}
         fields.update(mss.fields(rollup=False))
@@ -169,8 +184,8 @@ def smaps(phys: PhysMem, mm: MM, thp_eligible: Callable[[VMA], int] = madvise_th
     return out
 
 
-def smaps_rollup(phys: PhysMem, mm: MM) -> SmapsRollup:
-    mss = MemSizeStats()
+def smaps_rollup(phys: PhysMem, mm: MM, swap_map: np.ndarray | None = None) -> SmapsRollup:
+    mss = MemSizeStats(swap_map)
     for vma in mm.vmas:
         mss.account_vma(phys, mm, vma)
     start = mm.vmas[0].vm_start if mm.vmas else 0
@@ -201,6 +216,9 @@ def pagemap_raw(phys: PhysMem, mm: MM, addr: int, npages: int) -> np.ndarray:
     val |= np.where(normal & (mc == 1), np.uint64(PM_MMAP_EXCLUSIVE), np.uint64(0))
     guard = (ptes & PTE_MARKER_GUARD) != 0
     val |= np.where(guard, np.uint64(PM_SWAP | PM_GUARD_REGION), np.uint64(0))
+    swp = (ptes & PTE_SWP) != 0  # swap entry: type in bits 0-4, offset from bit 5
+    val |= np.where(swp, np.uint64(PM_SWAP) | ((ptes >> PAGE_SHIFT).astype(np.uint64) << np.uint64(5)),
+                    np.uint64(0))
     out[:] = val
     return out
 
@@ -262,6 +280,7 @@ def status(name: str, pid: int, ppid: int, state: str, mm: MM | None) -> Status:
         "VmPin": 0, "VmHWM": max(mm.hiwater_rss, rss) * kb, "VmRSS": rss * kb,
         "RssAnon": mm.rss_anon * kb, "RssFile": mm.rss_file * kb, "RssShmem": mm.rss_shmem * kb,
         "VmData": data * kb, "VmStk": stack * kb, "VmExe": text_kb,
-        "VmLib": max(exec_pages * kb - text_kb, 0), "VmPTE": mm.pgd.nr_table_pages() * kb, "VmSwap": 0,
+        "VmLib": max(exec_pages * kb - text_kb, 0), "VmPTE": mm.pgd.nr_table_pages() * kb,
+        "VmSwap": mm.swap_ents * kb,
     }
     return st

@@ -358,10 +358,12 @@ class Process:
 
     def smaps(self) -> list[SmapsEntry]:
         m = self.machine
-        return procfs.smaps(m.phys, self._view_mm(), lambda vma: thp_eligible(m, vma))
+        return procfs.smaps(m.phys, self._view_mm(), lambda vma: thp_eligible(m, vma),
+                            m.swap.swap_map if m.swap else None)
 
     def smaps_rollup(self) -> SmapsRollup:
-        return procfs.smaps_rollup(self.machine.phys, self._view_mm())
+        m = self.machine
+        return procfs.smaps_rollup(m.phys, self._view_mm(), m.swap.swap_map if m.swap else None)
 
     def pagemap_raw(self, addr: int, npages: int) -> np.ndarray:
         return procfs.pagemap_raw(self.machine.phys, self._view_mm(), addr, npages)

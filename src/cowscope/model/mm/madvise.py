@@ -1,4 +1,5 @@
-"""madvise(2): DONTNEED, FREE, DONTFORK/DOFORK, WIPEONFORK/KEEPONFORK, POPULATE_*, guards."""
+"""madvise(2): DONTNEED, FREE, COLD/PAGEOUT, DONTFORK/DOFORK, WIPEONFORK/KEEPONFORK, HUGEPAGE, POPULATE_*,
+guards."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .huge_memory import madvise_free_huge_pmds
 from .memory import BusError, zap_range
 from .mmap import check_range, populate
 from .page_alloc import PG_ANON, PG_DIRTY, PG_SWAPBACKED
+from .swapfile import free_swap_entries
 from .vma import (
     MM,
     VM_DONTCOPY,
@@ -24,6 +26,7 @@ from .vma import (
     VM_WRITE,
     VMA,
 )
+from .vmscan import madvise_cold_or_pageout
 
 if TYPE_CHECKING:
     from ..machine import Machine
@@ -34,7 +37,7 @@ FLAG_ADVICE = {
     "wipeonfork": (VM_WIPEONFORK, 0), "keeponfork": (0, VM_WIPEONFORK),
     "hugepage": (VM_HUGEPAGE, VM_NOHUGEPAGE), "nohugepage": (VM_NOHUGEPAGE, VM_HUGEPAGE),
 }
-ADVICES = ("normal", "random", "sequential", "willneed", "dontneed", "free", "populate_read",
+ADVICES = ("normal", "random", "sequential", "willneed", "dontneed", "free", "cold", "pageout", "populate_read",
            "populate_write", "guard_install", "guard_remove", *FLAG_ADVICE)
 
 
@@ -74,6 +77,8 @@ def madvise_vma(m: Machine, pid: int, mm: MM, vma: VMA, lo: int, hi: int, advice
         if vma.vm_flags & VM_LOCKED:
             raise SyscallError(EINVAL, "madvise", "MADV_DONTNEED on a locked mapping")
         zap_range(m, mm, lo, hi, keep_markers=True)
+    elif advice in ("cold", "pageout"):
+        madvise_cold_or_pageout(m, pid, mm, vma, lo, hi, advice == "pageout")
     elif advice == "free":
         if vma.vm_file is not None or vma.is_shared:
             raise SyscallError(EINVAL, "madvise", "MADV_FREE needs private anonymous memory")
@@ -113,6 +118,8 @@ def _madvise_free(m: Machine, mm: MM, start: int, end: int) -> None:
     phys = m.phys
     if mm.pgd.pmds:
         madvise_free_huge_pmds(m, mm, start, end)
+    if mm.swap_ents:
+        free_swap_entries(m, mm, start, end)
     for t, lo, hi, _va in mm.pgd.blocks(start, end):
         ptes = t[lo:hi]
         normal = ((ptes & PTE_PRESENT) != 0) & ((ptes & PTE_SPECIAL) == 0)

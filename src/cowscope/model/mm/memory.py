@@ -23,6 +23,7 @@ from ..arch import (
     PTE_RW,
     PTE_SPECIAL,
     PTE_SWP,
+    PTE_SWP_EXCLUSIVE,
     PTE_USER,
     PTE_YOUNG,
     STACK_GUARD_GAP,
@@ -43,9 +44,18 @@ from .page_alloc import (
     PG_FILE,
     PG_KSM,
     PG_SWAPBACKED,
+    PG_SWAPCACHE,
     ZERO_PFN,
 )
 from .pgtable import Span
+from .swapfile import (
+    copy_swap_entries,
+    folio_free_swap,
+    swap_free,
+    swap_readpage,
+    swapcache_reusable,
+    zap_swap_entries,
+)
 from .vma import MM, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, VMA, AnonVma
 
 if TYPE_CHECKING:
@@ -213,6 +223,8 @@ def handle_mm_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int, write: bool
         raise SegvError(fault_va, "guard region (MADV_GUARD_INSTALL, SEGV_MAPERR)")
     m.count_fault(pid)
     if not pte & PTE_PRESENT:
+        if pte & PTE_SWP:
+            return do_swap_page(m, pid, mm, vma, va, pte, write)
         if vma.vm_file is None:
             return do_anonymous_page(m, pid, mm, vma, va, write)
         if vma.pgoff_at(va) >= vma.vm_file.npages:
@@ -340,13 +352,43 @@ def wp_can_reuse_anon_folio(m: Machine, mm: MM, va: int, pfn: int, fl: int) -> b
         return False
     if fl & PG_COMPOUND:
         return large_folio_reusable(m, mm, va, pfn)
+    if fl & PG_SWAPCACHE:
+        return swapcache_reusable(m, pfn)
     return bool(m.phys.refcount[pfn] == 1)
+
+
+def do_swap_page(m: Machine, pid: int, mm: MM, vma: VMA, va: int, pte: int, write: bool) -> int:
+    """A swap entry: map the slot's frame (from the swap cache, or read back) again. It is mapped
+    writable and exclusive when the entry was exclusive; a write fault also frees the swap slot
+    if nothing else needs it; a page another entry or mapping still holds is mapped read-only
+    (and a write goes on to do_wp_page, which copies it)."""
+    slot = pte >> PAGE_SHIFT
+    pfn, major = swap_readpage(m, pid, slot)
+    phys = m.phys
+    phys.mapcount[pfn] += 1
+    phys.refcount[pfn] += 1
+    mm.rss_anon += 1
+    mm.swap_ents -= 1
+    exclusive = bool(pte & PTE_SWP_EXCLUSIVE)
+    swap_free(m, slot)
+    if write and phys.refcount[pfn] == 2:  # should_try_to_free_swap: only we and the cache
+        folio_free_swap(m, pfn)
+    if exclusive or phys.refcount[pfn] == 1:
+        phys.flags[pfn] |= PG_ANON_EXCLUSIVE
+        new = mk_pte(pfn, vma, write) | (PTE_RW if vma.vm_flags & VM_WRITE else 0)
+    else:
+        new = mk_pte(pfn, vma, False)
+    mm.pgd.set(va, new)
+    m.events.add(pid, "swap-in", va, 0, pfn, "read from swap (major)" if major else "from the swap cache")
+    if write and not new & PTE_RW:
+        return do_wp_page(m, pid, mm, vma, va, new)
+    return new
 
 
 def wp_page_reuse(m: Machine, pid: int, mm: MM, va: int, pte: int, fl: int) -> int:
     """Nobody else holds the page: keep the frame, make the PTE writable (no copy)."""
     pfn = pte >> PAGE_SHIFT
-    m.phys.flags[pfn] = fl | PG_ANON_EXCLUSIVE
+    m.phys.flags[pfn] |= PG_ANON_EXCLUSIVE
     pte |= PTE_RW | PTE_DIRTY | PTE_YOUNG
     mm.pgd.set(va, pte)
     detail = "" if fl & PG_ANON_EXCLUSIVE else "no other process maps it any more"
@@ -405,6 +447,8 @@ def zap_range(m: Machine, mm: MM, start: int, end: int, keep_markers: bool = Fal
         rss_add(m, mm, pfns, -1)
         m.phys.mapcount[pfns] -= 1
         m.phys.put(pfns)
+    if mm.swap_ents:
+        zap_swap_entries(m, mm, ptes)
     span.store(np.where(ptes & PTE_MARKER_GUARD, ptes, 0) if keep_markers else np.zeros_like(ptes))
 
 
@@ -416,7 +460,7 @@ def copy_page_range(m: Machine, dst: MM, src: MM, vma: VMA) -> None:
     span = src.pgd.span(vma.vm_start, vma.vm_end)
     if not span.blocks:
         return
-    ptes = span.ptes
+    ptes = copy_swap_entries(m, dst, span) if src.swap_ents else span.ptes
     present = (ptes & PTE_PRESENT) != 0
     pfns = ptes[present & ((ptes & PTE_SPECIAL) == 0)] >> PAGE_SHIFT
     if len(pfns):

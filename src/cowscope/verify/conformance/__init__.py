@@ -49,7 +49,7 @@ def scenario(sid: str, title: str) -> Callable[[ScenarioFn], ScenarioFn]:
 
 def all_scenarios() -> list[Scenario]:
     """Every registered scenario, in file order."""
-    from . import anon, files, kpage, lifecycle, madv, malloc, shared, thp, vma  # noqa: F401  (registration)
+    from . import anon, files, kpage, lifecycle, madv, malloc, shared, swap, thp, vma  # noqa: F401  (registration)
 
     return list(SCENARIOS)
 

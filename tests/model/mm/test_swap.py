@@ -1,0 +1,88 @@
+"""Swap in the model: the swap device, the swap cache, memory pressure before the OOM killer."""
+
+from __future__ import annotations
+
+import pytest
+
+from cowscope.errors import CowscopeError, OOMKilled
+from cowscope.model import Machine
+
+P = 4096
+
+
+def test_memory_pressure_swaps_out_before_the_oom_killer() -> None:
+    m = Machine(ram="2MiB", swap="16MiB")
+    p = m.spawn()
+    a = p.mmap(1024 * P)  # 4 MiB of private anon memory in 2 MiB of RAM
+    for i in range(1024):
+        p.fill(a + i * P, P, i & 0xFF)
+    assert p.alive and m.vmstat()["pswpout"] >= 512 and p.status()["VmSwap"] > 0
+    assert [p.read(a + i * P, 1)[0] for i in range(0, 1024, 37)] == [i & 0xFF for i in range(0, 1024, 37)]
+    assert m.vmstat()["pswpin"] > 0 and p.fault_counts()["major"] > 0
+    m.check()
+
+
+def test_without_swap_the_oom_killer_runs() -> None:
+    m = Machine(ram="2MiB")
+    p = m.spawn()
+    a = p.mmap(1024 * P)
+    with pytest.raises(OOMKilled):
+        for i in range(1024):
+            p.fill(a + i * P, P, 1)
+    m.check()
+
+
+def test_pageout_without_swap_does_nothing_and_full_swap_stops() -> None:
+    m = Machine()
+    p = m.spawn()
+    a = p.mmap(4 * P)
+    p.fill(a, 4 * P, 7)
+    p.madvise(a, 4 * P, "pageout")
+    assert [e.flags() for e in p.pagemap(a, 4)] == ["PX"] * 4
+    m2 = Machine(swap=3 * P)  # two usable slots
+    q = m2.spawn()
+    b = q.mmap(4 * P)
+    q.fill(b, 4 * P, 7)
+    q.madvise(b, 4 * P, "pageout")
+    assert [e.flags() for e in q.pagemap(b, 4)] == ["S", "S", "PX", "PX"]
+    assert m2.meminfo()["SwapFree"] == 0 and q.read(b, 1) == b"\x07"
+    m2.check()
+
+
+def test_swap_views_meminfo_vmstat_kpageflags() -> None:
+    m = Machine(swap="1MiB")
+    p = m.spawn()
+    a = p.mmap(2 * P)
+    p.write(a, b"abc")
+    pfn = p.pagemap(a, 1)[0].pfn
+    p.madvise(a, P, "pageout")
+    mi = m.meminfo()
+    assert (mi["SwapTotal"], mi["SwapFree"], mi["SwapCached"]) == (1020, 1016, 4)
+    assert m.kpageflags(pfn) & (1 << 13)  # still in the swap cache
+    e = p.pagemap(a, 1)[0]
+    assert e.swapped and e.raw & 31 == 0 and e.raw >> 5 & ((1 << 50) - 1) == 1
+    assert m.vmstat()["pswpout"] == 1 and m.vmstat()["nr_swapcached"] == 1
+    assert p.read(a, 3) == b"abc" and p.pagemap(a, 1)[0].pfn == pfn
+    assert [ev.kind for ev in m.events][-2:] == ["swap-out", "swap-in"]
+
+
+def test_swapon_errors() -> None:
+    m = Machine(swap="1MiB")
+    with pytest.raises(CowscopeError):
+        m.swapon("1MiB")
+    with pytest.raises(ValueError):
+        Machine(swap=100)
+
+
+def test_exit_frees_slots_and_cached_frames() -> None:
+    m = Machine(swap="1MiB")
+    p = m.spawn()
+    used = m.phys.nr_used
+    a = p.mmap(8 * P)
+    p.fill(a, 8 * P, 3)
+    p.madvise(a, 8 * P, "pageout")
+    c = p.fork()
+    c.exit(0)
+    p.munmap(a, 8 * P)
+    assert m.meminfo()["SwapFree"] == m.meminfo()["SwapTotal"] and m.phys.nr_used <= used
+    m.check()
