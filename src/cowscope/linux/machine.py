@@ -166,6 +166,13 @@ class Machine:
         if self._closed:
             return
         self._closed = True
+        try:
+            self._stop_agents()
+        finally:
+            if self._swap is not None:  # after the agents are gone: swapoff reads their pages back in
+                self._swap.remove()
+
+    def _stop_agents(self) -> None:
         if isinstance(self.events, KernelLog):
             self.events.close()
         for pgid in self._pgids:
@@ -183,8 +190,6 @@ class Machine:
                 except subprocess.TimeoutExpired:
                     pass
         shutil.rmtree(self._dir, ignore_errors=True)
-        if self._swap is not None:  # after the agents are gone: swapoff reads their pages back in
-            self._swap.remove()
 
     def swapon(self, size: int | str) -> None:
         """Add swap for this machine's scenario: a swapfile of `size` bytes under /var/tmp, active
