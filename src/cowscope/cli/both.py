@@ -37,6 +37,6 @@ def run_both(args: argparse.Namespace) -> int:
         print("note: no root: PFNs and /proc/kpagecount are unavailable; page identity and map counts "
               "are not compared")
     print("never compared (by design): " + "; ".join(EXCLUSIONS) + " (cowscope verify lists the reasons)")
-    if model.error and linux.error and model.error == linux.error:
-        return 2
+    if model.outcome and model.outcome == linux.outcome:
+        return 2  # the scenario failed the same way on both
     return 1 if counted(diffs) else 0

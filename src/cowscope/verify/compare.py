@@ -9,7 +9,6 @@ figures — and returns the differences, each either counted or excluded with it
 from __future__ import annotations
 
 import re
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from ..errors import Unsupported
 from ..observe.backend import Machine
 from .exclusions import EXCLUSIONS, SMAPS_COMPARED
+from .outcome import located, outcome
 from .trace import Trace, TracedMachine
 
 FAULT_AROUND = "untouched file/shmem pages"
@@ -53,11 +53,8 @@ def run_traced(scenario: Callable[[TracedMachine], Any], machine: Machine, backe
     except Unsupported as exc:  # e.g. swap without root: skipped, with the reason
         tm.trace.skipped = str(exc)
     except Exception as exc:  # the scenario's own failure is part of the trace, not a crash
-        tb = traceback.extract_tb(exc.__traceback__)
-        frame = next((f for f in reversed(tb) if "conformance" in f.filename or "scenario" in f.filename),
-                     tb[-1] if tb else None)
-        at = f" at {frame.name}:{frame.lineno}" if frame else ""
-        tm.trace.error = f"{type(exc).__name__}: {exc}{at}"
+        tm.trace.error = located(exc, scenario)
+        tm.trace.outcome = outcome(exc, tm)
     finally:
         machine.close()
     return tm.trace
@@ -82,10 +79,9 @@ def _norm_token(tok: str, letters: bool, counts: bool) -> str:
 def compare(model: Trace, linux: Trace) -> list[Diff]:
     """Every difference between two traces of one scenario (excluded ones carry their reason)."""
     diffs: list[Diff] = []
-    for side, tr in (("model", model), ("linux", linux)):
-        if tr.error:
-            diffs.append(Diff(f"scenario error on {side}", model.error, linux.error))
-            break
+    if model.outcome != linux.outcome:  # kind and message; cowscope's own frames play no part
+        diffs.append(Diff("how the scenario ended", model.outcome or "(ran to the end)",
+                          linux.outcome or "(ran to the end)"))
     n = max(len(model.ops), len(linux.ops))
     for i in range(n):
         a = model.ops[i] if i < len(model.ops) else None
@@ -291,7 +287,8 @@ def render(model: Trace, linux: Trace, diffs: list[Diff], width: int = 38) -> st
                              "  (not compared)")
     lines.append("-- differences " + "-" * 48)
     if model.error or linux.error:
-        lines.append(f"  scenario error: model {model.error} | linux {linux.error}")
+        same = "  (the same outcome)" if model.outcome == linux.outcome else ""
+        lines.append(f"  scenario error: model {model.error} | linux {linux.error}{same}")
     for side, tr in (("model", model), ("linux", linux)):
         for f in tr.failures:
             lines.append(f"  expectation failed on {side}: {f}")

@@ -32,7 +32,8 @@ class Trace:
     ops: list[tuple[str, str, tuple[Any, ...], Any]] = field(default_factory=list)
     checkpoints: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # failed expectations (facts)
-    error: str | None = None  # an unexpected exception that ended the scenario
+    error: str | None = None  # an unexpected exception that ended the scenario, with its line
+    outcome: str | None = None  # that exception as compared between backends (verify.outcome)
     skipped: str | None = None  # why this backend cannot run the scenario here (errors.Unsupported)
     kpage: bool = True
     marks: list[int] = field(default_factory=list)  # len(ops) at each checkpoint
