@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,10 @@ class WorkerPlan:
     new_in_r: int = 0       # pages of R's untouched tail it writes after the reads (new frames)
     own_pages: int = 0      # pages of a fresh private mapping it writes (new frames)
     children: list[WorkerPlan] = field(default_factory=list)  # grandchildren forked after its writes
+    same_from: int = 0      # first page of R it writes with the byte already there (a copy, same content)
+    same_copies: int = 0
+    release_from: int = 0   # first page of R it drops with MADV_DONTNEED (released: the master keeps it)
+    releases: int = 0
 
 
 @dataclass
@@ -38,6 +43,7 @@ class TreePlan:
     master_rewrites: int = 4  # pages [0, n) the master writes after all workers forked
     workers: list[WorkerPlan] = field(default_factory=list)
     uid: int | None = None    # the master drops to this uid before mapping (workers inherit it)
+    stages: bool = False      # stop before forking ("prefork") and after, before any write ("forked")
 
 
 @dataclass
@@ -50,17 +56,37 @@ class Tree:
     own_addrs: dict[int, int]
     grandchildren: dict[int, list[int]]
     _release_fd: int
+    stage: str = "done"
+    _step_fd: int | None = None
+    _info: Any = None
+    _plan: TreePlan | None = None
 
     def all_pids(self) -> list[int]:
         """Master, workers and grandchildren."""
         return [self.master, *self.workers, *(g for gs in self.grandchildren.values() for g in gs)]
 
+    def advance(self) -> None:
+        """With stages: let the master go on to the next stage ("forked", then "done") and wait for it."""
+        assert self._step_fd is not None and self._plan is not None and self.stage != "done"
+        os.write(self._step_fd, b"s")
+        if self.stage == "prefork":
+            self.workers = _line(self._info)["workers"]
+            self.stage = "forked"
+        else:
+            _finish(self, self._plan, self._info)
+            self.stage = "done"
+        settle(self.all_pids())
+
     def close(self) -> None:
         """Let the tree exit and reap the master."""
-        try:
-            os.close(self._release_fd)
-        except OSError:
-            pass
+        for fd in (self._release_fd, self._step_fd):
+            try:
+                if fd is not None:
+                    os.close(fd)
+            except OSError:
+                pass
+        if self._info is not None:
+            self._info.close()
         for pid in self.all_pids()[1:]:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -72,13 +98,24 @@ class Tree:
             pass
 
 
-def _touch(addr: int, first: int, n: int, write: bool) -> None:
+#: The byte the master writes into each page of R, the one workers write to copy (different
+#: content) and the one the master rewrites with.
+MASTER_BYTE, WORKER_BYTE, REWRITE_BYTE = b"\x01", b"\x02", b"\x03"
+MADV_DONTNEED = 4
+
+
+def _touch(addr: int, first: int, n: int, write: bool, byte: bytes = MASTER_BYTE) -> None:
     for i in range(first, first + n):
         p = ctypes.c_char.from_address(addr + i * PAGE)
         if write:
-            p.value = b"\x01"
+            p.value = byte
         else:
             _ = p.value
+
+
+def _release(addr: int, first: int, n: int) -> None:
+    if n and ctypes.CDLL(None).madvise(ctypes.c_void_p(addr + first * PAGE), n * PAGE, MADV_DONTNEED):
+        raise OSError("madvise failed")
 
 
 def _map(npages: int) -> tuple[mmap.mmap, int]:
@@ -90,7 +127,9 @@ def _map(npages: int) -> tuple[mmap.mmap, int]:
 
 def _worker(plan: WorkerPlan, tree: TreePlan, r_addr: int, go_fd: int, out_fd: int, hold_fd: int) -> None:
     os.read(go_fd, 1)  # wait until the master has rewritten its pages
-    _touch(r_addr, plan.copy_from, plan.copies, True)
+    _touch(r_addr, plan.copy_from, plan.copies, True, WORKER_BYTE)
+    _touch(r_addr, plan.same_from, plan.same_copies, True, MASTER_BYTE)
+    _release(r_addr, plan.release_from, plan.releases)
     _touch(r_addr, tree.touched, plan.zero_reads, False)
     _touch(r_addr, tree.touched + plan.zero_reads, plan.new_in_r, True)
     own = 0
@@ -112,10 +151,23 @@ def _worker(plan: WorkerPlan, tree: TreePlan, r_addr: int, go_fd: int, out_fd: i
         os.waitpid(k, 0)
 
 
+def _say(fd: int, obj: dict[str, Any]) -> None:
+    os.write(fd, (json.dumps(obj) + "\n").encode())
+
+
+def _line(f: Any) -> dict[str, Any]:
+    chunk = f.readline()
+    if not chunk:
+        raise RuntimeError("tree builder died")
+    return json.loads(chunk)
+
+
 def start_tree(plan: TreePlan, cpu: int | None = None) -> Tree:
-    """Fork a master that builds `plan`; returns once every process is in its final state."""
+    """Fork a master that builds `plan`; returns once every process is in its final state (with
+    `plan.stages`, at the first stage: the master alone, before it forks; see Tree.advance)."""
     info_r, info_w = os.pipe()
     hold_r, hold_w = os.pipe()
+    step_r, step_w = os.pipe()
     master = os.fork()
     if master == 0:
         code = 0
@@ -128,8 +180,12 @@ def start_tree(plan: TreePlan, cpu: int | None = None) -> Tree:
                 os.setgid(plan.uid)
                 os.setuid(plan.uid)
                 ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: let its own uid read /proc
+            os.close(step_w)
             m, r_addr = _map(plan.touched + plan.tail)
             _touch(r_addr, 0, plan.touched, True)
+            if plan.stages:
+                _say(info_w, {"stage": "prefork", "master": os.getpid(), "r": r_addr})
+                os.read(step_r, 1)
             workers = []
             go = []
             for wp in plan.workers:
@@ -144,7 +200,10 @@ def start_tree(plan: TreePlan, cpu: int | None = None) -> Tree:
                 os.close(gr)
                 workers.append(pid)
                 go.append(gw)
-            _touch(r_addr, 0, plan.master_rewrites, True)
+            if plan.stages:
+                _say(info_w, {"stage": "forked", "workers": workers})
+                os.read(step_r, 1)
+            _touch(r_addr, 0, plan.master_rewrites, True, REWRITE_BYTE)
             for gw in go:
                 os.write(gw, b"g")
                 os.close(gw)
@@ -159,23 +218,29 @@ def start_tree(plan: TreePlan, cpu: int | None = None) -> Tree:
             os._exit(code)
     os.close(info_w)
     os.close(hold_r)
-    lines: list[dict] = []
-    buf = b""
-    with os.fdopen(info_r, "rb") as f:
-        while len(lines) < len(plan.workers) + 1:
-            chunk = f.readline()
-            if not chunk:
-                raise RuntimeError("tree builder died")
-            buf = chunk
-            lines.append(json.loads(buf))
+    os.close(step_r)
+    info = os.fdopen(info_r, "rb")
+    if plan.stages:
+        head = _line(info)
+        tree = Tree(head["master"], [], head["r"], {}, {}, hold_w, "prefork", step_w, info, plan)
+    else:
+        os.close(step_w)
+        tree = Tree(0, [], 0, {}, {}, hold_w, "done", None, info, plan)
+        _finish(tree, plan, info)
+    settle(tree.all_pids())
+    return tree
+
+
+def _finish(tree: Tree, plan: TreePlan, info: Any) -> None:
+    """Read the final state: the master's line and one line per worker (in any order)."""
+    lines = [_line(info) for _ in range(len(plan.workers) + 1)]
     head = next(d for d in lines if "master" in d)
     rest = [d for d in lines if "pid" in d]
     order = {pid: i for i, pid in enumerate(head["workers"])}
     rest.sort(key=lambda d: order[d["pid"]])
-    tree = Tree(head["master"], head["workers"], head["r"], {d["pid"]: d["own"] for d in rest},
-                {d["pid"]: d["kids"] for d in rest}, hold_w)
-    settle(tree.all_pids())
-    return tree
+    tree.master, tree.workers, tree.r_addr = head["master"], head["workers"], head["r"]
+    tree.own_addrs = {d["pid"]: d["own"] for d in rest}
+    tree.grandchildren = {d["pid"]: d["kids"] for d in rest}
 
 
 def settle(pids: list[int], timeout: float = 30.0) -> None:

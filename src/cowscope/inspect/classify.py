@@ -26,13 +26,15 @@ SIBLING = 4         # worker: frame shared with another inspected process, not t
 COPIED = 5          # worker: parent has a page here, the worker has its own frame
 NEW = 6             # worker: parent has no page here (or only the zero page); the frame is the worker's
 OWN = 7             # root (parent not inspected): a frame no other inspected process maps
+RELEASED = 8        # worker, not present: it held the page (at fork or when first seen), the parent still has one
+NCODES = 9
 
-CLASS_CHARS = ".0s=~c+#"
-CLASS_STYLES = ("grey42", "bright_blue", "magenta", "green", "cyan", "bold red", "yellow", "white")
+CLASS_CHARS = ".0s=~c+#-"
+CLASS_STYLES = ("grey42", "bright_blue", "magenta", "green", "cyan", "bold red", "yellow", "white", "blue")
 CLASS_LEGEND = (
     (".", "not present"), ("0", "zero page"), ("s", "swap"), ("=", "shared with parent (root: with tree)"),
     ("~", "shared in tree, not with parent"), ("c", "copied"), ("+", "new since fork"),
-    ("#", "root's own frame"),
+    ("#", "root's own frame"), ("-", "released (the parent still has it)"),
 )
 
 #: Largest PFN for which frame counts are kept in dense arrays (beyond it: sort + searchsorted).
@@ -51,6 +53,7 @@ class ProcPages:
     zero: np.ndarray     # bool: the shared zero page (only known with PFNs)
     swap: np.ndarray     # bool: swap entry
     excl: np.ndarray     # bool: pagemap bit 56, mapped exactly once
+    anon: np.ndarray     # bool: a private anonymous page (present and not file/shmem, or swapped): fork copies it
     raw: np.ndarray | None = None  # the raw entries, kept only when page states are wanted
     _index: np.ndarray | None = field(default=None, repr=False)
 
@@ -74,7 +77,13 @@ class ProcPages:
         real = present & ~zero
         swap = ~present & ((pm & np.uint64(PM_SWAP)) != 0)
         excl = (pm & np.uint64(PM_MMAP_EXCLUSIVE)) != 0
-        return cls(list(vmas), offsets, pfn, real, zero, swap, excl, pm if keep_raw else None)
+        anon = (present & ((pm & np.uint64(PM_FILE)) == 0)) | swap
+        return cls(list(vmas), offsets, pfn, real, zero, swap, excl, anon, pm if keep_raw else None)
+
+    @property
+    def has(self) -> np.ndarray:
+        """Pages with something in them: a frame, the zero page or a swap entry."""
+        return self.real | self.zero | self.swap
 
     @property
     def starts(self) -> list[int]:
@@ -159,29 +168,35 @@ class ParentView:
     excl: np.ndarray     # bool, parent's page is exclusive (pagemap bit 56)
 
 
-def align_parent(parent: ProcPages, child: ProcPages) -> ParentView:
-    """The parent's pages at the child's page addresses (mapping by mapping, slices only)."""
-    n = len(child.real)
-    view = ParentView(np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
-                      np.zeros(n, dtype=bool))
-    pstarts = parent.starts
-    for k, vma in enumerate(child.vmas):
-        base = int(child.offsets[k])
-        i = max(bisect.bisect_right(pstarts, vma.start) - 1, 0)
-        while i < len(parent.vmas) and parent.vmas[i].start < vma.end:
-            pv = parent.vmas[i]
-            lo, hi = max(pv.start, vma.start), min(pv.end, vma.end)
+def align(src_vmas: list[MapsEntry], src_offsets: np.ndarray, arrays: list[np.ndarray],
+          dst_vmas: list[MapsEntry], dst_offsets: np.ndarray) -> list[np.ndarray]:
+    """Per-page arrays of one address space (`src`) re-indexed on another's pages (`dst`): each
+    output page gets the source's value at the same virtual address, 0/False where the source has
+    no mapping (mapping by mapping, slices only)."""
+    n = int(dst_offsets[-1])
+    out = [np.zeros(n, dtype=a.dtype) for a in arrays]
+    starts = [v.start for v in src_vmas]
+    for k, vma in enumerate(dst_vmas):
+        base = int(dst_offsets[k])
+        i = max(bisect.bisect_right(starts, vma.start) - 1, 0)
+        while i < len(src_vmas) and src_vmas[i].start < vma.end:
+            sv = src_vmas[i]
+            lo, hi = max(sv.start, vma.start), min(sv.end, vma.end)
             if lo < hi:
                 a = base + (lo - vma.start) // PAGE_SIZE
-                b = a + (hi - lo) // PAGE_SIZE
-                c = int(parent.offsets[i]) + (lo - pv.start) // PAGE_SIZE
-                d = c + (hi - lo) // PAGE_SIZE
-                view.pfn[a:b] = parent.pfn[c:d]
-                view.real[a:b] = parent.real[c:d]
-                view.has[a:b] = parent.real[c:d] | parent.swap[c:d]
-                view.excl[a:b] = parent.excl[c:d]
+                c = int(src_offsets[i]) + (lo - sv.start) // PAGE_SIZE
+                npg = (hi - lo) // PAGE_SIZE
+                for o, arr in zip(out, arrays):
+                    o[a:a + npg] = arr[c:c + npg]
             i += 1
-    return view
+    return out
+
+
+def align_parent(parent: ProcPages, child: ProcPages) -> ParentView:
+    """The parent's pages at the child's page addresses."""
+    pfn, real, swap, excl = align(parent.vmas, parent.offsets, [parent.pfn, parent.real, parent.swap, parent.excl],
+                                  child.vmas, child.offsets)
+    return ParentView(pfn, real, real | swap, excl)
 
 
 def classify_pages(mp: ProcPages, parent: ParentView | None, tree_count: np.ndarray | None,

@@ -17,6 +17,9 @@ from .tree import Missed
 
 KB = PAGE_SIZE // 1024
 CLASS_FIELDS = ("shared_with_parent_kb", "sibling_shared_kb", "copied_kb", "new_kb")
+#: Figures of a worker beside its classes: what it released since its start (not resident, so not
+#: in RSS), and the copied pages by the side that paid (history.py), where its history tells.
+HISTORY_FIELDS = ("released_kb", "copied_by_child_kb", "copied_by_parent_kb")
 
 
 @dataclass
@@ -36,6 +39,9 @@ class MappingFigures:
     sibling_shared_kb: int | None = None
     copied_kb: int | None = None
     new_kb: int | None = None
+    released_kb: int | None = None
+    copied_by_child_kb: int | None = None
+    copied_by_parent_kb: int | None = None
     shared_in_tree_kb: int | None = None
     codes: np.ndarray | None = field(default=None, repr=False)  # per-page class codes (not serialised)
     states: PageStates | None = field(default=None, repr=False)  # observe.pages states (with states=True)
@@ -49,7 +55,7 @@ class MappingFigures:
         """JSON form (see docs/inspect.md)."""
         return {"start": f"{self.start:x}", "end": f"{self.end:x}", "perms": self.perms, "path": self.path,
                 "rss_kb": self.rss_kb, "pss_kb": self.pss_kb, "uss_kb": self.uss_kb, "swap_kb": self.swap_kb,
-                "zero_kb": self.zero_kb, **{k: getattr(self, k) for k in CLASS_FIELDS},
+                "zero_kb": self.zero_kb, **{k: getattr(self, k) for k in CLASS_FIELDS + HISTORY_FIELDS},
                 "shared_in_tree_kb": self.shared_in_tree_kb}
 
 
@@ -72,6 +78,10 @@ class ProcessFigures:
     sibling_shared_kb: int | None = None
     copied_kb: int | None = None
     new_kb: int | None = None
+    released_kb: int | None = None
+    copied_by_child_kb: int | None = None
+    copied_by_parent_kb: int | None = None
+    history: str | None = None  # what released and who-copied are judged against: "fork", "first-seen"
     shared_in_tree_kb: int | None = None
     mappings: list[MappingFigures] = field(default_factory=list)
     starttime: int = 0          # clock ticks after boot (tells a recycled pid from the process it had)
@@ -86,8 +96,8 @@ class ProcessFigures:
         return {"type": "process", "ts": round(ts, 6), "seq": seq, "pid": self.pid, "ppid": self.ppid,
                 "name": self.name, "title": self.title, "parent_in_tree": self.parent_in_tree, "exact": self.exact,
                 "rss_kb": self.rss_kb, "pss_kb": self.pss_kb, "uss_kb": self.uss_kb, "swap_kb": self.swap_kb,
-                "zero_kb": self.zero_kb, **{k: getattr(self, k) for k in CLASS_FIELDS},
-                "shared_in_tree_kb": self.shared_in_tree_kb,
+                "zero_kb": self.zero_kb, **{k: getattr(self, k) for k in CLASS_FIELDS + HISTORY_FIELDS},
+                "history": self.history, "shared_in_tree_kb": self.shared_in_tree_kb,
                 "mappings": [m.to_dict() for m in self.mappings]}
 
 
@@ -106,6 +116,9 @@ class TreeTotals:
     sibling_shared_kb: int | None = None
     copied_kb: int | None = None
     new_kb: int | None = None
+    released_kb: int | None = None
+    copied_by_child_kb: int | None = None
+    copied_by_parent_kb: int | None = None
 
     def add(self, pf: ProcessFigures) -> None:
         """Count one process in: its figures, and as a root (its parent is not inspected) or as a worker."""
@@ -117,8 +130,10 @@ class TreeTotals:
         if not pf.parent_in_tree:
             self.parent_rss_kb += pf.rss_kb
         elif pf.copied_kb is not None:
-            for k in CLASS_FIELDS:
-                setattr(self, k, (getattr(self, k) or 0) + getattr(pf, k))
+            for k in CLASS_FIELDS + HISTORY_FIELDS:
+                v = getattr(pf, k)
+                if v is not None:
+                    setattr(self, k, (getattr(self, k) or 0) + v)
 
     def to_dict(self) -> dict[str, object]:
         """JSON form."""

@@ -27,6 +27,12 @@ PROCESS_METRICS = (
     ("copied_kb", "copied_bytes",
      "Resident pages where the parent has a page but this process its own frame."),
     ("new_kb", "new_bytes", "Resident pages of this process where the parent has no page."),
+    ("released_kb", "released_bytes",
+     "Pages this process held at its start (fork, or first seen) and dropped, that its parent still has."),
+    ("copied_by_child_kb", "copied_by_child_bytes",
+     "Copied pages where the parent kept the original frame: this process wrote them."),
+    ("copied_by_parent_kb", "copied_by_parent_bytes",
+     "Copied pages where this process kept the original frame: the parent wrote them."),
 )
 TREE_METRICS = (
     ("rss_sum_kb", "tree_rss_sum_bytes", "Sum of RSS over the inspected processes."),

@@ -19,9 +19,11 @@ SCHEMA_VERSION = 1
 #: Fields every process object carries (docs/inspect.md documents them).
 PROCESS_KEYS = ("type", "ts", "seq", "pid", "ppid", "name", "title", "parent_in_tree", "exact", "rss_kb", "pss_kb",
                 "uss_kb", "swap_kb", "zero_kb", "shared_with_parent_kb", "sibling_shared_kb", "copied_kb",
-                "new_kb", "shared_in_tree_kb", "mappings")
+                "new_kb", "released_kb", "copied_by_child_kb", "copied_by_parent_kb", "history",
+                "shared_in_tree_kb", "mappings")
 MAPPING_KEYS = ("start", "end", "perms", "path", "rss_kb", "pss_kb", "uss_kb", "swap_kb", "zero_kb",
-                "shared_with_parent_kb", "sibling_shared_kb", "copied_kb", "new_kb", "shared_in_tree_kb")
+                "shared_with_parent_kb", "sibling_shared_kb", "copied_kb", "new_kb", "released_kb",
+                "copied_by_child_kb", "copied_by_parent_kb", "shared_in_tree_kb")
 
 
 def process_objects(sample: Sample) -> list[dict[str, Any]]:
@@ -102,9 +104,13 @@ TREE_ROWS = (("processes", "processes"), ("rss_sum_kb", "RSS sum"), ("pss_sum_kb
              ("uss_sum_kb", "USS sum"), ("unique_kb", "really used (each frame once)"),
              ("parent_rss_kb", "parents' resident"), ("shared_with_parent_kb", "workers shared w/ parent"),
              ("sibling_shared_kb", "workers shared in tree"), ("copied_kb", "workers copied"),
-             ("new_kb", "workers new"))
+             ("copied_by_child_kb", "workers copied, by the workers"),
+             ("copied_by_parent_kb", "workers copied, by their parents"), ("new_kb", "workers new"),
+             ("released_kb", "workers released"))
 WORKER_ROWS = (("rss_kb", "RSS"), ("pss_kb", "PSS"), ("uss_kb", "USS"),
-               ("shared_with_parent_kb", "shared w/ parent"), ("copied_kb", "copied"), ("new_kb", "new"))
+               ("shared_with_parent_kb", "shared w/ parent"), ("copied_kb", "copied"),
+               ("copied_by_child_kb", "copied by itself"), ("copied_by_parent_kb", "copied by its parent"),
+               ("new_kb", "new"), ("released_kb", "released"))
 
 
 def _avg(objs: list[dict[str, Any]], key: str) -> int | None:

@@ -60,8 +60,26 @@ def exit_line(e: Exited) -> str:
 
 
 COLUMNS = ("rss_kb", "pss_kb", "uss_kb", "swap_kb", "shared_with_parent_kb", "sibling_shared_kb",
-           "copied_kb", "new_kb")
-HEADERS = ("RSS", "PSS", "USS", "swap", "shared w/ parent", "shared in tree", "copied", "new")
+           "copied_kb", "who_copied", "new_kb", "released_kb")
+HEADERS = ("RSS", "PSS", "USS", "swap", "shared w/ parent", "shared in tree", "copied", "by child/parent",
+           "new", "released")
+
+
+def who_copied(f: ProcessFigures | MappingFigures) -> str:
+    """The copied memory by the side that paid: "child/parent", with "+?" for what history cannot
+    attribute; "-" when unknown (no frames, or a root)."""
+    if f.copied_kb is None or f.copied_by_child_kb is None or f.copied_by_parent_kb is None:
+        return "-"
+    rest = f.copied_kb - f.copied_by_child_kb - f.copied_by_parent_kb
+    text = f"{fmt_kb(f.copied_by_child_kb)}/{fmt_kb(f.copied_by_parent_kb)}"
+    return text + (f" +{fmt_kb(rest)}?" if rest else "")
+
+
+def cell(f: ProcessFigures | MappingFigures, column: str) -> str:
+    """One table cell of a process or mapping."""
+    if column == "who_copied":
+        return who_copied(f)
+    return fmt_kb(getattr(f, column))
 
 
 def _depth(sample: Sample) -> dict[int, int]:
@@ -96,7 +114,7 @@ def process_table(sample: Sample, baseline: dict[int, ProcessFigures] | None = N
     before = baseline or {}
     for p in sample.processes:
         row: list[str | Text] = [str(p.pid), plain("  " * depth[p.pid] + p.label)]
-        row += [fmt_kb(getattr(p, c)) for c in COLUMNS]
+        row += [cell(p, c) for c in COLUMNS]
         if p.parent_in_tree is False and p.shared_in_tree_kb is not None:
             row[HEADERS.index("shared in tree") + 2] = fmt_kb(p.shared_in_tree_kb)
         if baseline is not None:
@@ -125,8 +143,12 @@ def totals_text(sample: Sample, first: Sample | None = None, exits: Sequence[Exi
         text.append(f" (at the first sample {fmt_kb(first.totals.parent_rss_kb)})")
     if tt.copied_kb is not None:
         text.append(f"  workers: shared w/ parent {fmt_kb(tt.shared_with_parent_kb)}"
-                    f"  shared in tree {fmt_kb(tt.sibling_shared_kb)}  copied {fmt_kb(tt.copied_kb)}"
-                    f"  new {fmt_kb(tt.new_kb)}")
+                    f"  shared in tree {fmt_kb(tt.sibling_shared_kb)}  copied {fmt_kb(tt.copied_kb)}")
+        if tt.copied_by_child_kb is not None:
+            text.append(f" (by the workers {fmt_kb(tt.copied_by_child_kb)}, by their parents "
+                        f"{fmt_kb(tt.copied_by_parent_kb)}, side unknown "
+                        f"{fmt_kb(tt.copied_kb - tt.copied_by_child_kb - (tt.copied_by_parent_kb or 0))})")
+        text.append(f"  new {fmt_kb(tt.new_kb)}  released {fmt_kb(tt.released_kb)}")
     text.append(f"\nmode {sample.mode}, read in {sample.duration_s * 1000:.0f} ms", style="dim")
     for e in (sample.exited if exits is None else exits):
         text.append(f"\n{exit_line(e)}", style="yellow")
@@ -146,7 +168,7 @@ def mapping_table(p: ProcessFigures, top: int = 12) -> Table:
         t.add_column(h, justify="right")
     for m in sorted(p.mappings, key=lambda m: -m.rss_kb)[:top]:
         row: list[str | Text] = [plain(f"{m.start:x} {m.perms} {m.label}")]
-        row += [fmt_kb(getattr(m, c)) for c in COLUMNS]
+        row += [cell(m, c) for c in COLUMNS]
         if p.parent_in_tree is False and m.shared_in_tree_kb is not None:
             row[HEADERS.index("shared in tree") + 1] = fmt_kb(m.shared_in_tree_kb)
         t.add_row(*row)

@@ -22,6 +22,7 @@ from ..observe.procfs import SPECIAL_MAPPINGS, USER_SPACE_END, PagemapReader
 from ..observe.records import MapsEntry, SmapsEntry
 from . import classify as cl
 from .figures import KB, Exited, MappingFigures, ProcessFigures, Sample, mapping_figures
+from .history import History, attribute
 from .tree import Missed, discover, process_title
 
 MODES = ("auto", "exact", "estimate", "summary")
@@ -44,6 +45,7 @@ class _Raw:
     rollup: dict[str, int] | None
     title: str | None = None
     starttime: int = 0
+    image: tuple[int, int] = (0, 0)
     pages: cl.ProcPages | None = None
     smaps: dict[int, SmapsEntry] | None = None
     too_big: list[MapsEntry] = field(default_factory=list)
@@ -54,9 +56,12 @@ class _Classes:
     """One process's page classes and their totals per mapping (kB)."""
 
     codes: np.ndarray      # per page, cl.* class code
-    by_class: np.ndarray   # (mappings, 8): kB per mapping and class
+    by_class: np.ndarray   # (mappings, cl.NCODES): kB per mapping and class
     cols: dict[str, int]   # the class figures this process has (none without its parent)
     in_tree: np.ndarray    # per mapping: kB shared in the tree
+    who: dict[str, np.ndarray] = field(default_factory=dict)  # per mapping kB: copied_by_child_kb, ...
+    released_kb: int | None = None  # all released pages (those the worker unmapped too)
+    history: str | None = None      # the reference's kind
 
 
 @dataclass
@@ -130,6 +135,7 @@ class Sampler:
         self.zero_pfn = min(kpage.zero_pfns(), default=0) if self.mode == "exact" else 0
         self._seen: dict[int, ProcessFigures] = {}  # the processes of the last sample
         self._seen_ts = 0.0
+        self.history = History()
 
     def sample(self) -> Sample:
         """Discover the processes and read them all once."""
@@ -179,7 +185,7 @@ class Sampler:
             raise _KernelThread(pid)
         if st.state in ("Z", "X", "x"):
             raise ProcessGone(pid, "exited (zombie)")
-        raw = _Raw(pid, st.ppid, st.name, None, starttime=st.starttime)
+        raw = _Raw(pid, st.ppid, st.name, None, starttime=st.starttime, image=st.image)
         raw.title = process_title(procfs.read_cmdline(pid))
         if self.mode != "exact":  # exact mode derives the same figures from the pages it reads anyway
             raw.rollup = procfs.read_smaps_rollup(pid).fields
@@ -231,14 +237,19 @@ class Sampler:
             s.totals.add(pf)
         if table is not None:
             s.totals.unique_kb = len(table.unique) * KB
+        self.history.remember([(r.pid, r.starttime, r.image, r.pages) for r in raws if r.pages is not None],
+                              time.clock_gettime(time.CLOCK_BOOTTIME))
 
     def _classify(self, pf: ProcessFigures, r: _Raw, parent: _Raw | None, table: cl.PfnTable | None) -> None:
         """Page classes of one process and the figures they give, per process and per mapping."""
         pp = r.pages
         assert pp is not None
-        classes = _page_classes(pp, parent.pages if parent is not None else None, table)
+        classes = self._page_classes(r, parent, table)
         for k, c in classes.cols.items():
             setattr(pf, k, int(classes.by_class[:, c].sum()))
+        for k, per_mapping in classes.who.items():
+            setattr(pf, k, int(per_mapping.sum()))
+        pf.released_kb, pf.history = classes.released_kb, classes.history
         pf.shared_in_tree_kb = int(classes.in_tree.sum())
         exact = _exact_figures(pp, table) if table is not None else None
         if exact is not None:
@@ -249,6 +260,32 @@ class Sampler:
         if self.mappings:
             states = self._page_states(pp, table)
             pf.mappings += [_mapping(pp, k, classes, exact, r.smaps or {}, states) for k in range(len(pp.vmas))]
+
+    def _page_classes(self, r: _Raw, parent: _Raw | None, table: cl.PfnTable | None) -> _Classes:
+        """Per-page classes against the parent at the same address, who copied and what was
+        released (against the worker's reference, history.py), and their per-mapping totals."""
+        pp = r.pages
+        assert pp is not None
+        pv = cl.align_parent(parent.pages, pp) if parent is not None and parent.pages is not None else None
+        tc = table.tree_count(pp.pfn) if table is not None else None
+        codes = cl.classify_pages(pp, pv, tc, table is not None)
+        if pv is None:
+            by_class = _per_mapping_classes(pp, codes)
+            return _Classes(codes, by_class, {}, by_class[:, cl.SHARED_PARENT])
+        assert parent is not None and parent.pages is not None
+        ref = self.history.reference(r.pid, r.starttime, r.ppid, pp, pv.pfn, codes, 1 / procfs.CLK_TCK)
+        who: dict[str, np.ndarray] = {}
+        released_kb = None
+        if r.image == parent.image:  # forked without exec: the reference is about the same memory
+            att = attribute(ref, pp, parent.pages, pv, codes)
+            codes[att.released] = cl.RELEASED
+            released_kb = att.released_pages * KB
+            if table is not None:  # frame identities: who copied
+                who = {"copied_by_child_kb": pp.per_mapping(att.by_child) * KB,
+                       "copied_by_parent_kb": pp.per_mapping(att.by_parent) * KB}
+        by_class = _per_mapping_classes(pp, codes)
+        return _Classes(codes, by_class, _PARENT_CLASSES, by_class[:, cl.SHARED_PARENT] + by_class[:, cl.SIBLING],
+                        who, released_kb, ref.kind)
 
     def _page_states(self, pp: cl.ProcPages, table: cl.PfnTable | None) -> PageStates | None:
         """The shared page states (observe.pages legend) of a process whose raw pagemap was kept."""
@@ -281,16 +318,11 @@ def _pfn_table(raws: list[_Raw]) -> cl.PfnTable:
     return table
 
 
-def _page_classes(pp: cl.ProcPages, parent: cl.ProcPages | None, table: cl.PfnTable | None) -> _Classes:
-    """Per-page classes against the parent at the same address, and their per-mapping totals."""
-    pv = cl.align_parent(parent, pp) if parent is not None else None
-    tc = table.tree_count(pp.pfn) if table is not None else None
-    codes = cl.classify_pages(pp, pv, tc, table is not None)
+def _per_mapping_classes(pp: cl.ProcPages, codes: np.ndarray) -> np.ndarray:
+    """kB per mapping and class code: shape (mappings, cl.NCODES)."""
     nmap = len(pp.vmas)
-    by_class = np.bincount(pp.mapping_index() * 8 + codes, minlength=nmap * 8).reshape(nmap, 8) * KB
-    if pv is None:
-        return _Classes(codes, by_class, {}, by_class[:, cl.SHARED_PARENT])
-    return _Classes(codes, by_class, _PARENT_CLASSES, by_class[:, cl.SHARED_PARENT] + by_class[:, cl.SIBLING])
+    n = cl.NCODES
+    return np.bincount(pp.mapping_index() * n + codes, minlength=nmap * n).reshape(nmap, n) * KB
 
 
 def _exact_figures(pp: cl.ProcPages, table: cl.PfnTable) -> _Exact:
@@ -320,6 +352,10 @@ def _mapping(pp: cl.ProcPages, k: int, classes: _Classes, exact: _Exact | None, 
         mf.uss_kb = e["Private_Clean"] + e["Private_Dirty"]
     for name, c in classes.cols.items():
         setattr(mf, name, int(classes.by_class[k, c]))
+    if classes.cols:
+        mf.released_kb = int(classes.by_class[k, cl.RELEASED]) if classes.released_kb is not None else None
+    for name, per_mapping in classes.who.items():
+        setattr(mf, name, int(per_mapping[k]))
     mf.shared_in_tree_kb = int(classes.in_tree[k])
     a, b = pp.offsets[k], pp.offsets[k + 1]
     mf.codes = classes.codes[a:b]

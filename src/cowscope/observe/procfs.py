@@ -126,6 +126,9 @@ class Stat:
     minflt: int    # field 10
     majflt: int    # field 12
     starttime: int = 0  # field 22: clock ticks after boot (CLOCK_BOOTTIME) when the process started
+    #: (start_brk, arg_start), fields 47 and 48: a child forked without exec has its parent's; an
+    #: exec picks new ones (0, 0 when the reader may not see them)
+    image: tuple[int, int] = (0, 0)
 
     @property
     def kernel_thread(self) -> bool:
@@ -142,7 +145,8 @@ def read_stat(pid: int, root: str = PROC) -> Stat:
     if not sep or len(rest) < 20:
         raise ProcessGone(pid)
     name = head.partition(b"(")[2].decode("utf-8", "replace")
-    return Stat(name, rest[0].decode(), int(rest[1]), int(rest[6]), int(rest[7]), int(rest[9]), int(rest[19]))
+    image = (int(rest[44]), int(rest[45])) if len(rest) > 45 else (0, 0)
+    return Stat(name, rest[0].decode(), int(rest[1]), int(rest[6]), int(rest[7]), int(rest[9]), int(rest[19]), image)
 
 
 #: Clock ticks per second of /proc/PID/stat times (USER_HZ).
