@@ -80,3 +80,25 @@ def test_html_worksheet_and_emit_c_files(tmp_path):
     assert (tmp_path / "p-43.c").exists()
     r = learn("--seed", "42", "--emit-c", str(tmp_path / "no" / "such" / "dir.c"))
     assert r.returncode == 2 and "error: --emit-c" in r.stderr
+
+
+def test_inverse_sheet_json_and_topics_it_cannot_turn_around():
+    r = learn("--seed", "8", "--inverse", "-c")
+    assert r.returncode == 0, r.stderr
+    assert "cowscope learn --inverse: seed 8" in r.stdout and "Which line ran?" in r.stdout
+    assert "answer: ?" not in r.stdout and "before  after" in r.stdout
+    r = learn("--seed", "8", "-t", "--json")
+    data = json.loads(r.stdout)
+    assert data["inverse"] and "answer" not in data["questions"][0]
+    r = learn("--topic", "malloc", "--inverse", "-c")
+    assert r.returncode == 2 and "topics for --inverse: fork, zero, tree, exec, madvise" in r.stderr
+    r = learn("-t", "-c", "-A", "P mmap a 1; P malloc x 8; ? strip P a")
+    assert r.returncode == 2 and "has no line whose effect" in r.stderr
+
+
+def test_inverse_practice_from_a_pipe():
+    r = learn("--seed", "8", "--inverse", stdin="9\n1\n2\n3\n4\n")
+    assert r.returncode == 0, r.stderr
+    out = " ".join(r.stdout.split())
+    assert "Please answer with the number of a choice, 1 to" in out
+    assert "Which line ran?" in out and "score: " in out

@@ -62,3 +62,19 @@ def test_cli_on_linux_shows_the_kernel_beside_the_model():
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("on this kernel:") == 8 and r.stdout.count("(agrees)") == 8
+
+
+def test_inverse_problems_show_the_kernel_s_states():
+    """The two states of every inverse question (seeds 1..60) are what this kernel shows, and for
+    seeds 1..15 every other choice leaves other pages on the kernel too."""
+    _root()
+    from cowscope.learn.inverse import confirm_on, invert
+
+    failures = []
+    with KernelBackend() as kb:
+        for seed in range(1, 61):
+            inv = invert(generate(seed, inverse=True))
+            for (ok, text), q in zip(confirm_on(inv, kb.state, choices=seed <= 15), inv.questions):
+                if not ok:
+                    failures.append(f"seed {seed} line {q.index + 1}: model {q.before} -> {q.after}; kernel {text}")
+    assert not failures, "\n".join(failures[:5])

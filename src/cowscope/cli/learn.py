@@ -30,6 +30,7 @@ examples:
   cowscope learn --explicit 'P mmap a 2; P write a all; P fork C; ? outcome C write a 1'
   cowscope learn --seed 7 --on linux -c   answers confirmed by this kernel
   cowscope learn --seed 7 --emit-c p7.c   a C program that prints the answers on any Linux
+  cowscope learn --seed 7 --inverse -c    the pages before and after: which line ran?
 
 the action language (--explicit; --show-language for all of it):
   P mmap a 4 [shared] [file=f]   P write a 0-3 [=B]   P read a 2   P fork C   C exit
@@ -53,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-A", "--explicit", metavar="TEXT", default=None,
                    help="a hand-written problem in the action language (statements separated by ';')")
     p.add_argument("--show-language", action="store_true", help="print the action language and exit")
+    p.add_argument("-t", "--inverse", action="store_true",
+                   help="turn the problems around: two states of the pages, which line ran in between?")
     out = p.add_argument_group("output (default: interactive practice)")
     out.add_argument("-c", "--answers", action="store_true", help="print the problem with its answer key")
     out.add_argument("--sheet", action="store_true", help="print the problem with '?' for every answer")
@@ -82,7 +85,7 @@ def problems(args: argparse.Namespace) -> list[Any]:
     if args.count < 1 or args.count > 100:
         raise ProblemError("--count: 1 to 100 problems")
     seed = args.seed if args.seed is not None else _random_seed()
-    return [generate(seed + i, args.topic, args.level) for i in range(args.count)]
+    return [generate(seed + i, args.topic, args.level, args.inverse) for i in range(args.count)]
 
 
 def _random_seed() -> int:
@@ -101,10 +104,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.level is not None and args.level not in (1, 2, 3):
         return _fail(f"--level {args.level}: levels are 1, 2, 3")
-    from ..learn.generate import topic_names
+    from ..learn.generate import invertible, topic_names
 
     if args.topic is not None and args.topic not in topic_names():
         return _fail(f"unknown topic {args.topic!r}; topics: {', '.join(topic_names())}")
+    if args.inverse and args.topic is not None and not invertible(args.topic):
+        return _fail(f"--inverse: {args.topic} problems have no private anonymous region whose page strips "
+                     "could show which line ran; topics for --inverse: "
+                     + ", ".join(t for t in topic_names() if invertible(t)))
     if args.on == "linux" and (why := _linux_problem()):
         return _fail(f"--on linux: {why}")
     try:
@@ -112,9 +119,45 @@ def run(args: argparse.Namespace) -> int:
             from ..learn.interactive import practise
 
             return practise(args)
+        if args.inverse:
+            return _inverse_outputs(args, problems(args))
         return _outputs(args, problems(args))
     except ProblemError as e:
         return _fail(str(e))
+
+
+def _inverse_outputs(args: argparse.Namespace, probs: list[Any]) -> int:
+    """Inverse sheets (-c, --sheet) and JSON; 1 when the kernel shows other states."""
+    from ..learn import sheet
+    from ..learn.inverse import confirm_on, invert
+    from ..learn.lang import ProblemError
+
+    if args.html or args.emit_c:
+        raise ProblemError("--inverse problems are printed (-c, --sheet) or --json; not --html or --emit-c")
+    invs = [invert(p) for p in probs]
+    empty = [inv.problem for inv in invs if not inv.questions]
+    if empty:
+        which = "the problem" if empty[0].seed is None else f"seed {empty[0].seed} ({empty[0].topic})"
+        raise ProblemError(f"{which} has no line whose effect the page strips of its private anonymous "
+                           "regions show; try another seed or topic")
+    kernel = None
+    if args.on == "linux":
+        from ..learn.confirm import KernelBackend
+
+        with KernelBackend() as kb:
+            kernel = [confirm_on(inv, kb.state) for inv in invs]
+    bad = sum(not ok for checks in kernel or [] for ok, _ in checks)
+    if args.json:
+        data = [sheet.inverse_json(inv, args.answers, k) for inv, k in zip(invs, kernel or [None] * len(invs))]
+        print(json.dumps(data[0] if len(data) == 1 else data, indent=1))
+    else:
+        texts = [sheet.inverse_text(inv, args.answers, k, args.width)
+                 for inv, k in zip(invs, kernel or [None] * len(invs))]
+        print(("\n" + "=" * min(args.width, 72) + "\n\n").join(texts), end="")
+    if bad:
+        print(f"the kernel showed other states than the model for {bad} question(s): a bug in the model "
+              "(or in cowscope learn); please report it", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def _outputs(args: argparse.Namespace, probs: list[Any]) -> int:

@@ -73,6 +73,15 @@ class KernelBackend:
         finally:
             self.end_processes()
 
+    def state(self, problem: Problem) -> dict[str, str]:
+        """The page strips after the problem's actions, on the kernel."""
+        from .solve import state_of
+
+        try:
+            return state_of(problem, self.machine)
+        finally:
+            self.end_processes()
+
     def end_processes(self) -> None:
         """Exit every process still alive, the newest first (a vfork child before its parent)."""
         from ..errors import CowscopeError

@@ -25,6 +25,7 @@ class Topic:
     name: str
     summary: str
     build: Callable[[Builder], None]
+    invertible: bool = True   # its lines change what page strips show (--inverse)
 
 
 class Builder:
@@ -91,23 +92,29 @@ def topic_summaries() -> list[tuple[str, str]]:
     return [(t.name, t.summary) for t in _topics().values()]
 
 
-def choose(seed: int, topic: str | None = None, level: int | None = None) -> tuple[str, int]:
-    """The topic and level a seed gives when they are not fixed by the caller."""
-    rng = random.Random(f"cowscope-learn:{GENERATOR_VERSION}:{seed}:pick")
-    names = topic_names()
+def invertible(topic: str) -> bool:
+    return _topics()[topic].invertible
+
+
+def choose(seed: int, topic: str | None = None, level: int | None = None,
+           inverse: bool = False) -> tuple[str, int]:
+    """The topic and level a seed gives when they are not fixed by the caller (for --inverse,
+    among the topics whose lines change what page strips show)."""
+    rng = random.Random(f"cowscope-learn:{GENERATOR_VERSION}:{seed}:pick" + (":inverse" if inverse else ""))
+    names = [t.name for t in _topics().values() if t.invertible or not inverse]
     picked_topic = rng.choice(names)
     picked_level = rng.choice(LEVELS)
     return topic or picked_topic, level or picked_level
 
 
-def generate(seed: int, topic: str | None = None, level: int | None = None) -> Problem:
+def generate(seed: int, topic: str | None = None, level: int | None = None, inverse: bool = False) -> Problem:
     """The problem of `seed` (in `topic`, at `level`; both picked by the seed when None)."""
     table = _topics()
     if topic is not None and topic not in table:
         raise ProblemError(f"unknown topic {topic!r}; topics: {', '.join(table)}")
     if level is not None and level not in LEVELS:
         raise ProblemError(f"level {level}: levels are {', '.join(map(str, LEVELS))}")
-    topic, level = choose(seed, topic, level)
+    topic, level = choose(seed, topic, level, inverse)
     rng = random.Random(f"cowscope-learn:{GENERATOR_VERSION}:{seed}:{topic}:{level}")
     b = Builder(rng, level)
     table[topic].build(b)

@@ -80,3 +80,11 @@ def read_why(text: str) -> str:
 
 def is_right(given: str | int, ans: Answer) -> bool:
     return given == ans.value or given in ans.accepted
+
+
+def read_number(text: str, n: int) -> int:
+    """A choice's number, 1..n."""
+    t = text.strip().rstrip(")")
+    if t.isdigit() and 1 <= int(t) <= n:
+        return int(t)
+    raise Unreadable(f"the number of a choice, 1 to {n}; e.g. 2")

@@ -21,7 +21,7 @@ from rich.text import Text
 from . import grade, show
 from .confirm import agree
 from .explain import REASON_SHORT, REASONS
-from .generate import LEVELS, generate, topic_names
+from .generate import LEVELS, generate, invertible, topic_names
 from .lang import Problem, parse
 from .sheet import Item, walk
 from .solve import Answer, solve
@@ -70,7 +70,8 @@ class Session:
     """One practice session: problems from consecutive seeds, topics rotating, levels rising."""
 
     def __init__(self, console: Console, ask: Callable[[str], str], seed: int, topic: str | None = None,
-                 level: int | None = None, kernel: Any = None, explicit: str | None = None) -> None:
+                 level: int | None = None, kernel: Any = None, explicit: str | None = None,
+                 inverse: bool = False) -> None:
         self.console = console
         self.ask_line = ask
         self.seed = seed
@@ -79,7 +80,8 @@ class Session:
         self.kernel = kernel
         self.explicit = explicit
         self.score = Score()
-        self.rotation = topic_names()
+        self.inverse = inverse
+        self.rotation = [t for t in topic_names() if invertible(t) or not inverse]
         self.count = 0
         self.why_shown = False
 
@@ -88,7 +90,10 @@ class Session:
         self.console.print(Text(INTRO, style="dim"))
         while True:
             problem = self.next_problem()
-            self.play(problem)
+            if self.inverse:
+                self.play_inverse(problem)
+            else:
+                self.play(problem)
             if self.explicit is not None:
                 return
 
@@ -103,7 +108,7 @@ class Session:
             topic = self.rotation[self.count % len(self.rotation)]
         seed = self.seed + self.count
         self.count += 1
-        return generate(seed, topic, self.levels[topic])
+        return generate(seed, topic, self.levels[topic], self.inverse)
 
     def play(self, problem: Problem) -> None:
         model = solve(problem, _model_machine())
@@ -126,8 +131,9 @@ class Session:
         if problem.title:
             self.console.print(Text(problem.title, style="italic"))
         if problem.seed is not None:
+            flag = " --inverse" if self.inverse else ""
             self.console.print(Text(f"(again: cowscope learn --seed {problem.seed} --topic {problem.topic} "
-                                    f"--level {problem.level} -c)", style="dim"))
+                                    f"--level {problem.level}{flag} -c)", style="dim"))
 
     def after(self, problem: Problem, wrong: int) -> None:
         if problem.seed is None:
@@ -140,6 +146,46 @@ class Session:
             self.levels[problem.topic] += 1
             self.console.print(Text(f"All right: {problem.topic} goes up to level "
                                     f"{self.levels[problem.topic]}.", style="green"))
+
+    def play_inverse(self, problem: Problem) -> None:
+        """Which line ran? The states before and after, the choices, the reveal."""
+        from .inverse import choice_lines, confirm_on, invert, pages_changed
+        from .sheet import inverse_items, state_table
+
+        inv = invert(problem)
+        kernel = confirm_on(inv, self.kernel.state) if self.kernel is not None and inv.questions else None
+        self.header(problem)
+        wrong = qn = 0
+        for number, line, asked in inverse_items(inv):
+            if asked is None:
+                self.console.print(Text(f"{number:4d}  {line}", style="bold"))
+                continue
+            q, sizes = asked
+            qn += 1
+            self.console.print(Text(f"  Q{qn}. The pages before and after line {number}:", style="cyan"))
+            for row in state_table(q.before, q.after, indent="      "):
+                self.console.print(Text(row))
+            self.console.print(Text("  Which line ran?", style="cyan"))
+            choices = choice_lines(q, sizes)
+            for c in choices:
+                self.console.print(Text("      " + c))
+            count = len(choices)
+            given = self.read(lambda t: grade.read_number(t, count))  # noqa: B023 - read now
+            ok = given == q.answer
+            self.score.add(problem.topic, ok)
+            wrong += not ok
+            mark, style = ("right", "bold green") if ok else ("wrong", "bold red")
+            self.console.print(Text(f"  {mark}: {q.answer}", style=style))
+            self.say(f"{pages_changed(q)} page strip cell(s) changed.")
+            if kernel is not None:
+                same, text = kernel[qn - 1]
+                self.say("kernel: the same two states (agrees with the model)" if same else
+                         f"kernel: other states: the model is WRONG here ({text}); please report it",
+                         "green" if same else "bold red")
+            self.console.print(Text(f"{number:4d}  {line}", style="bold"))
+        if not inv.questions:
+            self.console.print(Text("(no line of this problem changes what the strips show; next)", style="dim"))
+        self.after(problem, wrong)
 
     # -- one question --------------------------------------------------------------------
     def question(self, item: Item, ans: Answer, kans: Answer | None) -> bool:
@@ -253,7 +299,8 @@ def practise(args: argparse.Namespace) -> int:
         from .confirm import KernelBackend
 
         kernel = KernelBackend()
-    session = Session(console, _reader(console), seed, args.topic, args.level, kernel, args.explicit)
+    session = Session(console, _reader(console), seed, args.topic, args.level, kernel, args.explicit,
+                      args.inverse)
     if args.explicit is None:
         console.print(Text(f"session seed {seed}; each problem says how to get it again", style="dim"))
     try:

@@ -135,7 +135,7 @@ def pages_of(spec: str, npages: int) -> range:
     return range(first, last + 1)
 
 
-def parse(text: str) -> Problem:
+def parse(text: str, need_question: bool = True) -> Problem:
     """Parse action-language text; ProblemError names the statement that is wrong."""
     steps: list[Step] = []
     parser = _Parser()
@@ -147,7 +147,7 @@ def parse(text: str) -> Problem:
             steps.append(parser.statement(line.split()))
         except ProblemError as e:
             raise ProblemError(f"statement {n} ({line!r}): {e}") from None
-    if not any(isinstance(s, Question) for s in steps):
+    if need_question and not any(isinstance(s, Question) for s in steps):
         raise ProblemError("the problem asks nothing: add a question (a statement starting with '?')")
     return Problem(steps)
 

@@ -146,3 +146,79 @@ def sheet_json(problem: Problem, solution: Solution | None = None, kernel: Solut
 def _answer_json(a: Answer) -> dict[str, Any]:
     return {"value": a.value, "accepted": list(a.accepted), "why": a.why, "reason": a.reason,
             "kernel_path": a.path, "before": a.before, "after": a.after, "note": a.note}
+
+
+def inverse_items(inv: Any) -> Iterator[tuple[int, str, Any]]:
+    """(line number, C line, the InverseQuestion asked about this line or None), in order."""
+    sizes: dict[str, int] = {}
+    asked = {q.index: q for q in inv.questions}
+    for i, a in enumerate(inv.actions):
+        q = asked.get(i)
+        choice_sizes = dict(sizes)
+        line = show.action_line(a, sizes)
+        yield i + 1, line, (q, choice_sizes) if q is not None else None
+
+
+def state_table(before: dict[str, str], after: dict[str, str], indent: str = INDENT + "  ") -> list[str]:
+    """The two states side by side, one row per region and process."""
+    keys = list(dict.fromkeys([*before, *after]))
+    w = max([len(k) for k in keys] + [6])
+    sw = max([len(v) for v in before.values()] + [6])
+    rows = [f"{indent}{'':<{w}}  {'before':<{sw}}  after"]
+    for k in keys:
+        rows.append(f"{indent}{k:<{w}}  {before.get(k, '(gone)'):<{sw}}  {after.get(k, '(gone)')}")
+    return rows
+
+
+def inverse_text(inv: Any, key: bool = False, kernel: list[tuple[bool, str]] | None = None,
+                 width: int = WIDTH) -> str:
+    """An inverse problem as a sheet: the lines, and at each question the states and the choices
+    (the line that ran is hidden without the key)."""
+    from .inverse import choice_lines
+
+    p = inv.problem
+    out = _wrap(f"cowscope learn --inverse: {show.problem_header(p)}", indent="", width=width) + [""]
+    out += _wrap("Which line ran? Each question shows the pages of every region in every process "
+                 "before and after one line; the line is hidden among others.", indent="", width=width)
+    out += _wrap("Strips: " + show.LEGEND, indent="", width=width) + [""]
+    qn = 0
+    for number, line, asked in inverse_items(inv):
+        if asked is None:
+            out.append(f"{number:4d}  {line}")
+            continue
+        q, sizes = asked
+        qn += 1
+        out += _wrap(f"Q{qn}. The pages before and after line {number}:", width=width)
+        out += state_table(q.before, q.after)
+        out += _wrap("Which line ran?", width=width)
+        out += [INDENT + "  " + c for c in choice_lines(q, sizes)]
+        out += _wrap(f"answer: {q.answer if key else '?'}", width=width)
+        if kernel is not None and key:
+            ok, text = kernel[qn - 1]
+            out += _wrap("on this kernel: the same two states (agrees)" if ok else
+                         f"on this kernel: DISAGREES with the model: {text}", width=width)
+        out.append(f"{number:4d}  {line if key else '?'}")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def inverse_json(inv: Any, key: bool = False, kernel: list[tuple[bool, str]] | None = None) -> dict[str, Any]:
+    """An inverse problem as plain data."""
+    from .inverse import choice_lines
+
+    p = inv.problem
+    lines, questions = [], []
+    for number, line, asked in inverse_items(inv):
+        if asked is None or key:
+            lines.append({"n": number, "text": line})
+        if asked is None:
+            continue
+        q, sizes = asked
+        entry: dict[str, Any] = {"n": len(questions) + 1, "line": number, "before": q.before, "after": q.after,
+                                 "choices": [c.split(") ", 1)[1] for c in choice_lines(q, sizes)]}
+        if key:
+            entry["answer"] = q.answer
+            if kernel is not None:
+                entry["kernel_agrees"] = kernel[len(questions)][0]
+        questions.append(entry)
+    return {"inverse": True, "generator": p.version, "seed": p.seed, "topic": p.topic, "level": p.level,
+            "title": p.title, "lines": lines, "questions": questions}

@@ -59,6 +59,32 @@ def solve(problem: Problem, machine: Any, backend: str = "model", snapshots: boo
     return _Run(machine, backend, snapshots).run(problem)
 
 
+def state_of(problem: Problem, machine: Any) -> dict[str, str]:
+    """Run the problem's actions (questions are not asked) on a fresh machine, then the page strip
+    of every private anonymous region in every live process: {"a in P": "#2.0", ...} in order of
+    creation. (File and shared regions are left out: how many page-cache pages a read maps
+    around the one it needs is the kernel's choice, see docs/linux.md.)"""
+    run = _Run(machine, "state", False)
+    for n, step in enumerate(problem.steps, 1):
+        action = step.action if isinstance(step, Question) else step
+        if action is None:
+            continue
+        try:
+            run.act(action)
+        except Segfault:
+            pass  # the process died of it, as the problem says
+        except (CowscopeError, ValueError) as e:
+            raise ProblemError(f"statement {n} ({step.text()}): {e}") from None
+    state = {}
+    for pname, p in run.procs.items():
+        if not p.alive:
+            continue
+        for rname, r in run.regions.items():
+            if not (r.file or r.shared):
+                state[f"{rname} in {pname}"] = run._strip(p, r)
+    return state
+
+
 class _Run:
     def __init__(self, m: Any, backend: str, snapshots: bool) -> None:
         self.m = m

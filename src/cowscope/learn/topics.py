@@ -217,9 +217,11 @@ def madvise_advice(b: Builder) -> None:
 TOPICS = (
     Topic("fork", "fork basics: one buffer, parent and child write, exit and reuse", fork_basics),
     Topic("zero", "the zero page and demand paging: untouched, read, written", zero_page),
-    Topic("malloc", "malloc's own writes: free() and malloc() in a child copy pages", malloc_writes),
+    Topic("malloc", "malloc's own writes: free() and malloc() in a child copy pages", malloc_writes,
+          invertible=False),
     Topic("tree", "several children and a grandchild: map counts and Pss", process_tree),
-    Topic("file", "file mappings: private vs shared, the page cache, write(2)", file_mappings),
+    Topic("file", "file mappings: private vs shared, the page cache, write(2)", file_mappings,
+          invertible=False),
     Topic("exec", "vfork and exec: borrowed memory, and letting go of it", vfork_exec),
     Topic("madvise", "madvise: DONTNEED, DONTFORK, WIPEONFORK", madvise_advice),
 )
