@@ -85,3 +85,26 @@ def test_overcommit_heuristic_refuses_one_request_beyond_ram() -> None:
         h.mremap(m, 4096, (1 << 30) + 8192)
     a = PtMalloc(FlatHost(commit_pages=1 << 18))
     assert a.malloc(2 << 30) == 0 and a.malloc(512 << 20) != 0
+
+
+def test_field_accessors_follow_the_break() -> None:
+    """The struct-field accessors (what ptmalloc's chunk fields are built on) see what r64/w64 see,
+    including the break moving under them: regained pages read zero, pages above it fault."""
+    h = FlatHost()
+    acc = h.accessors()
+    load, store = acc["field"](16)
+    masked, _ = acc["field"](8, ~7 & 0xFFFFFFFFFFFFFFFF)
+    base = h.sbrk(0x2000)
+    store(base, 0x1234)
+    acc["w64"](base + 8, 0x95)
+    assert load(base) == acc["r64"](base + 16) == 0x1234 and masked(base) == 0x90
+    with pytest.raises(Segfault):
+        load(base + 0x2000 - 16)                      # the field lies past the break
+    h.sbrk(0x1000)
+    store(base + 0x2000 - 16, 7)                      # ... until the break moves above it
+    assert acc["r64"](base + 0x2000) == 7
+    h.sbrk(-0x2000)
+    with pytest.raises(Segfault):
+        load(base + 0x1000)
+    h.sbrk(0x2000)
+    assert load(base + 0x2000 - 16) == 0              # regained: zeros again

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import mmap
+from collections.abc import Callable
 
 from ...errors import Aborted, Segfault, SyscallError
 
@@ -108,12 +109,15 @@ class FlatHost:
         slow_r, slow_w = self._slow_read, self._slow_write
 
         box = self._limit_box = [L]   # the same end, shared with window_views() users
+        field_limits: list[Callable[[int], None]] = []  # each field accessor's own end, moved with L
 
         def set_lim(n: int) -> None:
             """Move the end of the accessible window (brk)."""
             nonlocal L
             L = W + n
             box[0] = L
+            for set_field_limit in field_limits:
+                set_field_limit(L)
 
         def r64(a: int) -> int:
             """64-bit load."""
@@ -168,7 +172,48 @@ class FlatHost:
                 slow_w(a, bytes([v & 0xFF]))
 
         self._set_lim = set_lim
-        return {"r64": r64, "w64": w64, "r32": r32, "w32": w32, "r16": r16, "w16": w16, "r8": r8, "w8": w8}
+        return {"r64": r64, "w64": w64, "r32": r32, "w32": w32, "r16": r16, "w16": w16, "r8": r8, "w8": w8,
+                "field": self._field_factory(q, W, field_limits)}
+
+    def _field_factory(self, q: memoryview, W: int, field_limits: list) -> Callable:
+        """field(off, mask): accessors of a struct field for the host's users (ptmalloc's chunk
+        fields); each registers in field_limits how to follow the accessible end when brk moves it."""
+        slow_r, slow_w = self._slow_read, self._slow_write
+
+        def field(off: int, mask: int | None = None) -> tuple[Callable[[int], int], Callable[[int, int], None]]:
+            """The 64-bit load (masked) and store of the field at byte offset off (a multiple of 8) of
+            a struct at p: r64(p + off) and w64(p + off, v) in one call each, as fast as r64."""
+            lo = W - off               # p - lo is the field's offset in the window
+            hi = W + self._lim - off   # the field lies in the accessible window iff lo <= p < hi
+
+            def set_limit(end: int) -> None:
+                """Follow the end of the accessible window."""
+                nonlocal hi
+                hi = end - off
+            field_limits.append(set_limit)
+
+            if mask is None:
+                def load(p: int) -> int:
+                    """Load of the field."""
+                    if lo <= p < hi and not p & 7:
+                        return q[(p - lo) >> 3]
+                    return int.from_bytes(slow_r(p + off, 8), "little")
+            else:
+                def load(p: int) -> int:
+                    """Masked load of the field."""
+                    if lo <= p < hi and not p & 7:
+                        return q[(p - lo) >> 3] & mask
+                    return int.from_bytes(slow_r(p + off, 8), "little") & mask
+
+            def store(p: int, v: int) -> None:
+                """Store to the field."""
+                if lo <= p < hi and not p & 7:
+                    q[(p - lo) >> 3] = v & 0xFFFFFFFFFFFFFFFF
+                else:
+                    slow_w(p + off, (v & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
+            return load, store
+
+        return field
 
     def fixed_views(self) -> tuple[memoryview, memoryview, int]:
         """64- and 32-bit views of the window and its base, for libc data and TLS (always mapped)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 
-from ....errors import SyscallError
 from ....observe.backend import Mallinfo2
 from ..base import Allocator, AllocatorHost, register
 from .core import PtMallocCore
@@ -14,6 +13,7 @@ from .layout import (
     AV_BINMAP,
     AV_FASTBINS,
     AV_HAVE_FASTCHUNKS,
+    AV_MAX_SYSTEM_MEM,
     AV_MUTEX,
     AV_NEXT,
     AV_SYSTEM_MEM,
@@ -23,7 +23,6 @@ from .layout import (
     DEFAULT_MMAP_THRESHOLD,
     DEFAULT_MXFAST,
     DEFAULT_TOP_PAD,
-    EINVAL,
     ENOMEM,
     IS_MMAPPED,
     LIBC_DATA_MIN_SIZE,
@@ -36,10 +35,8 @@ from .layout import (
     M_TOP_PAD,
     M_TRIM_THRESHOLD,
     MALLOC_ALIGN_MASK,
-    MALLOC_ALIGNMENT,
     MASK64,
     MAX_FAST_SIZE,
-    MINSIZE,
     MP_ARENA_MAX,
     MP_ARENA_TEST,
     MP_MMAP_THRESHOLD,
@@ -60,12 +57,10 @@ from .layout import (
     OFF_MALLOC_INITIALIZED,
     OFF_MP,
     OFF_TCACHE_KEY,
-    PAGESIZE,
-    PREV_INUSE,
     PTRDIFF_MAX,
     SIZE_BITS,
-    SIZE_MAX,
     SIZE_SZ,
+    TC_COUNTS,
     TCACHE_FILL_COUNT,
     TCACHE_MAX_BINS,
     TCACHE_MAX_BYTES,
@@ -73,11 +68,12 @@ from .layout import (
     TLS_TCACHE,
     TLS_TCACHE_SHUTTING_DOWN,
     TLS_THREAD_ARENA,
-    align_up,
     checked_request2size,
-    powerof2,
+    csize2tidx,
+    protect_ptr,
     set_max_fast,
 )
+from .realloc import ReallocMixin
 
 
 def static_libc_data(libc_data: int) -> list[tuple[int, bytes]]:
@@ -103,7 +99,7 @@ def static_libc_data(libc_data: int) -> list[tuple[int, bytes]]:
 
 
 @register
-class PtMalloc(FastPathMixin, PtMallocCore, Allocator):
+class PtMalloc(FastPathMixin, ReallocMixin, PtMallocCore, Allocator):
     """ptmalloc2 as in glibc 2.36 (x86-64, single thread, main arena)."""
 
     name = "ptmalloc"
@@ -117,7 +113,6 @@ class PtMalloc(FastPathMixin, PtMallocCore, Allocator):
             raise ValueError(f"ptmalloc needs a libc data area of at least {LIBC_DATA_MIN_SIZE:#x} bytes")
         self.A = host.libc_data + OFF_MAIN_ARENA
         self.MP = host.libc_data + OFF_MP
-        self.UNSORTED = self.A + 0x60
         self._bind(host)
         self._key_seed = tcache_key
         if self._r(self.A + AV_NEXT) != self.A:
@@ -154,8 +149,8 @@ class PtMalloc(FastPathMixin, PtMallocCore, Allocator):
         w = self._w
         for i in range(1, NBINS):
             b = self.bin_at(i)
-            w(b + 16, b)
-            w(b + 24, b)
+            self.set_fd(b, b)
+            self.set_bk(b, b)
         w(ld + OFF_GLOBAL_MAX_FAST, set_max_fast(DEFAULT_MXFAST))
         self._w32(self.A + AV_HAVE_FASTCHUNKS, 0)
         w(self.A + AV_TOP, self.UNSORTED)
@@ -191,13 +186,13 @@ class PtMalloc(FastPathMixin, PtMallocCore, Allocator):
         if nb == 0:
             self.set_errno(ENOMEM)
             return 0
-        tc_idx = (nb - 17) >> 4
+        tc_idx = csize2tidx(nb)
         r = self._r
         tc = r(self.a_tcache)
         if tc == 0:
             self.tcache_init()
             tc = r(self.a_tcache)
-        if tc and tc_idx < r(self.a_tcache_bins) and self._r16(tc + 2 * tc_idx):
+        if tc and tc_idx < r(self.a_tcache_bins) and self._r16(tc + TC_COUNTS + 2 * tc_idx):
             return self.tcache_get(tc_idx)
         return self._int_malloc(size)
 
@@ -207,7 +202,7 @@ class PtMalloc(FastPathMixin, PtMallocCore, Allocator):
             return
         err = self._r32(self.a_errno)
         p = (ptr - 16) & MASK64
-        if self._r(p + 8) & IS_MMAPPED:
+        if self.chunksize_nomask(p) & IS_MMAPPED:
             self.dyn_threshold_on_free(p)
             self.munmap_chunk(p)
         else:
@@ -227,19 +222,19 @@ class PtMalloc(FastPathMixin, PtMallocCore, Allocator):
         self._maybe_init_tcache()
         r = self._r
         oldtop = r(self.A + AV_TOP)
-        oldtopsize = r(oldtop + 8) & ~SIZE_BITS
-        hw = (r(self.MP + MP_SBRK_BASE) + r(self.A + AV_SYSTEM_MEM + 8) - oldtop) & MASK64
+        oldtopsize = self.chunksize(oldtop)
+        hw = (r(self.MP + MP_SBRK_BASE) + r(self.A + AV_MAX_SYSTEM_MEM) - oldtop) & MASK64
         if oldtopsize < hw:
             oldtopsize = hw
         mem = self._int_malloc(total)
         if mem == 0:
             return 0
         p = mem - 16
-        if r(p + 8) & IS_MMAPPED:
+        if self.chunksize_nomask(p) & IS_MMAPPED:
             if self._r32(self.a_perturb):
                 self.host.fill(mem, total, 0)
             return mem
-        csz = r(p + 8) & ~SIZE_BITS
+        csz = self.chunksize(p)
         perturb = self._r32(self.a_perturb)
         if not perturb and p == oldtop and csz > oldtopsize:
             csz = oldtopsize
@@ -251,193 +246,13 @@ class PtMalloc(FastPathMixin, PtMallocCore, Allocator):
         if ptr == 0:
             return 0
         p = ptr - 16
-        head = self._r(p + 8)
+        head = self.chunksize_nomask(p)
         size = head & ~SIZE_BITS
         if head & IS_MMAPPED:
             return size - CHUNK_HDR_SZ
-        if self._r(p + size + 8) & PREV_INUSE:
+        if self.inuse_bit_at_offset(p, size):
             return size - CHUNK_HDR_SZ + SIZE_SZ
         return 0
-
-    # -- realloc ------------------------------------------------------------------------------------
-    def realloc(self, ptr: int, size: int) -> int:
-        """__libc_realloc: free on 0, malloc on NULL, mremap mmapped chunks, else _int_realloc."""
-        if size == 0 and ptr != 0:
-            self.free(ptr)
-            return 0
-        if ptr == 0:
-            return self.malloc(size)
-        r = self._r
-        oldp = (ptr - 16) & MASK64
-        head = r(oldp + 8)
-        oldsize = head & ~SIZE_BITS
-        if not head & IS_MMAPPED:
-            self._maybe_init_tcache()
-        if oldp > ((-oldsize) & MASK64) or oldp & MALLOC_ALIGN_MASK:
-            self.malloc_printerr("realloc(): invalid pointer")
-        nb = checked_request2size(size)
-        if nb == 0:
-            self.set_errno(ENOMEM)
-            return 0
-        if head & IS_MMAPPED:
-            newp = self.mremap_chunk(oldp, nb)
-            if newp:
-                return newp + 16
-            if oldsize - SIZE_SZ >= nb:
-                return ptr
-            newmem = self.malloc(size)
-            if newmem == 0:
-                return 0
-            self.host.write(newmem, self.host.read(ptr, oldsize - CHUNK_HDR_SZ))
-            self.munmap_chunk(oldp)
-            return newmem
-        return self._int_realloc(oldp, oldsize, nb)
-
-    def mremap_chunk(self, p: int, new_size: int) -> int:
-        """mremap_chunk: resize an mmapped chunk's mapping (MREMAP_MAYMOVE); 0 on failure."""
-        r, w = self._r, self._w
-        offset = r(p)
-        size = r(p + 8) & ~SIZE_BITS
-        block = (p - offset) & MASK64
-        mem = p + 16
-        total = offset + size
-        if (block | total) & (PAGESIZE - 1) or not powerof2(mem & (PAGESIZE - 1)):
-            self.malloc_printerr("mremap_chunk(): invalid pointer")
-        new_size = align_up(new_size + offset + SIZE_SZ, PAGESIZE)
-        if total == new_size:
-            return p
-        try:
-            cp = self.host.mremap(block, total, new_size, True)
-        except SyscallError:
-            return 0
-        p = cp + offset
-        w(p + 8, (new_size - offset) | IS_MMAPPED)
-        mp = self.MP
-        new = (r(mp + MP_MMAPPED_MEM) + new_size - size - offset) & MASK64
-        w(mp + MP_MMAPPED_MEM, new)
-        if new > r(mp + MP_MMAPPED_MEM + 8):
-            w(mp + MP_MMAPPED_MEM + 8, new)
-        return p
-
-    def _int_realloc(self, oldp: int, oldsize: int, nb: int) -> int:
-        """_int_realloc: shrink in place, grow into top or a free next chunk, else move."""
-        r, w = self._r, self._w
-        A = self.A
-        system_mem = r(A + AV_SYSTEM_MEM)
-        if r(oldp + 8) <= CHUNK_HDR_SZ or oldsize >= system_mem:
-            self.malloc_printerr("realloc(): invalid old size")
-        nxt = oldp + oldsize
-        nhead = r(nxt + 8)
-        nextsize = nhead & ~SIZE_BITS
-        if nhead <= CHUNK_HDR_SZ or nextsize >= system_mem:
-            self.malloc_printerr("realloc(): invalid next size")
-        top = r(A + AV_TOP)
-        if oldsize >= nb:
-            newp, newsize = oldp, oldsize
-        elif nxt == top and oldsize + nextsize >= nb + MINSIZE:
-            newsize = oldsize + nextsize
-            w(oldp + 8, (r(oldp + 8) & SIZE_BITS) | nb)
-            w(A + AV_TOP, oldp + nb)
-            w(oldp + nb + 8, (newsize - nb) | PREV_INUSE)
-            return oldp + 16
-        elif nxt != top and not r(nxt + nextsize + 8) & PREV_INUSE and oldsize + nextsize >= nb:
-            newp, newsize = oldp, oldsize + nextsize
-            self.unlink_chunk(nxt)
-        else:
-            newmem = self._int_malloc(nb - MALLOC_ALIGN_MASK)
-            if newmem == 0:
-                return 0
-            newp = newmem - 16
-            newsize = r(newp + 8) & ~SIZE_BITS
-            if newp == nxt:
-                newsize += oldsize
-                newp = oldp
-            else:
-                self.host.write(newmem, self.host.read(oldp + 16, oldsize - CHUNK_HDR_SZ + SIZE_SZ))
-                self._int_free(oldp, True)
-                return newmem
-        remainder_size = newsize - nb
-        if remainder_size < MINSIZE:
-            w(newp + 8, (r(newp + 8) & SIZE_BITS) | newsize)
-            w(newp + newsize + 8, r(newp + newsize + 8) | PREV_INUSE)
-        else:
-            rem = newp + nb
-            w(newp + 8, (r(newp + 8) & SIZE_BITS) | nb)
-            w(rem + 8, remainder_size | PREV_INUSE)
-            w(rem + remainder_size + 8, r(rem + remainder_size + 8) | PREV_INUSE)
-            self._int_free(rem, True)
-        return newp + 16
-
-    # -- memalign -----------------------------------------------------------------------------------
-    def memalign(self, alignment: int, size: int) -> int:
-        """__libc_memalign / _mid_memalign: tiny alignments go to malloc, else _int_memalign."""
-        if not self._initialized():
-            self.ptmalloc_init()
-        if alignment <= MALLOC_ALIGNMENT:
-            return self.malloc(size)
-        if alignment < MINSIZE:
-            alignment = MINSIZE
-        if alignment > SIZE_MAX // 2 + 1:
-            self.set_errno(EINVAL)
-            return 0
-        if not powerof2(alignment):
-            a = MALLOC_ALIGNMENT * 2
-            while a < alignment:
-                a <<= 1
-            alignment = a
-        return self._int_memalign(alignment, size)
-
-    def posix_memalign(self, alignment: int, size: int) -> tuple[int, int]:
-        """posix_memalign: (error, pointer); EINVAL unless a power-of-two multiple of 8."""
-        if alignment % SIZE_SZ != 0 or not powerof2(alignment // SIZE_SZ) or alignment == 0:
-            return EINVAL, 0
-        if not self._initialized():
-            self.ptmalloc_init()
-        if alignment <= MALLOC_ALIGNMENT:
-            mem = self.malloc(size)
-        else:
-            mem = self.memalign(alignment, size)
-        return (0, mem) if mem else (ENOMEM, 0)
-
-    def aligned_alloc(self, alignment: int, size: int) -> int:
-        """aligned_alloc (2.36: same as memalign, any alignment accepted)."""
-        return self.memalign(alignment, size)
-
-    def _int_memalign(self, alignment: int, nbytes: int) -> int:
-        """_int_memalign: over-allocate, free the misaligned leader and the trailing space."""
-        nb = checked_request2size(nbytes)
-        if nb == 0 or nb > SIZE_MAX - alignment - MINSIZE:
-            self.set_errno(ENOMEM)
-            return 0
-        m = self._int_malloc(nb + alignment + MINSIZE)
-        if m == 0:
-            return 0
-        r, w = self._r, self._w
-        p = m - 16
-        if m % alignment != 0:
-            brk = ((m + alignment - 1) & -alignment) - 16
-            if brk - p < MINSIZE:
-                brk += alignment
-            newp = brk
-            leadsize = brk - p
-            newsize = (r(p + 8) & ~SIZE_BITS) - leadsize
-            if r(p + 8) & IS_MMAPPED:
-                w(newp, r(p) + leadsize)
-                w(newp + 8, newsize | IS_MMAPPED)
-                return newp + 16
-            w(newp + 8, newsize | PREV_INUSE)
-            w(newp + newsize + 8, r(newp + newsize + 8) | PREV_INUSE)
-            w(p + 8, (r(p + 8) & SIZE_BITS) | leadsize)
-            self._int_free(p, True)
-            p = newp
-        if not r(p + 8) & IS_MMAPPED:
-            size = r(p + 8) & ~SIZE_BITS
-            if size > nb + MINSIZE:
-                rem = p + nb
-                w(rem + 8, (size - nb) | PREV_INUSE)
-                w(p + 8, (r(p + 8) & SIZE_BITS) | nb)
-                self._int_free(rem, True)
-        return p + 16
 
     # -- mallopt, malloc_trim, mallinfo2 -------------------------------------------------------------
     def mallopt(self, param: int, value: int) -> int:
@@ -492,7 +307,8 @@ class PtMalloc(FastPathMixin, PtMallocCore, Allocator):
             self.ptmalloc_init()
         self._lock()
         r, A = self._r, self.A
-        avail = r(r(A + AV_TOP) + 8) & ~SIZE_BITS
+        chunksize = self.chunksize
+        avail = chunksize(r(A + AV_TOP))
         nblocks = 1
         nfastblocks = fastavail = 0
         for i in range(NFASTBINS):
@@ -501,22 +317,22 @@ class PtMalloc(FastPathMixin, PtMallocCore, Allocator):
                 if p & MALLOC_ALIGN_MASK:
                     self.malloc_printerr("int_mallinfo(): unaligned fastbin chunk detected")
                 nfastblocks += 1
-                fastavail += r(p + 8) & ~SIZE_BITS
-                p = ((p + 16) >> 12) ^ r(p + 16)
+                fastavail += chunksize(p)
+                p = protect_ptr(p + 16, self.fd(p))
         avail += fastavail
         for i in range(1, NBINS):
             b = self.bin_at(i)
-            p = r(b + 24)
+            p = self.bk(b)
             while p != b:
                 nblocks += 1
-                avail += r(p + 8) & ~SIZE_BITS
-                p = r(p + 24)
+                avail += chunksize(p)
+                p = self.bk(p)
         system_mem = r(A + AV_SYSTEM_MEM)
         mp = self.MP
         info = Mallinfo2(arena=system_mem, ordblks=nblocks, smblks=nfastblocks,
                          hblks=self._r32(mp + MP_N_MMAPS), hblkhd=r(mp + MP_MMAPPED_MEM), usmblks=0,
                          fsmblks=fastavail, uordblks=system_mem - avail, fordblks=avail,
-                         keepcost=r(r(A + AV_TOP) + 8) & ~SIZE_BITS)
+                         keepcost=chunksize(r(A + AV_TOP)))
         self._unlock()
         return info
 

@@ -27,23 +27,35 @@ class FastPathMixin:
         heap requests go straight to _int_malloc / _int_free (errno saved and restored), and
         everything else (first call, mmapped chunks) falls through to the full methods above.
         """
-        r, w, r16, w16, r32, w32 = self._r, self._w, self._r16, self._w16, self._r32, self._w32
+        fixed = self._fixed_fields()
+        malloc, free = self._tcache_malloc(fixed), self._tcache_free(fixed)
+        self.malloc = malloc  # type: ignore[method-assign]
+        self.free = free  # type: ignore[method-assign]
+        views = getattr(self.host, "window_views", None)
+        if views is not None:
+            self._install_window_fast_paths(views(), malloc, free)
+
+    def _fixed_fields(self) -> tuple:
+        """(load, errno load, errno store, then the tcache pointer, tcache_bins, tcache_count, key and
+        errno as what those take): libc data and TLS are mapped for the process's whole life, so a
+        host may hand out direct views of them (FlatHost does) that skip the bounds-checked accessors."""
         a_tcache, a_tcache_bins, a_tcache_count = self.a_tcache, self.a_tcache_bins, self.a_tcache_count
         a_key, a_errno = self.a_key, self.a_errno
-        # libc data and TLS are mapped for the process's whole life: a host may hand out direct
-        # views of them (FlatHost does), so these fixed fields skip the bounds-checked accessors
         fixed = getattr(self.host, "fixed_views", None)
-        if fixed is not None:
-            q, i32v, base = fixed()
-            cr, er, ew = q.__getitem__, i32v.__getitem__, i32v.__setitem__
-            a_tcache, a_tcache_bins, a_tcache_count, a_key = ((x - base) >> 3 for x in (
-                a_tcache, a_tcache_bins, a_tcache_count, a_key))
-            a_errno = (a_errno - base) >> 2
-        else:
-            cr, er, ew = r, r32, w32
+        if fixed is None:
+            return self._r, self._r32, self._w32, a_tcache, a_tcache_bins, a_tcache_count, a_key, a_errno
+        q, i32v, base = fixed()
+        a_tcache, a_tcache_bins, a_tcache_count, a_key = ((x - base) >> 3 for x in (
+            a_tcache, a_tcache_bins, a_tcache_count, a_key))
+        return q.__getitem__, i32v.__getitem__, i32v.__setitem__, a_tcache, a_tcache_bins, a_tcache_count, \
+            a_key, (a_errno - base) >> 2
+
+    def _tcache_malloc(self, fixed: tuple) -> Callable[[int], int]:
+        """__libc_malloc with tcache_get inlined, on the host's accessors."""
+        r, w, r16, w16 = self._r, self._w, self._r16, self._w16
+        cr, _er, _ew, a_tcache, a_tcache_bins, _count, _key, _errno = fixed
         full_malloc = type(self).malloc.__get__(self)
-        full_free = type(self).free.__get__(self)
-        int_malloc, int_free = self._int_malloc, self._int_free
+        int_malloc = self._int_malloc
 
         def malloc(size: int) -> int:
             """__libc_malloc with tcache_get inlined."""
@@ -66,6 +78,14 @@ class FastPathMixin:
                 else:
                     return int_malloc(size)
             return full_malloc(size)
+        return malloc
+
+    def _tcache_free(self, fixed: tuple) -> Callable[[int], None]:
+        """__libc_free with the tcache_put of _int_free inlined, on the host's accessors."""
+        r, w, r16, w16 = self._r, self._w, self._r16, self._w16
+        cr, er, ew, a_tcache, a_tcache_bins, a_tcache_count, a_key, a_errno = fixed
+        full_free = type(self).free.__get__(self)
+        int_free, int_free_chunk = self._int_free, self._int_free_chunk
 
         def free(ptr: int) -> None:
             """__libc_free with the tcache_put of _int_free inlined."""
@@ -85,26 +105,23 @@ class FastPathMixin:
                         if r(e + 8) != key:
                             ca = tc + 2 * tc_idx
                             cnt = r16(ca)
+                            err = er(a_errno)
                             if cnt < cr(a_tcache_count):
-                                err = er(a_errno)
                                 w(e + 8, key)
                                 slot = tc + TC_ENTRIES + 8 * tc_idx
                                 w(e, (e >> 12) ^ r(slot))
                                 w(slot, e)
                                 w16(ca, cnt + 1)
-                                ew(a_errno, err)
-                                return
+                            else:                                # tcache bin full: past the tcache
+                                int_free_chunk(p, size, False)
+                            ew(a_errno, err)
+                            return
                 err = er(a_errno)
                 int_free(p, False)
                 ew(a_errno, err)
                 return
             full_free(ptr)
-
-        self.malloc = malloc  # type: ignore[method-assign]
-        self.free = free  # type: ignore[method-assign]
-        views = getattr(self.host, "window_views", None)
-        if views is not None:
-            self._install_window_fast_paths(views(), malloc, free)
+        return free
 
     def _install_window_fast_paths(self, views: tuple, generic_malloc: Callable[[int], int],
                                    generic_free: Callable[[int], None]) -> None:
@@ -114,13 +131,19 @@ class FastPathMixin:
         of the window (below the break) are indexed in place; anything else (corrupted or
         misaligned pointers, mmapped chunks) takes the accessor-based paths.
         """
-        q, h16, i32, W, box = views
-        i_tcache = (self.a_tcache - W) >> 3
-        i_bins = (self.a_tcache_bins - W) >> 3
-        i_count = (self.a_tcache_count - W) >> 3
-        i_key = (self.a_key - W) >> 3
-        i_errno = (self.a_errno - W) >> 2
-        int_malloc, int_free = self._int_malloc, self._int_free
+        W = views[3]
+        slots = ((self.a_tcache - W) >> 3, (self.a_tcache_bins - W) >> 3, (self.a_tcache_count - W) >> 3,
+                 (self.a_key - W) >> 3, (self.a_errno - W) >> 2)
+        self.malloc = self._window_malloc(views, slots, generic_malloc)  # type: ignore[method-assign]
+        self.free = self._window_free(views, slots, generic_free)  # type: ignore[method-assign]
+
+    def _window_malloc(self, views: tuple, slots: tuple, generic_malloc: Callable[[int], int]
+                       ) -> Callable[[int], int]:
+        """__libc_malloc with tcache_get inlined, on the memory window (slots: u64/u32 indices of
+        the tcache pointer, tcache_bins, tcache_count, the key and errno)."""
+        q, h16, _i32, W, box = views
+        i_tcache, i_bins, _i_count, _i_key, _i_errno = slots
+        int_malloc = self._int_malloc
         tc_end = TCACHE_STRUCT_SIZE
 
         def malloc(size: int) -> int:
@@ -145,6 +168,15 @@ class FastPathMixin:
                         q[eo + 1] = 0                     # e->key = 0
                         return e
             return generic_malloc(size)
+        return malloc
+
+    def _window_free(self, views: tuple, slots: tuple, generic_free: Callable[[int], None]
+                     ) -> Callable[[int], None]:
+        """__libc_free with the tcache_put of _int_free inlined, on the memory window."""
+        q, h16, i32, W, box = views
+        i_tcache, i_bins, i_count, i_key, i_errno = slots
+        int_free, int_free_chunk = self._int_free, self._int_free_chunk
+        tc_end = TCACHE_STRUCT_SIZE
 
         def free(ptr: int) -> None:
             """__libc_free with the tcache_put of _int_free inlined, on the memory window."""
@@ -167,20 +199,20 @@ class FastPathMixin:
                                 ot = tc - W
                                 ci = (ot >> 1) + tc_idx
                                 cnt = h16[ci]
+                                err = i32[i_errno]
                                 if cnt < q[i_count]:
-                                    err = i32[i_errno]
                                     q[po + 3] = key                      # e->key
                                     si = (ot >> 3) + 16 + tc_idx
                                     q[po + 2] = ((p + 16) >> 12) ^ q[si]  # e->next, safe-linked
                                     q[si] = p + 16
                                     h16[ci] = cnt + 1
-                                    i32[i_errno] = err
-                                    return
+                                else:                                    # tcache bin full: past the tcache
+                                    int_free_chunk(p, size, False)
+                                i32[i_errno] = err
+                                return
                     err = i32[i_errno]
                     int_free(p, False)
                     i32[i_errno] = err
                     return
             generic_free(ptr)
-
-        self.malloc = malloc  # type: ignore[method-assign]
-        self.free = free  # type: ignore[method-assign]
+        return free

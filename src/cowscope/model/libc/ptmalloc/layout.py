@@ -108,6 +108,9 @@ MP_SIZE = 0x88
 # tcache_perthread_struct
 TC_COUNTS = 0
 TC_ENTRIES = 2 * TCACHE_MAX_BINS
+# tcache_entry (at chunk2mem of a chunk in the tcache)
+TE_NEXT = 0
+TE_KEY = 8
 
 
 def request2size(req: int) -> int:
@@ -118,10 +121,13 @@ def request2size(req: int) -> int:
 
 
 def checked_request2size(req: int) -> int:
-    """checked_request2size: 0 when req exceeds PTRDIFF_MAX (ENOMEM), else request2size."""
+    """checked_request2size: 0 when req exceeds PTRDIFF_MAX (ENOMEM), else request2size (inlined:
+    it is on every _int_malloc)."""
     if req > PTRDIFF_MAX:
         return 0
-    return request2size(req)
+    if req + SIZE_SZ + MALLOC_ALIGN_MASK < MINSIZE:
+        return MINSIZE
+    return (req + SIZE_SZ + MALLOC_ALIGN_MASK) & ~MALLOC_ALIGN_MASK
 
 
 def largebin_index(sz: int) -> int:
@@ -145,8 +151,19 @@ def bin_index(sz: int) -> int:
 
 
 def csize2tidx(sz: int) -> int:
-    """csize2tidx: tcache bin of a chunk size (negative/huge for sizes below MINSIZE)."""
-    return (sz - MINSIZE + MALLOC_ALIGNMENT - 1) // MALLOC_ALIGNMENT if sz >= 17 else (1 << 64) - 1
+    """csize2tidx: the tcache bin of a chunk size, (sz - MINSIZE + MALLOC_ALIGNMENT - 1) /
+    MALLOC_ALIGNMENT in size_t arithmetic, as in glibc (the constants folded: it is on hot paths)."""
+    return ((sz - 17) & 0xFFFFFFFFFFFFFFFF) >> 4
+
+
+def fastbin_index(sz: int) -> int:
+    """fastbin_index: the fastbin of a chunk size (64-bit)."""
+    return (sz >> 4) - 2
+
+
+def protect_ptr(pos: int, ptr: int) -> int:
+    """PROTECT_PTR / REVEAL_PTR: safe-linking of a tcache or fastbin next pointer stored at pos."""
+    return (pos >> 12) ^ ptr
 
 
 def set_max_fast(s: int) -> int:

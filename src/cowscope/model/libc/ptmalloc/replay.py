@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ....errors import Aborted, ProcessKilled, Segfault
-from .layout import IS_MMAPPED, MASK64, SIZE_BITS
+from .layout import IS_MMAPPED, MASK64
 
 OP_ARITY = {"m": 2, "c": 3, "r": 2, "f": 1, "a": 3, "t": 1, "o": 2, "x": 1, "F": 2, "w": 3, "s": 1}
 
@@ -81,10 +81,10 @@ class ModelRunner:
 
     def _mmap_base(self, mem: int) -> int | None:
         """The mapping base of mem's chunk if it is mmapped, else None."""
-        r = self.host.read_u64
+        a = self.alloc
         p = mem - 16
-        if r(p + 8) & IS_MMAPPED:
-            return (p - r(p)) & MASK64
+        if a.chunksize_nomask(p) & IS_MMAPPED:
+            return (p - a.prev_size(p)) & MASK64
         return None
 
     def fmt_ptr(self, mem: int) -> str:
@@ -105,7 +105,7 @@ class ModelRunner:
         if top == 0 or top == a.UNSORTED:
             tops = "none"
         else:
-            tops = f"H+{top - self.H:#x}:{self.host.read_u64(top + 8) & ~SIZE_BITS:#x}"
+            tops = f"H+{top - self.H:#x}:{a.chunksize(top):#x}"
         p = a.params()
         return (f"brk={brk:#x} top={tops} mm={p['n_mmaps']}:{p['mmapped_mem']:#x} "
                 f"thr={p['mmap_threshold']:#x} trim={p['trim_threshold']:#x}")
@@ -117,9 +117,8 @@ class ModelRunner:
             s += f" usz={self.alloc.malloc_usable_size(mem):#x}"
             base = self._mmap_base(mem)
             if base is not None:
-                r = self.host.read_u64
                 p = mem - 16
-                s += f" mlen={r(p) + (r(p + 8) & ~SIZE_BITS):#x}"
+                s += f" mlen={self.alloc.prev_size(p) + self.alloc.chunksize(p):#x}"
         return s
 
     def apply(self, op: Op) -> str:

@@ -99,17 +99,21 @@ def generate(seed: int, nops: int = 10000, tail_error: bool | None = None, rare:
                 lines.append(f"s {rng.choice([24, 100, 4096, 4096, 65536])}")
         i += 1
     if tail_error:
-        lines.append(f"m {next_id} {_size(rng)}")
-        live.append(next_id)
-        victim = rng.choice(live)
-        # only corruptions whose outcome does not depend on absolute addresses (ASLR, safe-linking)
-        kind = rng.randrange(4)
-        if kind == 0:
-            lines += [f"x {victim}", f"x {victim}"]
-        elif kind == 1:
-            lines += [f"w {victim} 0 0x31", f"F {victim} 8"]
-        elif kind == 2:
-            lines += [f"w {victim} 0 0x1002", f"F {victim} 8"]
-        else:
-            lines += [f"w {victim} -8 0x11", f"f {victim}"]
+        lines += _corrupting_tail(rng, live, next_id)
     return "\n".join(lines) + "\n"
+
+
+def _corrupting_tail(rng: random.Random, live: list[int], next_id: int) -> list[str]:
+    """A last malloc, then a corruption glibc detects: a double free, or a forged size or prev_size.
+
+    Only corruptions whose outcome does not depend on absolute addresses (ASLR, safe-linking)."""
+    lines = [f"m {next_id} {_size(rng)}"]
+    victim = rng.choice(live + [next_id])
+    kind = rng.randrange(4)
+    if kind == 0:
+        return lines + [f"x {victim}", f"x {victim}"]
+    if kind == 1:
+        return lines + [f"w {victim} 0 0x31", f"F {victim} 8"]
+    if kind == 2:
+        return lines + [f"w {victim} 0 0x1002", f"F {victim} 8"]
+    return lines + [f"w {victim} -8 0x11", f"f {victim}"]
