@@ -72,7 +72,7 @@ def test_cow_copy_then_reuse(m: Machine) -> None:
 
 
 def test_file_events(m: Machine) -> None:
-    f = m.create_file("/data/f", data=bytes(range(256)) * 16 * 4)
+    f = m.create_file("/data/f", data=bytes(range(256)) * 16 * 4, cached=False)
     p = m.spawn()
     a = p.mmap(4 * PS, prot="r", file=f, addr=HINT)
     s = len(m.events)

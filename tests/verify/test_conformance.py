@@ -50,6 +50,7 @@ def _agreement_param(sc):
 
 @pytest.mark.parametrize("sc", [_agreement_param(s) for s in SCENARIOS])
 def test_model_agrees_with_kernel(sc) -> None:
+    from cowscope.linux.machine import host_model_config
     from cowscope.model import Machine as ModelMachine
 
     if os.geteuid() != 0:
@@ -57,6 +58,6 @@ def test_model_agrees_with_kernel(sc) -> None:
     linux = run_traced(sc.fn, _linux(), "linux")
     if linux.skipped:
         pytest.skip(linux.skipped)
-    model = run_traced(sc.fn, ModelMachine(), "model")
+    model = run_traced(sc.fn, ModelMachine(**host_model_config()), "model")
     bad = counted(compare(model, linux))
     assert bad == [], "\n".join(d.line() for d in bad)

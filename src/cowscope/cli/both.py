@@ -12,6 +12,7 @@ from ..verify.exclusions import EXCLUSIONS
 def run_both(args: argparse.Namespace) -> int:
     """0 agree, 1 they disagree, 2 the scenario failed on both (or could not be loaded)."""
     from ..linux.machine import Machine as LinuxMachine
+    from ..linux.machine import host_model_config
     from ..model import Machine as ModelMachine
     from ..scenario import ScenarioError, load_scenario
 
@@ -21,7 +22,7 @@ def run_both(args: argparse.Namespace) -> int:
         print(f"cowscope run: {exc}", file=sys.stderr)
         return 2
     html = getattr(args, "html", None)
-    model_machine = ModelMachine(allocator=getattr(args, "allocator", None))
+    model_machine = ModelMachine(allocator=getattr(args, "allocator", None), **host_model_config())
     model = run_traced(fn, model_machine, "model", snapshots=bool(html))
     linux = run_traced(fn, LinuxMachine(), "linux", snapshots=bool(html))
     diffs = compare(model, linux)

@@ -103,8 +103,19 @@ def _backends(on: str) -> tuple[MakeMachine | None, MakeMachine | None]:
     if on in ("both", "model"):
         from ..model import Machine as ModelMachine
 
-        make_model = ModelMachine
+        host = _host_config() if make_linux else {}
+
+        def make_model() -> Any:
+            """The model set up as this host (RAM, overcommit, protection keys, readahead)."""
+            return ModelMachine(**host)
     return make_model, make_linux
+
+
+def _host_config() -> dict[str, Any]:
+    """The model Machine's settings for comparing with this host."""
+    from ..linux.machine import host_model_config
+
+    return host_model_config()
 
 
 def _run_scenario(s: Scenario, make_model: MakeMachine | None, make_linux: MakeMachine | None, verbose: bool,

@@ -233,8 +233,11 @@ class Machine:
         self.processes[proc.pid] = proc
         return proc
 
-    def create_file(self, path: str, data: bytes | None = None, size: int | None = None) -> File:
-        """A real file (on a disk filesystem, not tmpfs) standing for the scenario's `path`."""
+    def create_file(self, path: str, data: bytes | None = None, size: int | None = None,
+                    cached: bool = True) -> File:
+        """A real file (on a disk filesystem, not tmpfs) standing for the scenario's `path`.
+        Written and fsync'ed: its pages are in the page cache, clean; with cached=False they are
+        then dropped (POSIX_FADV_DONTNEED), so the first access reads the disk."""
         real = os.path.join(self._dir, "files", path.lstrip("/"))
         os.makedirs(os.path.dirname(real), exist_ok=True)
         with open(real, "wb") as f:
@@ -247,18 +250,42 @@ class Machine:
                 f.truncate(size)
             f.flush()
             os.fsync(f.fileno())  # written back: its page-cache pages are clean, as a file on disk
+            if not cached:
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         return File(path, real)
 
     def pread(self, f: File, offset: int, n: int) -> bytes:
-        """pread(2) of a machine file: what the page cache holds (MAP_SHARED writes included)."""
-        with open(f.real_path, "rb") as fh:
-            return os.pread(fh.fileno(), max(n, 0), offset)
+        """pread(2) of a machine file (one call on a fresh descriptor, as the model's read(2)):
+        what the page cache holds (MAP_SHARED writes included)."""
+        fd = os.open(f.real_path, os.O_RDONLY)
+        try:
+            return os.pread(fd, max(n, 0), offset)
+        finally:
+            os.close(fd)
 
     def pwrite(self, f: File, offset: int, data: bytes) -> None:
-        """pwrite(2) to a machine file (through the page cache)."""
-        with open(f.real_path, "r+b") as fh:
-            fh.seek(offset)
-            fh.write(data)
+        """pwrite(2) to a machine file through the page cache, one call per page touched (as
+        create_file writes: order-0 page-cache folios, one dirty bit per page)."""
+        fd = os.open(f.real_path, os.O_RDWR)
+        try:
+            pos = 0
+            while pos < len(data):
+                k = min(len(data) - pos, PAGE_SIZE - (offset + pos) % PAGE_SIZE)
+                os.pwrite(fd, data[pos:pos + k], offset + pos)
+                pos += k
+        finally:
+            os.close(fd)
+
+    @property
+    def pkeys(self) -> bool:
+        """Whether this host's CPU has memory protection keys (PROT_EXEC-only memory unreadable)."""
+        return _cpu_has_pkeys()
+
+    def model_config(self) -> dict[str, Any]:
+        """What the model needs to behave as this host: `model.Machine(**linux.model_config())`.
+        RAM and swap (the overcommit heuristic's limit), the overcommit sysctls, protection keys of
+        the CPU, and read_ahead_kb of the disk this machine's files live on."""
+        return host_model_config(os.path.join(self._dir, "files"))
 
     def live_processes(self) -> list[Process]:
         """Processes that have not exited."""
@@ -352,3 +379,45 @@ def _is_tmpfs(path: str) -> bool:
             return fstype == "tmpfs"
     except OSError:
         return False
+
+
+def host_model_config(files_dir: str | None = None) -> dict[str, Any]:
+    """model.Machine keyword arguments describing this host (see Machine.model_config); files_dir:
+    where the backend's files live (default: where a new Machine puts them)."""
+    files_dir = files_dir or _files_root() or tempfile.gettempdir()
+    meminfo = procfs.read_meminfo()
+    cfg: dict[str, Any] = {"ram": meminfo.get("MemTotal", 0) * 1024, "swap": meminfo.get("SwapTotal", 0) * 1024}
+    for key in ("overcommit_memory", "overcommit_ratio", "overcommit_kbytes"):
+        try:
+            with open(f"/proc/sys/vm/{key}") as fh:
+                cfg[key] = int(fh.read())
+        except (OSError, ValueError):
+            pass
+    cfg["pkeys"] = _cpu_has_pkeys()
+    ra = _read_ahead_kb(files_dir)
+    if ra is not None:
+        cfg["read_ahead_kb"] = ra
+    return cfg
+
+
+def _cpu_has_pkeys() -> bool:
+    """Memory protection keys in use: the CPU has pku and the kernel enabled it (ospke)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "ospke" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def _read_ahead_kb(path: str) -> int | None:
+    """read_ahead_kb of the block device (bdi) holding path."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        dev = os.stat(path).st_dev
+        with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb") as fh:
+            return int(fh.read())
+    except (OSError, ValueError):
+        return None

@@ -11,6 +11,8 @@ import array
 import socket
 import struct
 
+from ..errors import SyscallError
+
 # Command and reply layouts (agent.h: struct cmd, struct reply, enum op, enum tag).
 CMD = struct.Struct("<II6Q")
 REPLY = struct.Struct("<IiqQ")
@@ -83,6 +85,10 @@ class Conn:
         if len(msg) < REPLY.size:
             rest = self.recv_exact(REPLY.size - len(msg))
             msg += rest or b""
+        if len(msg) == REPLY.size and not fds:
+            tag, err, ret, _aux = REPLY.unpack(msg)
+            if tag == T_RESULT and ret == -1 and err:  # fork/vfork failed (ENOMEM, EAGAIN)
+                raise SyscallError(err, "fork")
         if len(msg) < REPLY.size or not fds:
             raise RuntimeError("agent did not pass a socket")
         return REPLY.unpack(msg), fds[0]

@@ -31,6 +31,8 @@ from .fs.file import File, file_from_bytes
 from .kernel.exec import Image, exec_mmap, startup
 from .kernel.process import OOMSelf, Process
 from .libc.base import ALLOCATORS, Allocator
+from .mm.acct import CommitAccount
+from .mm.filemap import filemap_read, filemap_write
 from .mm.huge_memory import ThpSettings, nr_anon_thps, parse_kernel
 from .mm.page_alloc import (
     FIRST_PFN,
@@ -51,7 +53,7 @@ from .mm.page_alloc import (
     PhysMem,
 )
 from .mm.swapfile import SwapInfo, check_swap
-from .mm.vma import MM, VM_SHARED, VMA
+from .mm.vma import MM, VM_ACCOUNT, VM_SHARED, VMA
 from .mm.vmscan import shrink_memory
 
 DEFAULT_RAM = "256GiB"
@@ -59,6 +61,10 @@ DEFAULT_RAM = "256GiB"
 THP_EVENTS = ("thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd", "thp_split_page",
               "thp_deferred_split_page", "thp_zero_page_alloc", "thp_swpout_fallback")
 SWAP_EVENTS = ("pswpin", "pswpout", "pgpgout", "pgsteal_anon")
+#: the reference machine's CPU has no protection keys (no pku/ospke in /proc/cpuinfo)
+REFERENCE_PKEYS = False
+#: read_ahead_kb of the reference machine's disk (virtio vda): a 2048-page readahead window
+REFERENCE_READ_AHEAD_KB = 8192
 
 
 class Machine:
@@ -67,13 +73,27 @@ class Machine:
 
     def __init__(self, ram: int | str = DEFAULT_RAM, allocator: str | None = None,
                  record_events: bool = True, image: Image | None = None, thp: str = "madvise",
-                 thp_zero_page: bool = True, kernel: str = "6.18", swap: int | str | None = None) -> None:
+                 thp_zero_page: bool = True, kernel: str = "6.18", swap: int | str | None = None, *,
+                 overcommit_memory: int = 0, overcommit_ratio: int = 50, overcommit_kbytes: int = 0,
+                 pkeys: bool = REFERENCE_PKEYS, read_ahead_kb: int = REFERENCE_READ_AHEAD_KB) -> None:
+        """A machine with `ram` of RAM. `thp`, `thp_zero_page`: transparent huge pages as
+        /sys/kernel/mm/transparent_hugepage sets them; `kernel`: the version whose rules apply;
+        `swap`: the size of a swap area to switch on. `overcommit_*` are the vm.overcommit_*
+        sysctls (mm/acct.py); `pkeys`: the CPU has memory protection keys (then PROT_EXEC-only
+        memory cannot be read); `read_ahead_kb`: the readahead window of the disk files live on.
+        The defaults are the reference machine's; the kernel backend's `model_config()` gives its
+        host's."""
         self.phys = PhysMem(parse_size(ram) // PAGE_SIZE)
+        self.acct = CommitAccount(self.phys.nr_pages, 0, int(overcommit_memory), int(overcommit_ratio),
+                                  int(overcommit_kbytes))
         self.swap: SwapInfo | None = None
         if swap:
             self.swapon(swap)
         self.thp = ThpSettings(thp, thp_zero_page, parse_kernel(kernel))
         self.kernel = kernel
+        self.pkeys = bool(pkeys)
+        self.read_ahead_kb = int(read_ahead_kb)
+        self.ra_pages = self.read_ahead_kb * 1024 // PAGE_SIZE
         self.files: dict[str, File] = {}
         self.processes: dict[int, Process] = {}
         self.events = EventLog(record_events)
@@ -90,8 +110,11 @@ class Machine:
         self._shmem_seq = 0
 
     # -- files ---------------------------------------------------------------------------------
-    def create_file(self, path: str, data: bytes | None = None, size: int | None = None) -> File:
-        """A regular file with `data` (or `size` zero bytes); returns the handle mmap takes."""
+    def create_file(self, path: str, data: bytes | None = None, size: int | None = None,
+                    cached: bool = True) -> File:
+        """A regular file with `data` (or `size` zero bytes); returns the handle mmap takes.
+        `cached`: its pages are in the page cache, clean, as after writing it out (the default);
+        False: none is (cold, as after a reboot or POSIX_FADV_DONTNEED)."""
         if path in self.files:
             raise FileExistsError(path)
         self._next_inode += 1
@@ -99,6 +122,9 @@ class Machine:
             f = file_from_bytes(path, self._next_inode, bytes(data))
         else:
             f = File(path, self._next_inode, int(size or 0))
+        if cached:
+            for pgoff in range(f.npages):
+                f.add_to_page_cache(self.phys, pgoff)
         self.files[path] = f
         return f
 
@@ -111,7 +137,7 @@ class Machine:
     def release_shmem(self, files: list[File]) -> None:
         """Free the pages of MAP_SHARED|MAP_ANONYMOUS files that no VMA maps any more (its last
         mapping closed the shmem file, dropping the page cache's references)."""
-        candidates = {id(f): f for f in files if f.is_shmem_anon and f.page_cache}
+        candidates = {id(f): f for f in files if f.is_shmem_anon and (f.page_cache or f.shmem_charge)}
         if not candidates:
             return
         for mm in self._mms():
@@ -121,14 +147,17 @@ class Machine:
         for f in candidates.values():
             self.phys.put(np.fromiter(f.page_cache.values(), dtype=np.int64))
             f.page_cache.clear()
+            self.acct.unacct(f.shmem_charge)  # shmem_evict_inode: the object's commit goes
+            f.shmem_charge = 0
 
     def pread(self, f: File, offset: int, n: int) -> bytes:
-        """read(2) of a file: through the page cache, so MAP_SHARED writes are visible."""
-        return f.pread(self.phys, offset, n)
+        """read(2) of a file (freshly opened) through the page cache, with readahead: MAP_SHARED
+        writes are visible, and the pages it reads stay cached."""
+        return filemap_read(self.phys, f, offset, n, self.ra_pages)
 
     def pwrite(self, f: File, offset: int, data: bytes) -> None:
-        """write(2) to a file: mappers of uncopied pages see it."""
-        f.pwrite(self.phys, offset, data)
+        """write(2) to a file through the page cache: mappers of uncopied pages see it."""
+        filemap_write(self.phys, f, offset, bytes(data))
 
     # -- processes -----------------------------------------------------------------------------
     def new_process(self, name: str, ppid: int) -> Process:
@@ -185,6 +214,7 @@ class Machine:
         if nbytes < 2 * PAGE_SIZE:
             raise ValueError(f"swap size must be at least 8 KiB, got {size!r}")
         self.swap = SwapInfo(nbytes)
+        self.acct.swap = self.swap.nr_slots - 1  # the overcommit limits count swap too
 
     def oom_kill(self, pid: int) -> None:
         """out_of_memory: kill the process with the largest RSS (it may be the faulting one)."""
@@ -302,7 +332,8 @@ class Machine:
                 "SwapCached": (len(self.swap.cache) if self.swap else 0) * kb,
                 "SwapTotal": self.swap.total_kb if self.swap else 0,
                 "SwapFree": self.swap.free_kb if self.swap else 0,
-                "AnonHugePages": nr_anon_thps(self) * FOLIO_NR * kb}
+                "AnonHugePages": nr_anon_thps(self) * FOLIO_NR * kb,
+                "CommitLimit": self.acct.commit_limit() * kb, "Committed_AS": self.acct.committed * kb}
 
     def vmstat(self) -> dict[str, int]:
         """/proc/vmstat: kernel counters plus the model's CoW decision counters."""
@@ -377,6 +408,10 @@ class Machine:
         for head in np.flatnonzero(phys.flags & PG_HEAD).tolist():
             assert phys.entire[head >> FOLIO_SHIFT] or phys.refcount[head:head + FOLIO_NR].any(), \
                 f"check: large folio {head:#x} in use with no reference"
+        committed = sum(v.npages for mm in self._mms() for v in mm.vmas if v.vm_flags & VM_ACCOUNT)
+        committed += sum(f.shmem_charge for f in self._shmem_files())
+        assert committed == self.acct.committed, \
+            f"check: Committed_AS {self.acct.committed} pages != {committed} of VM_ACCOUNT VMAs and shmem"
 
     def _shmem_files(self) -> list[File]:
         out: dict[int, File] = {}

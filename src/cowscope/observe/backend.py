@@ -278,8 +278,10 @@ class Machine(ViewSource, Protocol):
     def spawn(self, name: str = "app", image: Any = None) -> Process:
         """A new process running `image` (the model's `Image`; ignored by the Linux backend)."""
 
-    def create_file(self, path: str, data: bytes | None = None, size: int | None = None) -> File:
-        """A regular file holding `data` (or `size` zero bytes)."""
+    def create_file(self, path: str, data: bytes | None = None, size: int | None = None,
+                    cached: bool = True) -> File:
+        """A regular file holding `data` (or `size` zero bytes), its pages in the page cache and clean
+        as after writing it out; `cached=False`: none is cached (the first access reads the disk)."""
 
     def pread(self, f: File, offset: int, n: int) -> bytes:
         """read(2) of a file through the page cache (MAP_SHARED writes are visible)."""

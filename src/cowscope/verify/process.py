@@ -224,6 +224,15 @@ class TracedProcess:
             self._mark(addr, length)
         self._do("madvise", (self.where(addr), length, advice), lambda: self._p.madvise(addr, length, advice))
 
+    def mlock(self, addr: int, length: int) -> None:
+        """mlock, logged with region-relative addresses (it populates: pages count as accessed)."""
+        self._mark(addr, length)
+        self._do("mlock", (self.where(addr), length), lambda: self._p.mlock(addr, length))
+
+    def munlock(self, addr: int, length: int) -> None:
+        """munlock, logged with region-relative addresses."""
+        self._do("munlock", (self.where(addr), length), lambda: self._p.munlock(addr, length))
+
     def brk(self, new_end: int | None = None) -> int:
         """brk, logged with region-relative addresses."""
         self.dropped.add("heap")

@@ -21,7 +21,7 @@ from ..observe.backend import File, Machine, Process
 from ..observe.pages import NOT_PRESENT, PAGECACHE, PRIVATE, SHARED, SWAPPED, ZERO, classify
 from ..observe.records import PAGE_SIZE, PM_GUARD_REGION, pagemap_pfns
 from .exclusions import SMAPS_COMPARED
-from .process import Region, TracedProcess
+from .process import Region, TracedProcess, _bytes_text
 
 
 @dataclass
@@ -91,9 +91,22 @@ class TracedMachine:
         self.trace.ops.append((key, "spawn", (name,), key))
         return self._add(proc, key, None)
 
-    def create_file(self, path: str, data: bytes | None = None, size: int | None = None) -> File:
-        """create_file on the backend."""
-        return self._m.create_file(path, data=data, size=size)
+    def create_file(self, path: str, data: bytes | None = None, size: int | None = None,
+                    cached: bool = True) -> File:
+        """create_file on the backend, logged."""
+        self.trace.ops.append(("-", "create_file", (path, len(data or b""), size, cached), "ok"))
+        return self._m.create_file(path, data=data, size=size, cached=cached)
+
+    def pread(self, f: File, offset: int, n: int) -> bytes:
+        """read(2) of a file, logged with what it read."""
+        data = self._m.pread(f, offset, n)
+        self.trace.ops.append(("-", "pread", (f.path, offset, n), _bytes_text(data)))
+        return data
+
+    def pwrite(self, f: File, offset: int, data: bytes) -> None:
+        """write(2) to a file, logged."""
+        self._m.pwrite(f, offset, data)
+        self.trace.ops.append(("-", "pwrite", (f.path, offset, _bytes_text(bytes(data))), "ok"))
 
     # --- expectations (facts a scenario asserts on every backend) -------------------------
 

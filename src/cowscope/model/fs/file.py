@@ -19,6 +19,8 @@ class File:
         self.is_shmem_anon = shmem_anon  # MAP_SHARED|MAP_ANONYMOUS: "/dev/zero (deleted)"
         self.disk: dict[int, bytes | int] = {}  # page index -> page bytes (or one fill byte)
         self.page_cache: dict[int, int] = {}    # page index -> pfn (holds one reference)
+        self.ra_marks: set[int] = set()         # page indexes whose folio has PG_readahead
+        self.shmem_charge = 0                   # pages a MAP_SHARED|MAP_ANONYMOUS object commits
 
     @property
     def npages(self) -> int:
@@ -28,55 +30,26 @@ class File:
         """The page as stored on disk (zeros past EOF)."""
         return self.disk.get(pgoff, 0)
 
-    def find_get_page(self, phys: PhysMem, pgoff: int) -> tuple[int, bool]:
-        """The page-cache frame for pgoff, read from disk if absent; returns (pfn, major)."""
-        pfn = self.page_cache.get(pgoff)
-        if pfn is not None:
-            return pfn, False
+    def add_to_page_cache(self, phys: PhysMem, pgoff: int) -> int:
+        """A new page-cache frame for pgoff holding the page as on disk (clean; the page cache's
+        reference)."""
         flags = PG_FILE | (PG_SWAPBACKED if self.is_shmem else 0)
         pfn = phys.alloc_one(flags)
         phys.set_page(pfn, self.disk_page(pgoff))
-        phys.refcount[pfn] = 1  # the page cache's reference
+        phys.refcount[pfn] = 1
         self.page_cache[pgoff] = pfn
-        return pfn, not self.is_shmem
+        return pfn
 
-    def pread(self, phys: PhysMem, offset: int, n: int) -> bytes:
-        """read(2) through the page cache (sees MAP_SHARED writes immediately)."""
-        n = max(0, min(n, self.size - offset))
-        out = bytearray()
-        while n > 0:
-            pgoff, off = offset >> PAGE_SHIFT, offset & (PAGE_SIZE - 1)
-            k = min(n, PAGE_SIZE - off)
-            pfn = self.page_cache.get(pgoff)
-            if pfn is not None:
-                out += phys.read(pfn, off, k)
-            else:
-                page = self.disk_page(pgoff)
-                out += bytes((page,)) * k if isinstance(page, int) else page[off:off + k]
-            offset += k
-            n -= k
-        return bytes(out)
+    def read_cached(self, phys: PhysMem, pgoff: int, off: int, n: int) -> bytes:
+        """n bytes at off of page pgoff, from its page-cache frame (the page must be cached)."""
+        return phys.read(self.page_cache[pgoff], off, n)
 
-    def pwrite(self, phys: PhysMem, offset: int, data: bytes) -> None:
-        """write(2) through the page cache: cached pages change (mappers see it), disk too."""
-        self.size = max(self.size, offset + len(data))
-        pos = 0
-        while pos < len(data):
-            pgoff, off = (offset + pos) >> PAGE_SHIFT, (offset + pos) & (PAGE_SIZE - 1)
-            k = min(len(data) - pos, PAGE_SIZE - off)
-            chunk = data[pos:pos + k]
-            page = bytearray(self._page_bytes(pgoff))
-            page[off:off + k] = chunk
-            self.disk[pgoff] = bytes(page)
-            pfn = self.page_cache.get(pgoff)
-            if pfn is not None:
-                phys.write(pfn, off, chunk)
-                phys.flags[pfn] |= PG_DIRTY
-            pos += k
-
-    def _page_bytes(self, pgoff: int) -> bytes:
-        page = self.disk_page(pgoff)
-        return bytes((page,)) * PAGE_SIZE if isinstance(page, int) else page.ljust(PAGE_SIZE, b"\0")
+    def write_cached(self, phys: PhysMem, pgoff: int, off: int, data: bytes) -> None:
+        """Store into page pgoff's page-cache frame (mappers of it see the bytes), dirtying it. The
+        frame is the file's contents from now on: the model never writes back nor evicts."""
+        pfn = self.page_cache[pgoff]
+        phys.write(pfn, off, data)
+        phys.flags[pfn] |= PG_DIRTY
 
 
 def file_from_bytes(path: str, inode: int, data: bytes) -> File:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..arch import ELF_ET_DYN_BASE, PAGE_SHIFT, PAGE_SIZE, STACK_TOP
 from ..mm.mmap import do_mmap, do_mprotect
+from ..mm.readahead import FileRaState
 from ..mm.vma import MM, VM_ACCOUNT, VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_READ, VM_WRITE, VMA
 from .uaccess import access_range, store
 
@@ -60,7 +61,7 @@ def image_file(m: Machine, path: str, segments: list[Segment]) -> File:
     f = m.files.get(path)
     if f is None:
         npages = sum(s.pages for s in segments)
-        f = m.create_file(path, size=npages * PAGE_SIZE)
+        f = m.create_file(path, size=npages * PAGE_SIZE, cached=False)
         i = 0
         for seg in segments:  # code and constants get a pattern; initialised data starts zeroed
             for _ in range(seg.pages):
@@ -77,9 +78,10 @@ def map_segments(m: Machine, pid: int, mm: MM, f: File, segments: list[Segment],
         base = mm.get_unmapped_area(total * PAGE_SIZE)
     placed = []
     va, pgoff = base, 0
+    ra = FileRaState(0)  # one open file for all segments; read page by page (no readahead modelled)
     for seg in segments:
         prot = "rw" if seg.relro else seg.prot
-        do_mmap(m, pid, mm, seg.pages * PAGE_SIZE, prot, False, f, pgoff << PAGE_SHIFT, va, True)
+        do_mmap(m, pid, mm, seg.pages * PAGE_SIZE, prot, False, f, pgoff << PAGE_SHIFT, va, True, ra=ra)
         if seg.relro:
             do_mprotect(m, mm, va, seg.pages * PAGE_SIZE, seg.prot)
         placed.append((seg, va))
@@ -102,6 +104,7 @@ def exec_mmap(m: Machine, pid: int, image: Image) -> tuple[MM, dict[str, int]]:
     mm.start_brk = mm.brk = end
     stack_lo = STACK_TOP - image.stack_pages * PAGE_SIZE
     flags = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_GROWSDOWN | VM_ACCOUNT
+    m.acct.committed += image.stack_pages  # insert_vm_struct charges the VM_ACCOUNT stack
     mm.insert(VMA(stack_lo, STACK_TOP, flags, name="[stack]"))
     mm.start_stack = STACK_TOP - PAGE_SIZE
     addrs = {"text": text, "data": placed[3][1], "stack_top": STACK_TOP, "libc_data": 0, "tls": 0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..mm.memory import zap_range
-from ..mm.vma import MM
+from ..mm.vma import MM, VM_ACCOUNT
 
 if TYPE_CHECKING:
     from ..machine import Machine
@@ -16,6 +16,7 @@ def exit_mmap(m: Machine, mm: MM) -> None:
     files = [v.vm_file for v in mm.vmas if v.vm_file is not None]
     for vma in mm.vmas:
         zap_range(m, mm, vma.vm_start, vma.vm_end)
+    m.acct.unacct(sum(v.npages for v in mm.vmas if v.vm_flags & VM_ACCOUNT))
     mm.vmas.clear()
     m.release_shmem(files)
     mm.reindex()

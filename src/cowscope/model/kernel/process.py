@@ -30,6 +30,7 @@ from ...observe.records import MapsEntry, PagemapEntry, SmapsEntry, SmapsRollup,
 from ..arch import PAGE_SIZE, STACK_TOP
 from ..fs import proc as procfs
 from ..mm import madvise as madv
+from ..mm import mlock as mlockmod
 from ..mm import mmap as mmapmod
 from ..mm.huge_memory import thp_eligible
 from ..mm.memory import BusError, SegvError
@@ -176,17 +177,17 @@ class Process:
         self._call(lambda m, pid, mm: mmapmod.do_munmap(m, mm, addr, length))
 
     def mprotect(self, addr: int, length: int, prot: str) -> None:
-        self._call(lambda m, pid, mm: mmapmod.do_mprotect(m, mm, addr, length, prot))
+        self._call(lambda m, pid, mm: mmapmod.do_mprotect(m, mm, addr, length, prot, pid=pid))
 
     def madvise(self, addr: int, length: int, advice: str) -> None:
         self._call(madv.do_madvise, addr, length, advice)
 
     def mlock(self, addr: int, length: int) -> None:
         """mlock(2): lock (and populate) the range; not inherited by fork children."""
-        self._call(mmapmod.do_mlock, addr, length, True)
+        self._call(mlockmod.do_mlock, addr, length, True)
 
     def munlock(self, addr: int, length: int) -> None:
-        self._call(mmapmod.do_mlock, addr, length, False)
+        self._call(mlockmod.do_mlock, addr, length, False)
 
     def brk(self, new_end: int | None = None) -> int:
         """brk(2): returns the current break (unchanged when the move is refused)."""

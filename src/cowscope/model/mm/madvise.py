@@ -77,9 +77,12 @@ def madvise_vma(m: Machine, pid: int, mm: MM, vma: VMA, lo: int, hi: int, advice
         if vma.vm_flags & VM_LOCKED:
             raise SyscallError(EINVAL, "madvise", "MADV_DONTNEED on a locked mapping")
         zap_range(m, mm, lo, hi, keep_markers=True)
+        mm.pgd.reclaim_covered_tables(lo, hi)  # per VMA: a table must lie inside this part
     elif advice in ("cold", "pageout"):
         madvise_cold_or_pageout(m, pid, mm, vma, lo, hi, advice == "pageout")
     elif advice == "free":
+        if vma.vm_flags & VM_LOCKED:  # can_madv_lru_vma
+            raise SyscallError(EINVAL, "madvise", "MADV_FREE on a locked mapping")
         if vma.vm_file is not None or vma.is_shared:
             raise SyscallError(EINVAL, "madvise", "MADV_FREE needs private anonymous memory")
         _madvise_free(m, mm, lo, hi)

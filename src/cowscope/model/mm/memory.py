@@ -16,7 +16,6 @@ import numpy as np
 from ..arch import (
     PAGE_MASK,
     PAGE_SHIFT,
-    PAGE_SIZE,
     PTE_DIRTY,
     PTE_MARKER_GUARD,
     PTE_PRESENT,
@@ -26,9 +25,12 @@ from ..arch import (
     PTE_SWP_EXCLUSIVE,
     PTE_USER,
     PTE_YOUNG,
+    PTRS_PER_TABLE,
     STACK_GUARD_GAP,
     STACK_RLIMIT,
 )
+from . import filemap
+from .filemap import FileFault
 from .huge_memory import (
     copy_huge_pmds,
     huge_pmd_fault,
@@ -56,7 +58,7 @@ from .swapfile import (
     swapcache_reusable,
     zap_swap_entries,
 )
-from .vma import MM, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, VMA, AnonVma
+from .vma import MM, VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, VMA, AnonVma
 
 if TYPE_CHECKING:
     from ..machine import Machine
@@ -83,8 +85,8 @@ class BusError(SegvError):
 def mk_pte(pfn: int, vma: VMA, write: bool) -> int:
     """A present PTE for pfn with the VMA's user access; writable (and dirty) if a write faulted it."""
     pte = (pfn << PAGE_SHIFT) | PTE_PRESENT | PTE_YOUNG
-    if vma.vm_flags & (VM_READ | VM_WRITE):
-        pte |= PTE_USER
+    if vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC):  # x86: PROT_EXEC pages are readable ...
+        pte |= PTE_USER  # ... unless a protection key forbids it (access_error; model: not on present PTEs)
     if write and vma.vm_flags & VM_WRITE:
         pte |= PTE_RW | PTE_DIRTY
     elif vma_maps_writable(vma):
@@ -168,7 +170,7 @@ def do_user_addr_fault(m: Machine, pid: int, mm: MM, va: int, write: bool) -> in
 def find_vma_for_access(m: Machine, pid: int, mm: MM, va: int, write: bool) -> VMA:
     """do_user_addr_fault's checks: the VMA for va (growing [stack]) must allow the access; else SIGSEGV."""
     vma = lock_mm_and_find_vma(m, pid, mm, va)
-    reason = access_error(vma, write)
+    reason = access_error(vma, write, m.pkeys)
     if reason:
         raise SegvError(va, reason)
     return vma
@@ -193,18 +195,25 @@ def expand_stack(m: Machine, pid: int, mm: MM, vma: VMA, va: int) -> bool:
     if (mm.start_stack - new_start > STACK_RLIMIT or below is not None
             or new_start - prev_end < STACK_GUARD_GAP):
         return False
+    if not m.acct.vm_enough_memory((vma.vm_start - new_start) >> PAGE_SHIFT, mm.total_pages()):
+        return False  # acct_stack_growth
     vma.vm_start = new_start
     mm.reindex()
     m.events.add(pid, "stack-grow", va, detail=f"[stack] now starts at {new_start:#x}")
     return True
 
 
-def access_error(vma: VMA, write: bool) -> str:
-    """Why the VMA forbids this access (x86: write implies read), or "" when it allows it."""
+def access_error(vma: VMA, write: bool, pkeys: bool = False) -> str:
+    """Why the VMA forbids this access, or "" when it allows it. x86: write implies read, and so
+    does PROT_EXEC, unless the CPU has protection keys: then PROT_EXEC alone gets the
+    execute-only key and a read faults (SEGV_PKUERR)."""
     if write and not vma.vm_flags & VM_WRITE:
         return "write to a mapping without PROT_WRITE (SEGV_ACCERR)"
     if not write and not vma.vm_flags & (VM_READ | VM_WRITE):
-        return "read of a PROT_NONE mapping (SEGV_ACCERR)"
+        if vma.vm_flags & VM_EXEC and pkeys:
+            return "read of an execute-only mapping (protection key, SEGV_PKUERR)"
+        if not vma.vm_flags & VM_EXEC:
+            return "read of a PROT_NONE mapping (SEGV_ACCERR)"
     return ""
 
 
@@ -267,20 +276,17 @@ def set_pte_range(m: Machine, mm: MM, vma: VMA, va: int, pfn: int, write: bool) 
     return pte
 
 
-def filemap_fault(m: Machine, pid: int, vma: VMA, va: int) -> tuple[int, bool, bool]:
-    """The page-cache frame behind va: (pfn, fresh shmem page, major fault = read from disk)."""
-    f = vma.vm_file
-    assert f is not None
-    pgoff = vma.pgoff_at(va)
-    fresh = f.is_shmem and pgoff not in f.page_cache
-    pfn, major = f.find_get_page(m.phys, pgoff)
-    if major:
+def filemap_fault(m: Machine, pid: int, vma: VMA, va: int) -> FileFault:
+    """The page-cache frame behind va (mm/filemap.py), its major fault counted."""
+    got = filemap.filemap_fault(m.phys, vma, va, m.ra_pages)
+    if got.major:
         m.count_major(pid)
-    return pfn, fresh, major
+    return got
 
 
 def do_read_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int) -> int:
-    """Read fault on a file (or shmem) mapping: map the page, and fault around cached neighbours."""
+    """Read fault on a file (or shmem) mapping: the page (read with readahead when it is not
+    cached), then fault-around maps the cached pages of the window around it."""
     pfn, fresh, major = filemap_fault(m, pid, vma, va)
     kind = "shmem-alloc" if fresh else "pagecache-map"
     pte = set_pte_range(m, mm, vma, va, pfn, False)
@@ -291,20 +297,21 @@ def do_read_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int) -> int:
 
 
 def do_fault_around(m: Machine, mm: MM, vma: VMA, va: int) -> None:
-    """Map already-cached pages in the 16-page aligned window around va (filemap_map_pages)."""
+    """Map the cached pages of a 16-page window (do_fault_around, 6.4+): aligned to 16 pages but
+    starting no lower than the VMA, so a VMA starting inside an aligned block gets 16 pages from its
+    start; clipped to the VMA, the PTE table and EOF (filemap_map_pages)."""
     f = vma.vm_file
     assert f is not None
-    win = FAULT_AROUND_PAGES * PAGE_SIZE
-    lo = max(va & ~(win - 1), vma.vm_start, va & ~((1 << 21) - 1))
-    hi = min((va & ~(win - 1)) + win, vma.vm_end, (va & ~((1 << 21) - 1)) + (1 << 21))
-    for addr in range(lo, hi, PAGE_SIZE):
-        if addr == va or mm.pgd.lookup(addr):
-            continue
-        pgoff = vma.pgoff_at(addr)
-        if pgoff >= f.npages:
-            break
-        pfn = f.page_cache.get(pgoff)
-        if pfn is not None:
+    nr = FAULT_AROUND_PAGES
+    pte_off = (va >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)
+    vma_off = (va - vma.vm_start) >> PAGE_SHIFT
+    from_pte = max(pte_off & ~(nr - 1), pte_off - min(pte_off, vma_off))
+    to_pte = min(from_pte + nr, PTRS_PER_TABLE, pte_off + vma.npages - vma_off)
+    table = va & ~((PTRS_PER_TABLE << PAGE_SHIFT) - 1)
+    first = vma.pgoff_at(table + (from_pte << PAGE_SHIFT))
+    for pgoff, pfn in filemap.filemap_map_pages(f, first, first + to_pte - from_pte - 1):
+        addr = vma.vm_start + ((pgoff - vma.vm_pgoff) << PAGE_SHIFT)
+        if not mm.pgd.lookup(addr):
             set_pte_range(m, mm, vma, addr, pfn, False)
 
 

@@ -12,6 +12,7 @@ from .fault_range import fault_range
 from .huge_memory import change_huge_pmds, split_huge_pmd
 from .memory import BusError, handle_mm_fault, vma_maps_writable, zap_range
 from .page_alloc import PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY
+from .readahead import FileRaState
 from .vma import (
     MM,
     PROT_FLAGS,
@@ -57,8 +58,9 @@ def check_range(addr: int, length: int, call: str) -> int:
 
 
 def do_mmap(m: Machine, pid: int, mm: MM, length: int, prot: str, shared: bool, file: File | None,
-            offset: int, addr: int | None, fixed: bool, name: str = "") -> int:
-    """mmap(2): place a new VMA (top-down), merge it with compatible neighbours."""
+            offset: int, addr: int | None, fixed: bool, name: str = "", ra: FileRaState | None = None) -> int:
+    """mmap(2): place a new VMA (top-down), merge it with compatible neighbours. A file is opened
+    for the call (its own struct file and readahead state) unless `ra` names an open one."""
     flags = prot_to_flags(prot, "mmap")
     if length <= 0:
         raise SyscallError(EINVAL, "mmap", "length must be positive")
@@ -67,9 +69,14 @@ def do_mmap(m: Machine, pid: int, mm: MM, length: int, prot: str, shared: bool, 
     length = page_align(length)
     if fixed and (addr is None or addr & (PAGE_SIZE - 1)):
         raise SyscallError(EINVAL, "mmap", "MAP_FIXED needs a page-aligned address")
+    charge = mmap_charge(flags, shared, file is None, length)
     if fixed:
         check_range(addr, length, "mmap")  # type: ignore[arg-type]
+        replaced = accounted_pages(mm, addr, addr + length)  # type: ignore[operator]
+        if not m.acct.vm_enough_memory(charge - replaced, mm.total_pages()):
+            raise SyscallError(ENOMEM, "mmap", "not enough memory to commit (overcommit policy)")
         do_munmap(m, mm, addr, length)  # type: ignore[arg-type]
+        m.acct.committed += replaced  # the old mapping's charge went with it; the new one stays
         start = addr
     else:
         hint = addr & ~(PAGE_SIZE - 1) if addr else None
@@ -78,16 +85,21 @@ def do_mmap(m: Machine, pid: int, mm: MM, length: int, prot: str, shared: bool, 
         start = mm.get_unmapped_area(length, hint, thp_align(length, file is None and not shared))
         if not start:
             raise SyscallError(ENOMEM, "mmap", "no free address range large enough")
+        if not m.acct.vm_enough_memory(charge, mm.total_pages()):
+            raise SyscallError(ENOMEM, "mmap", "not enough memory to commit (overcommit policy)")
     flags |= VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
     pgoff = offset >> PAGE_SHIFT
     if shared:
         flags |= VM_SHARED | VM_MAYSHARE
         if file is None:
-            file = m.new_shmem_anon(length)
+            file = m.new_shmem_anon(length)  # shmem_zero_setup: the object carries the charge
+            file.shmem_charge = charge
             pgoff = 0
     elif flags & VM_WRITE:
         flags |= VM_ACCOUNT
-    vma = VMA(start, start + length, flags, pgoff, file, None, name)  # type: ignore[arg-type]
+    if file is not None and not file.is_shmem and ra is None:
+        ra = FileRaState(m.ra_pages)  # open(2)
+    vma = VMA(start, start + length, flags, pgoff, file, None, name, ra)  # type: ignore[arg-type]
     mm.insert(vma)
     vma = mm.try_merge_around(vma)
     mm.hiwater_vm = max(mm.hiwater_vm, mm.total_pages())
@@ -106,8 +118,24 @@ def do_munmap(m: Machine, mm: MM, addr: int, length: int) -> None:
     for vma in vmas:
         zap_range(m, mm, vma.vm_start, vma.vm_end)
         mm.remove(vma)
+        if vma.vm_flags & VM_ACCOUNT:
+            m.acct.unacct(vma.npages)
     mm.pgd.free_tables([(v.vm_start, v.vm_end) for v in mm.vmas])
     m.release_shmem([v.vm_file for v in vmas if v.vm_file is not None])
+
+
+def mmap_charge(flags: int, shared: bool, anon: bool, length: int) -> int:
+    """Pages a new mapping commits: private writable memory (accountable_mapping: it gets
+    VM_ACCOUNT) and MAP_SHARED|MAP_ANONYMOUS objects whatever their protection (shmem_acct_size)."""
+    if shared:
+        return length >> PAGE_SHIFT if anon else 0
+    return length >> PAGE_SHIFT if flags & VM_WRITE else 0
+
+
+def accounted_pages(mm: MM, start: int, end: int) -> int:
+    """Pages of VM_ACCOUNT VMAs inside [start, end)."""
+    return sum((min(end, v.vm_end) - max(start, v.vm_start)) >> PAGE_SHIFT
+               for v in mm.overlapping(start, end) if v.vm_flags & VM_ACCOUNT)
 
 
 def require_mapped(mm: MM, start: int, end: int, call: str) -> list[VMA]:
@@ -123,8 +151,9 @@ def require_mapped(mm: MM, start: int, end: int, call: str) -> list[VMA]:
     return vmas
 
 
-def do_mprotect(m: Machine, mm: MM, addr: int, length: int, prot: str) -> None:
-    """mprotect(2): split, change flags and PTE permissions, re-merge (change_protection)."""
+def do_mprotect(m: Machine, mm: MM, addr: int, length: int, prot: str, pid: int = 0) -> None:
+    """mprotect(2): split, change flags and PTE permissions, re-merge (change_protection); VMA by
+    VMA, so a hole or a refused charge leaves the VMAs before it changed."""
     length = check_range(addr, length, "mprotect")
     newprot = prot_to_flags(prot, "mprotect")
     end = addr + length
@@ -138,30 +167,39 @@ def do_mprotect(m: Machine, mm: MM, addr: int, length: int, prot: str) -> None:
         if newprot & VM_WRITE and vma.vm_flags & VM_SHARED and not vma.vm_flags & VM_MAYWRITE:
             raise SyscallError(EACCES, "mprotect", "shared mapping of a read-only file")
         hi = min(end, vma.vm_end)
-        mprotect_fixup(m, mm, vma, pos, hi, newprot)
+        mprotect_fixup(m, pid, mm, vma, pos, hi, newprot)
         pos = hi
 
 
-def mprotect_fixup(m: Machine, mm: MM, vma: VMA, start: int, end: int, newprot: int) -> None:
-    """Change one VMA's part [start, end): new flags with the kernel's VM_ACCOUNT rules, PTEs, merge."""
+def mprotect_fixup(m: Machine, pid: int, mm: MM, vma: VMA, start: int, end: int, newprot: int) -> None:
+    """Change one VMA's part [start, end): the VM_ACCOUNT rules (becoming writable commits the part:
+    ENOMEM if the policy refuses; a never-written anon part read-only gives its charge back), new
+    flags and PTEs, merge. A locked private part that becomes writable is populated with write
+    faults, as mlock would have (copy-on-write broken, the zero page replaced)."""
     old = vma.vm_flags
     new = (old & ~PROT_FLAGS) | newprot
+    npages = (end - start) >> PAGE_SHIFT
     if newprot & VM_WRITE:
         if not old & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE):
+            if not m.acct.vm_enough_memory(npages, mm.total_pages()):
+                raise SyscallError(ENOMEM, "mprotect", "not enough memory to commit (overcommit policy)")
             new |= VM_ACCOUNT
     elif old & VM_ACCOUNT and vma.vm_file is None and vma.anon_vma is None:
         new &= ~VM_ACCOUNT
+        m.acct.unacct(npages)
     if new == old:
         return
     for part in mm.isolate(start, end):
         part.vm_flags = new
         change_protection(m, mm, part)
         mm.try_merge_around(part)
+    if (old & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED and new & VM_WRITE:
+        populate_locked(m, pid, mm, start, end)
 
 
 def change_protection(m: Machine, mm: MM, vma: VMA) -> None:
     """Rewrite present PTEs for the VMA's new protection; writable only where no CoW is pending."""
-    readable = bool(vma.vm_flags & (VM_READ | VM_WRITE))
+    readable = bool(vma.vm_flags & (VM_READ | VM_WRITE) or vma.vm_flags & VM_EXEC and not m.pkeys)
     writable = bool(vma.vm_flags & VM_WRITE)
     if mm.pgd.pmds:
         change_huge_pmds(m, mm, vma)
@@ -194,6 +232,8 @@ def do_brk(m: Machine, pid: int, mm: MM, new_end: int | None) -> int:
     elif new_top > old_top:
         nxt = mm.vma_after(old_top)
         if nxt is not None and nxt.vm_start < new_top + (PAGE_SIZE if nxt.name == "[stack]" else 0):
+            return mm.brk
+        if not m.acct.vm_enough_memory((new_top - old_top) >> PAGE_SHIFT, mm.total_pages()):
             return mm.brk
         do_brk_flags(mm, old_top, new_top)
     mm.brk = new_end
@@ -236,19 +276,32 @@ def do_mremap(m: Machine, pid: int, mm: MM, addr: int, old_len: int, new_len: in
     if vma.vm_end < addr + old_len:
         raise SyscallError(EFAULT, "mremap", "old range is not one mapping")
     grow_end = addr + new_len
-    if vma.vm_end == addr + old_len and not mm.overlapping(vma.vm_end, grow_end):
-        vma.vm_end = grow_end
-        return addr
-    if not may_move:
+    in_place = vma.vm_end == addr + old_len and not mm.overlapping(vma.vm_end, grow_end)
+    if not in_place and not may_move:
         raise SyscallError(ENOMEM, "mremap", "cannot grow in place and MREMAP_MAYMOVE not given")
-    new = mm.get_unmapped_area(new_len)
+    new = addr if in_place else mm.get_unmapped_area(new_len)
     if not new:
         raise SyscallError(ENOMEM, "mremap", "no free address range")
+    if vma.vm_flags & VM_ACCOUNT and not m.acct.vm_enough_memory((new_len - old_len) >> PAGE_SHIFT,
+                                                                 mm.total_pages()):
+        raise SyscallError(ENOMEM, "mremap", "not enough memory to commit (overcommit policy)")
+    if in_place:
+        vma.vm_end = grow_end
+    else:
+        move_vma(mm, addr, old_len, new, new_len)
+    if vma.vm_flags & VM_LOCKED:  # mremap populates the new tail of a locked mapping
+        populate_locked(m, pid, mm, new + old_len, new + new_len)
+    return new
+
+
+def move_vma(mm: MM, addr: int, old_len: int, new: int, new_len: int) -> None:
+    """Move [addr, addr+old_len) to a new VMA at new (new_len long): PTEs move, frames keep their
+    counts (move_ptes); the old range's page tables go."""
     part = mm.isolate(addr, addr + old_len)[0]
     for haddr, _leaf in mm.pgd.leaves(addr, addr + old_len) if mm.pgd.pmds else ():
         split_huge_pmd(m, mm, haddr)  # the model moves PTEs only (move_huge_pmd is not modelled)
     moved = VMA(new, new + new_len, part.vm_flags, part.vm_pgoff, part.vm_file, part.anon_vma,
-                part.name)
+                part.name, part.vm_ra)
     mm.insert(moved)
     for i in range(old_len >> PAGE_SHIFT):  # move_ptes: frames keep their counts
         pte = mm.pgd.lookup(addr + (i << PAGE_SHIFT))
@@ -257,7 +310,6 @@ def do_mremap(m: Machine, pid: int, mm: MM, addr: int, old_len: int, new_len: in
             mm.pgd.set(addr + (i << PAGE_SHIFT), 0)
     mm.remove(part)
     mm.pgd.free_tables([(v.vm_start, v.vm_end) for v in mm.vmas])
-    return new
 
 
 def mm_populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool) -> None:
@@ -268,11 +320,13 @@ def mm_populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool)
         pass
 
 
-def populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool) -> None:
-    """Fault in [start, end) as if read or written (MAP_POPULATE / MADV_POPULATE_*)."""
+def populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool, force: bool = False) -> None:
+    """Fault in [start, end) as if read or written (MAP_POPULATE / MADV_POPULATE_*); `force`
+    (FOLL_FORCE, mlock): a read needs any access right, PROT_EXEC will do."""
     for vma in mm.overlapping(start, end):
         lo, hi = max(start, vma.vm_start), min(end, vma.vm_end)
-        if not vma.vm_flags & (VM_WRITE if write else VM_READ | VM_WRITE):
+        need = VM_WRITE if write else VM_READ | VM_WRITE | (VM_EXEC if force else 0)
+        if not vma.vm_flags & need:
             continue  # mm_populate skips what the access could not fault in
         if vma.vm_file is None and not vma.is_shared:
             fault_range(m, pid, mm, vma, lo, hi, write)
@@ -285,20 +339,22 @@ def populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool) ->
                 m.phys.flags[pte >> PAGE_SHIFT] |= PG_DIRTY
 
 
-def do_mlock(m: Machine, pid: int, mm: MM, addr: int, length: int, lock: bool) -> None:
-    """mlock/munlock: set or clear VM_LOCKED (split, merge); mlock populates the range."""
-    start = addr & ~(PAGE_SIZE - 1)
-    end = page_align(addr + length)
-    if end == start:
-        return
-    require_mapped(mm, start, end, "mlock" if lock else "munlock")
-    for vma in mm.isolate(start, end):
-        vma.vm_flags = vma.vm_flags | VM_LOCKED if lock else vma.vm_flags & ~VM_LOCKED
-    for vma in list(mm.overlapping(max(start - 1, 0), end + 1)):
-        if vma in mm.vmas:
-            mm.try_merge_around(vma)
-    if lock:
-        for vma in mm.overlapping(start, end):
-            if vma.vm_flags & (VM_READ | VM_WRITE):
-                mm_populate(m, pid, mm, max(start, vma.vm_start), min(end, vma.vm_end),
-                         bool(vma.vm_flags & VM_WRITE) and not vma.is_shared)
+def populate_vma_page_range(m: Machine, pid: int, mm: MM, vma: VMA, start: int, end: int) -> bool:
+    """Fault [start, end) of one VMA as GUP does for mlock: written if the VMA is private and
+    writable, read otherwise (FOLL_FORCE: any access right will do). False if it cannot."""
+    if not vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC):
+        return False
+    write = (vma.vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
+    try:
+        populate(m, pid, mm, start, end, write, force=True)
+    except BusError:
+        return False
+    return True
+
+
+def populate_locked(m: Machine, pid: int, mm: MM, start: int, end: int) -> None:
+    """Fault in the locked VMAs of [start, end), ignoring errors (mm_populate after mremap grows
+    a locked mapping, populate_vma_page_range after mprotect makes one writable)."""
+    for vma in list(mm.overlapping(start, end)):
+        if vma.vm_flags & VM_LOCKED:
+            populate_vma_page_range(m, pid, mm, vma, max(start, vma.vm_start), min(end, vma.vm_end))

@@ -194,6 +194,15 @@ class PageTable:
         for key in dead:
             del self.tables[key]
 
+    def reclaim_covered_tables(self, start: int, end: int) -> None:
+        """Free the PTE tables [start, end) covers whole once they hold no entry (markers count as
+        entries): MADV_DONTNEED's page-table reclaim (CONFIG_PT_RECLAIM, 6.14+)."""
+        first = (start + (1 << PMD_SHIFT) - 1) >> PMD_SHIFT
+        for key in range(first, end >> PMD_SHIFT):
+            t = self.tables.get(key)
+            if t is not None and not t.any():
+                del self.tables[key]
+
     def nr_table_pages(self) -> int:
         """Page-table pages the kernel would count in VmPTE: PTE + PMD + PUD tables (a huge PMD
         counts its deposited PTE table)."""

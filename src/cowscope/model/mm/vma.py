@@ -13,6 +13,7 @@ from .pgtable import PageTable
 
 if TYPE_CHECKING:
     from ..fs.file import File
+    from .readahead import FileRaState
 
 VM_READ = 0x1
 VM_WRITE = 0x2
@@ -68,6 +69,7 @@ class VMA:
     vm_file: File | None = None
     anon_vma: AnonVma | None = None
     name: str = ""                 # special names: [stack]; [heap] is derived from brk
+    vm_ra: FileRaState | None = None  # the open file's readahead state (struct file: one per mmap)
 
     @property
     def npages(self) -> int:
@@ -102,7 +104,7 @@ class VMA:
     def split_copy(self, start: int, end: int) -> VMA:
         """A VMA for [start, end) of this one, same flags, file offset advanced (__split_vma)."""
         return VMA(start, end, self.vm_flags, self.pgoff_at(start) if self.vm_file else 0,
-                   self.vm_file, self.anon_vma, self.name)
+                   self.vm_file, self.anon_vma, self.name, self.vm_ra)
 
 
 def anon_vma_compatible(a: VMA, b: VMA) -> bool:
@@ -120,8 +122,8 @@ def can_merge(prev: VMA, nxt: VMA) -> bool:
     """prev directly followed by nxt can become one VMA (is_mergeable_vma + anon_vma rule)."""
     if prev.vm_end != nxt.vm_start or prev.vm_flags != nxt.vm_flags:
         return False
-    if prev.vm_file is not nxt.vm_file or prev.name != nxt.name:
-        return False
+    if prev.vm_file is not nxt.vm_file or prev.vm_ra is not nxt.vm_ra or prev.name != nxt.name:
+        return False  # (vm_ra stands for the struct file: two mmap calls open the file twice)
     # (each MAP_SHARED|MAP_ANONYMOUS mapping is its own shmem file, so only its own pieces merge)
     if prev.vm_file is not None and prev.pgoff_at(prev.vm_end) != nxt.vm_pgoff:
         return False

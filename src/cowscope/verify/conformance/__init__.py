@@ -49,7 +49,21 @@ def scenario(sid: str, title: str) -> Callable[[ScenarioFn], ScenarioFn]:
 
 def all_scenarios() -> list[Scenario]:
     """Every registered scenario, in file order."""
-    from . import anon, files, kpage, lifecycle, madv, malloc, shared, swap, thp, vma  # noqa: F401  (registration)
+    from . import (  # noqa: F401  (registration)
+        anon,
+        files,
+        kpage,
+        lifecycle,
+        limits,
+        lock,
+        madv,
+        malloc,
+        pagecache,
+        shared,
+        swap,
+        thp,
+        vma,
+    )
 
     return list(SCENARIOS)
 
