@@ -288,13 +288,13 @@ def do_mremap(m: Machine, pid: int, mm: MM, addr: int, old_len: int, new_len: in
     if in_place:
         vma.vm_end = grow_end
     else:
-        move_vma(mm, addr, old_len, new, new_len)
+        move_vma(m, mm, addr, old_len, new, new_len)
     if vma.vm_flags & VM_LOCKED:  # mremap populates the new tail of a locked mapping
         populate_locked(m, pid, mm, new + old_len, new + new_len)
     return new
 
 
-def move_vma(mm: MM, addr: int, old_len: int, new: int, new_len: int) -> None:
+def move_vma(m: Machine, mm: MM, addr: int, old_len: int, new: int, new_len: int) -> None:
     """Move [addr, addr+old_len) to a new VMA at new (new_len long): PTEs move, frames keep their
     counts (move_ptes); the old range's page tables go."""
     part = mm.isolate(addr, addr + old_len)[0]
