@@ -146,7 +146,7 @@ def test_rule_before_6_15_copies_a_pte_mapped_subpage() -> None:
 
 
 def test_thp_allocation_falls_back_to_4k_when_no_folio_fits() -> None:
-    m = Machine(ram="3MiB")
+    m = Machine(ram="3MiB", overcommit_memory=1)  # a 4 MiB mapping: more than the default heuristic grants
     p = m.spawn()
     a = block(p, 2)
     p.write(a, b"x")
