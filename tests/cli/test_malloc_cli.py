@@ -144,8 +144,9 @@ def test_state_dump_before_malloc_is_initialised(name: str, tmp_path: Path,
 
 
 def test_diff_huge_requests_against_real_glibc(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """Sizes around this machine's RAM + swap (the overcommit heuristic's limit), a 1.5 GiB brk
-    heap and multi-GiB mmapped chunks: the model matches glibc here, without a MemoryError."""
+    """Sizes around this machine's RAM + swap (the overcommit heuristic's limit; 1 GiB either side,
+    as other tests may switch a small swapfile on meanwhile), a 1.5 GiB brk heap and multi-GiB
+    mmapped chunks: the model matches glibc here, without a MemoryError."""
     from cowscope.model.libc.ptmalloc.native import NativeHarnessError, harness_path
 
     try:
@@ -155,7 +156,7 @@ def test_diff_huge_requests_against_real_glibc(capsys: pytest.CaptureFixture[str
     limit = malloc_cli.host_commit_pages() * 4096
     ops = tmp_path / "huge.ops"
     ops.write_text(f"o -4 0\nm 0 {1536 << 20}\nf 0\no -4 65536\nm 1 {4 << 30}\nr 1 {8 << 30}\n"
-                   f"m 2 {limit - (1 << 20)}\nm 3 {limit + (1 << 20)}\nc 4 2 {limit // 2 + 4096}\n"
+                   f"m 2 {limit - (1 << 30)}\nm 3 {limit + (1 << 30)}\nc 4 2 {limit // 2 + (1 << 29)}\n"
                    f"f 1\nf 2\n")
     assert main(["malloc", "diff", str(ops)]) == 0, capsys.readouterr().out
     assert capsys.readouterr().out.startswith("identical: 14 lines")
