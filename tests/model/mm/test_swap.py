@@ -23,7 +23,7 @@ def test_memory_pressure_swaps_out_before_the_oom_killer() -> None:
 
 
 def test_without_swap_the_oom_killer_runs() -> None:
-    m = Machine(ram="2MiB")
+    m = Machine(ram="2MiB", overcommit_memory=1)  # 4 MiB mapped: more than the default heuristic grants
     p = m.spawn()
     a = p.mmap(1024 * P)
     with pytest.raises(OOMKilled):
