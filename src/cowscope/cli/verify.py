@@ -129,13 +129,16 @@ def _run_scenario(s: Scenario, make_model: MakeMachine | None, make_linux: MakeM
         print("note: no root: PFNs and /proc/kpagecount are unavailable; page identity and map "
               "counts are not compared")
         score.kpage_note = True
+    diffs = compare(tm, tl) if tm and tl else []
+    bad = counted(diffs)
     skipped = next((tr.skipped for tr in (tl, tm) if tr is not None and tr.skipped), None)
+    skipped = skipped or (None if bad else _needs_root(tl))  # a difference is reported all the same
     if skipped:
         score.skipped.append(s.id)
         print(f"{s.id:<5} {'skipped':<12} {skipped}  ({s.title})")
+        if verbose:
+            _print_details([tl, tm], [])
         return
-    diffs = compare(tm, tl) if tm and tl else []
-    bad = counted(diffs)
     kernel_facts = _facts(tl)
     model_facts = _facts(tm)
     ok_facts = kernel_facts in ("ok", "-")
@@ -151,6 +154,14 @@ def _run_scenario(s: Scenario, make_model: MakeMachine | None, make_linux: MakeM
     print(f"{s.id:<5} {verdict:<12} kernel {kernel_facts:<10} model {model_facts:<10} {s.title}")
     if verbose:
         _print_details([tl, tm], diffs)
+
+
+def _needs_root(tl: Trace | None) -> str | None:
+    """Why a kernel run without root cannot check the scenario's facts: some read what only root
+    sees (PFNs, map counts, the zero page) and some failed."""
+    if tl is None or not tl.needs_root or not tl.failures:
+        return None
+    return f"needs root: {len(tl.failures)} fact(s) read {'; '.join(sorted(tl.needs_root))}"
 
 
 def _print_details(traces: list[Trace | None], diffs: list[Diff]) -> None:
@@ -181,7 +192,8 @@ def _print_exclusions() -> None:
 
 def _print_score(score: _Score, n: int, model: bool, linux: bool) -> None:
     if score.skipped:
-        print(f"skipped (cannot run here): {' '.join(score.skipped)}")
+        print(f"skipped: {len(score.skipped)} scenario(s) that cannot run here (as root they would): "
+              f"{' '.join(score.skipped)}")
         n -= len(score.skipped)
     n = max(n, 1)
     if model and linux:

@@ -14,7 +14,6 @@ so a SIGKILLed controller leaves nothing behind either.
 from __future__ import annotations
 
 import atexit
-import errno
 import os
 import shutil
 import signal
@@ -330,11 +329,13 @@ class Machine:
         """/proc/kpagecount of one PFN."""
         arr = self.kpagecount_array([pfn])
         if arr is None:
-            raise kpage.KpageUnavailable(errno.EPERM, "/proc/kpagecount needs root")
+            raise Unsupported("needs root: /proc/kpagecount (and PFNs in pagemap) need CAP_SYS_ADMIN")
         return int(arr[0])
 
     def kpageflags(self, pfn: int) -> int:
         """/proc/kpageflags of one PFN."""
+        if not self.kpage_available:
+            raise Unsupported("needs root: /proc/kpageflags (and PFNs in pagemap) need CAP_SYS_ADMIN")
         return int(kpage.read_kpageflags([pfn])[0])
 
     @property

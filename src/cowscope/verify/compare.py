@@ -175,8 +175,11 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
     rk = at.rsplit(" ", 1)[-1]
     accessed = set(ra["accessed"]) | set(rb["accessed"])
     fault_around_pages: set[int] = set()
-    ta = [_norm_token(t, False, pfns) for t in ra["pages"]]
-    tb = [_norm_token(t, False, pfns) for t in rb["pages"]]
+    if not pfns and "bits" in ra and "bits" in rb:  # no root on one side: what pagemap tells anyone
+        ta, tb = list(ra["bits"]), list(rb["bits"])
+    else:
+        ta = [_norm_token(t, False, pfns) for t in ra["pages"]]
+        tb = [_norm_token(t, False, pfns) for t in rb["pages"]]
     for i in range(max(len(ta), len(tb))):
         x = ta[i] if i < len(ta) else None
         y = tb[i] if i < len(tb) else None

@@ -19,7 +19,15 @@ import numpy as np
 from ..errors import CowscopeError
 from ..observe.backend import File, Machine, Process
 from ..observe.pages import NOT_PRESENT, PAGECACHE, PRIVATE, SHARED, SWAPPED, ZERO, classify
-from ..observe.records import PAGE_SIZE, PM_GUARD_REGION, pagemap_pfns
+from ..observe.records import (
+    PAGE_SIZE,
+    PM_FILE,
+    PM_GUARD_REGION,
+    PM_MMAP_EXCLUSIVE,
+    PM_PRESENT,
+    PM_SWAP,
+    pagemap_pfns,
+)
 from .exclusions import SMAPS_COMPARED
 from .process import Region, TracedProcess, _bytes_text
 
@@ -34,6 +42,7 @@ class Trace:
     failures: list[str] = field(default_factory=list)  # failed expectations (facts)
     error: str | None = None  # an unexpected exception that ended the scenario, with its line
     outcome: str | None = None  # that exception as compared between backends (verify.outcome)
+    needs_root: set[str] = field(default_factory=set)  # what facts read that only root can see
     skipped: str | None = None  # why this backend cannot run the scenario here (errors.Unsupported)
     kpage: bool = True
     marks: list[int] = field(default_factory=list)  # len(ops) at each checkpoint
@@ -135,22 +144,37 @@ class TracedMachine:
                                                                               np.ndarray]:
         """(state, mapcount, pfn) arrays of npages from addr in p; a swap entry (not a guard
         marker) has map count -1."""
+        return self._classified(p, addr, npages)[1:]
+
+    def _classified(self, p: TracedProcess, addr: int, npages: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                                np.ndarray]:
+        """(raw pagemap, state, mapcount, pfn) of npages from addr in p."""
         raw = p._p.pagemap_raw(addr, npages)
         pfns = pagemap_pfns(raw)
         kc = self._m.kpagecount_array(pfns) if self.trace.kpage else None
         st = classify(raw, kc, set(self._m.zero_pfns))
         swap = (st.state == SWAPPED) & ((np.asarray(raw, dtype=np.uint64) & np.uint64(PM_GUARD_REGION)) == 0)
-        return st.state, np.where(swap, -1, st.mapcount), st.pfn
+        return raw, st.state, np.where(swap, -1, st.mapcount), st.pfn
 
     def tokens(self, p: TracedProcess, addr: int, npages: int) -> list[str]:
         """Per page: "-" none, "Z" zero page, "X" exclusive anon, "S<n>" shared anon, "F<n>" page
         cache (mapcount n), "W" swap entry (swapped out), "G" guard marker."""
         state, mc, _pfn = self.page_states(p, addr, npages)
-        return [_token(int(s), int(c)) for s, c in zip(state, mc, strict=True)]
+        toks = [_token(int(s), int(c)) for s, c in zip(state, mc, strict=True)]
+        if any(t[0] in "SF" for t in toks):
+            self._root_only("map counts and the zero page (pagemap tells only present/exclusive)")
+        return toks
 
     def pfns(self, p: TracedProcess, addr: int, npages: int) -> list[int]:
         """PFNs of npages from addr (0 when absent)."""
+        self._root_only("PFNs")
         return [int(x) for x in self.page_states(p, addr, npages)[2]]
+
+    def _root_only(self, what: str) -> None:
+        """A fact reads `what`, which the kernel shows only to root: noted when not root, so that a
+        failed fact is reported as needing root (`cowscope verify`), not as a kernel failure."""
+        if self.backend_is_linux and not self.trace.kpage:
+            self.trace.needs_root.add(what)
 
     def smaps_at(self, p: TracedProcess, addr: int) -> dict[str, int]:
         """The smaps fields (kB) of the VMA containing addr ({} if none)."""
@@ -212,7 +236,7 @@ class TracedMachine:
             smaps = p.smaps()
             regions: dict[str, Any] = {}
             for r in tp.regions + self._heap_region(tp):
-                state, mc, pfn = self.page_states(tp, r.addr, r.npages)
+                raw, state, mc, pfn = self._classified(tp, r.addr, r.npages)
                 prev = self._labels.get((tp.key, r.key))
                 toks, changed = [], []
                 for i, (s, c, f) in enumerate(zip(state, mc, pfn, strict=True)):
@@ -236,7 +260,7 @@ class TracedMachine:
                     })
                 # A page this process dropped (DONTNEED, munmap, ...) and faulted again may get
                 # its old PFN back from the page allocator: then "replaced" is not decidable.
-                regions[r.key] = {"pages": toks, "moved": changed, "vmas": vmas,
+                regions[r.key] = {"pages": toks, "bits": pagemap_bits(raw), "moved": changed, "vmas": vmas,
                                   "recycled": r.key in tp.dropped, "guarded": r.guarded,
                                   "lazyfree": r.key in self.lazyfree,
                                   "filebacked": r.filebacked,
@@ -265,6 +289,23 @@ class TracedMachine:
 
 def _state(p: Process) -> str:
     return "alive" if p.alive else p.state
+
+
+def pagemap_bits(raw: np.ndarray) -> str:
+    """Per page what pagemap tells anyone, root or not: "-" none, "X" present and exclusively
+    mapped, "F" present with the file bit (page cache, and the huge zero page), "P" present
+    otherwise (the zero page, a shared anon page), "W" a swap entry, "G" a guard marker."""
+    pm = np.asarray(raw, dtype=np.uint64)
+    def bit(b: int) -> np.ndarray:
+        return (pm & np.uint64(b)) != 0
+    present = bit(PM_PRESENT)
+    out = np.full(len(pm), ord("-"), dtype=np.uint8)
+    out[bit(PM_SWAP) & ~present] = ord("W")
+    out[bit(PM_GUARD_REGION) & ~present] = ord("G")
+    out[present] = ord("P")
+    out[present & bit(PM_MMAP_EXCLUSIVE)] = ord("X")
+    out[present & bit(PM_FILE)] = ord("F")
+    return out.tobytes().decode("ascii")
 
 
 def _token(state: int, mapcount: int) -> str:
