@@ -413,10 +413,3 @@ class FlatHost:
         self.stderr += message + "\n"
         self.alive = False
         raise Aborted(self.pid, message)
-
-    def mapping_of(self, addr: int) -> tuple[int, int] | None:
-        """(start, length) of the anonymous mapping holding addr, if any."""
-        for start, buf in self.maps.items():
-            if start <= addr < start + len(buf):
-                return start, len(buf)
-        return None

@@ -4,7 +4,7 @@ The kernel faults page by page; the model makes the same decisions for a whole r
 numpy (touch, fill and populate of large buffers): `fault_range` (huge PMDs first, then one pass
 over the PTE tables), and `fault_pages`, the page-by-page path it falls back to where a decision
 needs the single-page code (guard markers, swap entries, pages in the swap cache, OOM).
-tests/model/mm/test_memory.py checks that both make the same decisions.
+tests/model/mm/test_fault_range.py checks that both make the same decisions.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from .chunk import chunk_accessors
 from .intfree import IntFreeMixin
 from .intmalloc import IntMallocMixin
 from .layout import (
-    AV_BINMAP,
     AV_BINS,
     DEFAULT_MMAP_THRESHOLD_MAX,
     ENOMEM,
@@ -222,11 +221,6 @@ class PtMallocCore(IntMallocMixin, IntFreeMixin, SysMemMixin):
     def bin_at(self, i: int) -> int:
         """bin_at(av, i): the fake chunk whose fd/bk are bins[2(i-1)], bins[2(i-1)+1]."""
         return self.UNSORTED + (i - 1) * 16
-
-    def mark_bin(self, i: int) -> None:
-        """mark_bin: set bit i of the binmap."""
-        a = self.A + AV_BINMAP + 4 * (i >> 5)
-        self._w32(a, self._r32(a) | (1 << (i & 31)))
 
     def unlink_chunk(self, p: int) -> None:
         """unlink_chunk: take a free chunk off its doubly linked list (and the nextsize ring of a

@@ -61,7 +61,7 @@ class FastPathMixin:
             """__libc_malloc with tcache_get inlined."""
             tc = cr(a_tcache)
             if tc and size <= PTRDIFF_MAX:
-                tc_idx = 0 if size < 9 else ((size + 23) >> 4) - 2   # csize2tidx(request2size)
+                tc_idx = 0 if size < 9 else ((size + 23) >> 4) - 2   # csize2tidx(checked_request2size(size))
                 if tc_idx < cr(a_tcache_bins):
                     ca = tc + 2 * tc_idx
                     cnt = r16(ca)

@@ -113,16 +113,9 @@ TE_NEXT = 0
 TE_KEY = 8
 
 
-def request2size(req: int) -> int:
-    """request2size: the chunk size serving a request of req bytes."""
-    if req + SIZE_SZ + MALLOC_ALIGN_MASK < MINSIZE:
-        return MINSIZE
-    return (req + SIZE_SZ + MALLOC_ALIGN_MASK) & ~MALLOC_ALIGN_MASK
-
-
 def checked_request2size(req: int) -> int:
-    """checked_request2size: 0 when req exceeds PTRDIFF_MAX (ENOMEM), else request2size (inlined:
-    it is on every _int_malloc)."""
+    """checked_request2size: 0 when req exceeds PTRDIFF_MAX (ENOMEM), else request2size: the chunk
+    size serving a request of req bytes."""
     if req > PTRDIFF_MAX:
         return 0
     if req + SIZE_SZ + MALLOC_ALIGN_MASK < MINSIZE:

@@ -117,18 +117,7 @@ def dump_state(alloc, H: int) -> list[str]:
     return lines
 
 
-@dataclass
-class HeapCheck:
-    """Result of check_heap: chunk counts by where they are."""
-
-    chunks: int
-    in_use: int
-    tcache: int
-    fast: int
-    binned: int
-
-
-def check_heap(alloc, in_use: set[int] | None = None) -> HeapCheck:
+def check_heap(alloc, in_use: set[int] | None = None) -> None:
     """Walk the sbrk heap chunk by chunk and cross-check every bin; AssertionError on corruption.
 
     Every chunk between sbrk_base and top must be in exactly one of: in use, a tcache bin, a
@@ -137,7 +126,7 @@ def check_heap(alloc, in_use: set[int] | None = None) -> HeapCheck:
     """
     base = alloc.heap_start()
     if base == 0:
-        return HeapCheck(0, 0, 0, 0, 0)
+        return
     tc_members = {e - 16: i for i, (_, items) in tcache_lists(alloc).items() for e in items}
     for i, (count, items) in tcache_lists(alloc).items():
         assert count == len(items) <= 7, f"tcache[{i}] count {count} vs {len(items)} entries"
@@ -154,7 +143,6 @@ def check_heap(alloc, in_use: set[int] | None = None) -> HeapCheck:
         top = alloc.host.read_u64(alloc.A + AV_TOP)
         heap_in_use = {m for m in in_use if base <= m < top}
         assert heap_in_use <= walk.mems_in_use, "a live allocation is not an in-use chunk"
-    return HeapCheck(walk.chunks, walk.in_use, walk.tcache, walk.fast, walk.binned)
 
 
 def _check_bin_links(alloc) -> None:
@@ -189,10 +177,8 @@ def _check_large_bins(alloc) -> None:
 
 @dataclass
 class HeapWalk:
-    """What _walk_heap counted, and the user pointers of the in-use chunks it met."""
+    """The free chunks _walk_heap met by kind, and the user pointers of the in-use ones."""
 
-    chunks: int = 0
-    in_use: int = 0
     tcache: int = 0
     fast: int = 0
     binned: int = 0
@@ -210,7 +196,6 @@ def _walk_heap(alloc, base: int, tc_members: dict, fast_members: dict, bin_membe
         head = chunksize_nomask(p)
         size = head & ~SIZE_BITS
         assert size >= MINSIZE and size % 16 == 0 and not head & IS_MMAPPED, f"bad chunk {p:#x} {head:#x}"
-        walk.chunks += 1
         nxt = p + size
         next_in_use = chunksize_nomask(nxt) & PREV_INUSE
         if p in tc_members:
@@ -230,7 +215,6 @@ def _walk_heap(alloc, base: int, tc_members: dict, fast_members: dict, bin_membe
             assert prev_size(nxt) == size, f"free chunk {p:#x}: footer {prev_size(nxt):#x} != {size:#x}"
         else:
             # fenceposts (size 0x10) never occur in a contiguous heap; anything else is in use
-            walk.in_use += 1
             walk.mems_in_use.add(p + 16)
             assert next_in_use or nxt == top, f"in-use chunk {p:#x}: next P clear"
         prev_free = p in bin_members
