@@ -102,3 +102,14 @@ def test_inverse_practice_from_a_pipe():
     out = " ".join(r.stdout.split())
     assert "Please answer with the number of a choice, 1 to" in out
     assert "Which line ran?" in out and "score: " in out
+
+
+def test_report_writes_the_model_run_as_the_page_map_report(tmp_path):
+    out = tmp_path / "r.html"
+    r = learn("--seed", "42", "--topic", "fork", "--level", "3", "--report", str(out))
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    assert "<title>cowscope learn: seed 42 · topic fork · level 3 · generator v2</title>" in html
+    assert "Q8. How many page faults does this write take in P? Answer: 2" in html  # a step's note
+    r = learn("--seed", "42", "-n", "2", "--report", str(out))
+    assert r.returncode == 2 and "one problem at a time" in r.stderr

@@ -12,9 +12,9 @@ from rich.console import Console
 from cowscope.learn.interactive import Quit, Session
 
 
-def session(answers, **kw):
+def session(answers, raw=False, width=80, **kw):
     out = io.StringIO()
-    console = Console(file=out, width=80, highlight=False, color_system=None)
+    console = Console(file=out, width=width, highlight=False, color_system=None)
     feed = iter(answers)
 
     def ask(prompt):
@@ -32,7 +32,7 @@ def session(answers, **kw):
     except Quit:
         pass
     s.print_score()
-    return s, " ".join(out.getvalue().split())
+    return s, out.getvalue() if raw else " ".join(out.getvalue().split())
 
 
 def test_right_answers_score_and_the_reveal_shows_path_strips_and_reason():
@@ -107,3 +107,16 @@ def test_ctrl_c_in_a_terminal_prints_the_score_so_far():
     text = out.decode(errors="replace")
     assert "score: 1/1 (100%)" in text
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_practice_reads_at_60_columns():
+    _, out = session(["c", "3", "A", "r", "4", "r", "4", "s", "q"], raw=True, width=60, topic="fork", level=2)
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 60, max(lines, key=len)
+    assert "kernel path: do_wp_page -> wp_page_copy" in out
+
+
+def test_strip_questions_show_the_legend():
+    _, out = session(["2222", "q"], topic="exec", level=1, seed=42)
+    assert "Draw a in P" in out and ". not present 0 zero page # private 2-9 shared by N f page cache" in out
+    assert "right: 2222" in out

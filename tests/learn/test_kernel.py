@@ -78,3 +78,31 @@ def test_inverse_problems_show_the_kernel_s_states():
                 if not ok:
                     failures.append(f"seed {seed} line {q.index + 1}: model {q.before} -> {q.after}; kernel {text}")
     assert not failures, "\n".join(failures[:5])
+
+
+def test_practice_on_linux_shows_the_kernel_beside_the_model():
+    _root()
+    import io
+
+    from rich.console import Console
+
+    from cowscope.learn.interactive import Quit, Session
+
+    out = io.StringIO()
+    feed = iter(["c", "3", "A", "r", "4"])
+
+    def ask(prompt):
+        try:
+            return next(feed)
+        except StopIteration:
+            raise EOFError from None
+
+    with KernelBackend() as kb:
+        s = Session(Console(file=out, width=100, color_system=None), ask, seed=3, topic="fork", level=2, kernel=kb)
+        try:
+            s.run()
+        except Quit:
+            pass
+    text = " ".join(out.getvalue().split())
+    assert "kernel: copy (agrees with the model)" in text and "kernel: A (agrees with the model)" in text
+    assert "kernel: reuse (agrees with the model)" in text

@@ -61,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--sheet", action="store_true", help="print the problem with '?' for every answer")
     out.add_argument("--json", action="store_true", help="the problem as JSON (with answers when -c)")
     out.add_argument("--html", metavar="FILE", help="write an HTML worksheet (with the answer key when -c)")
+    out.add_argument("--report", metavar="FILE",
+                     help="write the model's run as the HTML page-map report, a step per question (one problem)")
     out.add_argument("--emit-c", metavar="FILE",
                      help="write the problem as a standalone C program that prints its answers from /proc "
                      "(with --count N: FILE's name gets each problem's seed)")
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if args.on == "linux" and (why := _linux_problem()):
         return _fail(f"--on linux: {why}")
     try:
-        if not (args.answers or args.sheet or args.json or args.html or args.emit_c):
+        if not (args.answers or args.sheet or args.json or args.html or args.emit_c or args.report):
             from ..learn.interactive import practise
 
             return practise(args)
@@ -132,8 +134,9 @@ def _inverse_outputs(args: argparse.Namespace, probs: list[Any]) -> int:
     from ..learn.inverse import confirm_on, invert
     from ..learn.lang import ProblemError
 
-    if args.html or args.emit_c:
-        raise ProblemError("--inverse problems are printed (-c, --sheet) or --json; not --html or --emit-c")
+    if args.html or args.emit_c or args.report:
+        raise ProblemError("--inverse problems are printed (-c, --sheet) or --json; not --html, --report "
+                           "or --emit-c")
     invs = [invert(p) for p in probs]
     empty = [inv.problem for inv in invs if not inv.questions]
     if empty:
@@ -186,6 +189,8 @@ def _outputs(args: argparse.Namespace, probs: list[Any]) -> int:
         print(f"worksheet written to {path}", file=sys.stderr)
     if args.emit_c:
         _emit(args.emit_c, probs, [m for m, _ in solved])
+    if args.report:
+        _report(args.report, probs)
     if disagree:
         print(f"the kernel disagreed with the model on {disagree} answer(s): a bug in the model "
               "(or in cowscope learn); please report it", file=sys.stderr)
@@ -207,6 +212,30 @@ def _emit(path: str, probs: list[Any], models: list[Any]) -> None:
         except OSError as e:
             raise ProblemError(f"--emit-c {out}: {e.strerror or e}") from None
         print(f"C program written to {out}: cc -o learn {out} && sudo ./learn", file=sys.stderr)
+
+
+def _report(path: str, probs: list[Any]) -> None:
+    """The model's run of one problem as the page-map report: a snapshot and a note per question."""
+    from ..learn import show
+    from ..learn.lang import ProblemError
+    from ..learn.sheet import format_value
+    from ..learn.solve import solve
+    from ..model import Machine
+    from ..report.html import write_report
+
+    if len(probs) != 1:
+        raise ProblemError("--report: one problem at a time (no --count)")
+    m = Machine()
+    sol = solve(probs[0], m, snapshots=True)
+    notes = [f"Q{n}. {show.prompt(a.question)} Answer: {format_value(a.value)}"
+             + (f" (why: {a.why})" if a.why else "") + (f". {a.reason}" if a.reason else "")
+             for n, a in enumerate(sol.answers, 1)]
+    try:
+        out = write_report(path, sol.snapshots, events=list(m.events), notes=notes,
+                           title=f"cowscope learn: {show.problem_header(probs[0])}")
+    except OSError as e:
+        raise ProblemError(f"--report {path}: {e.strerror or e}") from None
+    print(f"report written to {out}", file=sys.stderr)
 
 
 def _solve_all(probs: list[Any], on_linux: bool) -> list[tuple[Any, Any]]:

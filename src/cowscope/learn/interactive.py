@@ -195,6 +195,8 @@ class Session:
         self.console.print(Text(f"  Q{item.qnumber}. {show.prompt(q)}", style="cyan"))
         if item.choices:
             self.console.print(Text("      " + " / ".join(item.choices), style="dim"))
+        if q.kind == "strip":
+            self.say(show.LEGEND, "dim")
         given = self.read(lambda t: grade.read_answer(t, truth, list(item.choices)))
         ok = given is not None and grade.is_right(given, truth)
         why_ok = True

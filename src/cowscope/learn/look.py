@@ -8,7 +8,7 @@ None and `LookError`s say which question needs them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from ..observe.records import (
     PM_PRESENT,
     SmapsEntry,
 )
+
+if TYPE_CHECKING:
+    from ..observe.backend import Machine, Process
 
 #: Legend characters, one per page state (report.strips.CHARS without the swap marker).
 STRIP_CHARS = ".0#23456789+f"
@@ -44,12 +47,12 @@ class PageLook:
     anon_exclusive: bool | None  # PG_anon_exclusive: the page is this process's own, writable
 
 
-def kpage(m: Any) -> bool:
+def kpage(m: Machine) -> bool:
     """Whether the backend shows PFNs, map counts and page flags (always in the model)."""
-    return bool(getattr(m, "kpage_available", True))
+    return bool(m.kpage_available)
 
 
-def look_page(m: Any, p: Any, addr: int) -> PageLook:
+def look_page(m: Machine, p: Process, addr: int) -> PageLook:
     """Read the page at addr in p."""
     raw = int(p.pagemap_raw(addr & ~(PAGE_SIZE - 1), 1)[0])
     present = bool(raw & PM_PRESENT)
@@ -67,7 +70,7 @@ def look_page(m: Any, p: Any, addr: int) -> PageLook:
     return PageLook(True, file, excl, pfn, zero, mapcount, anon_excl)
 
 
-def strip(m: Any, p: Any, addr: int, npages: int) -> str:
+def strip(m: Machine, p: Process, addr: int, npages: int) -> str:
     """The region's page strip: one legend character per page (. 0 # 2-9 + f).
 
     Without root a shared page shows as '2' (map count unknown, at least two) and the zero page
@@ -81,7 +84,7 @@ def strip(m: Any, p: Any, addr: int, npages: int) -> str:
     return "".join(STRIP_CHARS[c] for c in page_codes(states))
 
 
-def smaps_of(p: Any, addr: int) -> SmapsEntry:
+def smaps_of(p: Process, addr: int) -> SmapsEntry:
     """The smaps block of the VMA holding addr."""
     for s in p.smaps():
         if s.vma.start <= addr < s.vma.end:
@@ -89,14 +92,14 @@ def smaps_of(p: Any, addr: int) -> SmapsEntry:
     raise LookError(f"no mapping at {addr:#x}")
 
 
-def pfn_table(m: Any, p: Any, ranges: list[tuple[int, int]]) -> list[np.ndarray]:
+def pfn_table(m: Machine, p: Process, ranges: list[tuple[int, int]]) -> list[np.ndarray]:
     """PFNs (0 = not present) of every page of each (addr, npages) range; LookError without root."""
     if not kpage(m):
         raise LookError("page identity needs PFNs (root)")
     return [(p.pagemap_raw(a, n) & np.uint64(PM_PFN_MASK)).astype(np.int64) for a, n in ranges]
 
 
-def heap_and_libc(p: Any) -> list[tuple[int, int]]:
+def heap_and_libc(p: Process) -> list[tuple[int, int]]:
     """(addr, npages) of the process's [heap] and the C library's writable data (main_arena)."""
     out = [(e.start, e.npages) for e in p.maps() if e.path == "[heap]"]
     if getattr(p, "libc_data", 0):
@@ -106,7 +109,7 @@ def heap_and_libc(p: Any) -> list[tuple[int, int]]:
     return out
 
 
-def code_range(p: Any) -> tuple[int, int]:
+def code_range(p: Process) -> tuple[int, int]:
     """(addr, npages) of the C library's code: its r-xp mapping."""
     for e in p.maps():
         if e.perms == "r-xp" and "libc.so" in e.path:

@@ -9,7 +9,7 @@ internals. The model's event log only adds the kernel path to the reveal.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from ..errors import CowscopeError, Segfault
 from ..observe.records import PAGE_SIZE
 from . import explain, look
 from .lang import CODE, Action, Problem, ProblemError, Question, pages_of
+
+if TYPE_CHECKING:
+    from ..observe.backend import File, Machine, Process
 
 
 @dataclass
@@ -54,12 +57,12 @@ class Solution:
     snapshots: list[Any] = field(default_factory=list)
 
 
-def solve(problem: Problem, machine: Any, backend: str = "model", snapshots: bool = False) -> Solution:
+def solve(problem: Problem, machine: Machine, backend: str = "model", snapshots: bool = False) -> Solution:
     """Run `problem` on a fresh `machine`; ProblemError when a step cannot run as written."""
     return _Run(machine, backend, snapshots).run(problem)
 
 
-def state_of(problem: Problem, machine: Any) -> dict[str, str]:
+def state_of(problem: Problem, machine: Machine) -> dict[str, str]:
     """Run the problem's actions (questions are not asked) on a fresh machine, then the page strip
     of every private anonymous region in every live process: {"a in P": "#2.0", ...} in order of
     creation. (File and shared regions are left out: how many page-cache pages a read maps
@@ -86,13 +89,13 @@ def state_of(problem: Problem, machine: Any) -> dict[str, str]:
 
 
 class _Run:
-    def __init__(self, m: Any, backend: str, snapshots: bool) -> None:
+    def __init__(self, m: Machine, backend: str, snapshots: bool) -> None:
         self.m = m
         self.backend = backend
-        self.procs: dict[str, Any] = {}
+        self.procs: dict[str, Process] = {}
         self.regions: dict[str, Region] = {}
         self.blocks: dict[str, tuple[int, int]] = {}
-        self.files: dict[str, Any] = {}
+        self.files: dict[str, File] = {}
         self.want_snapshots = snapshots
         self.snaps: list[Any] = []
         self._mark = 0
@@ -117,9 +120,8 @@ class _Run:
             return
         from ..observe.snapshot import take
 
-        events = getattr(self.m, "events", [])
-        since = list(events.since(self._mark)) if hasattr(events, "since") else []
-        self._mark = len(events)
+        since = list(self.m.events.since(self._mark))
+        self._mark = len(self.m.events)
         self.snaps.append(take(self.m, label, source=self.backend, events=since))
 
     # -- actions ---------------------------------------------------------------------------
@@ -138,7 +140,7 @@ class _Run:
             self.procs[a.proc] = self.m.spawn(a.proc)
         return getattr(self, f"_{a.verb}")(self.procs[a.proc], *a.args)
 
-    def _mmap(self, p: Any, name: str, npages: str, *flags: str) -> None:
+    def _mmap(self, p: Process, name: str, npages: str, *flags: str) -> None:
         fname = next((f[5:] for f in flags if f.startswith("file=")), "")
         shared, n = "shared" in flags, int(npages)
         # A PROT_NONE page on each side: the region is one VMA of its own on every backend, so
@@ -148,19 +150,19 @@ class _Run:
                       addr=reserve + PAGE_SIZE, fixed=True)
         self.regions[name] = Region(addr, n, fname, shared)
 
-    def _munmap(self, p: Any, name: str) -> None:
+    def _munmap(self, p: Process, name: str) -> None:
         r = self.regions[name]
         p.munmap(r.addr, r.npages * PAGE_SIZE)
 
-    def _malloc(self, p: Any, name: str, nbytes: str) -> int:
+    def _malloc(self, p: Process, name: str, nbytes: str) -> int:
         ptr = p.malloc(int(nbytes))
         self.blocks[name] = (ptr, int(nbytes))
         return ptr
 
-    def _free(self, p: Any, name: str) -> None:
+    def _free(self, p: Process, name: str) -> None:
         p.free(self.blocks[name][0])
 
-    def _write(self, p: Any, name: str, *args: str) -> None:
+    def _write(self, p: Process, name: str, *args: str) -> None:
         letter = ord(args[-1].lstrip("="))
         if name in self.blocks:
             ptr, n = self.blocks[name]
@@ -173,27 +175,27 @@ class _Run:
         else:
             p.fill(r.addr + pages[0] * PAGE_SIZE, len(pages) * PAGE_SIZE, letter)
 
-    def _read(self, p: Any, name: str, page: str = "0") -> str:
+    def _read(self, p: Process, name: str, page: str = "0") -> str:
         addr = self.blocks[name][0] if name in self.blocks else self.regions[name].addr + int(page) * PAGE_SIZE
         byte = p.read(addr, 1)[0]
         return chr(byte) if byte else "0"
 
-    def _fork(self, p: Any, child: str) -> None:
+    def _fork(self, p: Process, child: str) -> None:
         self.procs[child] = p.fork()
 
-    def _vfork(self, p: Any, child: str) -> None:
+    def _vfork(self, p: Process, child: str) -> None:
         self.procs[child] = p.vfork()
 
-    def _exec(self, p: Any) -> None:
+    def _exec(self, p: Process) -> None:
         p.exec()
 
-    def _exit(self, p: Any) -> None:
+    def _exit(self, p: Process) -> None:
         p.exit(0)
 
-    def _wait(self, p: Any, child: str) -> None:
+    def _wait(self, p: Process, child: str) -> None:
         p.wait(self.procs[child])
 
-    def _madvise(self, p: Any, name: str, spec: str, advice: str) -> None:
+    def _madvise(self, p: Process, name: str, spec: str, advice: str) -> None:
         r = self.regions[name]
         pages = pages_of(spec, r.npages)
         p.madvise(r.addr + pages[0] * PAGE_SIZE, len(pages) * PAGE_SIZE, advice)
@@ -206,8 +208,7 @@ class _Run:
             return Answer(q, None, note=f"not shown by {self.backend}: {e}")
 
     def _events_since(self, mark: int) -> list[Any]:
-        events = getattr(self.m, "events", [])
-        return list(events.since(mark)) if hasattr(events, "since") else []
+        return list(self.m.events.since(mark))
 
     def _q_outcome(self, q: Question) -> Answer:
         a = q.action
@@ -215,7 +216,7 @@ class _Run:
         p, r = self.procs[a.proc], self.regions[a.args[0]]
         addr = r.addr + int(a.args[1]) * PAGE_SIZE
         before, strip0 = look.look_page(self.m, p, addr), self._strip(p, r)
-        mark = len(getattr(self.m, "events", []))
+        mark = len(self.m.events)
         try:
             self.act(a)
             after: look.PageLook | None = look.look_page(self.m, p, addr)
@@ -232,7 +233,7 @@ class _Run:
         return Answer(q, out, reason=explain.one_line(out, why), why=why, path=path, before=strip0,
                       after=strip1)
 
-    def _strip(self, p: Any, r: Region) -> str:
+    def _strip(self, p: Process, r: Region) -> str:
         try:
             return look.strip(self.m, p, r.addr, r.npages)
         except CowscopeError:
@@ -274,8 +275,9 @@ class _Run:
                 raise look.LookError("whether a present page is writable needs kpageflags (root)")
             else:
                 faults += bool(before.zero or not before.anon_exclusive)
+        strip0 = self._strip(p, r)
         self.act(a)
-        return Answer(q, faults)
+        return Answer(q, faults, before=strip0, after=self._strip(p, r))
 
     def _q_addr(self, q: Question) -> Answer:
         a = q.action
@@ -285,7 +287,7 @@ class _Run:
         same = tuple(name for name, (addr, _) in earlier.items() if addr == ptr)
         return Answer(q, same[0] if same else "new", accepted=same[1:])
 
-    def _region(self, q: Question) -> tuple[Any, int, int]:
+    def _region(self, q: Question) -> tuple[Process, int, int]:
         p = self.procs[q.target[0]]
         if q.target[1] == CODE:
             return (p, *look.code_range(p))
