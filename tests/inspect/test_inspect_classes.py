@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from forktree import PAGE, Tree, TreePlan, WorkerPlan, range_classes
 
@@ -114,7 +117,7 @@ def test_mapping_and_process_figures_agree_with_the_kernel(make_tree) -> None:
 def test_unique_memory_counts_each_frame_once(make_tree) -> None:
     t = make_tree(PLAN)
     s = Sampler([t.master], tree=True, mode="exact").sample()
-    zero = kpage.zero_pfns()
+    zero = kpage.zero_page_pfns()
     frames: set[int] = set()
     for pf in s.processes:
         for m in procfs.read_maps(pf.pid):
@@ -191,3 +194,33 @@ def test_huge_mappings_are_left_to_the_kernels_totals(make_tree, monkeypatch) ->
     assert any(f"{t.r_addr:x}-" in n and "too large" in n for n in s.notes)
     r = procfs.read_smaps_rollup(w.pid)
     assert w.rss_kb == r["Rss"] and w.rss_kb > sum(m.rss_kb for m in w.mappings)
+
+
+HUGE_ZERO_READER = """
+import ctypes, mmap, sys, time
+huge = 2 << 20
+m = mmap.mmap(-1, 2 * huge, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+base = ctypes.addressof(ctypes.c_char.from_buffer(m))
+off = -base % huge
+m.madvise(mmap.MADV_HUGEPAGE, off, huge)
+_ = m[off]  # a read fault on a THP-eligible 2 MiB block maps the huge zero page
+print(hex(base + off), flush=True)
+time.sleep(60)
+"""
+
+
+def test_huge_zero_page_is_not_resident_memory(make_tree) -> None:
+    """A read-only THP block maps the huge zero page: smaps does not count it in Rss, nor may we."""
+    if not kpage.huge_zero_pfns():
+        pytest.skip("THP does not map the huge zero page here (THP never, or use_zero_page 0)")
+    p = subprocess.Popen([sys.executable, "-c", HUGE_ZERO_READER], stdout=subprocess.PIPE, text=True)
+    try:
+        addr = int(p.stdout.readline(), 16)
+        s = Sampler([p.pid], mode="exact").sample()
+        pf = s.process(p.pid)
+        m = vma_of(pf, addr)
+        assert m.zero_kb >= 2048 and m.rss_kb < 2048
+        assert pf.rss_kb == procfs.read_smaps_rollup(p.pid)["Rss"]
+    finally:
+        p.kill()
+        p.wait()

@@ -16,7 +16,7 @@ ZERO_PFN = 7
 
 def pages(vma: MapsEntry, entries: list[int]) -> cl.ProcPages:
     """ProcPages of one mapping from raw entries."""
-    return cl.ProcPages.decode([vma], [np.array(entries, dtype=np.uint64)], ZERO_PFN)
+    return cl.ProcPages.decode([vma], [np.array(entries, dtype=np.uint64)], {ZERO_PFN})
 
 
 def present(pfn: int, excl: bool = False) -> int:
@@ -44,13 +44,24 @@ def test_estimate_uses_the_exclusive_bit() -> None:
     assert codes.tolist() == [cl.SHARED_PARENT, cl.SIBLING, cl.COPIED, cl.NEW, 0, 0]
 
 
+def test_zero_pages_small_and_huge_are_not_resident() -> None:
+    huge = range(1024, 1536)  # the huge zero page's 512 subpages
+    vma = MapsEntry(0x10000, 0x10000 + 6 * 4096, "rw-p")
+    entries = [present(ZERO_PFN), present(1024), present(1535), present(1536), present(1023), 0]
+    pp = cl.ProcPages.decode([vma], [np.array(entries, dtype=np.uint64)], {ZERO_PFN, *huge})
+    assert pp.zero.tolist() == [True, True, True, False, False, False]
+    assert pp.real.tolist() == [False, False, False, True, True, False]
+    assert pp.pfn.tolist() == [0, 0, 0, 1536, 1023, 0]
+    assert cl.pfn_runs({ZERO_PFN, *huge}) == [(ZERO_PFN, ZERO_PFN + 1), (1024, 1536)]
+
+
 def test_parent_alignment_across_split_mappings() -> None:
     a = MapsEntry(0x10000, 0x12000, "rw-p")
     b = MapsEntry(0x12000, 0x14000, "r--p")
     parent = cl.ProcPages.decode([a, b], [np.array([present(1), present(2)], dtype=np.uint64),
-                                          np.array([present(3), present(4)], dtype=np.uint64)], 0)
+                                          np.array([present(3), present(4)], dtype=np.uint64)], ())
     child = cl.ProcPages.decode([MapsEntry(0x11000, 0x14000, "rw-p")],
-                                [np.array([present(2), present(9), present(4)], dtype=np.uint64)], 0)
+                                [np.array([present(2), present(9), present(4)], dtype=np.uint64)], ())
     view = cl.align_parent(parent, child)
     assert view.pfn.tolist() == [2, 3, 4]
 

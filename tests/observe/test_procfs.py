@@ -110,5 +110,9 @@ def test_one_stat_reader() -> None:
     faults = procfs.read_fault_counts(os.getpid())  # the same fields, read a moment later
     assert faults["minor"] >= st.minflt > 0 and faults["major"] >= st.majflt
     assert procfs.read_stat(2).kernel_thread  # kthreadd
+    assert 0 <= procfs.read_stat(1).starttime <= st.starttime  # init started first
+    assert procfs.task_ids(os.getpid())[0] == os.getpid()
+    with pytest.raises(ProcessGone):
+        procfs.task_ids(2**22 + 1)
     with pytest.raises(ProcessGone):
         procfs.read_stat(2**22 + 1)  # above pid_max's ceiling: never a process

@@ -263,7 +263,9 @@ def _list_topics() -> int:
 
 def _linux_problem() -> str | None:
     """Why the kernel backend cannot run here, or None."""
-    if sys.platform != "linux" or not os.path.exists("/proc/self/pagemap"):
+    from ..observe.procfs import linux_problem
+
+    if linux_problem() is not None:
         return "needs Linux with /proc"
     from ..linux.build import AgentBuildError, agent_path
 

@@ -90,14 +90,11 @@ def diff_report(ops_text: str) -> tuple[bool, list[str]]:
 def host_commit_pages() -> int:
     """RAM + swap of this machine in pages: the overcommit heuristic's limit glibc meets here."""
     from ..model.libc.flat import REFERENCE_COMMIT_PAGES
+    from ..observe.procfs import read_meminfo
 
-    kb = {}
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                kb[key] = int(rest.split()[0])
-    except (OSError, ValueError, IndexError):
+        kb = read_meminfo()
+    except OSError:
         return REFERENCE_COMMIT_PAGES
     return (kb.get("MemTotal", 0) + kb.get("SwapTotal", 0)) // 4 or REFERENCE_COMMIT_PAGES
 

@@ -238,9 +238,9 @@ def _facts(tr: Trace | None) -> str:
 
 def _linux_problem() -> str | None:
     """Why the kernel side cannot run here, or None."""
-    import os
+    from ..observe.procfs import linux_problem
 
-    if sys.platform != "linux" or not os.path.exists("/proc/self/pagemap"):
+    if linux_problem() is not None:
         return "needs Linux with /proc"
     from ..linux.build import AgentBuildError, agent_path
 

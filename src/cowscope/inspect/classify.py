@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from ..observe.records import (
     PAGE_SIZE,
-    PM_FILE,
     PM_MMAP_EXCLUSIVE,
     PM_PFN_MASK,
     PM_PRESENT,
@@ -58,7 +59,7 @@ class ProcPages:
     _index: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
-    def decode(cls, vmas: list[MapsEntry], pm: np.ndarray | list[np.ndarray], zero_pfn: int,
+    def decode(cls, vmas: list[MapsEntry], pm: np.ndarray | list[np.ndarray], zero_pfns: Collection[int],
                keep_raw: bool = False) -> ProcPages:
         """Split raw pagemap entries (all mappings concatenated, or one array each) into the masks."""
         if isinstance(pm, list):
@@ -69,11 +70,11 @@ class ProcPages:
             raise ValueError(f"{len(pm)} pagemap entries for mappings of {offsets[-1]} pages")
         present = (pm & np.uint64(PM_PRESENT)) != 0
         pfn = np.where(present, (pm & np.uint64(PM_PFN_MASK)).astype(np.int64), 0)
-        if zero_pfn:
-            zero = present & (pfn == zero_pfn) & ((pm & np.uint64(PM_FILE)) == 0)
-            pfn[zero] = 0
-        else:
-            zero = np.zeros(len(pm), dtype=bool)
+        # The 4 KiB zero page, and the huge zero page's 512 (pagemap shows those with bit 61, "file").
+        zero = np.zeros(len(pm), dtype=bool)
+        for lo, hi in _runs(frozenset(zero_pfns)):  # lo <= pfn < hi in one unsigned comparison
+            zero |= (pfn - lo).view(np.uint64) < hi - lo
+        pfn[zero] = 0
         real = present & ~zero
         swap = ~present & ((pm & np.uint64(PM_SWAP)) != 0)
         excl = (pm & np.uint64(PM_MMAP_EXCLUSIVE)) != 0
@@ -100,6 +101,22 @@ class ProcPages:
         """Per-mapping count of pages in mask (or sum of weights over them)."""
         idx = self.mapping_index()[mask]
         return np.bincount(idx, weights=weights, minlength=len(self.vmas))
+
+
+@lru_cache(maxsize=8)
+def _runs(pfns: frozenset[int]) -> tuple[tuple[int, int], ...]:
+    return tuple(pfn_runs(pfns))
+
+
+def pfn_runs(pfns: Collection[int]) -> list[tuple[int, int]]:
+    """The PFNs as half-open runs of consecutive frames, in order."""
+    runs: list[tuple[int, int]] = []
+    for p in sorted(pfns):
+        if runs and runs[-1][1] == p:
+            runs[-1] = (runs[-1][0], p + 1)
+        else:
+            runs.append((p, p + 1))
+    return runs
 
 
 class PfnTable:

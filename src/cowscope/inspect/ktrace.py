@@ -23,8 +23,8 @@ class TargetError(ValueError):
 def threads_of(pid: int) -> list[int]:
     """The thread ids of a process (the pid alone if /proc lists none)."""
     try:
-        return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task")) or [pid]
-    except OSError:
+        return procfs.task_ids(pid) or [pid]
+    except (ProcessGone, OSError):
         return [pid]
 
 
@@ -56,8 +56,7 @@ def _comm(pid: int) -> str:
 def _start_time_ns(pid: int) -> int:
     """When a process started, on CLOCK_MONOTONIC (field 22 of /proc/PID/stat is in clock ticks
     since boot, on CLOCK_BOOTTIME)."""
-    data = procfs.read_bytes(pid, "stat")
-    ticks = int(data[data.rfind(b")") + 2:].split()[19])
+    ticks = procfs.read_stat(pid).starttime
     boot_to_mono = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
     return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK") - boot_to_mono
 

@@ -132,7 +132,7 @@ class Sampler:
         self.hook = hook
         self.threads = threads if threads is not None else min(4, os.cpu_count() or 1)
         self.seq = 0
-        self.zero_pfn = min(kpage.zero_pfns(), default=0) if self.mode == "exact" else 0
+        self.zero_pfns = kpage.zero_page_pfns() if self.mode == "exact" else frozenset()
         self._seen: dict[int, ProcessFigures] = {}  # the processes of the last sample
         self._seen_ts = 0.0
         self.history = History()
@@ -194,7 +194,7 @@ class Sampler:
         maps = self._readable_maps(raw)
         if self.hook:
             self.hook(pid, "maps")
-        raw.pages = cl.ProcPages.decode(maps, _read_pagemap(pid, maps), self.zero_pfn, keep_raw=self.states)
+        raw.pages = cl.ProcPages.decode(maps, _read_pagemap(pid, maps), self.zero_pfns, keep_raw=self.states)
         if self.hook:
             self.hook(pid, "pagemap")
         if self.mode == "estimate":
@@ -294,8 +294,7 @@ class Sampler:
         kc = np.zeros(len(pp.raw), dtype=np.int64)
         if table is not None:
             kc[pp.real] = table.mapcount(pp.pfn[pp.real])
-        return classify_states(pp.raw, kc if table is not None else None,
-                               {self.zero_pfn} if self.zero_pfn else set())
+        return classify_states(pp.raw, kc if table is not None else None, set(self.zero_pfns))
 
 
 def _read_pagemap(pid: int, maps: list[MapsEntry]) -> np.ndarray:

@@ -52,7 +52,7 @@ class LiveSource:
     def __init__(self, procs: list[tuple[int, int, str]]) -> None:
         self.procs = [LiveProcess(*p) for p in procs]
         self.kpage = kpage.kpage_available()
-        self.zero_pfns = set(kpage.zero_pfns())
+        self.zero_pfns = set(kpage.zero_page_pfns())
 
     def live_processes(self) -> list[LiveProcess]:
         return [p for p in self.procs if procfs.is_alive(p.pid)]

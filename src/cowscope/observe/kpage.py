@@ -103,7 +103,8 @@ def zero_pfns() -> frozenset[int]:
     return frozenset({pfn} if pfn else set())
 
 
-_HUGE_ZERO_KEEP: list[mmap.mmap] = []  # keeps this process's huge-zero mapping (and the folio) alive
+#: this process's huge-zero mapping, kept so the folio (and its PFN) stays, and the block's address
+_HUGE_ZERO_KEEP: list[tuple[mmap.mmap, int]] = []
 
 
 def huge_zero_pfns() -> frozenset[int]:
@@ -111,8 +112,12 @@ def huge_zero_pfns() -> frozenset[int]:
     2 MiB block here (THP `madvise` or `always`, use_zero_page 1). The mapping is kept, so the
     kernel does not free the huge zero folio (and change its PFN) while this process runs.
 
-    Empty when PFNs are hidden or THP does not map the huge zero page.
+    Empty when PFNs are hidden or THP does not map the huge zero page. Once found, later calls
+    read the kept block's PFN again instead of mapping another one.
     """
+    if _HUGE_ZERO_KEEP:
+        pfn = int(pagemap_pfns(read_pagemap(os.getpid(), _HUGE_ZERO_KEEP[0][1], 1))[0])
+        return frozenset(range(pfn, pfn + 512)) if pfn else frozenset()
     huge = 2 << 20
     m = mmap.mmap(-1, 2 * huge, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
                   prot=mmap.PROT_READ | mmap.PROT_WRITE)
@@ -129,5 +134,12 @@ def huge_zero_pfns() -> frozenset[int]:
     if not pfn or not int(read_kpageflags([pfn])[0]) & KPF_ZERO_PAGE or not pfn % 512 == 0:
         m.close()
         return frozenset()
-    _HUGE_ZERO_KEEP.append(m)
+    _HUGE_ZERO_KEEP.append((m, base + off))
     return frozenset(range(pfn, pfn + 512))
+
+
+def zero_page_pfns() -> frozenset[int]:
+    """Every PFN a read of never-written private anonymous memory can map: the 4 KiB zero page
+    and the huge zero page's 512 subpages. Empty when PFNs are hidden (no root)."""
+    small = zero_pfns()
+    return small | huge_zero_pfns() if small else small

@@ -179,6 +179,14 @@ def read_ppid(pid: int, root: str = PROC) -> int:
     return read_stat(pid, root).ppid
 
 
+def task_ids(pid: int, root: str = PROC) -> list[int]:
+    """The thread ids of a process (/proc/PID/task), sorted; ProcessGone if there is no such process."""
+    try:
+        return sorted(int(t) for t in os.listdir(_path(pid, "task", root)) if t.isdigit())
+    except OSError as exc:
+        _raise_for(pid, "task", exc)
+
+
 def read_fault_counts(pid: int, root: str = PROC) -> dict[str, int]:
     """minflt and majflt of PID from /proc/PID/stat: {"minor": n, "major": n}."""
     st = read_stat(pid, root)
