@@ -11,6 +11,7 @@ import numpy as np
 
 from ..observe.records import (
     PAGE_SIZE,
+    PM_FILE,
     PM_MMAP_EXCLUSIVE,
     PM_PFN_MASK,
     PM_PRESENT,
