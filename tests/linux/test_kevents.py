@@ -122,3 +122,21 @@ def test_thread_creation_is_not_a_fork() -> None:
     r = Rec().add("sched:sched_process_fork", parent_pid=10, child_pid=12, parent_comm="a", child_comm="a")
     c = Classifier(tgid_of=lambda tid: 10)
     assert c.feed(r.recs) == []
+
+
+def test_huge_page_fault_is_thp_alloc_at_the_pmd() -> None:
+    r = Rec().prime().fault(0x6, VA + 0x3000)
+    r.add("kmem:mm_page_alloc", pfn=0x200, order=9, gfp_flags=0x1D2CCA, migratetype=1).rss(MM_ANON, 1 << 21)
+    (got,) = kinds(r)
+    assert got[:2] == ("thp-alloc", VA & ~((1 << 21) - 1))
+
+
+def test_a_reraised_fatal_signal_is_one_event() -> None:
+    r = Rec().fault(0x6).add("signal:signal_deliver", sig=11, code=1, errno=0, sa_handler=0x401000, sa_flags=0)
+    r.fault(0x6, VA + 0x8000).alloc(USER | GFP_ZERO).rss(MM_ANON, 4096)  # the handler's own work
+    r.fault(0x6)  # the handler restored SIG_DFL and returned: the instruction faults again
+    r.add("signal:signal_deliver", sig=11, code=1, errno=0, sa_handler=0, sa_flags=0)
+    assert [k for k, _va, _d in kinds(r)] == ["segv", "zero-fill"]
+    r = Rec().fault(0x6).add("signal:signal_deliver", sig=11, code=1, errno=0, sa_handler=0, sa_flags=0)
+    r.fault(0x6).add("signal:signal_deliver", sig=11, code=1, errno=0, sa_handler=0, sa_flags=0)
+    assert [k for k, _va, _d in kinds(r)] == ["segv", "segv"]  # two default deliveries: two events

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
+from ..linux.tracefs import tracing_problem
 from ..verify.compare import compare, counted, render, run_traced
-from ..verify.exclusions import EXCLUSIONS
+from ..verify.events import EventScore, compare_events
+from ..verify.exclusions import EVENT_EXCLUSIONS, EXCLUSIONS
 
 
 def run_both(args: argparse.Namespace) -> int:
@@ -24,9 +27,10 @@ def run_both(args: argparse.Namespace) -> int:
     html = getattr(args, "html", None)
     model_machine = ModelMachine(allocator=getattr(args, "allocator", None), **host_model_config())
     model = run_traced(fn, model_machine, "model", snapshots=bool(html))
-    linux = run_traced(fn, LinuxMachine(), "linux", snapshots=bool(html))
+    linux = run_traced(fn, LinuxMachine(events=tracing_problem() is None), "linux", snapshots=bool(html))
     diffs = compare(model, linux)
     print(render(model, linux, diffs))
+    event_diffs = _print_events(model, linux)
     if html:
         from ..report.html import write_report
 
@@ -40,4 +44,21 @@ def run_both(args: argparse.Namespace) -> int:
     print("never compared (by design): " + "; ".join(EXCLUSIONS) + " (cowscope verify lists the reasons)")
     if model.outcome and model.outcome == linux.outcome:
         return 2  # the scenario failed the same way on both
-    return 1 if counted(diffs) else 0
+    return 1 if counted(diffs) or any(d.excluded is None for d in event_diffs) else 0
+
+
+def _print_events(model: Any, linux: Any) -> list[Any]:
+    """The event comparison: its figure and every differing sequence (excluded ones with their reason)."""
+    if not linux.events_on:
+        print("events: not compared (the kernel's events need root and tracefs)")
+        return []
+    score = EventScore()
+    diffs = compare_events(model, linux, score)
+    print(f"events: {score.agreed}/{score.compared} (checkpoint, process, region) sequences agree "
+          f"({score.percent:.1f}%; {score.excluded} excluded)")
+    for d in diffs:
+        print(f"  {'≠' if d.excluded is None else '~'} {d.line()}")
+    if any(d.excluded for d in diffs):
+        print("  (~ excluded: " + "; ".join(sorted({f"{d.excluded}: {EVENT_EXCLUSIONS[d.excluded]}"
+                                                      for d in diffs if d.excluded})) + ")")
+    return diffs

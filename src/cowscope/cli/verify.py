@@ -61,6 +61,9 @@ class _Score:
 
     agree: int = 0
     facts_ok: int = 0
+    events: Any = None  # verify.events.EventScore when both backends record events
+    event_agree: int = 0
+    event_note: str | None = None
     failing: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     kpage_note: bool = False
@@ -97,9 +100,13 @@ def _backends(on: str) -> tuple[MakeMachine | None, MakeMachine | None]:
     """(model, kernel) machine factories for --on; None for a backend not run."""
     make_model = make_linux = None
     if on in ("both", "linux"):
-        from ..linux.machine import Machine as LinuxMachine
+        from functools import partial
 
-        make_linux = LinuxMachine
+        from ..linux.machine import Machine as LinuxMachine
+        from ..linux.tracefs import tracing_problem
+
+        # the kernel's own events too (tracepoints), when this machine can trace
+        make_linux = partial(LinuxMachine, events=tracing_problem() is None)
     if on in ("both", "model"):
         from ..model import Machine as ModelMachine
 
@@ -139,6 +146,7 @@ def _run_scenario(s: Scenario, make_model: MakeMachine | None, make_linux: MakeM
         if verbose:
             _print_details([tl, tm], [])
         return
+    event_verdict, event_diffs = _events(tm, tl, score)
     kernel_facts = _facts(tl)
     model_facts = _facts(tm)
     ok_facts = kernel_facts in ("ok", "-")
@@ -149,11 +157,33 @@ def _run_scenario(s: Scenario, make_model: MakeMachine | None, make_linux: MakeM
         verdict = ("agree" if not bad else f"DIFFER ({len(bad)})") + (f" ~{nex}" if nex else "")
     else:
         verdict = "-"
-    if bad or not ok_facts or (tm and model_facts != "ok"):
+    if bad or not ok_facts or (tm and model_facts != "ok") or event_verdict.startswith("DIFFER"):
         score.failing.append(s.id)
-    print(f"{s.id:<5} {verdict:<12} kernel {kernel_facts:<10} model {model_facts:<10} {s.title}")
+    print(f"{s.id:<5} {verdict:<12} events {event_verdict:<10} kernel {kernel_facts:<10} model {model_facts:<10} "
+          f"{s.title}")
     if verbose:
-        _print_details([tl, tm], diffs)
+        _print_details([tl, tm], diffs + event_diffs)
+
+
+def _events(tm: Trace | None, tl: Trace | None, score: _Score) -> tuple[str, list[Any]]:
+    """Compare the two event logs (when both recorded them): the scenario's event verdict and its
+    event differences (excluded ones tagged with their reason)."""
+    from ..verify.events import EventScore, compare_events
+
+    if not (tm and tl and tm.events_on and tl.events_on):
+        if tm and tl and not tl.events_on:
+            score.event_note = "the kernel's events were not traced (root and tracefs are needed)"
+        return "-", []
+    if score.events is None:
+        score.events = EventScore()
+    before = (score.events.compared, score.events.agreed)
+    ev_diffs = compare_events(tm, tl, score.events)
+    bad = [d for d in ev_diffs if d.excluded is None]
+    score.event_agree += not bad
+    compared = score.events.compared - before[0]
+    nex = len(ev_diffs) - len(bad)
+    verdict = ("agree" if not bad else f"DIFFER ({len(bad)})") + (f" ~{nex}" if nex else "")
+    return verdict + ("" if compared or bad else " (none)"), ev_diffs
 
 
 def _needs_root(tl: Trace | None) -> str | None:
@@ -178,11 +208,14 @@ def _print_details(traces: list[Trace | None], diffs: list[Diff]) -> None:
 
 
 def _print_exclusions() -> None:
-    from ..verify.exclusions import EXCLUSIONS, NOT_COVERED
+    from ..verify.exclusions import EVENT_EXCLUSIONS, EXCLUSIONS, NOT_COVERED
 
     print()
     print("excluded from comparison (not compared, by design):")
     for what, why in EXCLUSIONS.items():
+        print(f"  - {what}: {why}")
+    print("events: what the event comparison leaves out, and why:")
+    for what, why in EVENT_EXCLUSIONS.items():
         print(f"  - {what}: {why}")
     print("not run (measured on the kernel, but outside what this suite can drive):")
     for what, why in NOT_COVERED.items():
@@ -198,6 +231,14 @@ def _print_score(score: _Score, n: int, model: bool, linux: bool) -> None:
     n = max(n, 1)
     if model and linux:
         print(f"agreement: {score.agree}/{n} scenarios ({100.0 * score.agree / n:.1f}%)")
+        ev = score.events
+        if ev is not None:
+            print(f"event agreement: {score.event_agree}/{n} scenarios ({100.0 * score.event_agree / n:.1f}%); "
+                  f"{ev.agreed}/{ev.compared} (checkpoint, process, region) event sequences agree "
+                  f"({ev.percent:.1f}%, {ev.events} model events compared; {ev.excluded} sequences excluded, "
+                  "each with its reason: -v)")
+        elif score.event_note:
+            print(f"event agreement: not measured: {score.event_note}")
     if linux:
         print(f"kernel facts: {score.facts_ok}/{n} scenarios show every stated fact")
     if score.failing:

@@ -41,6 +41,8 @@ GFP_HIGHUSER_MOVABLE = 0x100CCA
 #: rss_stat members (MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES).
 MM_FILE, MM_ANON, MM_SWAP, MM_SHMEM = 0, 1, 2, 3
 SIG_ABRT, SIG_BUS, SIG_SEGV = 6, 7, 11
+HPAGE_PMD_ORDER = 9
+HPAGE_MASK = ~((1 << 21) - 1)
 
 TRACEPOINTS = (
     "exceptions:page_fault_user", "exceptions:page_fault_kernel", "kmem:mm_page_alloc", "kmem:rss_stat",
@@ -79,6 +81,8 @@ class _Fault:
 def classify(f: _Fault, shared_mapping: bool | None) -> tuple[str | None, str]:
     """The kind of one closed fault window (None: nothing happened that the model records), and a detail."""
     zeroed = f.alloc is not None and bool(f.alloc[2] & GFP_ZERO)
+    if f.alloc is not None and f.alloc[1] >= HPAGE_PMD_ORDER:
+        return "thp-alloc", f"a 2 MiB folio (order {f.alloc[1]}) mapped by one PMD"
     if f.write and f.present:
         if f.alloc is not None:
             if zeroed:
@@ -130,6 +134,7 @@ class Classifier:
         self.unattributed_allocs = 0
         self.unclassified = 0
         self.out: list[Event] = []
+        self._fatal: dict[int, str] = {}  # tid -> a signal delivered to its handler (a re-raise may follow)
 
     def feed(self, records: Iterable[tuple]) -> list[Event]:
         """Classify more records (in time order); returns the events completed by them."""
@@ -170,7 +175,8 @@ class Classifier:
         if f.kernel_mode:
             detail = "; ".join(x for x in (detail, "taken in kernel mode (a system call touched it)") if x)
         new_pfn = f.alloc[0] if f.alloc is not None else None
-        self._emit(pid, kind, f.address & PAGE_MASK, None, new_pfn, detail, f.time_ns, f.ip)
+        address = f.address & (HPAGE_MASK if kind == "thp-alloc" else PAGE_MASK)
+        self._emit(pid, kind, address, None, new_pfn, detail, f.time_ns, f.ip)
 
     def _emit(self, pid: int, kind: str, address: int, old: int | None, new: int | None, detail: str,
               ts: int, ip: int | None = None) -> None:
@@ -200,9 +206,10 @@ class Classifier:
     def on_alloc(self, ts: int, tid: int, fl: dict) -> None:
         f = self._window(tid, ts)
         user_page = fl["gfp_flags"] & ~GFP_ZERO == GFP_HIGHUSER_MOVABLE | GFP_COMP
+        huge = fl["order"] >= HPAGE_PMD_ORDER
         if f is None or f.alloc is not None:
-            self.unattributed_allocs += user_page
-        elif user_page or (not f.write or not f.present):
+            self.unattributed_allocs += user_page or huge
+        elif user_page or huge or (not f.write or not f.present):
             f.alloc = (fl["pfn"], fl["order"], fl["gfp_flags"])
 
     def on_rss(self, ts: int, tid: int, fl: dict) -> None:
@@ -237,6 +244,10 @@ class Classifier:
         if kind is None:
             return
         f = self.open.pop(tid, None)
+        if fl.get("sa_handler", 0) == 0 and self._fatal.pop(tid, None) == kind:
+            return  # the handler returned and the instruction faulted again, now fatal: one event
+        if fl.get("sa_handler", 0) not in (0, 1):
+            self._fatal[tid] = kind  # delivered to a handler: a re-raise may follow
         address = f.address if f is not None and kind != "abort" else 0
         ip = f.ip if f is not None else None
         self._emit(self.tgid_of(tid), kind, address, 0, 0, f"signal {fl['sig']} code {fl['code']}", ts, ip)

@@ -89,6 +89,19 @@ def locate_tracefs() -> tuple[str, str | None]:
     return point, point
 
 
+def tracing_problem() -> str | None:
+    """Why kernel events cannot be traced here (None when they likely can: root, tracefs known)."""
+    if os.geteuid() != 0:
+        return "kernel tracing needs root"
+    try:
+        with open("/proc/filesystems") as f:
+            if "tracefs" not in f.read():
+                return "this kernel has no tracefs"
+    except OSError:
+        return "cannot read /proc/filesystems"
+    return None
+
+
 def _write(path: str, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     try:

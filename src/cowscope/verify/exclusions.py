@@ -51,6 +51,28 @@ EXCLUSIONS = {
 }
 
 
+#: Event sequences (or kinds) the event comparison leaves out, and why (printed with EXCLUSIONS).
+EVENT_EXCLUSIONS = {
+    "stack-grow": "the kernel's tracepoints show a stack growth as the zero-fill (or zero-page map) "
+    "it is followed by; the model's extra stack-grow event is dropped before comparing",
+    "events outside the scenario's regions": "the agent's own code, stack, static buffers and libc "
+    "fault too (and differ from the model's image): only addresses inside regions and the brk heap "
+    "are compared, as for page states",
+    "copy or reuse after MADV_FREE": "a region that had MADV_FREE: whether a later write copies or "
+    "reuses depends on the per-CPU lazyfree batch (see EXCLUSIONS)",
+    "populated through get_user_pages": "MADV_POPULATE_READ/WRITE, mlock and MAP_POPULATE fault pages "
+    "in with get_user_pages, which raises no page-fault exception: the kernel's tracepoints show only "
+    "the allocations, without addresses; a region's events in such an interval are not compared",
+    "page-cache maps in file and shared regions": "read fault-around maps 0-15 cached neighbours "
+    "without a fault, so which reads fault differs with the page cache's state; pagecache-map events "
+    "there are dropped from both sides (copies, shared writes and shmem allocations still compared)",
+    "thp-zero-map": "the huge zero page and the 4 KiB zero page are mapped by the same read fault with "
+    "nothing after it in the tracepoints: both count as zero-page-map",
+    "thp-split": "a PMD split raises no tracepoint of its own; the model's thp-split events are dropped",
+    "kinds without an address": "fork, exec, exit, checkpoint and the signals are compared by the op "
+    "log (outcomes) already; only page events are compared here",
+}
+
 #: Measured behaviours the suite does not run, and why (printed by `cowscope verify`).
 NOT_COVERED = {
     "C36 DMA-pinned page copied eagerly at fork": "needs io_uring buffer registration (a long-term "

@@ -188,7 +188,13 @@ class TracedProcess:
             Region(key, a, length, bool(file is not None or shared), addr is None and not fixed)]
         if populate:
             self._mark(a, length)
+            self._gup(a, length)
         return a
+
+    def _gup(self, addr: int, length: int) -> None:
+        """Regions faulted in through get_user_pages in this interval (no fault tracepoint fires)."""
+        self._tm.gup.update(r.key for r in self.regions if r.addr < addr + length and addr < r.addr + r.length)
+
 
     def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
         """mremap, logged with region-relative addresses."""
@@ -222,11 +228,14 @@ class TracedProcess:
                                      if r.addr < addr + length and addr < r.addr + r.length)
         if advice.startswith("populate"):
             self._mark(addr, length)
+            self._gup(addr, length)
         self._do("madvise", (self.where(addr), length, advice), lambda: self._p.madvise(addr, length, advice))
 
     def mlock(self, addr: int, length: int) -> None:
-        """mlock, logged with region-relative addresses (it populates: pages count as accessed)."""
+        """mlock, logged with region-relative addresses (it populates, through get_user_pages: pages
+        count as accessed, and no fault tracepoint fires)."""
         self._mark(addr, length)
+        self._gup(addr, length)
         self._do("mlock", (self.where(addr), length), lambda: self._p.mlock(addr, length))
 
     def munlock(self, addr: int, length: int) -> None:

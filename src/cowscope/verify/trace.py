@@ -28,6 +28,7 @@ from ..observe.records import (
     PM_SWAP,
     pagemap_pfns,
 )
+from .events import record_interval
 from .exclusions import SMAPS_COMPARED
 from .process import Region, TracedProcess, _bytes_text
 
@@ -48,6 +49,11 @@ class Trace:
     marks: list[int] = field(default_factory=list)  # len(ops) at each checkpoint
     snapshots: list[Any] = field(default_factory=list)  # observe.snapshot.Snapshot per checkpoint
     addresses: dict[str, int] = field(default_factory=dict)  # region key -> its first address
+    events_on: bool = False  # the backend's event log records (the model; linux.Machine(events=True))
+    events: list[dict[str, list[tuple[str, int]]]] = field(default_factory=list)  # per checkpoint
+    lazyfree_regions: set[str] = field(default_factory=set)
+    gup: list[set[str]] = field(default_factory=list)  # per checkpoint: regions populated via GUP
+    filebacked: set[str] = field(default_factory=set)  # file and shared regions (fault-around)
 
 
 class TracedMachine:
@@ -59,11 +65,14 @@ class TracedMachine:
         self._snapshots = snapshots
         self._event_mark = 0
         self.lazyfree: set[str] = set()  # regions that had MADV_FREE (see EXCLUSIONS)
+        self.gup: set[str] = set()  # regions populated through get_user_pages since the last checkpoint
         self.backend_is_linux = backend == "linux"
         self.trace = Trace(backend)
         self.procs: list[TracedProcess] = []
         self._labels: dict[tuple[str, str], np.ndarray] = {}  # previous PFNs per (proc, region)
         self.trace.kpage = self._kpage_ok()
+        self.trace.events_on = not isinstance(machine.events, list) and getattr(machine.events, "enabled", True)
+        self._event_seq = len(machine.events) if self.trace.events_on else 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._m, name)
@@ -203,6 +212,13 @@ class TracedMachine:
         """Observe every live process's regions (and forward the checkpoint to the backend)."""
         self.trace.marks.append(len(self.trace.ops))
         self.trace.checkpoints.append((label, self.observe()))
+        if self.trace.events_on:
+            self.trace.filebacked |= {r.key for tp in self.procs for r in tp.regions if r.filebacked}
+            interval, self._event_seq = record_interval(self, self._event_seq)
+            self.trace.events.append(interval)
+            self.trace.lazyfree_regions |= self.lazyfree
+            self.trace.gup.append(set(self.gup))
+        self.gup.clear()
         if self._snapshots:
             self.trace.snapshots.append(self._snapshot(label))
         self._m.checkpoint(label)

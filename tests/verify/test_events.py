@@ -1,0 +1,61 @@
+"""The event comparison: sequences per (checkpoint, process, region), normalised and excluded with
+reasons, and the kernel's own events agreeing with the model's on real scenarios."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from cowscope.cli.main import main
+from cowscope.verify.events import EventScore, compare_events
+from cowscope.verify.exclusions import EVENT_EXCLUSIONS
+from cowscope.verify.trace import Trace
+
+
+def _trace(backend: str, intervals: list[dict], gup: list[set] | None = None, filebacked: set | None = None,
+           lazyfree: set | None = None) -> Trace:
+    t = Trace(backend, events_on=True)
+    t.checkpoints = [(f"c{i}", {}) for i in range(len(intervals))]
+    t.events = intervals
+    t.gup = gup or [set() for _ in intervals]
+    t.filebacked = filebacked or set()
+    t.lazyfree_regions = lazyfree or set()
+    return t
+
+
+def test_equal_sequences_agree_and_a_different_one_is_counted() -> None:
+    model = _trace("model", [{"P/P#1": [("cow-copy", 0)]}, {"P/P#1": [("cow-reuse", 1)]}])
+    linux = _trace("linux", [{"P/P#1": [("cow-copy", 0)]}, {"P/P#1": [("cow-copy", 1)]}])
+    score = EventScore()
+    (d,) = compare_events(model, linux, score)
+    assert (score.compared, score.agreed) == (2, 1) and d.excluded is None and d.checkpoint == "c1"
+
+
+def test_normalisation_stack_grow_thp_zero_and_fault_around() -> None:
+    model = _trace("model", [{"P/P#1": [("stack-grow", 0), ("thp-zero-map", 0)],
+                              "P/F": [("pagecache-map", 0), ("pagecache-map", 1), ("file-copy", 1)]}],
+                   filebacked={"F"})
+    linux = _trace("linux", [{"P/P#1": [("zero-page-map", 0)], "P/F": [("pagecache-map", 0), ("file-copy", 1)]}])
+    score = EventScore()
+    assert compare_events(model, linux, score) == [] and score.agreed == score.compared == 2
+
+
+def test_exclusions_carry_their_reason() -> None:
+    model = _trace("model", [{"P/P#1": [("zero-fill", 0)], "P/P#2": [("cow-copy", 0)]}],
+                   gup=[{"P#1"}], lazyfree={"P#2"})
+    linux = _trace("linux", [{"P/P#2": [("cow-reuse", 0)]}])
+    score = EventScore()
+    diffs = compare_events(model, linux, score)
+    assert {d.excluded for d in diffs} == {"populated through get_user_pages", "copy or reuse after MADV_FREE"}
+    assert all(d.excluded in EVENT_EXCLUSIONS for d in diffs) and score.compared == 0 and score.excluded == 2
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(os.geteuid() != 0, reason="the kernel's events need root")
+def test_verify_reports_event_agreement(capsys) -> None:
+    assert main(["verify", "C05", "V01", "C34", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "event agreement: 3/3 scenarios (100.0%)" in out
+    assert "[excluded: populated through get_user_pages]" in out
+    assert "populated through get_user_pages: MADV_POPULATE_READ/WRITE" in out
