@@ -23,7 +23,7 @@ def _state() -> tuple[list[str], list[str]]:
     """Our instances (wherever tracefs is visible) and our private mounts."""
     with open("/proc/self/mounts") as f:
         mounts = [line.split()[1] for line in f if " tracefs " in line]
-    ours = [m for m in mounts if MOUNT_PREFIX in m]
+    ours = [m for m in mounts if f"{MOUNT_PREFIX}{os.getpid()}-" in m]  # other processes trace too
     instances = set()
     for m in mounts:
         base = os.path.join(m, "instances")
