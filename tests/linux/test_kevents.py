@@ -140,3 +140,10 @@ def test_a_reraised_fatal_signal_is_one_event() -> None:
     r = Rec().fault(0x6).add("signal:signal_deliver", sig=11, code=1, errno=0, sa_handler=0, sa_flags=0)
     r.fault(0x6).add("signal:signal_deliver", sig=11, code=1, errno=0, sa_handler=0, sa_flags=0)
     assert [k for k, _va, _d in kinds(r)] == ["segv", "segv"]  # two default deliveries: two events
+
+
+def test_swap_in() -> None:
+    r = Rec().prime()
+    r.rss(2, 0, curr=0)
+    r.fault(0x4).alloc(USER).rss(2, -4096).rss(MM_ANON, 4096)
+    assert kinds(r)[0][:2] == ("swap-in", VA)

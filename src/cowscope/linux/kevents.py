@@ -68,6 +68,7 @@ class _Fault:
     alloc: tuple[int, int, int] | None = None  # pfn, order, gfp of the first user-page allocation
     up: set[int] = field(default_factory=set)  # rss members that grew
     down: set[int] = field(default_factory=set)  # rss members that shrank
+    unknown: set[int] = field(default_factory=set)  # rss members first seen here (sign unknown)
 
     @property
     def write(self) -> bool:
@@ -83,6 +84,8 @@ def classify(f: _Fault, shared_mapping: bool | None) -> tuple[str | None, str]:
     zeroed = f.alloc is not None and bool(f.alloc[2] & GFP_ZERO)
     if f.alloc is not None and f.alloc[1] >= HPAGE_PMD_ORDER:
         return "thp-alloc", f"a 2 MiB folio (order {f.alloc[1]}) mapped by one PMD"
+    if MM_SWAP in f.down - f.unknown and MM_ANON in f.up and not f.present:
+        return "swap-in", "read back from swap" if f.alloc is not None else "from the swap cache"
     if f.write and f.present:
         if f.alloc is not None:
             if zeroed:
@@ -113,7 +116,7 @@ def classify(f: _Fault, shared_mapping: bool | None) -> tuple[str | None, str]:
         return "pagecache-map", "major: read from disk" if f.alloc is not None else ""
     if f.alloc is not None and zeroed and f.alloc[1] > 0:
         return "zero-fill", f"huge page (order {f.alloc[1]}) on a read"
-    if f.alloc is None and not f.up:
+    if f.alloc is None and not (f.up - f.unknown) & {MM_ANON, MM_FILE, MM_SHMEM}:
         return "zero-page-map", ""
     return None, "read fault that mapped something unrecognised"
 
@@ -219,6 +222,8 @@ class Classifier:
         f = self._window(tid, ts)
         if f is None or not fl["curr"]:
             return
+        if last is None:
+            f.unknown.add(fl["member"])
         if last is None or fl["size"] > last:  # first sight of this counter: the sign is unknown
             f.up.add(fl["member"])
         if last is None or fl["size"] < last:

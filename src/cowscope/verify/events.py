@@ -15,7 +15,7 @@ from typing import Any
 from ..observe.records import PAGE_SIZE
 
 #: Address-bearing kinds the kernel side cannot produce (see EVENT_EXCLUSIONS).
-MODEL_ONLY_KINDS = ("stack-grow", "thp-split")
+MODEL_ONLY_KINDS = ("stack-grow", "thp-split", "swap-out")
 
 
 def record_interval(tm: Any, mark: int) -> tuple[dict[str, list[tuple[str, int]]], int]:

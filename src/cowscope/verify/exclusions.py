@@ -68,6 +68,9 @@ EVENT_EXCLUSIONS = {
     "there are dropped from both sides (copies, shared writes and shmem allocations still compared)",
     "thp-zero-map": "the huge zero page and the 4 KiB zero page are mapped by the same read fault with "
     "nothing after it in the tracepoints: both count as zero-page-map",
+    "swap-out": "reclaim (MADV_PAGEOUT, kswapd) writes pages to swap inside a system call or a kernel "
+    "thread, not in a fault: the tracepoints show RSS moving from anon to swap entries, without "
+    "addresses; the model's swap-out events are dropped (swap-in is a fault and is compared)",
     "thp-split": "a PMD split raises no tracepoint of its own; the model's thp-split events are dropped",
     "kinds without an address": "fork, exec, exit, checkpoint and the signals are compared by the op "
     "log (outcomes) already; only page events are compared here",
