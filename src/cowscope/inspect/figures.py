@@ -20,6 +20,9 @@ CLASS_FIELDS = ("shared_with_parent_kb", "sibling_shared_kb", "copied_kb", "new_
 #: Figures of a worker beside its classes: what it released since its start (not resident, so not
 #: in RSS), and the copied pages by the side that paid (history.py), where its history tells.
 HISTORY_FIELDS = ("released_kb", "copied_by_child_kb", "copied_by_parent_kb")
+#: Copied pages whose bytes equal the parent's page there (content.py; scaled from a sample when
+#: many), and how many were compared.
+CONTENT_FIELDS = ("copied_identical_kb", "copied_compared_kb")
 
 
 @dataclass
@@ -42,6 +45,7 @@ class MappingFigures:
     released_kb: int | None = None
     copied_by_child_kb: int | None = None
     copied_by_parent_kb: int | None = None
+    copied_identical_kb: int | None = None
     shared_in_tree_kb: int | None = None
     codes: np.ndarray | None = field(default=None, repr=False)  # per-page class codes (not serialised)
     states: PageStates | None = field(default=None, repr=False)  # observe.pages states (with states=True)
@@ -56,7 +60,7 @@ class MappingFigures:
         return {"start": f"{self.start:x}", "end": f"{self.end:x}", "perms": self.perms, "path": self.path,
                 "rss_kb": self.rss_kb, "pss_kb": self.pss_kb, "uss_kb": self.uss_kb, "swap_kb": self.swap_kb,
                 "zero_kb": self.zero_kb, **{k: getattr(self, k) for k in CLASS_FIELDS + HISTORY_FIELDS},
-                "shared_in_tree_kb": self.shared_in_tree_kb}
+                "copied_identical_kb": self.copied_identical_kb, "shared_in_tree_kb": self.shared_in_tree_kb}
 
 
 @dataclass
@@ -82,6 +86,8 @@ class ProcessFigures:
     copied_by_child_kb: int | None = None
     copied_by_parent_kb: int | None = None
     history: str | None = None  # what released and who-copied are judged against: "fork", "first-seen"
+    copied_identical_kb: int | None = None
+    copied_compared_kb: int | None = None
     shared_in_tree_kb: int | None = None
     mappings: list[MappingFigures] = field(default_factory=list)
     starttime: int = 0          # clock ticks after boot (tells a recycled pid from the process it had)
@@ -96,7 +102,8 @@ class ProcessFigures:
         return {"type": "process", "ts": round(ts, 6), "seq": seq, "pid": self.pid, "ppid": self.ppid,
                 "name": self.name, "title": self.title, "parent_in_tree": self.parent_in_tree, "exact": self.exact,
                 "rss_kb": self.rss_kb, "pss_kb": self.pss_kb, "uss_kb": self.uss_kb, "swap_kb": self.swap_kb,
-                "zero_kb": self.zero_kb, **{k: getattr(self, k) for k in CLASS_FIELDS + HISTORY_FIELDS},
+                "zero_kb": self.zero_kb,
+                **{k: getattr(self, k) for k in CLASS_FIELDS + HISTORY_FIELDS + CONTENT_FIELDS},
                 "history": self.history, "shared_in_tree_kb": self.shared_in_tree_kb,
                 "mappings": [m.to_dict() for m in self.mappings]}
 
@@ -119,6 +126,8 @@ class TreeTotals:
     released_kb: int | None = None
     copied_by_child_kb: int | None = None
     copied_by_parent_kb: int | None = None
+    copied_identical_kb: int | None = None
+    copied_compared_kb: int | None = None
 
     def add(self, pf: ProcessFigures) -> None:
         """Count one process in: its figures, and as a root (its parent is not inspected) or as a worker."""
@@ -130,7 +139,7 @@ class TreeTotals:
         if not pf.parent_in_tree:
             self.parent_rss_kb += pf.rss_kb
         elif pf.copied_kb is not None:
-            for k in CLASS_FIELDS + HISTORY_FIELDS:
+            for k in CLASS_FIELDS + HISTORY_FIELDS + CONTENT_FIELDS:
                 v = getattr(pf, k)
                 if v is not None:
                     setattr(self, k, (getattr(self, k) or 0) + v)

@@ -33,6 +33,8 @@ PROCESS_METRICS = (
      "Copied pages where the parent kept the original frame: this process wrote them."),
     ("copied_by_parent_kb", "copied_by_parent_bytes",
      "Copied pages where this process kept the original frame: the parent wrote them."),
+    ("copied_identical_kb", "copied_identical_bytes",
+     "Copied pages whose bytes equal the parent's page there (estimated from a sample when many)."),
 )
 TREE_METRICS = (
     ("rss_sum_kb", "tree_rss_sum_bytes", "Sum of RSS over the inspected processes."),

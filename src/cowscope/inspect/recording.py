@@ -19,11 +19,11 @@ SCHEMA_VERSION = 1
 #: Fields every process object carries (docs/inspect.md documents them).
 PROCESS_KEYS = ("type", "ts", "seq", "pid", "ppid", "name", "title", "parent_in_tree", "exact", "rss_kb", "pss_kb",
                 "uss_kb", "swap_kb", "zero_kb", "shared_with_parent_kb", "sibling_shared_kb", "copied_kb",
-                "new_kb", "released_kb", "copied_by_child_kb", "copied_by_parent_kb", "history",
-                "shared_in_tree_kb", "mappings")
+                "new_kb", "released_kb", "copied_by_child_kb", "copied_by_parent_kb", "copied_identical_kb",
+                "copied_compared_kb", "history", "shared_in_tree_kb", "mappings")
 MAPPING_KEYS = ("start", "end", "perms", "path", "rss_kb", "pss_kb", "uss_kb", "swap_kb", "zero_kb",
                 "shared_with_parent_kb", "sibling_shared_kb", "copied_kb", "new_kb", "released_kb",
-                "copied_by_child_kb", "copied_by_parent_kb", "shared_in_tree_kb")
+                "copied_by_child_kb", "copied_by_parent_kb", "copied_identical_kb", "shared_in_tree_kb")
 
 
 def process_objects(sample: Sample) -> list[dict[str, Any]]:
@@ -105,11 +105,13 @@ TREE_ROWS = (("processes", "processes"), ("rss_sum_kb", "RSS sum"), ("pss_sum_kb
              ("parent_rss_kb", "parents' resident"), ("shared_with_parent_kb", "workers shared w/ parent"),
              ("sibling_shared_kb", "workers shared in tree"), ("copied_kb", "workers copied"),
              ("copied_by_child_kb", "workers copied, by the workers"),
-             ("copied_by_parent_kb", "workers copied, by their parents"), ("new_kb", "workers new"),
+             ("copied_by_parent_kb", "workers copied, by their parents"),
+             ("copied_identical_kb", "workers copied, same bytes as the parent's"), ("new_kb", "workers new"),
              ("released_kb", "workers released"))
 WORKER_ROWS = (("rss_kb", "RSS"), ("pss_kb", "PSS"), ("uss_kb", "USS"),
                ("shared_with_parent_kb", "shared w/ parent"), ("copied_kb", "copied"),
                ("copied_by_child_kb", "copied by itself"), ("copied_by_parent_kb", "copied by its parent"),
+               ("copied_identical_kb", "copied, same bytes as the parent's"),
                ("new_kb", "new"), ("released_kb", "released"))
 
 

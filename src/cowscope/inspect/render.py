@@ -60,9 +60,18 @@ def exit_line(e: Exited) -> str:
 
 
 COLUMNS = ("rss_kb", "pss_kb", "uss_kb", "swap_kb", "shared_with_parent_kb", "sibling_shared_kb",
-           "copied_kb", "who_copied", "new_kb", "released_kb")
+           "copied_kb", "who_copied", "same_bytes", "new_kb", "released_kb")
 HEADERS = ("RSS", "PSS", "USS", "swap", "shared w/ parent", "shared in tree", "copied", "by child/parent",
-           "new", "released")
+           "same bytes", "new", "released")
+
+
+def same_bytes(f: ProcessFigures | MappingFigures) -> str:
+    """How much of the copied memory still has the parent's bytes, as a share of it ("~": sampled)."""
+    if f.copied_identical_kb is None or not f.copied_kb:
+        return "-"
+    compared = getattr(f, "copied_compared_kb", None)
+    approx = "~" if compared is not None and compared < f.copied_kb else ""
+    return f"{approx}{100 * f.copied_identical_kb / f.copied_kb:.0f}%"
 
 
 def who_copied(f: ProcessFigures | MappingFigures) -> str:
@@ -79,6 +88,8 @@ def cell(f: ProcessFigures | MappingFigures, column: str) -> str:
     """One table cell of a process or mapping."""
     if column == "who_copied":
         return who_copied(f)
+    if column == "same_bytes":
+        return same_bytes(f)
     return fmt_kb(getattr(f, column))
 
 
@@ -149,6 +160,10 @@ def totals_text(sample: Sample, first: Sample | None = None, exits: Sequence[Exi
                         f"{fmt_kb(tt.copied_by_parent_kb)}, side unknown "
                         f"{fmt_kb(tt.copied_kb - tt.copied_by_child_kb - (tt.copied_by_parent_kb or 0))})")
         text.append(f"  new {fmt_kb(tt.new_kb)}  released {fmt_kb(tt.released_kb)}")
+        if tt.copied_identical_kb is not None and tt.copied_kb:
+            text.append(f"\ncopied with the parent's bytes unchanged {fmt_kb(tt.copied_identical_kb)} "
+                        f"({100 * tt.copied_identical_kb / tt.copied_kb:.1f}% of copied; "
+                        f"{fmt_kb(tt.copied_compared_kb)} compared)")
     text.append(f"\nmode {sample.mode}, read in {sample.duration_s * 1000:.0f} ms", style="dim")
     for e in (sample.exited if exits is None else exits):
         text.append(f"\n{exit_line(e)}", style="yellow")

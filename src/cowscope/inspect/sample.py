@@ -21,6 +21,7 @@ from ..observe.pages import classify as classify_states
 from ..observe.procfs import SPECIAL_MAPPINGS, USER_SPACE_END, PagemapReader
 from ..observe.records import MapsEntry, SmapsEntry
 from . import classify as cl
+from .content import COMPARE_PAGES, Identical, compare_copied
 from .figures import KB, Exited, MappingFigures, ProcessFigures, Sample, mapping_figures
 from .history import History, attribute
 from .tree import Missed, discover, process_title
@@ -62,6 +63,7 @@ class _Classes:
     who: dict[str, np.ndarray] = field(default_factory=dict)  # per mapping kB: copied_by_child_kb, ...
     released_kb: int | None = None  # all released pages (those the worker unmapped too)
     history: str | None = None      # the reference's kind
+    identical: Identical | None = None  # copied pages compared with the parent's bytes
 
 
 @dataclass
@@ -123,8 +125,11 @@ class Sampler:
     """Reads a fixed set of PIDs, or trees under root PIDs, into Samples."""
 
     def __init__(self, pids: list[int], tree: bool = False, mode: str = "auto", mappings: bool = True,
-                 hook: Hook | None = None, threads: int | None = None, states: bool = False) -> None:
+                 hook: Hook | None = None, threads: int | None = None, states: bool = False,
+                 compare_pages: int = COMPARE_PAGES) -> None:
         self.roots = list(pids)
+        self.compare_pages = compare_pages
+        self._content_problem: str | None = None
         self.tree = tree
         self.mode, self.notes = resolve_mode(mode)
         self.mappings = mappings
@@ -237,6 +242,9 @@ class Sampler:
             s.totals.add(pf)
         if table is not None:
             s.totals.unique_kb = len(table.unique) * KB
+        if self._content_problem is not None:
+            s.notes.append(self._content_problem)
+            self._content_problem = None
         self.history.remember([(r.pid, r.starttime, r.image, r.pages) for r in raws if r.pages is not None],
                               time.clock_gettime(time.CLOCK_BOOTTIME))
 
@@ -250,6 +258,9 @@ class Sampler:
         for k, per_mapping in classes.who.items():
             setattr(pf, k, int(per_mapping.sum()))
         pf.released_kb, pf.history = classes.released_kb, classes.history
+        if classes.identical is not None:
+            pf.copied_identical_kb = classes.identical.scaled_kb(classes.identical.identical)
+            pf.copied_compared_kb = classes.identical.compared * KB
         pf.shared_in_tree_kb = int(classes.in_tree.sum())
         exact = _exact_figures(pp, table) if table is not None else None
         if exact is not None:
@@ -285,7 +296,19 @@ class Sampler:
                        "copied_by_parent_kb": pp.per_mapping(att.by_parent) * KB}
         by_class = _per_mapping_classes(pp, codes)
         return _Classes(codes, by_class, _PARENT_CLASSES, by_class[:, cl.SHARED_PARENT] + by_class[:, cl.SIBLING],
-                        who, released_kb, ref.kind)
+                        who, released_kb, ref.kind, self._identical(r, pp, codes, pv.real))
+
+    def _identical(self, r: _Raw, pp: cl.ProcPages, codes: np.ndarray, parent_real: np.ndarray) -> Identical | None:
+        """The worker's copied pages compared with its parent's bytes (content.py), None if it may not be read."""
+        if self.compare_pages <= 0:
+            return None
+        try:
+            return compare_copied(r.pid, r.ppid, pp, codes, parent_real, self.compare_pages,
+                                  seed=r.pid * 1_000_003 + self.seq)
+        except (ProcessGone, PermissionError) as exc:
+            self._content_problem = (f"copied pages not compared with the parent's bytes for pid {r.pid}: "
+                                     f"{exc}")
+            return None
 
     def _page_states(self, pp: cl.ProcPages, table: cl.PfnTable | None) -> PageStates | None:
         """The shared page states (observe.pages legend) of a process whose raw pagemap was kept."""
@@ -355,6 +378,8 @@ def _mapping(pp: cl.ProcPages, k: int, classes: _Classes, exact: _Exact | None, 
         mf.released_kb = int(classes.by_class[k, cl.RELEASED]) if classes.released_kb is not None else None
     for name, per_mapping in classes.who.items():
         setattr(mf, name, int(per_mapping[k]))
+    if classes.identical is not None:
+        mf.copied_identical_kb = classes.identical.scaled_kb(int(classes.identical.per_mapping[k]))
     mf.shared_in_tree_kb = int(classes.in_tree[k])
     a, b = pp.offsets[k], pp.offsets[k + 1]
     mf.codes = classes.codes[a:b]
