@@ -210,7 +210,7 @@ def test_table_and_page_picture(make_tree, capsys) -> None:
     below = lines[row + 1].split()
     assert below == ["22" + "3" * 8 + "#" * 6 + "3" * 14 + "2" * 4 + "3" * 14 + "#" * 3 + "." * 13]
     assert "really used (each frame once)" in out and "mappings by RSS" in out
-    assert "shared w/ parent" in out
+    assert "shared w/ parent" in out and "in tree" in out
 
 
 def test_watch_view_without_terminal_prints_changes_and_trends(make_tree, capsys) -> None:

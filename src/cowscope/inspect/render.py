@@ -61,8 +61,11 @@ def exit_line(e: Exited) -> str:
 
 COLUMNS = ("rss_kb", "pss_kb", "uss_kb", "swap_kb", "shared_with_parent_kb", "sibling_shared_kb",
            "copied_kb", "who_copied", "same_bytes", "new_kb", "released_kb")
-HEADERS = ("RSS", "PSS", "USS", "swap", "shared w/ parent", "shared in tree", "copied", "by child/parent",
-           "same bytes", "new", "released")
+HEADERS = ("RSS", "PSS", "USS", "swap", "shared", "in tree", "copied", "by c/p", "same", "new", "released")
+#: Under the table: what the short headers mean.
+CAPTION = ("shared: the parent's frame (a root: shared with its tree)  in tree: shared with other inspected "
+           "processes, not the parent  by c/p: copied by the child / by the parent (+?: unknown)  same: copied "
+           "pages still holding the parent's bytes  released: dropped since fork or first seen, the parent has it")
 
 
 def same_bytes(f: ProcessFigures | MappingFigures) -> str:
@@ -111,9 +114,10 @@ def process_table(sample: Sample, baseline: dict[int, ProcessFigures] | None = N
                   trend_top: int = 0) -> Table:
     """One row per process; with `baseline` (each pid when first seen), the change since; with `history`,
     a trend of shared memory, every row on the same scale: 0 to `trend_top` kB (the parents' resident)."""
-    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, caption=CAPTION,
+              caption_justify="left")
     t.add_column("PID", justify="right")
-    t.add_column("name", no_wrap=True)
+    t.add_column("name", no_wrap=True, overflow="ellipsis", max_width=40)
     for h in HEADERS:
         t.add_column(h, justify="right")
     if baseline is not None:
@@ -127,7 +131,7 @@ def process_table(sample: Sample, baseline: dict[int, ProcessFigures] | None = N
         row: list[str | Text] = [str(p.pid), plain("  " * depth[p.pid] + p.label)]
         row += [cell(p, c) for c in COLUMNS]
         if p.parent_in_tree is False and p.shared_in_tree_kb is not None:
-            row[HEADERS.index("shared in tree") + 2] = fmt_kb(p.shared_in_tree_kb)
+            row[HEADERS.index("in tree") + 2] = fmt_kb(p.shared_in_tree_kb)
         if baseline is not None:
             b = before.get(p.pid)
             for c in ("shared_with_parent_kb", "copied_kb"):
@@ -185,7 +189,7 @@ def mapping_table(p: ProcessFigures, top: int = 12) -> Table:
         row: list[str | Text] = [plain(f"{m.start:x} {m.perms} {m.label}")]
         row += [cell(m, c) for c in COLUMNS]
         if p.parent_in_tree is False and m.shared_in_tree_kb is not None:
-            row[HEADERS.index("shared in tree") + 1] = fmt_kb(m.shared_in_tree_kb)
+            row[HEADERS.index("in tree") + 1] = fmt_kb(m.shared_in_tree_kb)
         t.add_row(*row)
     return t
 
