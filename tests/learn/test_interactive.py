@@ -120,3 +120,9 @@ def test_strip_questions_show_the_legend():
     _, out = session(["2222", "q"], topic="exec", level=1, seed=42)
     assert "Draw a in P" in out and ". not present 0 zero page # private 2-9 shared by N f page cache" in out
     assert "right: 2222" in out
+
+
+def test_a_topic_missed_again_waits_for_a_new_topic():
+    s, out = session(["s"] * 7 + ["q"], topic=None, level=1, seed=5)
+    headers = [h.split(" · ")[1] for h in out.split("───") if "topic" in h and "·" in h]
+    assert headers[:3] == ["topic fork", "topic fork", "topic zero"]

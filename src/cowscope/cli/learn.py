@@ -10,35 +10,41 @@ import sys
 from typing import Any
 
 DESCRIPTION = """\
-Seeded problems about fork, copy-on-write, the zero page, malloc, files, vfork/exec and madvise,
-in the spirit of OSTEP's homework simulators. A problem is a short program shown as C lines;
-at chosen points it asks what happens. The model computes every answer from what /proc shows;
-with --on linux the same problem runs in real processes and the kernel's answer is shown beside
-the model's (a disagreement is a bug, reported as such).
+Seeded problems about fork, copy-on-write, the zero page, malloc, files,
+vfork/exec and madvise, in the spirit of OSTEP's homework simulators. A
+problem is a short program shown as C lines; at chosen points it asks what
+happens. The model computes every answer from what /proc shows; with
+--on linux the same problem runs in real processes and the kernel's answer
+is shown beside the model's (a disagreement is a bug, reported as such).
 
-Without an output option, practise interactively: answer, see the right answer, the kernel
-path, the page strips before and after and why; a score per topic; missed topics come back.
+Without an output option, practise interactively: answer, then see the
+right answer, the kernel path, the page strips before and after, and why;
+a score per topic; missed topics come back.
 """
 
 EPILOG = """\
 examples:
-  cowscope learn                          practise (Ctrl-C or q ends with your score)
-  cowscope learn --seed 7 -c              a homework sheet with its answer key
-  cowscope learn --seed 7 --sheet         the same sheet, '?' where students answer
-  cowscope learn --seed 7 -n 5 --html w.html   a printable worksheet (add -c for the key)
+  cowscope learn                   practise (q or Ctrl-C: your score)
+  cowscope learn --seed 7 -c       a homework sheet with its answer key
+  cowscope learn --seed 7 --sheet  the same sheet, '?' for the answers
+  cowscope learn --seed 7 -n 5 --html w.html    a printable worksheet
   cowscope learn --topic malloc --level 3 --count 5 -c
-  cowscope learn --explicit 'P mmap a 2; P write a all; P fork C; ? outcome C write a 1'
-  cowscope learn --seed 7 --on linux -c   answers confirmed by this kernel
-  cowscope learn --seed 7 --emit-c p7.c   a C program that prints the answers on any Linux
-  cowscope learn --seed 7 --inverse -c    the pages before and after: which line ran?
+  cowscope learn -A 'P mmap a 2; P write a all; P fork C;
+                     ? outcome C write a 1'     your own problem
+  cowscope learn --seed 7 --on linux -c   confirmed by this kernel
+  cowscope learn --seed 7 --emit-c p7.c   C that prints the answers
+  cowscope learn --seed 7 --inverse -c    which line ran?
 
-the action language (--explicit; --show-language for all of it):
-  P mmap a 4 [shared] [file=f]   P write a 0-3 [=B]   P read a 2   P fork C   C exit
-  P wait C   P malloc x 100   P free x   P madvise a 1 dontneed   file f 2   pwrite f 1
-  ? outcome C write a 1 [why]  ? value C read a 1   ? copies C free x   ? strip P a
-  ? rss|pss|uss P a   ? addr P malloc y 100   ? own P code   ? file f 1
+the action language (--show-language for all of it):
+  P mmap a 4 [shared] [file=f]  P write a 0-3 [=B]  P read a 2
+  P fork C  C exit  P wait C  P malloc x 100  P free x
+  P madvise a 1 dontneed  file f 2  pwrite f 1
+  ? outcome C write a 1 [why]  ? value C read a 1  ? faults C write a all
+  ? copies C free x  ? strip P a  ? rss|pss|uss P a
+  ? addr P malloc y 100  ? own P code  ? file f 1
 
-exit status: 0 ok; 1 the kernel disagreed with the model (--on linux); 2 bad input.
+exit status: 0 ok; 1 the kernel disagreed with the model (--on linux);
+2 bad input.
 """
 
 

@@ -121,3 +121,81 @@ def kernel_path(events: Iterable[Any], pid: int) -> list[str]:
         if text not in out:
             out.append(text)
     return out
+
+
+def _page_word(c: str, proc: str) -> str:
+    return {".": "nothing mapped", "0": "the zero page", "#": f"only {proc} maps it", "f": "page cache",
+            "+": "shared by 10 or more"}.get(c, f"shared by {c}")
+
+
+def strip_reason(strip: str, proc: str) -> str:
+    """'Page 0: shared by 2; page 1: only P maps it.'"""
+    if len(strip) > 8:
+        counts = {c: strip.count(c) for c in dict.fromkeys(strip)}
+        return "Pages: " + ", ".join(f"{n} × {_page_word(c, proc)}" for c, n in counts.items()) + "."
+    return "; ".join(f"page {i}: {_page_word(c, proc)}" for i, c in enumerate(strip)).capitalize() + "."
+
+
+def size_reason(kind: str, strip: str, proc: str, kb: int) -> str:
+    """How Rss, Pss or USS follows from the strip of the mapping."""
+    resident = [c for c in strip if c not in ".0"]
+    own = strip.count("#")
+    if kind == "rss":
+        return (f"Rss counts the pages present in {proc}'s page table, the zero page excepted: "
+                f"{len(resident)} × 4 kB = {kb} kB.")
+    if kind == "uss":
+        return f"USS counts the pages only {proc} maps ('#'): {own} × 4 kB = {kb} kB."
+    shared = {c: strip.count(c) for c in "23456789" if c in strip}
+    terms = [f"{own} × 4"] if own else []
+    terms += [f"{n} × 4/{c}" for c, n in shared.items()]
+    exact = own * 4 + sum(n * 4 / int(c) for c, n in shared.items())
+    text = f"Pss shares each page among the processes that map it: {' + '.join(terms) or '0'} = {exact:.2f} kB"
+    if "f" in strip or "+" in strip:
+        return text + f", plus the page-cache pages' shares; smaps says {kb} kB."
+    # the kernel's fixed point: each page's share rounded down to 1/4096 byte, then whole bytes, then kB
+    nbytes = (own * (4096 << 12) + sum(n * ((4096 << 12) // int(c)) for c, n in shared.items())) >> 12
+    if abs(exact - kb) < 1e-9:
+        return text + "."
+    return (f"{text}; the kernel rounds each page's share down and prints whole kB "
+            f"({nbytes} bytes): {kb} kB.")
+
+
+def faults_reason(strip: str, write: bool, proc: str, n: int) -> str:
+    """Why the access took n faults, from the strip before it."""
+    if not write:
+        return f"A load faults only where nothing is mapped ('.'): {n}. Before: {strip}."
+    return (f"A store faults on every page that is not {proc}'s own writable page: not present, the zero "
+            f"page, shared, or mapped once but still write-protected since a fork (a reuse is a fault "
+            f"too): {n}. Before: {strip}.")
+
+
+#: What a copy in each kind of range was (copies questions).
+COPIED = {"[heap]": "malloc's bookkeeping in the heap: a freed chunk's links, the tcache's counts",
+          "libc": "malloc's state in libc's data: main_arena's bins and top, mp_'s counters"}
+
+
+def copies_reason(proc: str, where: dict[str, int]) -> str:
+    if not where:
+        return f"{proc} wrote no page it still shared: nothing was copied."
+    parts = [f"{n} in {name}" + (f" ({COPIED[name]})" if name in COPIED else "") for name, n in where.items()]
+    return f"{proc} wrote to pages it still shared, and each was copied: " + "; ".join(parts) + "."
+
+
+def addr_reason(value: str, size: str) -> str:
+    if value == "new":
+        return f"No freed chunk fits a request of {size} bytes: it is carved from the top of the heap."
+    return (f"{value}'s chunk, freed earlier, is handed out again: malloc reuses freed chunks of the same "
+            f"size first (the tcache: last in, first out).")
+
+
+def value_reason(value: str) -> str:
+    if value == "0":
+        return "A page nobody wrote reads as zeros (the zero page, or a fresh zero-filled page)."
+    if value == "segv":
+        return "There is no mapping there in this process: SIGSEGV."
+    return ("A process sees the last letter written into the page as it maps it: a copy keeps what "
+            "the page held when it was copied; a shared page shows every process's writes.")
+
+
+FILE_REASON = ("read(2) reads the page cache: MAP_SHARED stores and write(2) land there; stores "
+               "through MAP_PRIVATE go to the process's own copies and never reach the file.")

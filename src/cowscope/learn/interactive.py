@@ -30,12 +30,15 @@ INTRO = ("Each problem is a little program: its lines run top to bottom, and \"C
          "runs in process C. PAGE is 4096 bytes; a write stores one letter. At each question, predict "
          "what the kernel does, then see what it did. Type ? for help, s to skip a question, q to stop.")
 
-HELP = """\
-Answers: outcomes by name, first letters or number (copy, c, 1); zf = zero-fill, zp = zero-page,
-pc = page-cache. Values: a letter (case matters) or 0. Sizes in kB. Strips: one character per page:
-  . not present   0 zero page   # private (mapped once)   2-9 shared by N   f page cache
-Why: 1 never touched, 2 zero page, 3 shared, 4 mapped once but write-protected, 5 own, 6 file, 7 unmapped.
-Commands: ? help, s skip, q quit (Ctrl-C also quits and shows your score)."""
+HELP = (
+    "Answers: outcomes by name, first letter or number (copy, c, 1); zf = zero-fill, zp = zero-page, "
+    "pc = page-cache. Values: a letter (case matters) or 0. Sizes in kB.",
+    "Strips, one character per page: . not present, 0 zero page, # private (mapped once), 2-9 shared "
+    "by N, f page cache.",
+    "Why: 1 never touched, 2 zero page, 3 shared, 4 mapped once but write-protected, 5 own, 6 file, "
+    "7 unmapped.",
+    "Commands: ? help, s skip, q quit (Ctrl-C also quits and shows your score).",
+)
 
 
 class Quit(Exception):
@@ -83,6 +86,8 @@ class Session:
         self.inverse = inverse
         self.rotation = [t for t in topic_names() if invertible(t) or not inverse]
         self.count = 0
+        self.turn = 0
+        self.retried = False
         self.why_shown = False
 
     # -- the session ---------------------------------------------------------------------
@@ -98,14 +103,17 @@ class Session:
                 return
 
     def next_problem(self) -> Problem:
+        """The next problem: a missed topic comes back at once (then a new topic comes, even if it
+        was missed again), otherwise the next topic in turn; seeds count up from the session's."""
         if self.explicit is not None:
             return parse(self.explicit)
         if self.topic:
             topic = self.topic
-        elif self.score.missed:
-            topic = self.score.missed.pop(0)
+        elif self.score.missed and not self.retried:
+            topic, self.retried = self.score.missed.pop(0), True
         else:
-            topic = self.rotation[self.count % len(self.rotation)]
+            topic, self.retried = self.rotation[self.turn % len(self.rotation)], False
+            self.turn += 1
         seed = self.seed + self.count
         self.count += 1
         return generate(seed, topic, self.levels[topic], self.inverse)
@@ -224,14 +232,15 @@ class Session:
             if cmd in ("q", "quit", "exit"):
                 raise Quit()
             if cmd in ("?", "h", "help"):
-                self.console.print(Text(HELP, style="dim"))
+                for line in HELP:
+                    self.say(line, "dim", indent=2)
                 continue
             if cmd in ("s", "skip"):
                 return None
             try:
                 return parse_fn(text)
             except grade.Unreadable as e:
-                self.console.print(Text(f"  Please answer with {e}", style="yellow"))
+                self.say(f"Please answer with {e}", "yellow", indent=2)
 
     def reveal(self, ans: Answer, kans: Answer | None, given: Any, ok: bool, why_ok: bool | None) -> None:
         mark, style = ("right", "bold green") if ok else ("wrong", "bold red")

@@ -99,13 +99,14 @@ def pfn_table(m: Machine, p: Process, ranges: list[tuple[int, int]]) -> list[np.
     return [(p.pagemap_raw(a, n) & np.uint64(PM_PFN_MASK)).astype(np.int64) for a, n in ranges]
 
 
-def heap_and_libc(p: Process) -> list[tuple[int, int]]:
-    """(addr, npages) of the process's [heap] and the C library's writable data (main_arena)."""
-    out = [(e.start, e.npages) for e in p.maps() if e.path == "[heap]"]
-    if getattr(p, "libc_data", 0):
+def heap_and_libc(p: Process) -> list[tuple[str, int, int]]:
+    """("[heap]" or "libc", addr, npages) of the process's [heap] and of the C library's writable
+    data (main_arena, mp_)."""
+    out = [("[heap]", e.start, e.npages) for e in p.maps() if e.path == "[heap]"]
+    if p.libc_data:
         start = p.libc_data & ~(PAGE_SIZE - 1)
         end = p.libc_data + p.libc_data_size
-        out.append((start, (end - start + PAGE_SIZE - 1) // PAGE_SIZE))
+        out.append(("libc", start, (end - start + PAGE_SIZE - 1) // PAGE_SIZE))
     return out
 
 

@@ -22,7 +22,8 @@ def c_line(a: Action, sizes: dict[str, int]) -> str:
     if a.verb == "file":
         sizes[args[0]] = int(args[1])
         last = chr(ord("a") + int(args[1]) - 1)
-        return f'int {args[0]} = open("{args[0]}", O_RDWR); // {args[1]} pages: a..{last}'
+        pages = "1 page: a" if args[1] == "1" else f"{args[1]} pages: a..{last}"
+        return f'int {args[0]} = open("{args[0]}", O_RDWR); // {pages}'
     if a.verb == "pwrite":
         pages = pages_of(args[1], sizes.get(args[0], 64))
         where = "0" if pages[0] == 0 else f"{pages[0]}*PAGE"

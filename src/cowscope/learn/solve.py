@@ -245,18 +245,24 @@ class _Run:
             value = self.act(q.action)
         except Segfault:
             value = "segv"
-        return Answer(q, value)
+        return Answer(q, value, reason=explain.value_reason(value))
 
     def _q_copies(self, q: Question) -> Answer:
         a = q.action
         assert a is not None
         p = self.procs[a.proc]
-        ranges = [(r.addr, r.npages) for r in self.regions.values()] + look.heap_and_libc(p)
+        labelled = [(name, r.addr, r.npages) for name, r in self.regions.items()] + look.heap_and_libc(p)
+        names = [name for name, _, _ in labelled]
+        ranges = [(addr, n) for _, addr, n in labelled]
         before = look.pfn_table(self.m, p, ranges)
         self.act(a)
         after = look.pfn_table(self.m, p, ranges)
-        copied = sum(int(np.count_nonzero((b != 0) & (c != 0) & (b != c))) for b, c in zip(before, after))
-        return Answer(q, copied)
+        where: dict[str, int] = {}
+        for name, b, c in zip(names, before, after):
+            n = int(np.count_nonzero((b != 0) & (c != 0) & (b != c)))
+            if n:
+                where[name] = where.get(name, 0) + n
+        return Answer(q, sum(where.values()), reason=explain.copies_reason(a.proc, where))
 
     def _q_faults(self, q: Question) -> Answer:
         """The access's page faults, from each page's state before it: a load faults on a page
@@ -277,7 +283,8 @@ class _Run:
                 faults += bool(before.zero or not before.anon_exclusive)
         strip0 = self._strip(p, r)
         self.act(a)
-        return Answer(q, faults, before=strip0, after=self._strip(p, r))
+        return Answer(q, faults, before=strip0, after=self._strip(p, r),
+                      reason=explain.faults_reason(strip0, a.verb == "write", a.proc, faults))
 
     def _q_addr(self, q: Question) -> Answer:
         a = q.action
@@ -285,7 +292,8 @@ class _Run:
         earlier = dict(self.blocks)
         ptr = self.act(a)
         same = tuple(name for name, (addr, _) in earlier.items() if addr == ptr)
-        return Answer(q, same[0] if same else "new", accepted=same[1:])
+        value = same[0] if same else "new"
+        return Answer(q, value, accepted=same[1:], reason=explain.addr_reason(value, a.args[1]))
 
     def _region(self, q: Question) -> tuple[Process, int, int]:
         p = self.procs[q.target[0]]
@@ -296,16 +304,22 @@ class _Run:
 
     def _q_strip(self, q: Question) -> Answer:
         p, addr, n = self._region(q)
-        return Answer(q, look.strip(self.m, p, addr, n))
+        strip = look.strip(self.m, p, addr, n)
+        return Answer(q, strip, reason=explain.strip_reason(strip, q.target[0]))
 
     def _q_own(self, q: Question) -> Answer:
         p, addr, n = self._region(q)
-        return Answer(q, look.strip(self.m, p, addr, n).count("#"))
+        own = look.strip(self.m, p, addr, n).count("#")
+        why = ("The code is mapped from the page cache and never written: never copied." if q.target[1] == CODE
+               else f"Pages only {q.target[0]} maps ('#').")
+        return Answer(q, own, reason=why)
 
     def _smaps_kb(self, q: Question, *fields: str) -> Answer:
-        p, addr, _ = self._region(q)
+        p, addr, n = self._region(q)
         s = look.smaps_of(p, addr)
-        return Answer(q, sum(s[f] for f in fields))
+        kb = sum(s[f] for f in fields)
+        strip = look.strip(self.m, p, addr, n)
+        return Answer(q, kb, reason=explain.size_reason(q.kind, strip, q.target[0], kb))
 
     def _q_rss(self, q: Question) -> Answer:
         return self._smaps_kb(q, "Rss")
@@ -318,4 +332,4 @@ class _Run:
 
     def _q_file(self, q: Question) -> Answer:
         byte = self.m.pread(self.files[q.target[0]], int(q.target[1]) * PAGE_SIZE, 1)[0]
-        return Answer(q, chr(byte) if byte else "0")
+        return Answer(q, chr(byte) if byte else "0", reason=explain.FILE_REASON)
