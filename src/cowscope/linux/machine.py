@@ -145,7 +145,7 @@ class Machine:
         os.mkdir(self._errdir)
         self._pgids: list[int] = []
         self._kpage_ok: bool | None = None
-        self._huge_zero: frozenset[int] | None = None
+        self._zero_pfns: frozenset[int] | None = None
         self._swap: SwapFile | None = None
         self._closed = False
         self.checkpoints: list[tuple[str, int]] = []  # (label, len(events) then)
@@ -341,9 +341,9 @@ class Machine:
     @property
     def zero_pfns(self) -> set[int]:
         """PFNs of the shared zero page and of the huge zero page's subpages (empty without root)."""
-        if self._huge_zero is None:
-            self._huge_zero = kpage.huge_zero_pfns() if kpage.zero_pfns() else frozenset()
-        return set(kpage.zero_pfns()) | self._huge_zero
+        if self._zero_pfns is None:
+            self._zero_pfns = kpage.zero_page_pfns()
+        return set(self._zero_pfns)
 
     def meminfo(self) -> dict[str, int]:
         """/proc/meminfo in kB."""
