@@ -61,6 +61,7 @@ class TracedProcess:
         self._nmaps = 0
         self.accessed: dict[str, set[int]] = {}  # region key -> page indexes this process touched
         self.dropped: set[str] = set()  # regions whose pages may have been freed since the checkpoint
+        self.locked: set[str] = set()  # regions mlock'ed (mprotect of them populates, no faults)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._p, name)
@@ -191,9 +192,13 @@ class TracedProcess:
             self._gup(a, length)
         return a
 
+    def _keys(self, addr: int, length: int) -> set[str]:
+        """The regions [addr, addr + length) overlaps."""
+        return {r.key for r in self.regions if r.addr < addr + length and addr < r.addr + r.length}
+
     def _gup(self, addr: int, length: int) -> None:
         """Regions faulted in through get_user_pages in this interval (no fault tracepoint fires)."""
-        self._tm.gup.update(r.key for r in self.regions if r.addr < addr + length and addr < r.addr + r.length)
+        self._tm.gup.update(self._keys(addr, length))
 
 
     def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
@@ -217,6 +222,8 @@ class TracedProcess:
 
     def mprotect(self, addr: int, length: int, prot: str) -> None:
         """mprotect, logged with region-relative addresses."""
+        if self._keys(addr, length) & self.locked:
+            self._gup(addr, length)  # a VM_LOCKED range is populated again by mprotect, through GUP
         self._do("mprotect", (self.where(addr), length, prot), lambda: self._p.mprotect(addr, length, prot))
 
     def madvise(self, addr: int, length: int, advice: str) -> None:
@@ -236,10 +243,12 @@ class TracedProcess:
         count as accessed, and no fault tracepoint fires)."""
         self._mark(addr, length)
         self._gup(addr, length)
+        self.locked |= self._keys(addr, length)
         self._do("mlock", (self.where(addr), length), lambda: self._p.mlock(addr, length))
 
     def munlock(self, addr: int, length: int) -> None:
         """munlock, logged with region-relative addresses."""
+        self.locked -= self._keys(addr, length)
         self._do("munlock", (self.where(addr), length), lambda: self._p.munlock(addr, length))
 
     def brk(self, new_end: int | None = None) -> int:
