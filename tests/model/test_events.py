@@ -208,3 +208,24 @@ def test_since_reads_only_the_new_segments(monkeypatch: pytest.MonkeyPatch) -> N
     assert [e.seq for e in seen] == list(range(len(log)))
     assert seen == list(log)
     assert sum(e.detail == "d" for e in seen) == 30 and {e.kind for e in seen} == {"zero-fill", "cow-copy"}
+
+
+@pytest.mark.parametrize("address", [0xFFFFFFFFFFFFF000, 2**63, 2**64 - 1])
+def test_fault_far_above_user_space_is_a_segfault_in_the_log(address: int, tmp_path) -> None:
+    """p.read(0xfffffffffffff000, 1), p.free(-1): a SIGSEGV of that process, kept in the event log
+    (an unsigned address) and in the HTML report (as no address)."""
+    from cowscope.errors import Segfault
+    from cowscope.observe.snapshot import take
+    from cowscope.report.html import write_report
+
+    m = Machine()
+    p, q = m.spawn("P"), m.spawn("Q")
+    with pytest.raises(Segfault):
+        p.read(address, 1)
+    with pytest.raises(Segfault):
+        q.free(-1)
+    segv = [e for e in m.events if e.kind == "segv"]
+    assert [e.address for e in segv] == [address, 2**64 - 1 - 8]  # free reads the size field below ptr
+    m.checkpoint("after")
+    out = write_report(tmp_path / "r.html", [take(m, "after")], events=list(m.events))
+    assert out.stat().st_size > 1000

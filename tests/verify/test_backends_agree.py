@@ -143,13 +143,69 @@ def _unaligned_munmap(m: Machine) -> Any:
     return p.munmap(p.mmap(2 * PAGE) + 1, PAGE)
 
 
+def _with(call: Callable[[Any, int], Any]) -> Callable[[Machine], Any]:
+    """A situation: `call(process, address of two mapped pages)`, its result compared."""
+
+    def situation(m: Machine) -> Any:
+        p = m.spawn("P")
+        return call(p, p.mmap(2 * PAGE))
+
+    return situation
+
+
+#: Arguments checked once for both backends (observe.arguments): sizes and addresses as C's
+#: unsigned long (Linux or glibc decides what the raw value does), Python types, cowscope's spellings.
+ARGUMENTS: dict[str, Callable[[Machine], Any]] = {
+    "mmap_minus_one": _with(lambda p, a: p.mmap(-1)),                       # PAGE_ALIGN overflows: ENOMEM
+    "mmap_minus_three_pages": _with(lambda p, a: p.mmap(-3 * PAGE)),        # beyond TASK_SIZE: ENOMEM
+    "mmap_zero": _with(lambda p, a: p.mmap(0)),                             # EINVAL
+    "mmap_file_offset_minus_one_page": lambda m: m.spawn("P").mmap(         # file_mmap_ok: EOVERFLOW
+        PAGE, file=m.create_file("/d/f", data=b"a" * PAGE), offset=-PAGE),
+    "mmap_str_length": _with(lambda p, a: p.mmap("4096")),                  # TypeError
+    "mmap_float_length": _with(lambda p, a: p.mmap(4096.0)),
+    "mmap_unknown_prot_bits": _with(lambda p, a: p.read(p.mmap(PAGE, 0x13), 1)),  # mmap ignores 0x10
+    "prot_bad_letter": _with(lambda p, a: p.mprotect(a, PAGE, "rwz")),      # ValueError
+    "mprotect_unknown_prot_bits": _with(lambda p, a: p.mprotect(a, PAGE, 0x10)),  # EINVAL
+    "mprotect_zero_length_bad_prot": _with(lambda p, a: p.mprotect(a, 0, 0x10)),  # 0 before the prot check
+    "mprotect_minus_one": _with(lambda p, a: p.mprotect(a, -1, "r")),       # wraps: ENOMEM
+    "mprotect_past_a_hole": _with(lambda p, a: (p.munmap(a + PAGE, PAGE), p.mprotect(a, 1 << 40, "r"))),
+    "munmap_minus_one": _with(lambda p, a: p.munmap(a, -1)),                # EINVAL
+    "madvise_bogus_name": _with(lambda p, a: p.madvise(a, PAGE, "bogus")),  # ValueError
+    "madvise_number": _with(lambda p, a: (p.write(a, b"x"), p.madvise(a, PAGE, 4), p.read(a, 1))[2]),
+    "madvise_unknown_number": _with(lambda p, a: p.madvise(a, PAGE, 999)),  # EINVAL
+    "madvise_minus_one": _with(lambda p, a: p.madvise(a, -1, "dontneed")),  # EINVAL
+    "madvise_wraps": _with(lambda p, a: p.madvise(-PAGE, PAGE, "dontneed")),  # EINVAL
+    "mlock_minus_one": _with(lambda p, a: p.mlock(a, -1)),                  # PAGE_ALIGN to 0: nothing
+    "mlock_wraps": _with(lambda p, a: p.mlock(a, -2 * PAGE)),               # EINVAL
+    "mremap_minus_one": _with(lambda p, a: p.mremap(a, PAGE, -1)),          # EINVAL
+    "mremap_past_user_space": _with(lambda p, a: p.mremap(a, PAGE, 1 << 47)),  # EINVAL
+    "sbrk_below_the_heap": _with(lambda p, a: p.sbrk(-(1 << 40)) - p.sbrk(0)),  # "succeeds", no move
+    "sbrk_wraps": _with(lambda p, a: p.sbrk(-(1 << 62))),                   # ENOMEM
+    "fill_negative_length": _with(lambda p, a: p.fill(a, -1, 1)),           # ValueError
+    "fill_byte_float": _with(lambda p, a: p.fill(a, 8, 1.5)),               # TypeError
+    "read_float_length": _with(lambda p, a: p.read(a, 2.0)),
+    "read_minus_one": _with(lambda p, a: p.read(-1, 1)),                    # SIGSEGV at 0xfff...f
+    "read_past_64_bits": _with(lambda p, a: p.read(1 << 64, 1)),            # ValueError
+    "read_top_page": _with(lambda p, a: p.read(0xFFFFFFFFFFFFF000, 1)),     # SIGSEGV
+    "malloc_minus_one": _with(lambda p, a: p.malloc(-1)),                   # NULL (ENOMEM)
+    "malloc_float": _with(lambda p, a: p.malloc(1.5)),
+    "calloc_minus_one": _with(lambda p, a: p.calloc(-1, -1)),               # NULL
+    "realloc_null_minus_one": _with(lambda p, a: p.realloc(0, -1)),         # NULL
+    "memalign_minus_one": _with(lambda p, a: p.memalign(-1, 64)),           # NULL (EINVAL)
+    "memalign_size_minus_one": _with(lambda p, a: p.memalign(64, -1)),      # NULL (ENOMEM)
+    "aligned_alloc_minus_one": _with(lambda p, a: p.aligned_alloc(64, -1)),  # NULL
+    "free_minus_one": _with(lambda p, a: p.free(-1)),                       # SIGSEGV in free
+    "free_float": _with(lambda p, a: p.free(1.0)),
+    "usable_size_minus_one": _with(lambda p, a: p.malloc_usable_size(-1)),  # SIGSEGV
+}
+
 SITUATIONS: dict[str, Callable[[Machine], Any]] = {
     f.__name__.lstrip("_"): f for f in (
         _wait_live_child, _wait_any_live_child, _wait_without_children, _call_in_vfork, _wait_in_vfork,
         _vfork_child_execs, _zombie_states, _call_on_zombie, _view_of_zombie, _reaped, _call_on_reaped,
         _status_of_reaped, _segfault, _write_to_read_only, _read_guard_region, _read_past_end_of_file,
         _fill_byte_out_of_range, _negative_read, _unaligned_munmap)
-}
+} | ARGUMENTS
 
 
 def outcome(situation: Callable[[Machine], Any], machine: Machine) -> tuple[str, Any]:

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Aborted, ProcessBlocked, ProcessGone, ProcessKilled, Segfault, SyscallError
 from ..observe import procfs
+from ..observe.arguments import MADV, checked
 from ..observe.backend import ExitStatus
 from .file import File
 from .libc import GlibcCalls
 from .views import ProcessViews
 from .wire import (
-    MADVICE,
     MMAP_FIXED,
     MMAP_NOHUGE,
     MMAP_POPULATE,
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from .machine import Machine
 
 
+@checked
 class Process(ProcessViews, GlibcCalls):
     """A process of the Linux backend: a real agent process driven over its socket."""
 
@@ -298,7 +299,7 @@ class Process(ProcessViews, GlibcCalls):
 
     def madvise(self, addr: int, length: int, advice: str | int) -> None:
         """madvise(2) with the model's advice names (or a number)."""
-        value = MADVICE[advice] if isinstance(advice, str) else advice
+        value = MADV[advice] if isinstance(advice, str) else advice
         self._call(OP_MADVISE, addr, length, value, what="madvise")
 
     def mlock(self, addr: int, length: int) -> None:
@@ -330,8 +331,6 @@ class Process(ProcessViews, GlibcCalls):
 
     def read(self, addr: int, n: int) -> bytes:
         """Load n bytes (read faults as a program would take them)."""
-        if n < 0:
-            raise ValueError("negative length")
         return self._call_data(OP_READ, addr, n, what="read")
 
     def write(self, addr: int, data: bytes) -> None:
@@ -340,8 +339,6 @@ class Process(ProcessViews, GlibcCalls):
 
     def fill(self, addr: int, length: int, byte: int) -> None:
         """memset."""
-        if not 0 <= byte <= 255:
-            raise ValueError("fill byte must be 0..255")
         self._call(OP_FILL, addr, length, byte, what="fill")
 
     def touch(self, addr: int, length: int, write: bool = False) -> None:

@@ -12,6 +12,7 @@ import socket
 import struct
 
 from ..errors import SyscallError
+from ..observe.arguments import PROT_BITS
 
 # Command and reply layouts (agent.h: struct cmd, struct reply, enum op, enum tag).
 CMD = struct.Struct("<II6Q")
@@ -23,26 +24,15 @@ REPLY = struct.Struct("<IiqQ")
 T_RESULT, T_DATA, T_SEGV, T_ABRT, T_HELLO, T_FD = range(1, 7)
 MMAP_SHARED, MMAP_FIXED, MMAP_POPULATE, MMAP_NOHUGE = 1, 2, 4, 8
 
-#: madvise advice names (the model's spelling) -> Linux values (include/uapi/asm-generic/mman-common.h).
-MADVICE = {
-    "normal": 0, "random": 1, "sequential": 2, "willneed": 3, "dontneed": 4, "free": 8,
-    "remove": 9, "dontfork": 10, "dofork": 11, "mergeable": 12, "unmergeable": 13, "hugepage": 14,
-    "nohugepage": 15, "dontdump": 16, "dodump": 17, "wipeonfork": 18, "keeponfork": 19,
-    "cold": 20, "pageout": 21, "populate_read": 22, "populate_write": 23, "collapse": 25,
-    "guard_install": 102, "guard_remove": 103,
-}
 #: si_code of a SIGSEGV -> its reason, worded as the model's reasons end (the model says more).
 SEGV_REASONS = {1: "no mapping (SEGV_MAPERR)", 2: "access against the mapping's protection (SEGV_ACCERR)"}
 
 
 def prot_bits(prot: str | int) -> int:
-    """"rw"/"r"/"rx"/"" (or an int) -> PROT_* bits."""
+    """Letters checked by observe.arguments ("rw", "r", "" ...), or raw PROT_* bits, -> PROT_* bits."""
     if isinstance(prot, int):
         return prot
-    bits = 0
-    for ch in prot:
-        bits |= {"r": 1, "w": 2, "x": 4, "-": 0}[ch]
-    return bits
+    return sum(PROT_BITS[ch] for ch in prot)
 
 
 class Conn:

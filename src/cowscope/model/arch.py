@@ -13,6 +13,7 @@ PMD_SIZE = 1 << PMD_SHIFT
 HPAGE_PMD_NR = PMD_SIZE >> PAGE_SHIFT  # 512 subpages in a PMD-mapped THP
 
 TASK_SIZE = 0x7FFFFFFFF000      # top of user space (47-bit, 4-level paging)
+MASK64 = (1 << 64) - 1  # an unsigned long: addresses and sizes as C passes them
 STACK_TOP = TASK_SIZE
 MMAP_BASE = TASK_SIZE - (128 << 20) - PAGE_SIZE  # mmap_base with ASLR off: below a 128 MiB gap
 ELF_ET_DYN_BASE = 0x555555554000  # where a PIE executable lands with ASLR off

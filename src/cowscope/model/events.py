@@ -17,7 +17,7 @@ from ..observe.events import KIND_CODE, KINDS, Event
 __all__ = ["DTYPES", "KINDS", "KIND_CODE", "Event", "EventLog"]
 
 #: column types: pid, kind, address, old pfn, new pfn (pfns < 2**32: RAM up to 16 TiB)
-DTYPES = (np.int32, np.int8, np.int64, np.uint32, np.uint32)
+DTYPES = (np.int32, np.int8, np.uint64, np.uint32, np.uint32)  # an address is an unsigned long
 #: a flushed segment shorter than this absorbs the next flush (polling readers flush often)
 SMALL_SEGMENT = 4096
 
@@ -40,7 +40,7 @@ class EventLog:
             return
         if detail:
             self._details[self._n] = detail
-        self._pending.append((pid, KIND_CODE[kind], address, old_pfn, new_pfn))
+        self._pending.append((pid, KIND_CODE[kind], address & 0xFFFFFFFFFFFFFFFF, old_pfn, new_pfn))
         self._n += 1
         self._cache = None
 
@@ -58,8 +58,7 @@ class EventLog:
 
     def _flush(self) -> None:
         if self._pending:
-            arr = np.array(self._pending, dtype=np.int64).reshape(-1, 5)
-            seg = tuple(arr[:, i].astype(dt) for i, dt in enumerate(DTYPES))
+            seg = tuple(np.array(col, dtype=dt) for col, dt in zip(zip(*self._pending), DTYPES))
             if self._cols and len(self._cols[-1][0]) < SMALL_SEGMENT:  # frequent small flushes
                 seg = tuple(np.concatenate((a, b)) for a, b in zip(self._cols.pop(), seg))
             self._cols.append(seg)

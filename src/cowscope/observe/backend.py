@@ -16,8 +16,12 @@ Outcomes are exceptions from `cowscope.errors`, of the same type on both backend
 - `ProcessBlocked`: the call cannot return: the process is suspended in vfork() until its child
   execs or exits, or wait() would block on a child that is still running.
 
-Calls whose arguments are malformed for Python (a fill byte outside 0..255, a negative read length)
-raise ValueError on both backends.
+Arguments are checked once, for both backends, by `observe.arguments` (both Process classes are
+decorated with its `checked`): a str or float where C takes an integer is a TypeError; sizes,
+lengths, addresses and pointers of syscalls and malloc calls are C's unsigned long (a negative
+number is what C would pass: mmap(-1) is ENOMEM, malloc(-1) NULL, as Linux and glibc decide); an
+unknown prot letter or advice name, a negative length to read/fill/touch or a fill byte outside
+0..255 is a ValueError.
 """
 
 from __future__ import annotations

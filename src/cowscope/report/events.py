@@ -2,7 +2,8 @@
 
 Events come from the snapshots (each carries those since the previous one) or as one flat list
 split at the model's checkpoint markers. No address / no frame is -1 in the columns: given as
-None, or as 0 the way the model writes it (page 0 and PFN 0 are never user pages).
+None, or as 0 the way the model writes it (page 0 and PFN 0 are never user pages); so is an
+address at or past 2**63 (a wild access far beyond user space), which int64 columns cannot hold.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class EventColumns:
         seq, pid, kind, addr, old, new, detail = zip(*rows, strict=True)
         return cls([int(v) if v is not None else i for i, v in enumerate(seq)],
                    [int(v or 0) for v in pid], [str(v or "") for v in kind],
-                   [int(v) if v else -1 for v in addr], [int(v) if v else -1 for v in old],
+                   [int(v) if v and int(v) < 1 << 63 else -1 for v in addr],  # -1 too: past any user page
+                   [int(v) if v else -1 for v in old],
                    [int(v) if v else -1 for v in new], ["" if v is None else str(v) for v in detail],
                    list(steps))
 

@@ -25,6 +25,7 @@ from ...errors import (
     Segfault,
     SyscallError,
 )
+from ...observe.arguments import checked
 from ...observe.backend import Mallinfo2
 from ...observe.records import MapsEntry, PagemapEntry, SmapsEntry, SmapsRollup, Status, pagemap_entries
 from ..arch import PAGE_SIZE, STACK_TOP
@@ -52,6 +53,7 @@ class OOMSelf(Exception):
     """Internal: the OOM killer chose the process whose fault needed the frame."""
 
 
+@checked
 class Process:
     """task_struct + its mm: pid, parent, state, address space, allocator, stderr."""
 
@@ -118,8 +120,6 @@ class Process:
     # -- memory access -----------------------------------------------------------------------
     def read(self, addr: int, n: int) -> bytes:
         """Load n bytes (a read fault maps the zero page or a page-cache page)."""
-        if n < 0:
-            raise ValueError("negative length")
         if not n:
             return b""
         off = addr & (PAGE_SIZE - 1)
@@ -152,8 +152,6 @@ class Process:
 
     def fill(self, addr: int, length: int, byte: int) -> None:
         """memset: whole pages stay uniform, so a huge fill costs no 4 KiB buffers."""
-        if not 0 <= byte <= 255:
-            raise ValueError("fill byte must be 0..255")
         if length > 0:
             self._call(access_range, addr, length, True, byte)
 

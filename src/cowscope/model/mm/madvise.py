@@ -8,10 +8,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import EFAULT, EINVAL, ENOMEM, SyscallError
-from ..arch import PAGE_SHIFT, PTE_DIRTY, PTE_MARKER_GUARD, PTE_PRESENT, PTE_SPECIAL, PTE_YOUNG
+from ..arch import (
+    MASK64,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PTE_DIRTY,
+    PTE_MARKER_GUARD,
+    PTE_PRESENT,
+    PTE_SPECIAL,
+    PTE_YOUNG,
+    page_align,
+)
 from .huge_memory import madvise_free_huge_pmds
 from .memory import BusError, zap_range
-from .mmap import check_range, populate
+from .mmap import populate
 from .page_alloc import PG_ANON, PG_DIRTY, PG_SWAPBACKED
 from .swapfile import free_swap_entries
 from .vma import (
@@ -44,13 +54,16 @@ ADVICES = ("normal", "random", "sequential", "willneed", "dontneed", "free", "co
 def do_madvise(m: Machine, pid: int, mm: MM, addr: int, length: int, advice: str) -> None:
     """Apply advice to every mapped part of [addr, addr+length) (madvise_walk_vmas); ENOMEM after
     the walk if the range had holes, EINVAL at the first VMA the advice cannot apply to."""
+    if not isinstance(advice, str) or advice.lower().removeprefix("madv_") not in ADVICES:
+        raise SyscallError(EINVAL, "madvise", f"unknown advice {advice!r}")  # madvise_behavior_valid
     advice = advice.lower().removeprefix("madv_")
-    if advice not in ADVICES:
-        raise SyscallError(EINVAL, "madvise", f"unknown advice {advice!r}")
-    length = check_range(addr, length, "madvise")
-    if length == 0:
+    if addr & (PAGE_SIZE - 1):
+        raise SyscallError(EINVAL, "madvise", f"address {addr:#x} is not page aligned")
+    end = addr + page_align(length)
+    if end > MASK64:  # PAGE_ALIGN overflowed or the range wraps around (madvise(a, -1))
+        raise SyscallError(EINVAL, "madvise", "the range wraps around the address space")
+    if end == addr:
         return
-    end = addr + length
     unmapped = False
     pos = addr
     while pos < end:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...errors import ENOMEM, SyscallError
-from ..arch import PAGE_SIZE, page_align
+from ...errors import EINVAL, ENOMEM, SyscallError
+from ..arch import MASK64, PAGE_SIZE, page_align
 from .mmap import populate_vma_page_range
 from .vma import MM, VM_LOCKED, VMA
 
@@ -23,11 +23,13 @@ if TYPE_CHECKING:
 
 def do_mlock(m: Machine, pid: int, mm: MM, addr: int, length: int, lock: bool) -> None:
     """mlock(2) / munlock(2) of [addr, addr+length)."""
+    call = "mlock" if lock else "munlock"
     start = addr & ~(PAGE_SIZE - 1)
-    end = page_align(addr + length)
+    end = start + (page_align(length + (addr & (PAGE_SIZE - 1))) & MASK64)  # PAGE_ALIGN may wrap to 0
+    if end > MASK64:  # the range wraps around (mlock(a, -2 * PAGE))
+        raise SyscallError(EINVAL, call, "the range wraps around the address space")
     if end == start:
         return
-    call = "mlock" if lock else "munlock"
     apply_vma_lock_flags(mm, start, end, lock, call)
     if lock and not mm_populate_locked(m, pid, mm, start, end):
         raise SyscallError(ENOMEM, call, "part of the range cannot be faulted in (PROT_NONE or past EOF)")

@@ -6,8 +6,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...errors import EACCES, EFAULT, EINVAL, ENOMEM, SyscallError
-from ..arch import PAGE_SHIFT, PAGE_SIZE, PTE_DIRTY, PTE_PRESENT, PTE_RW, PTE_SPECIAL, PTE_USER, TASK_SIZE, page_align
+from ...errors import EACCES, EFAULT, EINVAL, ENOMEM, EOVERFLOW, SyscallError
+from ..arch import (
+    MASK64,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PTE_DIRTY,
+    PTE_PRESENT,
+    PTE_RW,
+    PTE_SPECIAL,
+    PTE_USER,
+    TASK_SIZE,
+    page_align,
+)
 from .fault_range import fault_range
 from .huge_memory import change_huge_pmds, split_huge_pmd
 from .memory import BusError, handle_mm_fault, vma_maps_writable, zap_range
@@ -31,14 +42,21 @@ from .vma import (
     thp_align,
 )
 
+#: The largest file offset (MAX_LFS_FILESIZE, 64-bit): no file mapping reaches past it.
+MAX_LFS_FILESIZE = (1 << 63) - 1
+
 if TYPE_CHECKING:
     from ..fs.file import File
     from ..machine import Machine
 
 
-def prot_to_flags(prot: str, call: str) -> int:
-    """'rwx' letters to VM_READ|VM_WRITE|VM_EXEC ("" is PROT_NONE); x86: write implies read."""
-    if not isinstance(prot, str) or set(prot) - set("rwx"):
+def prot_to_flags(prot: str | int, call: str) -> int:
+    """'rwx' letters to VM_READ|VM_WRITE|VM_EXEC ("" is PROT_NONE); x86: write implies read. Raw
+    bits beyond PROT_READ|WRITE|EXEC|SEM (observe.arguments passes them on) are EINVAL
+    (arch_validate_prot; PROT_GROWSDOWN/GROWSUP are not modelled)."""
+    if isinstance(prot, int):
+        raise SyscallError(EINVAL, call, f"prot bits {prot:#x} beyond PROT_READ|PROT_WRITE|PROT_EXEC")
+    if set(prot) - set("rwx"):
         raise SyscallError(EINVAL, call, f"prot must be letters from 'rwx', got {prot!r}")
     flags = (VM_READ if "r" in prot else 0) | (VM_WRITE if "w" in prot else 0) | \
         (VM_EXEC if "x" in prot else 0)
@@ -62,11 +80,15 @@ def do_mmap(m: Machine, pid: int, mm: MM, length: int, prot: str, shared: bool, 
     """mmap(2): place a new VMA (top-down), merge it with compatible neighbours. A file is opened
     for the call (its own struct file and readahead state) unless `ra` names an open one."""
     flags = prot_to_flags(prot, "mmap")
-    if length <= 0:
-        raise SyscallError(EINVAL, "mmap", "length must be positive")
     if offset & (PAGE_SIZE - 1) or offset < 0:
         raise SyscallError(EINVAL, "mmap", "offset must be a page-aligned non-negative number")
+    if length <= 0:
+        raise SyscallError(EINVAL, "mmap", "length must be positive")
     length = page_align(length)
+    if length > TASK_SIZE:  # PAGE_ALIGN overflowed (mmap(-1)) or no range can be that long
+        raise SyscallError(ENOMEM, "mmap", f"length {length:#x} beyond the user address space")
+    if file is not None and offset > MAX_LFS_FILESIZE - length:  # file_mmap_ok
+        raise SyscallError(EOVERFLOW, "mmap", f"offset {offset:#x} past the largest file")
     if fixed and (addr is None or addr & (PAGE_SIZE - 1)):
         raise SyscallError(EINVAL, "mmap", "MAP_FIXED needs a page-aligned address")
     charge = mmap_charge(flags, shared, file is None, length)
@@ -154,11 +176,14 @@ def require_mapped(mm: MM, start: int, end: int, call: str) -> list[VMA]:
 def do_mprotect(m: Machine, mm: MM, addr: int, length: int, prot: str, pid: int = 0) -> None:
     """mprotect(2): split, change flags and PTE permissions, re-merge (change_protection); VMA by
     VMA, so a hole or a refused charge leaves the VMAs before it changed."""
-    length = check_range(addr, length, "mprotect")
-    newprot = prot_to_flags(prot, "mprotect")
-    end = addr + length
+    if addr & (PAGE_SIZE - 1):
+        raise SyscallError(EINVAL, "mprotect", f"address {addr:#x} is not page aligned")
     if length == 0:
         return
+    end = addr + page_align(length)
+    if end > MASK64:  # the range wraps around (mprotect(a, -1)): "end <= start"
+        raise SyscallError(ENOMEM, "mprotect", "the range wraps around the address space")
+    newprot = prot_to_flags(prot, "mprotect")
     pos = addr
     while pos < end:  # walk by address: fixups split and merge the VMAs as we go
         vma = mm.find_vma(pos)
@@ -250,11 +275,16 @@ def do_brk_flags(mm: MM, start: int, end: int) -> None:
 
 
 def do_sbrk(m: Machine, pid: int, mm: MM, delta: int) -> int:
-    """glibc sbrk(): returns the old break, ENOMEM if brk could not move."""
+    """glibc sbrk(): returns the old break; ENOMEM if the new break would wrap around or brk(2)
+    could not grow it. A shrink below the heap's start is refused by the kernel (brk returns the
+    old break, above the one asked for), which glibc's __brk takes for success: the old break,
+    unchanged."""
     old = mm.brk
     if delta == 0:
         return old
-    if old + delta < mm.start_brk or do_brk(m, pid, mm, old + delta) != old + delta:
+    if old + delta < 0 or old + delta > MASK64:
+        raise SyscallError(ENOMEM, "sbrk", f"cannot move the break by {delta}")
+    if do_brk(m, pid, mm, old + delta) < old + delta:
         raise SyscallError(ENOMEM, "sbrk", f"cannot move the break by {delta}")
     return old
 
@@ -264,8 +294,8 @@ def do_mremap(m: Machine, pid: int, mm: MM, addr: int, old_len: int, new_len: in
     """mremap(2) for private anon mappings: shrink, grow in place, or move the PTEs."""
     old_len = check_range(addr, old_len, "mremap")
     new_len = page_align(new_len)
-    if new_len == 0 or old_len == 0:
-        raise SyscallError(EINVAL, "mremap", "lengths must be positive")
+    if new_len == 0 or old_len == 0 or new_len > TASK_SIZE:  # PAGE_ALIGN overflow included
+        raise SyscallError(EINVAL, "mremap", "lengths must be positive and within the user address space")
     vma = mm.find_vma(addr)
     if vma is None:
         raise SyscallError(EFAULT, "mremap", f"{addr:#x} is not mapped")
