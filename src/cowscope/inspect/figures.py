@@ -185,6 +185,8 @@ class Sample:
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None  # why this tick was not sampled (duty-cycle limit)
     exited: list[Exited] = field(default_factory=list)  # processes of the previous sample gone since
+    root_of: dict[int, int] = field(default_factory=dict)       # pid -> its oldest ancestor in the sample
+    trees: dict[int, TreeTotals] = field(default_factory=dict)  # root pid -> that tree's own totals
 
     def process(self, pid: int) -> ProcessFigures:
         """The figures of one pid (KeyError if not in this sample)."""

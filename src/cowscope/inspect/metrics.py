@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -44,13 +44,25 @@ TREE_METRICS = (
 )
 
 
-class InspectCollector(Collector):
-    """Samples the tree on scrape (at most as often as the duty cycle allows) and exposes gauges."""
+#: Where the exporter's roots come from: called before each sample, it returns the root pids and
+#: the `root` label of each (a name given with --pidfile NAME=FILE, else the pid), and problems.
+Roots = Callable[[], tuple[list[int], dict[int, str], list[str]]]
 
-    def __init__(self, sampler: Sampler, duty: DutyCycle, prefix: str = "cowscope") -> None:
+
+class InspectCollector(Collector):
+    """Samples the trees on scrape (at most as often as the duty cycle allows) and exposes gauges.
+
+    Every metric carries a `root` label, so one exporter can serve several trees. A tree whose
+    root cannot be read has no tree metrics at all (never zeros) and `cowscope_tree_up` 0.
+    """
+
+    def __init__(self, sampler: Sampler, duty: DutyCycle, prefix: str = "cowscope", roots: Roots | None = None) -> None:
         self.sampler = sampler
         self.duty = duty
         self.prefix = prefix
+        self.roots = roots
+        self.labels: dict[int, str] = {pid: str(pid) for pid in sampler.roots}
+        self.problems: list[str] = []
         self.last: Sample | None = None
         self.lock = threading.Lock()
 
@@ -59,33 +71,60 @@ class InspectCollector(Collector):
         with self.lock:
             now = time.monotonic()
             if self.last is None or self.duty.allow(now):
+                if self.roots is not None:
+                    self.sampler.roots, self.labels, self.problems = self.roots()
                 self.last = self.sampler.sample()
                 self.duty.record(now, self.last.duration_s)
             else:
                 self.duty.skip_reason(now)
             return self.last
 
+    def _root_label(self, s: Sample, pid: int) -> str:
+        root = s.root_of.get(pid, pid)
+        return self.labels.get(root, str(root))
+
     def collect(self) -> Iterator[Any]:
         """Prometheus collection."""
         s = self.current()
-        p = self.prefix
-        labels = ["pid", "ppid", "name"]
+        yield from self._process_metrics(s)
+        yield from self._tree_metrics(s)
+        yield from self._exporter_metrics(s)
+
+    def _process_metrics(self, s: Sample) -> Iterator[Any]:
+        labels = ["root", "pid", "ppid", "name", "title"]
         for attr, name, doc in PROCESS_METRICS:
-            g = GaugeMetricFamily(f"{p}_process_{name}", doc, labels=labels)
+            g = GaugeMetricFamily(f"{self.prefix}_process_{name}", doc, labels=labels)
             for pf in s.processes:
                 v = getattr(pf, attr)
                 if v is not None:
-                    g.add_metric([str(pf.pid), str(pf.ppid), pf.name], v * 1024)
+                    g.add_metric([self._root_label(s, pf.pid), str(pf.pid), str(pf.ppid), pf.name, pf.title or ""],
+                                 v * 1024)
             yield g
+
+    def _tree_metrics(self, s: Sample) -> Iterator[Any]:
+        """Per tree that was read; `tree_up` for every configured root (0: not read, no other tree metric)."""
+        p = self.prefix
         for attr, name, doc in TREE_METRICS:
-            v = getattr(s.totals, attr)
-            if v is not None:
-                g = GaugeMetricFamily(f"{p}_{name}", doc)
-                g.add_metric([], v * 1024)
-                yield g
-        g = GaugeMetricFamily(f"{p}_tree_processes", "Processes read in the last sample.")
-        g.add_metric([], len(s.processes))
+            g = GaugeMetricFamily(f"{p}_{name}", doc, labels=["root"])
+            for root, tt in s.trees.items():
+                v = getattr(tt, attr)
+                if v is not None:
+                    g.add_metric([self.labels.get(root, str(root))], v * 1024)
+            yield g
+        g = GaugeMetricFamily(f"{p}_tree_processes", "Processes read in the last sample.", labels=["root"])
+        for root, tt in s.trees.items():
+            g.add_metric([self.labels.get(root, str(root))], tt.processes)
         yield g
+        g = GaugeMetricFamily(f"{p}_tree_up", "1 when the tree's root was read in the last sample, 0 when it "
+                              "is gone or unreadable (its tree metrics are then absent).", labels=["root"])
+        for root in self.sampler.roots:
+            g.add_metric([self.labels.get(root, str(root))], 1 if root in s.trees else 0)
+        for label in self.problems:  # a pidfile that named no process
+            g.add_metric([label], 0)
+        yield g
+
+    def _exporter_metrics(self, s: Sample) -> Iterator[Any]:
+        p = self.prefix
         g = GaugeMetricFamily(f"{p}_processes_missed", "Processes that could not be read in the last sample.")
         g.add_metric([], len(s.missed))
         yield g
@@ -105,11 +144,10 @@ class InspectCollector(Collector):
 
 
 def serve(sampler: Sampler, port: int, addr: str = "127.0.0.1", duty: DutyCycle | None = None,
-          ) -> tuple[Any, threading.Thread, InspectCollector]:
+          roots: Roots | None = None) -> tuple[Any, threading.Thread, InspectCollector]:
     """Start the HTTP exporter in a thread; returns (server, thread, collector)."""
     registry = CollectorRegistry(auto_describe=False)
-    collector = InspectCollector(sampler, duty or DutyCycle(0.2))
+    collector = InspectCollector(sampler, duty or DutyCycle(0.2), roots=roots)
     registry.register(collector)
     server, thread = start_http_server(port, addr=addr, registry=registry)
     return server, thread, collector
-

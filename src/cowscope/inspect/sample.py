@@ -22,7 +22,7 @@ from ..observe.procfs import SPECIAL_MAPPINGS, USER_SPACE_END, PagemapReader
 from ..observe.records import MapsEntry, SmapsEntry
 from . import classify as cl
 from .content import COMPARE_PAGES, Identical, compare_copied
-from .figures import KB, Exited, MappingFigures, ProcessFigures, Sample, mapping_figures
+from .figures import KB, Exited, MappingFigures, ProcessFigures, Sample, TreeTotals, mapping_figures
 from .history import History, attribute
 from .tree import Missed, discover, process_title
 
@@ -242,11 +242,30 @@ class Sampler:
             s.totals.add(pf)
         if table is not None:
             s.totals.unique_kb = len(table.unique) * KB
+        self._per_root(s, raws, table)
         if self._content_problem is not None:
             s.notes.append(self._content_problem)
             self._content_problem = None
         self.history.remember([(r.pid, r.starttime, r.image, r.pages) for r in raws if r.pages is not None],
                               time.clock_gettime(time.CLOCK_BOOTTIME))
+
+    def _per_root(self, s: Sample, raws: list[_Raw], table: cl.PfnTable | None) -> None:
+        """Each process's root (its oldest ancestor in the sample) and each root's own totals."""
+        ppid = {p.pid: p.ppid for p in s.processes}
+        for p in s.processes:
+            root, seen = p.pid, {p.pid}
+            while ppid.get(root, root) in ppid and ppid[root] not in seen:
+                root = ppid[root]
+                seen.add(root)
+            s.root_of[p.pid] = root
+            s.trees.setdefault(root, TreeTotals()).add(p)
+        if table is not None and len(s.trees) == 1:
+            next(iter(s.trees.values())).unique_kb = s.totals.unique_kb
+        elif table is not None:  # frames each tree maps, once each
+            for root, tt in s.trees.items():
+                frames = [r.pages.pfn[r.pages.real] for r in raws
+                          if r.pages is not None and s.root_of.get(r.pid) == root]
+                tt.unique_kb = len(np.unique(np.concatenate(frames))) * KB if frames else 0
 
     def _classify(self, pf: ProcessFigures, r: _Raw, parent: _Raw | None, table: cl.PfnTable | None) -> None:
         """Page classes of one process and the figures they give, per process and per mapping."""

@@ -20,6 +20,19 @@ class Missed:
         return {"pid": self.pid, "kind": self.kind, "reason": self.reason}
 
 
+def read_pidfile(path: str) -> int:
+    """The pid written in a pid file (gunicorn --pid, uWSGI --pidfile, Redis pidfile): ValueError
+    saying what is wrong when it cannot be read or holds no pid."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            text = f.read(64).strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read pid file {path}: {exc.strerror}") from None
+    if not text.isdigit() or int(text) <= 0:
+        raise ValueError(f"pid file {path} holds no pid ({text[:20]!r})")
+    return int(text)
+
+
 def process_title(cmdline: list[str]) -> str | None:
     """The title a process gave itself by rewriting its command line (setproctitle: Redis's
     `redis-rdb-bgsave 127.0.0.1:6379`, gunicorn's `gunicorn: worker [app]`, nginx, PostgreSQL), or None.
