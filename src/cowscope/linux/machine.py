@@ -33,6 +33,7 @@ from ..errors import Unsupported
 from ..observe import kpage, procfs
 from ..observe.events import Event
 from ..observe.records import PAGE_SIZE, parse_size
+from . import ksm
 from .build import agent_path
 from .file import File
 from .ksource import KernelEvents
@@ -189,6 +190,15 @@ class Machine:
                 except subprocess.TimeoutExpired:
                     pass
         shutil.rmtree(self._dir, ignore_errors=True)
+
+    def ksm_scan(self) -> None:
+        """Let ksmd merge identical pages of MADV_MERGEABLE areas now: ksm/run is set to 1 until
+        three full scans have passed, then restored (root only: Unsupported otherwise)."""
+        ksm.ksm_scan()
+
+    def ksm_counters(self) -> dict[str, int]:
+        """/sys/kernel/mm/ksm counters (machine-wide: other KSM users count too)."""
+        return ksm.ksm_counters()
 
     def swapon(self, size: int | str) -> None:
         """Add swap for this machine's scenario: a swapfile of `size` bytes under /var/tmp, active

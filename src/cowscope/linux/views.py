@@ -7,6 +7,7 @@ import numpy as np
 from ..errors import ProcessGone
 from ..observe import pagescan, procfs
 from ..observe.records import MapsEntry, PagemapEntry, SmapsEntry, SmapsRollup, Status, pagemap_entries
+from .ksm import parse_ksm_stat
 
 
 class ProcessViews:
@@ -62,6 +63,11 @@ class ProcessViews:
         elif self.state == "X":
             raise ProcessGone.of_state(self.pid, "X")
         return procfs.read_text(self.pid, name)
+
+    def ksm_stat(self) -> dict[str, int | str]:
+        """/proc/PID/ksm_stat."""
+        self._check_observable()
+        return parse_ksm_stat(procfs.read_text(self.pid, "ksm_stat"))
 
     def fault_counts(self) -> dict[str, int]:
         """minflt/majflt from /proc/PID/stat."""

@@ -15,9 +15,11 @@ from ..observe.records import (
     KPF_COMPOUND_HEAD,
     KPF_COMPOUND_TAIL,
     KPF_DIRTY,
+    KPF_KSM,
     KPF_LRU,
     KPF_MMAP,
     KPF_OWNER_PRIVATE,
+    KPF_REFERENCED,
     KPF_RESERVED,
     KPF_SWAPBACKED,
     KPF_SWAPCACHE,
@@ -34,6 +36,7 @@ from .libc.base import ALLOCATORS, Allocator
 from .mm.acct import CommitAccount
 from .mm.filemap import filemap_read, filemap_write
 from .mm.huge_memory import ThpSettings, nr_anon_thps, parse_kernel
+from .mm.ksm import KsmState, ksm_scan
 from .mm.page_alloc import (
     FIRST_PFN,
     FOLIO_NR,
@@ -46,6 +49,8 @@ from .mm.page_alloc import (
     PG_FILE,
     PG_HEAD,
     PG_INUSE,
+    PG_KSM,
+    PG_REFERENCED,
     PG_SWAPBACKED,
     PG_SWAPCACHE,
     ZERO_PFN,
@@ -89,6 +94,7 @@ class Machine:
         self.swap: SwapInfo | None = None
         if swap:
             self.swapon(swap)
+        self.ksm = KsmState()
         self.thp = ThpSettings(thp, thp_zero_page, parse_kernel(kernel))
         self.kernel = kernel
         self.pkeys = bool(pkeys)
@@ -206,6 +212,15 @@ class Machine:
         cache, then swap-out). Returns the frames freed."""
         return shrink_memory(self)
 
+    def ksm_scan(self) -> None:
+        """Let ksmd run until nothing more merges (mm/ksm.py): identical anon pages of
+        MADV_MERGEABLE areas become shared, write-protected KSM pages."""
+        ksm_scan(self)
+
+    def ksm_counters(self) -> dict[str, int]:
+        """/sys/kernel/mm/ksm counters (pages_shared, pages_sharing, pages_unshared, ...)."""
+        return dict(self.ksm.counters)
+
     def swapon(self, size: int | str) -> None:
         """swapon(2) of a swap area of `size` bytes (the model has one swap device)."""
         if self.swap is not None:
@@ -314,6 +329,10 @@ class Machine:
             bits |= KPF_ANON_EXCLUSIVE
         if fl & PG_SWAPCACHE:
             bits |= KPF_SWAPCACHE | KPF_OWNER_PRIVATE
+        if fl & PG_KSM:
+            bits |= KPF_KSM
+        if fl & PG_REFERENCED:
+            bits |= KPF_REFERENCED
         return bits
 
     def meminfo(self) -> dict[str, int]:
@@ -348,6 +367,7 @@ class Machine:
         out["nr_swapcached"] = mi["SwapCached"] // kb
         for name in THP_EVENTS + SWAP_EVENTS:
             out[name] = self.stat[name]
+        out["cow_ksm"] = self.stat["cow_ksm"]
         for name in ("cow_copy", "cow_reuse", "zero_cow", "zero_fill", "zero_page_map",
                      "pagecache_map", "file_copy", "oom_kill"):
             out[name] = self.stat[name]

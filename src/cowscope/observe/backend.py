@@ -115,6 +115,9 @@ class Views(Protocol):
         """Where [addr, addr + npages pages) has pages at all (present, swap, guard markers), as
         (n, 2) int64 runs of page offsets from addr: PAGEMAP_SCAN, not a walk of the range."""
 
+    def ksm_stat(self) -> dict[str, int | str]:
+        """/proc/PID/ksm_stat (ksm_rmap_items, ksm_merging_pages, ksm_process_profit, ...)."""
+
     def fault_counts(self) -> dict[str, int]:
         """{"minor": minflt, "major": majflt}."""
 
@@ -303,6 +306,13 @@ class Machine(ViewSource, Protocol):
 
     def close(self) -> None:
         """Release what the machine holds (the Linux backend kills its agents); idempotent."""
+
+    def ksm_scan(self) -> None:
+        """Let ksmd merge identical anon pages of MADV_MERGEABLE areas now (the Linux backend sets
+        /sys/kernel/mm/ksm/run to 1 for the scan and restores it; errors.Unsupported without root)."""
+
+    def ksm_counters(self) -> dict[str, int]:
+        """/sys/kernel/mm/ksm: pages_shared, pages_sharing, pages_unshared, full_scans, ..."""
 
     def swapon(self, size: int | str) -> None:
         """Add a swap area of `size` bytes (the Linux backend: a swapfile removed at close;

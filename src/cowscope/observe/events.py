@@ -41,6 +41,8 @@ KIND_DOC = {
     "swap cache (MADV_PAGEOUT, memory pressure)",
     "swap-in": "access to a swap entry: the page is mapped again from the swap cache or read back "
     "(do_swap_page)",
+    "ksm-merge": "KSM (m.ksm_scan()): a page became a KSM page, or was merged into one (its PTE now "
+    "maps the KSM page, read-only)",
 }
 KINDS = tuple(KIND_DOC)
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}

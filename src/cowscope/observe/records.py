@@ -239,6 +239,7 @@ PM_PRESENT = 1 << 63
 
 # /proc/kpageflags bits the project reads (include/uapi/linux/kernel-page-flags.h; 32 and up are
 # kernel-internal flags shown to root).
+KPF_REFERENCED = 1 << 2
 KPF_UPTODATE = 1 << 3
 KPF_DIRTY = 1 << 4
 KPF_LRU = 1 << 5

@@ -83,7 +83,10 @@ NOT_COVERED = {
     "THP modes always/never, MADV_COLLAPSE, khugepaged": "the machine's THP mode is a global "
     "setting other processes depend on (madvise here); the model's always/never and the older "
     "kernels' rules (Machine(kernel=...)) are unit-tested only; collapse is not modelled",
-    "KSM, userfaultfd-wp": "not available on this machine (ksm/run=0); see kernel-facts.md section 9",
+    "KSM of THPs, max_page_sharing": "the kernel splits a THP in a MADV_MERGEABLE area and merges its "
+    "subpages, at most 256 mappings per KSM page (measured: 513 identical pages made S256 chains); "
+    "the model leaves PMD-mapped THPs unmerged and has no sharing limit",
+    "userfaultfd-wp": "not driven by the shared API; see kernel-facts.md section 9",
     "swap under memory pressure": "the kernel's reclaim order (LRU lists, swappiness, readahead) "
     "cannot be driven without pressure on a shared machine; the swap cases use MADV_PAGEOUT/COLD, "
     "and the model's pressure reclaim (an LRU approximation) is unit-tested",

@@ -35,7 +35,7 @@ from ..arch import (
     PTE_SWP,
     PTE_YOUNG,
 )
-from ..mm.page_alloc import PG_ANON, PG_DIRTY, PG_FILE, PG_REFERENCED, PG_SWAPBACKED
+from ..mm.page_alloc import PG_ANON, PG_DIRTY, PG_FILE, PG_KSM, PG_REFERENCED, PG_SWAPBACKED
 from ..mm.vma import MM, VM_EXEC, VM_GROWSDOWN, VM_HUGEPAGE, VM_LOCKED, VM_SHARED, VM_WRITE, VMA
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class MemSizeStats:
     def __init__(self, swap_map: np.ndarray | None = None) -> None:
         self.b = dict.fromkeys(("Rss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
                                 "Private_Dirty", "Referenced", "Anonymous", "LazyFree",
-                                "AnonHugePages"), 0)
+                                "AnonHugePages", "KSM"), 0)
         self.pss = self.pss_dirty = self.pss_anon = self.pss_file = self.pss_shmem = 0
         self.pss_locked = 0
         self.swap = self.swap_pss = 0
@@ -117,6 +117,7 @@ class MemSizeStats:
         b = self.b
         b["Rss"] += n * PAGE_SIZE
         b["Anonymous"] += int(anon.sum()) * PAGE_SIZE
+        b["KSM"] += int(np.count_nonzero(fl & PG_KSM)) * PAGE_SIZE
         b["LazyFree"] += int((anon & ((fl & PG_SWAPBACKED) == 0) & ~dirty).sum()) * PAGE_SIZE
         b["Referenced"] += int((young | ((fl & PG_REFERENCED) != 0)).sum()) * PAGE_SIZE
         b["Private_Dirty"] += int((private & dirty).sum()) * PAGE_SIZE
@@ -157,7 +158,8 @@ class MemSizeStats:
         for name in ("Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty", "Referenced",
                      "Anonymous"):
             out[name] = self.kb(name)
-        out.update(KSM=0, LazyFree=self.kb("LazyFree"), AnonHugePages=self.kb("AnonHugePages"), ShmemPmdMapped=0,
+        out.update(KSM=self.kb("KSM"), LazyFree=self.kb("LazyFree"), AnonHugePages=self.kb("AnonHugePages"),
+                   ShmemPmdMapped=0,
                    FilePmdMapped=0, Shared_Hugetlb=0, Private_Hugetlb=0, Swap=self.swap >> 10,
                    SwapPss=self.pss_kb(self.swap_pss),
                    Locked=self.pss_kb(self.pss_locked))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...errors import ENOMEM, SyscallError
+from ..mm.ksm import ksm_fork
 from ..mm.memory import copy_page_range
 from ..mm.vma import MM, VM_ACCOUNT, VM_DONTCOPY, VM_LOCKED, VM_MAYBE_GUARD, VM_WIPEONFORK, VMA, AnonVma
 
@@ -44,6 +45,7 @@ def dup_mmap(m: Machine, parent: MM) -> MM:
     child = MM()
     for name in ("start_brk", "brk", "start_stack", "start_code", "end_code", "exe"):
         setattr(child, name, getattr(parent, name))
+    ksm_fork(m, parent, child)  # a KSM mm's child is scanned too
     for vma in parent.vmas:
         # 1. MADV_DONTFORK: no VMA in the child at all
         if vma.vm_flags & VM_DONTCOPY:

@@ -34,6 +34,7 @@ from ..mm import madvise as madv
 from ..mm import mlock as mlockmod
 from ..mm import mmap as mmapmod
 from ..mm.huge_memory import thp_eligible
+from ..mm.ksm import ksm_stat
 from ..mm.memory import BusError, SegvError
 from ..mm.vma import MM
 from . import exec as execmod
@@ -379,6 +380,10 @@ class Process:
             raise ProcessGone.of_state(self.pid, self.state)
         states = {"R": "R (running)", "D": "D (disk sleep)", "Z": "Z (zombie)", "X": "X (dead)"}
         return procfs.status(self.name, self.pid, self.ppid, states[self.state], self.mm)
+
+    def ksm_stat(self) -> dict[str, int | str]:
+        """/proc/PID/ksm_stat (KSM figures as of the last m.ksm_scan())."""
+        return ksm_stat(self.machine, self._view_mm())
 
     def fault_counts(self) -> dict[str, int]:
         return {"minor": self.min_flt, "major": self.maj_flt}

@@ -132,8 +132,7 @@ def _write_span(m: Machine, pid: int, mm: MM, vma: VMA, span: Span) -> None:
     if len(w.copy):
         m.phys.copy(new[nc:], w.copy_pfns)
         rss_add(m, mm, w.copy_pfns, -1)
-        m.phys.mapcount[w.copy_pfns] -= 1
-        m.phys.put(w.copy_pfns)
+        m.phys.unmap(w.copy_pfns)
     _map_new_span(m, pid, span, ptes, w.copy, new[nc:], w.copy_pfns, "cow-copy")
     span.store(ptes)
 

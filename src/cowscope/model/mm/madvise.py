@@ -20,6 +20,7 @@ from ..arch import (
     page_align,
 )
 from .huge_memory import madvise_free_huge_pmds
+from .ksm import ksm_madvise
 from .memory import BusError, zap_range
 from .mmap import populate
 from .page_alloc import PG_ANON, PG_DIRTY, PG_SWAPBACKED
@@ -47,7 +48,8 @@ FLAG_ADVICE = {
     "wipeonfork": (VM_WIPEONFORK, 0), "keeponfork": (0, VM_WIPEONFORK),
     "hugepage": (VM_HUGEPAGE, VM_NOHUGEPAGE), "nohugepage": (VM_NOHUGEPAGE, VM_HUGEPAGE),
 }
-ADVICES = ("normal", "random", "sequential", "willneed", "dontneed", "free", "cold", "pageout", "populate_read",
+ADVICES = ("normal", "random", "sequential", "willneed", "dontneed", "free", "cold", "pageout",
+           "mergeable", "unmergeable", "populate_read",
            "populate_write", "guard_install", "guard_remove", *FLAG_ADVICE)
 
 
@@ -91,6 +93,12 @@ def madvise_vma(m: Machine, pid: int, mm: MM, vma: VMA, lo: int, hi: int, advice
             raise SyscallError(EINVAL, "madvise", "MADV_DONTNEED on a locked mapping")
         zap_range(m, mm, lo, hi, keep_markers=True)
         mm.pgd.reclaim_covered_tables(lo, hi)  # per VMA: a table must lie inside this part
+    elif advice in ("mergeable", "unmergeable"):
+        new = ksm_madvise(m, pid, mm, vma, lo, hi, advice == "mergeable")
+        if new != vma.vm_flags:
+            for part in mm.isolate(lo, hi):
+                part.vm_flags = new
+                mm.try_merge_around(part)
     elif advice in ("cold", "pageout"):
         madvise_cold_or_pageout(m, pid, mm, vma, lo, hi, advice == "pageout")
     elif advice == "free":

@@ -452,8 +452,7 @@ def zap_range(m: Machine, mm: MM, start: int, end: int, keep_markers: bool = Fal
         m.phys.flags[dirty] |= PG_DIRTY
         update_hiwater_rss(mm)
         rss_add(m, mm, pfns, -1)
-        m.phys.mapcount[pfns] -= 1
-        m.phys.put(pfns)
+        m.phys.unmap(pfns)
     if mm.swap_ents:
         zap_swap_entries(m, mm, ptes)
     span.store(np.where(ptes & PTE_MARKER_GUARD, ptes, 0) if keep_markers else np.zeros_like(ptes))
@@ -471,8 +470,7 @@ def copy_page_range(m: Machine, dst: MM, src: MM, vma: VMA) -> None:
     present = (ptes & PTE_PRESENT) != 0
     pfns = ptes[present & ((ptes & PTE_SPECIAL) == 0)] >> PAGE_SHIFT
     if len(pfns):
-        phys.mapcount[pfns] += 1
-        phys.refcount[pfns] += 1
+        phys.map_add(pfns, 1)
         phys.flags[pfns] &= np.uint16(~PG_ANON_EXCLUSIVE & 0xFFFF)
         rss_add(m, dst, pfns, 1)
     clear = PTE_YOUNG | (PTE_RW if vma.is_cow else 0) | (PTE_DIRTY if vma.is_shared else 0)

@@ -69,6 +69,7 @@ class PhysMem:
         self.nr_folios = 0                         # large folios allocated
         self.deferred: set[int] = set()            # heads of partially mapped folios (deferred split)
         self._free_huge: list[int] = []            # heads of free aligned 512-frame blocks
+        self.aliased = False                       # one frame may be mapped twice in a range (KSM)
         self.stat: Counter[str] = Counter()        # vm events (the machine shares this counter)
 
     # -- allocation --------------------------------------------------------------------------
@@ -175,7 +176,11 @@ class PhysMem:
         of a large folio is freed with its folio, when no subpage is referenced any more."""
         if not len(pfns):
             return
-        self.refcount[pfns] -= 1
+        if self.aliased:  # a KSM page can appear several times in pfns
+            np.subtract.at(self.refcount, pfns, 1)
+            pfns = np.unique(pfns)
+        else:
+            self.refcount[pfns] -= 1
         dead = pfns[self.refcount[pfns] == 0]
         if len(dead):
             if self.nr_folios:
@@ -185,6 +190,24 @@ class PhysMem:
                         self.folio_put(head)
                     dead = dead[~large]
             self.free(dead)
+
+    def map_add(self, pfns: np.ndarray, delta: int) -> None:
+        """Add delta to the map count and the reference count of each frame (one PTE each; a
+        frame listed twice counts twice)."""
+        if self.aliased:
+            np.add.at(self.mapcount, pfns, delta)
+            np.add.at(self.refcount, pfns, delta)
+        else:
+            self.mapcount[pfns] += delta
+            self.refcount[pfns] += delta
+
+    def unmap(self, pfns: np.ndarray) -> None:
+        """One PTE mapping each frame went away: map count down, then put_page."""
+        if self.aliased:
+            np.subtract.at(self.mapcount, pfns, 1)
+        else:
+            self.mapcount[pfns] -= 1
+        self.put(pfns)
 
     # -- large folios (2 MiB THPs) --------------------------------------------------------------
     def alloc_folio(self, flags: int, value: int = 0) -> int:

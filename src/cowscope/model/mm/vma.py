@@ -32,6 +32,7 @@ VM_NORESERVE = 0x200000
 VM_WIPEONFORK = 0x2000000
 VM_HUGEPAGE = 0x20000000
 VM_NOHUGEPAGE = 0x40000000
+VM_MERGEABLE = 0x80000000      # MADV_MERGEABLE: KSM may merge this VMA's anon pages
 VM_MAYBE_GUARD = 1 << 11  # a formerly free low bit: the kernel prints 'gu' before 'lo' and 'ac'
 
 #: show_smap_vma_flags mnemonics, in bit order
@@ -40,6 +41,7 @@ _MNEMONICS = (
     (VM_MAYWRITE, "mw"), (VM_MAYEXEC, "me"), (VM_MAYSHARE, "ms"), (VM_GROWSDOWN, "gd"),
     (VM_MAYBE_GUARD, "gu"), (VM_LOCKED, "lo"), (VM_DONTCOPY, "dc"), (VM_DONTEXPAND, "de"), (VM_ACCOUNT, "ac"),
     (VM_NORESERVE, "nr"), (VM_WIPEONFORK, "wf"), (VM_HUGEPAGE, "hg"), (VM_NOHUGEPAGE, "nh"),
+    (VM_MERGEABLE, "mg"),
 )
 PROT_FLAGS = VM_READ | VM_WRITE | VM_EXEC
 

@@ -53,6 +53,7 @@ def all_scenarios() -> list[Scenario]:
         anon,
         files,
         kpage,
+        ksm,
         lifecycle,
         limits,
         lock,
