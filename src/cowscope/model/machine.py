@@ -27,7 +27,8 @@ from ..observe.records import (
     KPF_UPTODATE,
     KPF_ZERO_PAGE,
 )
-from .arch import PAGE_SHIFT, PAGE_SIZE, PTE_MARKER_GUARD, PTE_PRESENT, PTE_RW, PTE_SPECIAL, parse_size
+from .arch import PAGE_SIZE, parse_size
+from .check import check_machine
 from .events import EventLog
 from .fs.file import File, file_from_bytes
 from .kernel.exec import Image, exec_mmap, startup
@@ -40,7 +41,6 @@ from .mm.ksm import KsmState, ksm_scan
 from .mm.page_alloc import (
     FIRST_PFN,
     FOLIO_NR,
-    FOLIO_SHIFT,
     HUGE_ZERO_PFN,
     PG_ANON,
     PG_ANON_EXCLUSIVE,
@@ -57,8 +57,8 @@ from .mm.page_alloc import (
     OutOfMemory,
     PhysMem,
 )
-from .mm.swapfile import SwapInfo, check_swap
-from .mm.vma import MM, VM_ACCOUNT, VM_SHARED, VMA
+from .mm.swapfile import SwapInfo
+from .mm.vma import MM
 from .mm.vmscan import shrink_memory
 
 DEFAULT_RAM = "256GiB"
@@ -400,38 +400,7 @@ class Machine:
 
     def check(self) -> None:
         """Verify every accounting invariant; raises AssertionError naming the broken one."""
-        phys = self.phys
-        n = len(phys.mapcount)
-        maps = np.zeros(n, dtype=np.int64)
-        entire = np.zeros_like(phys.entire)
-        for mm in self._mms():
-            _check_mm(self, mm, maps, entire)
-        bad = np.flatnonzero(entire != phys.entire) << FOLIO_SHIFT
-        assert not len(bad), f"check: PMDs mapping != entire mapcount of folios {bad[:8].tolist()}"
-        used = (phys.flags & PG_INUSE) != 0
-        used[ZERO_PFN] = False
-        bad = np.flatnonzero(maps != np.where(np.arange(n) == ZERO_PFN, 0, phys.mapcount))
-        assert not len(bad), f"check: mapcount != PTEs mapping the frame for pfns {bad[:8].tolist()}"
-        cached = np.zeros(n, dtype=bool)
-        for f in list(self.files.values()) + self._shmem_files():
-            for pfn in f.page_cache.values():
-                cached[pfn] = True
-        expect_ref = phys.mapcount + cached + ((phys.flags & PG_SWAPCACHE) != 0)
-        bad = np.flatnonzero(used & (phys.refcount != expect_ref))
-        assert not len(bad), f"check: refcount != mapcount + page-cache ref for pfns {bad[:8].tolist()}"
-        assert not np.any(~used & (maps > 0)), "check: a free frame is still mapped"
-        assert int(used.sum()) == phys.nr_used, f"check: nr_used {phys.nr_used} != {int(used.sum())} in use"
-        large = (phys.flags & PG_COMPOUND) != 0
-        leaked = np.flatnonzero(used & (phys.refcount == 0) & ~large)
-        assert not len(leaked), f"check: frames in use with no reference: {leaked[:8].tolist()}"
-        check_swap(self, self._mms())
-        for head in np.flatnonzero(phys.flags & PG_HEAD).tolist():
-            assert phys.entire[head >> FOLIO_SHIFT] or phys.refcount[head:head + FOLIO_NR].any(), \
-                f"check: large folio {head:#x} in use with no reference"
-        committed = sum(v.npages for mm in self._mms() for v in mm.vmas if v.vm_flags & VM_ACCOUNT)
-        committed += sum(f.shmem_charge for f in self._shmem_files())
-        assert committed == self.acct.committed, \
-            f"check: Committed_AS {self.acct.committed} pages != {committed} of VM_ACCOUNT VMAs and shmem"
+        check_machine(self)
 
     def _shmem_files(self) -> list[File]:
         out: dict[int, File] = {}
@@ -454,58 +423,3 @@ def _allocators() -> dict[str, type[Allocator]]:
     except ImportError:
         pass
     return ALLOCATORS
-
-
-def _check_mm(m: Machine, mm: MM, maps: np.ndarray, entire: np.ndarray) -> None:
-    """Per-mm invariants: sorted VMAs, PTEs inside VMAs, no writable shared private page, RSS."""
-    phys = m.phys
-    prev_end = 0
-    for v in mm.vmas:
-        assert v.vm_start < v.vm_end and v.vm_start >= prev_end, f"check: VMAs overlap at {v.vm_start:#x}"
-        prev_end = v.vm_end
-    counted = {"anon": 0, "file": 0, "shmem": 0}
-    inside = 0
-    for v in mm.vmas:
-        for t, lo, hi, _va in mm.pgd.blocks(v.vm_start, v.vm_end):
-            ptes = t[lo:hi]
-            normal = ((ptes & PTE_PRESENT) != 0) & ((ptes & PTE_SPECIAL) == 0)
-            pfns = ptes[normal] >> PAGE_SHIFT
-            np.add.at(maps, pfns, 1)
-            inside += int(np.count_nonzero(ptes & (PTE_PRESENT | PTE_MARKER_GUARD)))
-            fl = phys.flags[pfns]
-            counted["anon"] += int(np.count_nonzero(fl & PG_ANON))
-            sh = int(np.count_nonzero((fl & (PG_FILE | PG_SWAPBACKED)) == (PG_FILE | PG_SWAPBACKED)))
-            counted["shmem"] += sh
-            counted["file"] += len(pfns) - int(np.count_nonzero(fl & PG_ANON)) - sh
-            if not v.vm_flags & VM_SHARED:
-                w = ((ptes[normal] & PTE_RW) != 0)
-                assert np.all(phys.precise_mapcount(pfns[w]) == 1), \
-                    f"check: writable PTE to a shared frame in private VMA at {v.vm_start:#x}"
-                assert np.all(fl[w] & PG_ANON), \
-                    f"check: writable PTE to a file page in private VMA {v.vm_start:#x}"
-        inside += _check_leaves(m, mm, v, entire, counted)
-    total = sum(int(np.count_nonzero(t & (PTE_PRESENT | PTE_MARKER_GUARD))) for t in mm.pgd.tables.values())
-    assert total + mm.pgd.nr_leaves() == inside, "check: a present PTE or PMD lies outside every VMA"
-    assert (mm.rss_anon, mm.rss_file, mm.rss_shmem) == (counted["anon"], counted["file"], counted["shmem"]), \
-        f"check: RSS counters {(mm.rss_anon, mm.rss_file, mm.rss_shmem)} != PTE counts {counted}"
-
-
-
-def _check_leaves(m: Machine, mm: MM, v: VMA, entire: np.ndarray, counted: dict[str, int]) -> int:
-    """Huge PMDs inside VMA v: count them per folio and as RSS; a writable one maps an exclusive
-    folio nobody else maps. Returns the number of leaves."""
-    leaves = mm.pgd.leaves(v.vm_start, v.vm_end)
-    for haddr, leaf in leaves:
-        assert v.vm_start <= haddr and haddr + (FOLIO_NR << PAGE_SHIFT) <= v.vm_end, \
-            f"check: huge PMD at {haddr:#x} crosses the edge of its VMA"
-        if leaf & PTE_SPECIAL:
-            assert not leaf & PTE_RW, f"check: writable huge zero page at {haddr:#x}"
-            continue
-        head = leaf >> PAGE_SHIFT
-        assert m.phys.flags[head] & PG_HEAD, f"check: huge PMD at {haddr:#x} maps no folio head"
-        entire[head >> FOLIO_SHIFT] += 1
-        counted["anon"] += FOLIO_NR
-        if leaf & PTE_RW:
-            assert m.phys.entire[head >> FOLIO_SHIFT] == 1 and not m.phys.refcount[head:head + FOLIO_NR].any(), \
-                f"check: writable huge PMD to a shared folio at {haddr:#x}"
-    return len(leaves)
