@@ -160,19 +160,6 @@ def accounted_pages(mm: MM, start: int, end: int) -> int:
                for v in mm.overlapping(start, end) if v.vm_flags & VM_ACCOUNT)
 
 
-def require_mapped(mm: MM, start: int, end: int, call: str) -> list[VMA]:
-    """The VMAs covering [start, end) with no hole, else ENOMEM."""
-    vmas = mm.overlapping(start, end)
-    pos = start
-    for vma in vmas:
-        if vma.vm_start > pos:
-            break
-        pos = vma.vm_end
-    if pos < end:
-        raise SyscallError(ENOMEM, call, f"range {start:#x}-{end:#x} is not fully mapped")
-    return vmas
-
-
 def do_mprotect(m: Machine, mm: MM, addr: int, length: int, prot: str, pid: int = 0) -> None:
     """mprotect(2): split, change flags and PTE permissions, re-merge (change_protection); VMA by
     VMA, so a hole or a refused charge leaves the VMAs before it changed."""
