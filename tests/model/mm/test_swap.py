@@ -6,6 +6,7 @@ import pytest
 
 from cowscope.errors import CowscopeError, OOMKilled
 from cowscope.model import Machine
+from cowscope.observe.records import KPF_SWAPCACHE
 
 P = 4096
 
@@ -58,9 +59,9 @@ def test_swap_views_meminfo_vmstat_kpageflags() -> None:
     p.madvise(a, P, "pageout")
     mi = m.meminfo()
     assert (mi["SwapTotal"], mi["SwapFree"], mi["SwapCached"]) == (1020, 1016, 4)
-    assert m.kpageflags(pfn) & (1 << 13)  # still in the swap cache
+    assert m.kpageflags(pfn) & KPF_SWAPCACHE  # still in the swap cache
     e = p.pagemap(a, 1)[0]
-    assert e.swapped and e.raw & 31 == 0 and e.raw >> 5 & ((1 << 50) - 1) == 1
+    assert e.swapped and (e.swap_type, e.swap_offset) == (0, 1)  # the one swap area, slot 1
     assert m.vmstat()["pswpout"] == 1 and m.vmstat()["nr_swapcached"] == 1
     assert p.read(a, 3) == b"abc" and p.pagemap(a, 1)[0].pfn == pfn
     assert [ev.kind for ev in m.events][-2:] == ["swap-out", "swap-in"]

@@ -18,6 +18,7 @@ from ...observe.records import (
     PM_MMAP_EXCLUSIVE,
     PM_PRESENT,
     PM_SWAP,
+    PM_SWAP_OFFSET_SHIFT,
     MapsEntry,
     SmapsEntry,
     SmapsRollup,
@@ -218,9 +219,9 @@ def pagemap_raw(phys: PhysMem, mm: MM, addr: int, npages: int) -> np.ndarray:
     val |= np.where(normal & (mc == 1), np.uint64(PM_MMAP_EXCLUSIVE), np.uint64(0))
     guard = (ptes & PTE_MARKER_GUARD) != 0
     val |= np.where(guard, np.uint64(PM_SWAP | PM_GUARD_REGION), np.uint64(0))
-    swp = (ptes & PTE_SWP) != 0  # swap entry: type in bits 0-4, offset from bit 5
-    val |= np.where(swp, np.uint64(PM_SWAP) | ((ptes >> PAGE_SHIFT).astype(np.uint64) << np.uint64(5)),
-                    np.uint64(0))
+    swp = (ptes & PTE_SWP) != 0  # swap entry: swap type 0 (one swap area), the slot as its offset
+    offset = (ptes >> PAGE_SHIFT).astype(np.uint64) << np.uint64(PM_SWAP_OFFSET_SHIFT)
+    val |= np.where(swp, np.uint64(PM_SWAP) | offset, np.uint64(0))
     out[:] = val
     return out
 
