@@ -85,3 +85,21 @@ def test_not_root_is_a_clear_error() -> None:
             "sys.exit(args.func(args))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "error: kernel tracing needs root" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_inspect_trace_needs_a_span_of_time(capsys) -> None:
+    assert main(["inspect", "--trace", str(os.getpid())]) != 0
+    assert "--trace needs --watch or a command" in capsys.readouterr().err
+
+
+@pytest.mark.kernel
+@root_only
+def test_inspect_trace_shows_causes_beside_the_tree(prog: Path) -> None:
+    code = ("import os, time\nb = bytearray(4096 * 512)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+            "time.sleep(1)\npid = os.fork()\nif pid == 0:\n    time.sleep(0.3)\n"
+            "    for i in range(0, len(b), 4096): b[i] = 2\n    time.sleep(1.5)\n    os._exit(0)\n"
+            "os.waitpid(pid, 0)\n")
+    r = subprocess.run([sys.executable, "-m", "cowscope", "inspect", "--trace", "--watch", "0.5", "--count", "5",
+                        "--", sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "copy-on-write events while inspecting" in r.stdout, r.stderr
+    assert "pages copied" in r.stdout and "no events lost" in r.stdout

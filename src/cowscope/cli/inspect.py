@@ -80,6 +80,9 @@ def register(subparsers: Any) -> None:
                    help="page picture of one mapping (a path such as [heap] or libc, or a hex address) "
                    "for the processes side by side")
     p.add_argument("--width", type=int, default=64, help="cells of the page picture (default 64)")
+    p.add_argument("--trace", action="store_true",
+                   help="also trace the kernel's copy-on-write events meanwhile and show the copies by cause, "
+                   "mapping and code site at the end (root; with --watch or a command; see cowscope trace)")
     p.add_argument("--html", metavar="FILE",
                    help="also write a self-contained HTML report: page maps, tree and timeline of every sample")
     p.set_defaults(func=run)
@@ -126,7 +129,12 @@ def run(args: argparse.Namespace) -> int:
             pids = [proc.pid]
         sampler = _sampler(args, pids, proc)
         save = _open_save(args.save, sampler)
-        return _loop(args, sampler, duty, proc, save)
+        tracer = _start_trace(args, pids, proc)
+        try:
+            return _loop(args, sampler, duty, proc, save)
+        finally:
+            if tracer is not None:
+                _show_trace(args, tracer.finish())
     except _Usage as exc:
         _err(str(exc))
         return EXIT_FAILED
@@ -137,6 +145,34 @@ def run(args: argparse.Namespace) -> int:
             save.close()
         if proc is not None:
             _stop_command(proc)
+
+
+def _start_trace(args: argparse.Namespace, pids: list[int], proc: Any) -> Any:
+    """--trace: the kernel event source on the inspected tree, polled in the background."""
+    if not args.trace:
+        return None
+    if args.watch is None and proc is None:
+        raise _Usage("--trace needs --watch or a command: a trace covers a span of time")
+    from ..inspect.ktrace import BackgroundTracer, TargetError, tree_of
+    from ..linux.tracefs import TraceUnavailable
+
+    try:
+        targets = sorted({q for pid in pids for q in tree_of(pid)}) if args.tree or proc is not None else pids
+        return BackgroundTracer(targets)
+    except (TargetError, TraceUnavailable) as exc:
+        raise _Usage(f"--trace: {exc}") from None
+
+
+def _show_trace(args: argparse.Namespace, summary: Any) -> None:
+    """The trace's summary after the inspector's own view (a JSON line with --json)."""
+    if args.json:
+        print(json.dumps(summary.to_json()))
+        return
+    from ..inspect.trace_render import render_summary
+
+    console = _console()
+    console.rule("copy-on-write events while inspecting (kernel tracepoints): what copied, and which code")
+    render_summary(summary, console)
 
 
 def _compare(paths: list[str]) -> int:

@@ -219,3 +219,39 @@ class TreeTracer:
         finally:
             if self.child is not None and self.child.poll() is None:
                 self.child.terminate()
+
+
+class BackgroundTracer:
+    """A TreeTracer polled on its own thread, for loops that sleep between their own work (the
+    inspector's samples). `finish()` stops it and returns the summary."""
+
+    def __init__(self, pids: Iterable[int], buffer_kb: int = 16384) -> None:
+        import threading
+
+        self.tracer = TreeTracer(buffer_kb)
+        self.tracer.start(pids)
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="cowscope-trace-poll", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.tracer.poll()
+                self._stop.wait(0.05)
+        except BaseException as exc:  # reported by finish()
+            self.error = exc
+
+    def finish(self) -> TraceSummary:
+        """Stop polling and tracing; the attributed summary (every event read to the end)."""
+        self._stop.set()
+        self._thread.join()
+        try:
+            if self.error is None:
+                self.tracer.stop()
+        finally:
+            self.tracer.close()
+        if self.error is not None:
+            self.tracer.summary.notes.append(f"tracing stopped early: {self.error}")
+        return self.tracer.summary
