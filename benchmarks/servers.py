@@ -175,12 +175,15 @@ def redis_server(extra: list[str] | None = None, timeout: float = 30.0) -> Itera
 
 # --- gunicorn -------------------------------------------------------------------------------------
 
-def ensure_gunicorn() -> None:
-    """gunicorn importable by this Python, installed with pip when missing."""
-    try:
-        import gunicorn  # noqa: F401
-    except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "gunicorn"], check=True)
+def ensure_gunicorn(titles: bool = False) -> None:
+    """gunicorn importable by this Python, installed with pip when missing; with `titles`, also
+    setproctitle, with which gunicorn names its processes ("gunicorn: worker [app:app]")."""
+    import importlib.util
+
+    wanted = ["gunicorn", *(["setproctitle"] if titles else [])]
+    missing = [name for name in wanted if importlib.util.find_spec(name) is None]
+    if missing:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
 
 
 @dataclass

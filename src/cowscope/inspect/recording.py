@@ -156,11 +156,13 @@ def compare_table(a: Recording, b: Recording, top_mappings: int = 6) -> Table:
 
 
 def copied_by_mapping(workers: list[dict[str, Any]]) -> dict[str, int]:
-    """Average copied kB per worker, by mapping name (path, or [anon]), over the workers' mappings."""
+    """Average copied kB per worker, by mapping name ([heap], [anon], a file's base name), over the
+    workers' mappings."""
     total: dict[str, int] = {}
     for w in workers:
         for m in w.get("mappings", []):
             if m.get("copied_kb"):
-                name = m.get("path") or "[anon]"
+                path = m.get("path") or "[anon]"
+                name = path if path.startswith("[") else path.rsplit("/", 1)[-1]  # a file by its name
                 total[name] = total.get(name, 0) + m["copied_kb"]
     return {k: round(v / len(workers)) for k, v in total.items()} if workers else {}
