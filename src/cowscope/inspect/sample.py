@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ProcessGone
-from ..observe import kpage, procfs
+from ..observe import kpage, pagescan, procfs
 from ..observe.pages import PageStates
 from ..observe.pages import classify as classify_states
 from ..observe.procfs import SPECIAL_MAPPINGS, USER_SPACE_END, PagemapReader
@@ -289,7 +289,8 @@ class Sampler:
                 pf.pss_kb = cl.pss_kb(exact.pss_raw_total)
         if self.mappings:
             states = self._page_states(pp, table)
-            pf.mappings += [_mapping(pp, k, classes, exact, r.smaps or {}, states) for k in range(len(pp.vmas))]
+            pf.mappings += [_mapping(pp, k, classes, exact, r.smaps or {}, states, r.pid)
+                            for k in range(len(pp.vmas))]
 
     def _page_classes(self, r: _Raw, parent: _Raw | None, table: cl.PfnTable | None) -> _Classes:
         """Per-page classes against the parent at the same address, who copied and what was
@@ -380,7 +381,7 @@ def _exact_figures(pp: cl.ProcPages, table: cl.PfnTable) -> _Exact:
 
 
 def _mapping(pp: cl.ProcPages, k: int, classes: _Classes, exact: _Exact | None, smaps: dict[int, SmapsEntry],
-             states: PageStates | None) -> MappingFigures:
+             states: PageStates | None, pid: int = 0) -> MappingFigures:
     """The figures of mapping k: exact ones, or the kernel's smaps block, plus its page classes."""
     vma = pp.vmas[k]
     mf = mapping_figures(vma)
@@ -403,5 +404,15 @@ def _mapping(pp: cl.ProcPages, k: int, classes: _Classes, exact: _Exact | None, 
     a, b = pp.offsets[k], pp.offsets[k + 1]
     mf.codes = classes.codes[a:b]
     if states is not None:
-        mf.states = PageStates(states.state[a:b], states.mapcount[a:b], states.pfn[a:b])
+        mf.states = _with_huge(pid, vma, PageStates(states.state[a:b], states.mapcount[a:b], states.pfn[a:b]))
     return mf
+
+
+def _with_huge(pid: int, vma: MapsEntry, states: PageStates) -> PageStates:
+    """Mark the pages huge PMDs map (THPs) in an anonymous mapping (PAGEMAP_SCAN PAGE_IS_HUGE)."""
+    if not pid or (vma.path and not vma.path.startswith("[")) or vma.npages < 512:
+        return states
+    try:
+        return states.with_huge(pagescan.huge_runs(pid, vma.start, vma.npages))
+    except (ProcessGone, PermissionError, OSError):
+        return states

@@ -42,6 +42,9 @@ class LiveProcess:
     def pagemap_scan(self, addr: int, npages: int) -> np.ndarray:
         return pagescan.scan_pagemap(self.pid, addr, npages)
 
+    def pagemap_huge(self, addr: int, npages: int) -> np.ndarray:
+        return pagescan.huge_runs(self.pid, addr, npages)
+
     def fault_counts(self) -> dict[str, int]:
         return procfs.read_fault_counts(self.pid)
 

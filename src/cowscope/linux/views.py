@@ -52,6 +52,11 @@ class ProcessViews:
         self._check_observable()
         return pagescan.scan_pagemap(self.pid, addr, npages)
 
+    def pagemap_huge(self, addr: int, npages: int) -> np.ndarray:
+        """Runs of the pages huge PMDs map (PAGEMAP_SCAN PAGE_IS_HUGE), as page offsets from addr."""
+        self._check_observable()
+        return pagescan.huge_runs(self.pid, addr, npages)
+
     def pagemap(self, addr: int, npages: int = 1) -> list[PagemapEntry]:
         """/proc/PID/pagemap entries as records."""
         return pagemap_entries(self.pagemap_raw(addr, npages))

@@ -115,6 +115,10 @@ class Views(Protocol):
         """Where [addr, addr + npages pages) has pages at all (present, swap, guard markers), as
         (n, 2) int64 runs of page offsets from addr: PAGEMAP_SCAN, not a walk of the range."""
 
+    def pagemap_huge(self, addr: int, npages: int) -> np.ndarray:
+        """Which of those pages a huge PMD maps (a PMD-mapped 2 MiB THP), as the same runs
+        (PAGEMAP_SCAN with PAGE_IS_HUGE; empty where the kernel cannot tell)."""
+
     def ksm_stat(self) -> dict[str, int | str]:
         """/proc/PID/ksm_stat (ksm_rmap_items, ksm_merging_pages, ksm_process_profit, ...)."""
 

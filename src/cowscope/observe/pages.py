@@ -39,6 +39,7 @@ class PageStates:
     pfn: np.ndarray        # int64, 0 when not present or PFNs are hidden
     index: np.ndarray | None = None  # sparse: the page offsets the entries describe
     npages: int = 0                  # sparse: pages of the mapping
+    huge: np.ndarray | None = None   # bool per entry: mapped by a huge PMD (2 MiB THP); None: unknown
 
     def __len__(self) -> int:
         return len(self.state) if self.index is None else self.npages
@@ -69,7 +70,20 @@ class PageStates:
         mapcount = np.zeros(self.npages, dtype=np.int64)
         pfn = np.zeros(self.npages, dtype=np.int64)
         state[self.index], mapcount[self.index], pfn[self.index] = self.state, self.mapcount, self.pfn
-        return PageStates(state, mapcount, pfn)
+        huge = None
+        if self.huge is not None:
+            huge = np.zeros(self.npages, dtype=bool)
+            huge[self.index] = self.huge
+        return PageStates(state, mapcount, pfn, huge=huge)
+
+    def with_huge(self, runs: np.ndarray) -> PageStates:
+        """These states with the pages in `runs` (page offsets, as pagemap_huge gives them) marked
+        as mapped by a huge PMD."""
+        mask = np.zeros(len(self), dtype=bool)
+        for a, b in np.asarray(runs, dtype=np.int64).reshape(-1, 2):
+            mask[a:b] = True
+        huge = mask if self.index is None else mask[self.index]
+        return PageStates(self.state, self.mapcount, self.pfn, self.index, self.npages, huge)
 
 
 def classify(pagemap: np.ndarray, kpagecount: np.ndarray | None, zero_pfns: set[int] | np.ndarray,

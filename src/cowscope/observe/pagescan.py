@@ -25,8 +25,9 @@ PAGEMAP_SCAN = 0xC0606610
 #: struct pm_scan_arg: size, flags, start, end, walk_end, vec, vec_len, max_pages,
 #: category_inverted, category_mask, category_anyof_mask, return_mask.
 _SCAN_ARG = struct.Struct("<12Q")
-#: page categories: PAGE_IS_PRESENT, PAGE_IS_SWAPPED (a swap entry or a PTE marker such as a guard).
-PAGE_IS_PRESENT, PAGE_IS_SWAPPED = 1 << 3, 1 << 4
+#: page categories: PAGE_IS_PRESENT, PAGE_IS_SWAPPED (a swap entry or a PTE marker such as a guard),
+#: PAGE_IS_HUGE (mapped by a huge PMD: a THP, or hugetlb).
+PAGE_IS_PRESENT, PAGE_IS_SWAPPED, PAGE_IS_HUGE = 1 << 3, 1 << 4, 1 << 6
 #: page_region entries (start, end, categories) asked for per ioctl.
 _VEC_LEN = 1024
 def scan_pagemap(pid: int, addr: int, npages: int, root: str = PROC) -> np.ndarray:
@@ -38,10 +39,19 @@ def scan_pagemap(pid: int, addr: int, npages: int, root: str = PROC) -> np.ndarr
     return runs
 
 
-def _ioctl_scan(reader: PagemapReader, addr: int, npages: int) -> np.ndarray | None:
-    """PAGEMAP_SCAN for present or swapped pages; None when this kernel has no such ioctl."""
+def huge_runs(pid: int, addr: int, npages: int, root: str = PROC) -> np.ndarray:
+    """Runs of the pages of [addr, addr + npages pages) mapped by huge PMDs (PAGE_IS_HUGE); empty
+    on a kernel without PAGEMAP_SCAN (before 6.7), which cannot tell."""
+    with PagemapReader(pid, root) as reader:
+        runs = _ioctl_scan(reader, addr, npages, PAGE_IS_HUGE)
+    return np.zeros((0, 2), dtype=np.int64) if runs is None else runs
+
+
+def _ioctl_scan(reader: PagemapReader, addr: int, npages: int,
+                want: int = PAGE_IS_PRESENT | PAGE_IS_SWAPPED) -> np.ndarray | None:
+    """PAGEMAP_SCAN for the pages in any category of `want` (present or swapped); None when this
+    kernel has no such ioctl."""
     vec = (ctypes.c_uint64 * (3 * _VEC_LEN))()
-    want = PAGE_IS_PRESENT | PAGE_IS_SWAPPED
     start, end = addr, addr + npages * PAGE_SIZE
     found: list[np.ndarray] = []
     while start < end:
@@ -73,4 +83,4 @@ def _read_scan(reader: PagemapReader, addr: int, npages: int) -> np.ndarray:
     return merge_runs(runs, 1)
 
 
-__all__ = ["PAGEMAP_SCAN", "scan_pagemap"]
+__all__ = ["PAGEMAP_SCAN", "huge_runs", "scan_pagemap"]

@@ -80,8 +80,11 @@ def take(machine: ViewSource, label: str, source: str = "model", pages: bool = T
         counts = _kpagecounts(machine, [r[0] for r in reads if r is not None])  # one read per process
         mappings = []
         for vma, read in zip(vmas, reads):
-            mappings.append(MappingView(vma, smaps.get(vma.start), None if read is None else
-                                        _states(vma, *read, next(counts), zero)))
+            states = None if read is None else _states(vma, *read, next(counts), zero)
+            sm = smaps.get(vma.start)
+            if states is not None and sm is not None and sm.fields.get("AnonHugePages", 0):
+                states = states.with_huge(p.pagemap_huge(vma.start, vma.npages))
+            mappings.append(MappingView(vma, sm, states))
         faults = p.fault_counts()
         views.append(ProcessView(p.pid, p.ppid, p.name, p.status(), p.smaps_rollup(), mappings, faults))
     return Snapshot(label, source, time.time(), views, list(events or []), frozenset(zero))

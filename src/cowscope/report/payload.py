@@ -272,6 +272,8 @@ def legend() -> list[dict[str, Any]]:
 
 def code_name(code: int) -> str:
     """The name of a legend code ("private (exclusive)", "shared by 3", ...) as the page shows it."""
+    if code in (14, 15):
+        return "2 MiB THP mapped by one PMD" + (", shared" if code == 15 else "")
     state_of = {0: NOT_PRESENT, 1: ZERO, 2: PRIVATE, 12: PAGECACHE, 13: SWAPPED}
     if code in state_of:
         return {NOT_PRESENT: "not present", ZERO: "zero page", PRIVATE: "private (exclusive)",

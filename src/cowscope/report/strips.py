@@ -4,6 +4,11 @@ Legend (shared with the HTML report, see `LEGEND`):
 
   ``.`` not present   ``0`` zero page   ``#`` private (exclusive)   ``2``..``9`` shared by N
   ``+`` shared by 10 or more   ``f`` page cache   ``s`` swap / guard marker
+  ``H`` a page of a 2 MiB THP mapped by one PMD, private   ``h`` the same, shared (after fork)
+
+A PMD-mapped folio is one unit: its 512 pages all show ``H`` (or ``h``), whatever their own map
+counts, and `runs()` writes it as ``H×512`` (×1024 for two). Where the backend cannot tell
+(a kernel before 6.7), THP pages show as ordinary pages.
 
 A mapping with more pages than the strip is wide is drawn at a fixed width: every cell covers a
 run of ``k`` consecutive pages and shows the most common character among them; the strip is then
@@ -24,27 +29,28 @@ from ..observe.pages import NOT_PRESENT, PAGECACHE, PRIVATE, SHARED, SWAPPED, ZE
 from ..observe.snapshot import MappingView, ProcessView, Snapshot
 from .plain import plain
 
-#: Per-page codes: 0 '.', 1 '0', 2 '#', 3..10 '2'..'9', 11 '+', 12 'f', 13 's'.
-CHARS = ".0#23456789+fs"
+#: Per-page codes: 0 '.', 1 '0', 2 '#', 3..10 '2'..'9', 11 '+', 12 'f', 13 's', 14 'H', 15 'h'.
+CHARS = ".0#23456789+fsHh"
 #: rich style of each code (same order as CHARS); the HTML report uses the same hues.
 STYLES = (
     "grey42", "bright_blue", "bold red",
     "green", "green", "bright_green", "bright_green", "bright_green", "cyan", "cyan", "cyan", "bright_cyan",
-    "yellow", "magenta",
+    "yellow", "magenta", "bold bright_red", "bold bright_green",
 )
 #: Hex colours of each code for the HTML report, matching STYLES.
 COLOURS = (
     "#e6e6e6", "#5b8def", "#d62728",
     "#2ca02c", "#35b335", "#3fc43f", "#49d049", "#1fb5a5", "#17becf", "#12a8c0", "#0e93b0", "#0b7fa0",
-    "#e6b800", "#b04fc6",
+    "#e6b800", "#b04fc6", "#8c1c13", "#1b6e1b",
 )
 #: (character, meaning) pairs in display order.
 LEGEND = (
     (".", "not present"), ("0", "zero page"), ("#", "private (exclusive)"),
     ("2-9", "shared by N PTEs"), ("+", "shared by 10+"), ("f", "page cache"), ("s", "swap/guard"),
+    ("H", "2 MiB THP, one PMD (h: shared)"),
 )
 # Tie-break when two characters are equally common in a cell: prefer the more informative one.
-_PRIORITY = np.array([0, 1, 3, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 3], dtype=np.int64)
+_PRIORITY = np.array([0, 1, 3, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 3, 5, 5], dtype=np.int64)
 
 
 def page_codes(states: PageStates) -> np.ndarray:
@@ -60,6 +66,9 @@ def page_codes(states: PageStates) -> np.ndarray:
     codes[st == PAGECACHE] = 12
     codes[st == SWAPPED] = 13
     codes[st == NOT_PRESENT] = 0
+    if states.huge is not None:  # a PMD-mapped folio shows as one unit
+        huge = np.asarray(states.huge, dtype=bool) & (st != NOT_PRESENT) & (st != ZERO)
+        codes[huge] = np.where(mc[huge] >= 2, 15, 14)
     return codes
 
 
@@ -150,7 +159,7 @@ def runs(states: PageStates) -> Text:
 def legend() -> Text:
     """The strip legend as one line of styled text, including the ``×k`` run convention."""
     text = Text()
-    samples = {".": 0, "0": 1, "#": 2, "2-9": 3, "+": 11, "f": 12, "s": 13}
+    samples = {".": 0, "0": 1, "#": 2, "2-9": 3, "+": 11, "f": 12, "s": 13, "H": 14}
     for ch, meaning in LEGEND:
         text.append(ch, style=STYLES[samples[ch]])
         text.append(f" {meaning}  ")

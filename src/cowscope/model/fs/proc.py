@@ -240,6 +240,17 @@ def pagemap_scan(mm: MM, addr: int, npages: int) -> np.ndarray:
     return runs_of(np.unique(np.concatenate(found)))
 
 
+def pagemap_huge(mm: MM, addr: int, npages: int) -> np.ndarray:
+    """PAGEMAP_SCAN for PAGE_IS_HUGE: runs of the pages huge PMDs map (offsets from addr)."""
+    addr &= ~(PAGE_SIZE - 1)
+    end = addr + (npages << PAGE_SHIFT)
+    found = [np.zeros(0, dtype=np.int64)]
+    for haddr, _entry in mm.pgd.leaves(addr, end) if mm.pgd.pmds else ():
+        first, last = max(haddr, addr), min(haddr + PMD_SIZE, end)
+        found.append(np.arange((first - addr) >> PAGE_SHIFT, (last - addr) >> PAGE_SHIFT))
+    return runs_of(np.concatenate(found))
+
+
 def _gather_leaves(phys: PhysMem, mm: MM, addr: int, npages: int, ptes: np.ndarray, pfns: np.ndarray,
                    mc: np.ndarray) -> np.ndarray:
     """Fill ptes/pfns/mc in place for pages a huge PMD maps (pagemap_pmd_range): each subpage's

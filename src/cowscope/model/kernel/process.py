@@ -371,6 +371,9 @@ class Process:
     def pagemap_scan(self, addr: int, npages: int) -> np.ndarray:
         return procfs.pagemap_scan(self._view_mm(), addr, npages)
 
+    def pagemap_huge(self, addr: int, npages: int) -> np.ndarray:
+        return procfs.pagemap_huge(self._view_mm(), addr, npages)
+
     def pagemap(self, addr: int, npages: int = 1) -> list[PagemapEntry]:
         return pagemap_entries(self.pagemap_raw(addr, npages))
 

@@ -560,7 +560,7 @@
   // ---------------------------------------------------------------- steps
   function renderLegend() {
     const lg = document.getElementById("legend");
-    const groups = [[0], [1], [2], [3, 4, 5, 6, 7, 8, 9, 10], [11], [12], [13]];
+    const groups = [[0], [1], [2], [3, 4, 5, 6, 7, 8, 9, 10], [11], [12], [13], [14, 15]];
     META.legend_groups.forEach((g, n) => {
       const item = el("span", { class: "legend-item" });
       for (const k of groups[n]) {
