@@ -79,8 +79,10 @@ class _Fault:
         return bool(self.error_code & PF_PROT)
 
 
-def classify(f: _Fault, shared_mapping: bool | None) -> tuple[str | None, str]:
-    """The kind of one closed fault window (None: nothing happened that the model records), and a detail."""
+def classify(f: _Fault, shared_mapping: Callable[[], bool | None]) -> tuple[str | None, str]:
+    """The kind of one closed fault window (None: nothing happened that the model records), and a
+    detail. `shared_mapping()` says whether the page lies in a MAP_SHARED mapping (None: unknown);
+    it is asked only when the events cannot tell."""
     zeroed = f.alloc is not None and bool(f.alloc[2] & GFP_ZERO)
     if f.alloc is not None and f.alloc[1] >= HPAGE_PMD_ORDER:
         return "thp-alloc", f"a 2 MiB folio (order {f.alloc[1]}) mapped by one PMD"
@@ -95,9 +97,10 @@ def classify(f: _Fault, shared_mapping: bool | None) -> tuple[str | None, str]:
             return "cow-copy", ""
         if f.up & {MM_ANON, MM_FILE, MM_SHMEM}:
             return None, "mapped more than it copied"
-        if shared_mapping:
+        shared = shared_mapping()
+        if shared:
             return "shared-write", ""
-        if shared_mapping is None:
+        if shared is None:
             return "cow-reuse", "or a write to a MAP_SHARED page (mapping unknown), or a spurious fault"
         return "cow-reuse", ""
     if f.write:
@@ -171,7 +174,7 @@ class Classifier:
         if f is None:
             return
         pid = self.tgid_of(tid)
-        kind, detail = classify(f, self.is_shared(pid, f.address) if f.write and f.present else None)
+        kind, detail = classify(f, lambda: self.is_shared(pid, f.address))
         if kind is None:
             self.unclassified += 1
             return

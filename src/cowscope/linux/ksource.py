@@ -31,12 +31,16 @@ class MapsCache:
         self.maps: dict[int, list[MapsEntry]] = {}
         self._starts: dict[int, list[int]] = {}
         self.tgids: dict[int, int] = {}
+        self.gone: set[int] = set()  # processes found gone: their last maps stay, no re-reading
 
     def refresh(self, pid: int) -> bool:
         """Re-read a live process's maps; False when it is gone (the old snapshot stays)."""
+        if pid in self.gone:
+            return False
         try:
             entries = procfs.read_maps(pid)
         except (ProcessGone, OSError):
+            self.gone.add(pid)
             return False
         self.maps[pid] = entries
         self._starts[pid] = [e.start for e in entries]
@@ -105,6 +109,7 @@ class KernelEvents:
         else:
             self.session.poll()
         records = self.session.drain()
+        self.classifier.seq = len(self._events)
         for rec in records:
             name, fields = rec[3], rec[4]
             if name == "sched:sched_process_fork":
@@ -118,7 +123,7 @@ class KernelEvents:
             new += self.classifier.flush(before_ns=time.monotonic_ns() - WINDOW_NS)
         new.sort(key=lambda e: e.time_ns or 0)  # windows close out of order; seq follows time
         base = len(self._events)
-        new = [replace(e, seq=base + i) for i, e in enumerate(new)]
+        new = [e if e.seq == base + i else replace(e, seq=base + i) for i, e in enumerate(new)]
         self._events.extend(new)
         return new
 
