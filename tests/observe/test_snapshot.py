@@ -12,7 +12,7 @@ import pytest
 
 from cowscope.model import Machine as ModelMachine
 from cowscope.observe.pages import PageStates, classify, merge_runs, populated_runs, run_pages, runs_of
-from cowscope.observe.records import pagemap_pfns
+from cowscope.observe.records import PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP, pagemap_pfns
 from cowscope.observe.snapshot import DENSE_PAGES, SCAN_PAGES, take
 from cowscope.report import strips
 from cowscope.report.payload import build_payload
@@ -38,7 +38,7 @@ def test_runs_helpers() -> None:
     assert merge_runs(np.array([[1, 4], [7, 8], [9, 11]]), 3).tolist() == [[1, 4], [7, 11]]
     assert run_pages(np.array([[1, 4], [7, 8], [9, 11]])).tolist() == [1, 2, 3, 7, 9, 10]
     assert run_pages(np.zeros((0, 2), dtype=np.int64)).tolist() == []
-    entries = np.array([0, 1 << 63, 1 << 55, 1 << 62, 0], dtype=np.uint64)  # soft-dirty alone: a hole
+    entries = np.array([0, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP, 0], dtype=np.uint64)  # soft-dirty alone: a hole
     assert populated_runs(entries, 10).tolist() == [[11, 12], [13, 14]]
 
 

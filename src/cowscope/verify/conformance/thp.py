@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...observe.records import PM_FILE, PM_MMAP_EXCLUSIVE, PM_PRESENT
 from . import PAGE, scenario
 
 HUGE = 2 << 20
@@ -60,7 +61,7 @@ def thp_fault_fork_split(m: Any) -> None:
                    Shared_Dirty=2044, Private_Dirty=4, Anonymous=2048, AnonHugePages=2048)
     m.expect_eq((p.read(a, 1), c.read(a, 1)), (b"\x01", b"\x02"), "each sees its own p0")
     raw = p.pagemap_raw(a + PAGE, 1)[0]
-    m.expect(bool(int(raw) >> 56 & 1), "P's p1 shows exclusive (bit 56 follows the head page)")
+    m.expect(bool(int(raw) & PM_MMAP_EXCLUSIVE), "P's p1 shows exclusive (bit 56 follows the head page)")
 
 
 @scenario("C38", "huge zero page: a read fault maps it by PMD; it is not counted")
@@ -72,7 +73,8 @@ def huge_zero_page(m: Any) -> None:
     m.expect_eq(m.tokens(p, a, N), ["Z"] * N, "pagemap: the huge zero page")
     expect_folio(m, p, a, "huge zero page")
     raw = int(p.pagemap_raw(a, 1)[0])
-    m.expect_eq((raw >> 63 & 1, raw >> 61 & 1, raw >> 56 & 1), (1, 1, 0), "pagemap P F, not X")
+    m.expect_eq(tuple(bool(raw & b) for b in (PM_PRESENT, PM_FILE, PM_MMAP_EXCLUSIVE)), (True, True, False),
+                "pagemap P F, not X")
     pf = m.pfns(p, a, 2)
     if pf[0]:
         m.expect_eq(m.kpageflags(pf[0]) & 0x1ffffff, 0x1408000, "kpageflags ZERO_PAGE THP COMPOUND_HEAD")
@@ -107,7 +109,7 @@ def thp_reuse_after_exit(m: Any) -> None:
     c.write(a + 5 * PAGE, b"\x05")
     m.checkpoint("C wrote p5")
     m.expect_eq(m.tokens(p, a, 6), ["S2"] * 5 + ["X"], "P: p5 is mapped only by P's PMD now")
-    m.expect_eq(int(p.pagemap_raw(a, 1)[0]) >> 56 & 1, 0, "P's bit 56 follows the head (mapped twice)")
+    m.expect_eq(int(p.pagemap_raw(a, 1)[0]) & PM_MMAP_EXCLUSIVE, 0, "P's bit 56 follows the head (mapped twice)")
     before = m.pfns(p, a, N)
     c.exit(0)
     p.wait(c)
