@@ -209,7 +209,7 @@ def test_table_and_page_picture(make_tree, capsys) -> None:
     row = next(i for i, ln in enumerate(lines) if ln.split()[:1] == [str(t.workers[0])] and len(ln.split()) == 3)
     below = lines[row + 1].split()
     assert below == ["22" + "3" * 8 + "#" * 6 + "3" * 14 + "2" * 4 + "3" * 14 + "#" * 3 + "." * 13]
-    assert "really used (each frame once)" in out and "mappings by RSS" in out
+    assert "really used (each frame once)" in out and "mappings by rss" in out and "mappings by copied" in out
     assert "shared w/ parent" in out and "in tree" in out
 
 

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from ..inspect.figures import Exited, ProcessFigures, Sample
 from ..inspect.recording import compare_table, header_object, load_recording, write_sample
-from ..inspect.render import exit_line, sample_view
+from ..inspect.render import SORT_KEYS, exit_line, sample_view
 from ..inspect.run import DEFAULT_DUTY, DutyCycle, follow
 from ..inspect.sample import MODES, Sampler
 from ..inspect.snapshots import snapshot_of
@@ -75,7 +75,13 @@ def register(subparsers: Any) -> None:
                    help="most of the wall-clock time the inspector may spend reading /proc; a tick that "
                    f"would exceed it is skipped and reported (default {DEFAULT_DUTY})")
     p.add_argument("--mappings", type=int, default=0, metavar="N",
-                   help="also list each process's N largest mappings with their figures")
+                   help="also list N mappings of each process with their figures: a worker's by copied memory, "
+                   "a root's by RSS (see --sort)")
+    p.add_argument("--sort", choices=sorted(SORT_KEYS), metavar="COLUMN",
+                   help=f"order of --mappings: {', '.join(sorted(SORT_KEYS))} (largest first; address: in order)")
+    p.add_argument("--kinds", action="store_true",
+                   help="also roll memory up by kind: heap (brk and glibc arena heaps), python-arenas, binary-data, "
+                   "library-data, code, stack, file, anon (also in --json and --save)")
     p.add_argument("--pages", metavar="MAPPING",
                    help="page picture of one mapping (a path such as [heap] or libc, or a hex address) "
                    "for the processes side by side")
@@ -226,7 +232,8 @@ def _stop_command(proc: subprocess.Popen[bytes]) -> None:
 
 def _sampler(args: argparse.Namespace, pids: list[int], proc: subprocess.Popen[bytes] | None) -> Sampler:
     try:
-        return Sampler(pids, tree=args.tree or proc is not None, mode=args.mode, states=bool(args.pages))
+        return Sampler(pids, tree=args.tree or proc is not None, mode=args.mode, states=bool(args.pages),
+                       kinds=bool(args.kinds or args.save or args.json))
     except PermissionError as exc:
         raise _Usage(str(exc)) from None
 
@@ -355,7 +362,7 @@ def _show(args: argparse.Namespace, s: Sample, state: _Run, console: Console, li
         return  # a single sample is shown by _finish
     exits = state.exits[-10:] if live is not None else None  # a live view keeps them; printed, each once
     view = sample_view(s, state.first, state.history, args.mappings, args.pages, args.width, state.baseline,
-                       state.trend_top, exits)
+                       state.trend_top, exits, args.sort, args.kinds)
     if live is not None:
         live.update(view)
     else:
@@ -368,7 +375,8 @@ def _finish(args: argparse.Namespace, state: _Run, console: Console, watching: b
     last = state.last
     if not watching and not args.json and last is not None:
         if last.processes:
-            console.print(sample_view(last, None, None, args.mappings, args.pages, args.width))
+            console.print(sample_view(last, None, None, args.mappings, args.pages, args.width, sort=args.sort,
+                                      kinds=args.kinds))
         else:
             for m in last.missed:
                 _err(f"missed: {m.reason}")

@@ -32,6 +32,7 @@ class Identical:
     identical: int           # of those, byte-identical to the parent's
     copied: int              # the worker's copied pages (what the sample stands for)
     per_mapping: np.ndarray  # identical pages among those compared, per mapping
+    same_pages: np.ndarray   # their page indexes
 
     def scaled_kb(self, pages: int | float) -> int:
         """Pages found identical among those compared, as kB of all copied pages."""
@@ -56,11 +57,11 @@ def compare_copied(pid: int, ppid: int, pp: cl.ProcPages, codes: np.ndarray, par
     if len(idx) > limit:
         idx = np.sort(np.random.default_rng(seed).choice(candidates, limit, replace=False))
     if len(idx) == 0:
-        return Identical(0, 0, len(candidates), np.zeros(len(pp.vmas), dtype=np.int64))
+        return Identical(0, 0, len(candidates), np.zeros(len(pp.vmas), dtype=np.int64), idx)
     addrs = page_addresses(pp, idx)
     mine, ok_mine = read_pieces(pid, addrs, PAGE_SIZE)
     theirs, ok_theirs = read_pieces(ppid, addrs, PAGE_SIZE)
     ok = ok_mine & ok_theirs
     same = ok & np.all(mine.view(np.uint64) == theirs.view(np.uint64), axis=1)
     per_mapping = np.bincount(pp.mapping_index()[idx[same]], minlength=len(pp.vmas))
-    return Identical(int(ok.sum()), int(same.sum()), len(candidates), per_mapping)
+    return Identical(int(ok.sum()), int(same.sum()), len(candidates), per_mapping, idx[same])

@@ -90,6 +90,7 @@ class ProcessFigures:
     copied_compared_kb: int | None = None
     shared_in_tree_kb: int | None = None
     mappings: list[MappingFigures] = field(default_factory=list)
+    kinds: dict[str, dict[str, int]] | None = None  # kB per kind of memory (kinds.py), when asked for
     starttime: int = 0          # clock ticks after boot (tells a recycled pid from the process it had)
 
     @property
@@ -104,7 +105,7 @@ class ProcessFigures:
                 "rss_kb": self.rss_kb, "pss_kb": self.pss_kb, "uss_kb": self.uss_kb, "swap_kb": self.swap_kb,
                 "zero_kb": self.zero_kb,
                 **{k: getattr(self, k) for k in CLASS_FIELDS + HISTORY_FIELDS + CONTENT_FIELDS},
-                "history": self.history, "shared_in_tree_kb": self.shared_in_tree_kb,
+                "history": self.history, "shared_in_tree_kb": self.shared_in_tree_kb, "kinds": self.kinds,
                 "mappings": [m.to_dict() for m in self.mappings]}
 
 

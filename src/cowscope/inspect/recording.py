@@ -20,7 +20,7 @@ SCHEMA_VERSION = 1
 PROCESS_KEYS = ("type", "ts", "seq", "pid", "ppid", "name", "title", "parent_in_tree", "exact", "rss_kb", "pss_kb",
                 "uss_kb", "swap_kb", "zero_kb", "shared_with_parent_kb", "sibling_shared_kb", "copied_kb",
                 "new_kb", "released_kb", "copied_by_child_kb", "copied_by_parent_kb", "copied_identical_kb",
-                "copied_compared_kb", "history", "shared_in_tree_kb", "mappings")
+                "copied_compared_kb", "history", "shared_in_tree_kb", "kinds", "mappings")
 MAPPING_KEYS = ("start", "end", "perms", "path", "rss_kb", "pss_kb", "uss_kb", "swap_kb", "zero_kb",
                 "shared_with_parent_kb", "sibling_shared_kb", "copied_kb", "new_kb", "released_kb",
                 "copied_by_child_kb", "copied_by_parent_kb", "copied_identical_kb", "shared_in_tree_kb")
@@ -146,6 +146,11 @@ def compare_table(a: Recording, b: Recording, top_mappings: int = 6) -> Table:
     row("workers", len(wa), len(wb), kb=False)
     for key, label in WORKER_ROWS:
         row(f"average worker {label}", _avg(wa, key), _avg(wb, key))
+    ka, kb = copied_by_kind(wa), copied_by_kind(wb)
+    if ka or kb:
+        t.add_section()
+        for name in sorted(set(ka) | set(kb), key=lambda k: -max(ka.get(k, 0), kb.get(k, 0))):
+            row(f"average worker copied in {name} memory", ka.get(name, 0), kb.get(name, 0))
     ca, cb = copied_by_mapping(wa), copied_by_mapping(wb)
     top = sorted(set(ca) | set(cb), key=lambda k: -max(ca.get(k, 0), cb.get(k, 0)))[:top_mappings]
     if top:
@@ -153,6 +158,15 @@ def compare_table(a: Recording, b: Recording, top_mappings: int = 6) -> Table:
         for name in top:
             row(f"average worker copied in {name}", ca.get(name, 0), cb.get(name, 0))
     return t
+
+
+def copied_by_kind(workers: list[dict[str, Any]]) -> dict[str, int]:
+    """Average copied kB per worker by kind of memory (recordings made with kinds)."""
+    total: dict[str, int] = {}
+    for w in workers:
+        for kind, f in (w.get("kinds") or {}).items():
+            total[kind] = total.get(kind, 0) + f.get("copied_kb", 0)
+    return {k: round(v / len(workers)) for k, v in total.items() if v} if workers else {}
 
 
 def copied_by_mapping(workers: list[dict[str, Any]]) -> dict[str, int]:

@@ -178,18 +178,61 @@ def totals_text(sample: Sample, first: Sample | None = None, exits: Sequence[Exi
     return text
 
 
-def mapping_table(p: ProcessFigures, top: int = 12) -> Table:
-    """The largest mappings of one process with their figures and classes."""
-    t = Table(title=plain(f"pid {p.pid} ({p.label}) mappings by RSS"), title_justify="left", show_edge=False,
+#: --sort names -> the figure mappings are sorted by (largest first; "address": in address order).
+SORT_KEYS = {"rss": "rss_kb", "pss": "pss_kb", "uss": "uss_kb", "swap": "swap_kb", "shared": "shared_with_parent_kb",
+             "in-tree": "shared_in_tree_kb", "copied": "copied_kb", "same": "copied_identical_kb", "new": "new_kb",
+             "released": "released_kb", "address": "start"}
+
+
+def mapping_order(p: ProcessFigures, sort: str | None) -> tuple[str, list[MappingFigures]]:
+    """The sort key's name and p's mappings in that order: by `sort` (a SORT_KEYS name), else by copied
+    for a worker and by RSS for a root."""
+    name = sort or ("copied" if p.parent_in_tree else "rss")
+    attr = SORT_KEYS[name]
+    if attr == "start":
+        return name, sorted(p.mappings, key=lambda m: m.start)
+    return name, sorted(p.mappings, key=lambda m: (-(getattr(m, attr) or 0), -m.rss_kb, m.start))
+
+
+def mapping_table(p: ProcessFigures, top: int = 12, sort: str | None = None) -> Table:
+    """The first `top` mappings of one process in `sort` order, with their figures and classes."""
+    name, ordered = mapping_order(p, sort)
+    t = Table(title=plain(f"pid {p.pid} ({p.label}) mappings by {name}"), title_justify="left", show_edge=False,
               pad_edge=False)
     t.add_column("mapping", no_wrap=True, overflow="ellipsis", max_width=60)
     for h in HEADERS:
         t.add_column(h, justify="right")
-    for m in sorted(p.mappings, key=lambda m: -m.rss_kb)[:top]:
+    for m in ordered[:top]:
         row: list[str | Text] = [plain(f"{m.start:x} {m.perms} {m.label}")]
         row += [cell(m, c) for c in COLUMNS]
         if p.parent_in_tree is False and m.shared_in_tree_kb is not None:
             row[HEADERS.index("in tree") + 1] = fmt_kb(m.shared_in_tree_kb)
+        t.add_row(*row)
+    return t
+
+
+KIND_COLUMNS = (("rss_kb", "workers RSS"), ("shared_with_parent_kb", "shared"), ("sibling_shared_kb", "in tree"),
+                ("copied_kb", "copied"), ("copied_identical_kb", "same bytes"), ("new_kb", "new"),
+                ("released_kb", "released"))
+
+
+def kinds_table(sample: Sample) -> Table:
+    """Memory by kind (kinds.py): the roots' resident memory and the workers' figures, summed."""
+    from .kinds import KINDS
+
+    t = Table(title="by kind of memory (roots; workers summed)", title_justify="left", show_edge=False,
+              pad_edge=False)
+    t.add_column("kind")
+    t.add_column("roots RSS", justify="right")
+    for _, h in KIND_COLUMNS:
+        t.add_column(h, justify="right")
+    for kind in KINDS:
+        roots = [p.kinds.get(kind, {}) for p in sample.processes if p.kinds is not None and not p.parent_in_tree]
+        workers = [p.kinds.get(kind, {}) for p in sample.processes if p.kinds is not None and p.parent_in_tree]
+        if not any(roots) and not any(workers):
+            continue
+        row = [kind, fmt_kb(sum(r.get("rss_kb", 0) for r in roots))]
+        row += [fmt_kb(sum(w.get(k, 0) for w in workers)) if workers else "-" for k, _ in KIND_COLUMNS]
         t.add_row(*row)
     return t
 
@@ -281,14 +324,16 @@ def page_picture(sample: Sample, spec: str, width: int = 64, limit: int = 8) -> 
 def sample_view(sample: Sample, first: Sample | None = None, history: dict[int, list[int]] | None = None,
                 mappings: int = 0, pages: str | None = None, width: int = 64,
                 baseline: dict[int, ProcessFigures] | None = None, trend_top: int = 0,
-                exits: Sequence[Exited] | None = None) -> Group:
+                exits: Sequence[Exited] | None = None, sort: str | None = None, kinds: bool = False) -> Group:
     """Everything about one sample as one renderable (changes against `baseline`, else `first`)."""
     if baseline is None and first is not None:
         baseline = {p.pid: p for p in first.processes}
     parts: list[object] = [process_table(sample, baseline, history, trend_top=trend_top),
                            totals_text(sample, first, exits)]
     if mappings:
-        parts += [mapping_table(p, mappings) for p in sample.processes]
+        parts += [mapping_table(p, mappings, sort) for p in sample.processes]
+    if kinds:
+        parts.append(kinds_table(sample))
     if pages:
         pic, problems = page_picture(sample, pages, width)
         parts.append(pic)

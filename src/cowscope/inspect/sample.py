@@ -21,6 +21,7 @@ from ..observe.pages import classify as classify_states
 from ..observe.procfs import SPECIAL_MAPPINGS, USER_SPACE_END, PagemapReader
 from ..observe.records import MapsEntry, SmapsEntry
 from . import classify as cl
+from . import kinds
 from .content import COMPARE_PAGES, Identical, compare_copied
 from .figures import KB, Exited, MappingFigures, ProcessFigures, Sample, TreeTotals, mapping_figures
 from .history import History, attribute
@@ -47,6 +48,8 @@ class _Raw:
     title: str | None = None
     starttime: int = 0
     image: tuple[int, int] = (0, 0)
+    kinds: np.ndarray | None = None  # per page, kinds.KINDS index (with kinds=True)
+    kind_notes: list[str] = field(default_factory=list)
     pages: cl.ProcPages | None = None
     smaps: dict[int, SmapsEntry] | None = None
     too_big: list[MapsEntry] = field(default_factory=list)
@@ -126,8 +129,9 @@ class Sampler:
 
     def __init__(self, pids: list[int], tree: bool = False, mode: str = "auto", mappings: bool = True,
                  hook: Hook | None = None, threads: int | None = None, states: bool = False,
-                 compare_pages: int = COMPARE_PAGES) -> None:
+                 compare_pages: int = COMPARE_PAGES, kinds: bool = False) -> None:
         self.roots = list(pids)
+        self.kinds = kinds
         self.compare_pages = compare_pages
         self._content_problem: str | None = None
         self.tree = tree
@@ -204,6 +208,10 @@ class Sampler:
             self.hook(pid, "pagemap")
         if self.mode == "estimate":
             raw.smaps = {e.vma.start: e for e in procfs.read_smaps(pid)}
+        if self.kinds:
+            exe = kinds.read_exe(pid)
+            raw.kinds = kinds.page_kinds(pid, raw.pages, exe, kinds.stack_pointers(pid),
+                                         kinds.runs_python(exe, raw.pages.vmas), raw.kind_notes)
         return raw
 
     def _readable_maps(self, raw: _Raw) -> list[MapsEntry]:
@@ -234,6 +242,7 @@ class Sampler:
                 pf.uss_kb = f.get("Private_Clean", 0) + f.get("Private_Dirty", 0)
             if r.pages is not None:
                 self._classify(pf, r, parent, table)
+            s.notes += r.kind_notes
             for v in r.too_big:
                 s.notes.append(f"pid {r.pid}: mapping {v.start:x}-{v.end:x} {v.path or '[anon]'} "
                                f"({v.size_kb >> 20} GiB) is too large to read page by page: it has no "
@@ -287,6 +296,11 @@ class Sampler:
             if r.rollup is None:
                 pf.rss_kb, pf.uss_kb, pf.swap_kb = int(exact.rss.sum()), int(exact.uss.sum()), int(exact.swap.sum())
                 pf.pss_kb = cl.pss_kb(exact.pss_raw_total)
+        if r.kinds is not None:
+            ident = classes.identical
+            scale = ident.copied / ident.compared if ident is not None and ident.compared else 0.0
+            pf.kinds = kinds.kind_figures(r.kinds, classes.codes, pp.real, parent is not None,
+                                          (ident.same_pages, scale) if ident is not None else None)
         if self.mappings:
             states = self._page_states(pp, table)
             pf.mappings += [_mapping(pp, k, classes, exact, r.smaps or {}, states, r.pid)
