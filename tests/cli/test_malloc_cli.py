@@ -93,7 +93,7 @@ def test_harness_is_rebuilt_into_a_fresh_cache(monkeypatch: pytest.MonkeyPatch, 
     digest = exe.name.rsplit("-", 1)[1]
     import hashlib
 
-    assert digest == hashlib.sha256(native.SOURCE.read_bytes()).hexdigest()[:16]
+    assert digest == hashlib.sha256(native.harness_source()).hexdigest()[:16]
 
 
 def test_replay_on_machine_adds_fault_comments(capsys: pytest.CaptureFixture[str]) -> None:

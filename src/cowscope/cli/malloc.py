@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = msub.add_parser("gen", help="print a seeded random workload (every call mixed)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--ops", type=int, default=10000)
+    g.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="calls from up to N threads besides the initial one (created, ended and joined "
+                   "along the way; lines start with the thread number)")
     p.set_defaults(func=run, malloc_parser=p)
 
 
@@ -138,9 +141,13 @@ def run(args: argparse.Namespace) -> int:
         args.malloc_parser.print_help()
         return 2
     if cmd == "gen":
-        from ..model.libc.ptmalloc.workload import generate
+        from ..model.libc.ptmalloc.workload import generate, generate_threaded
 
-        sys.stdout.write(generate(args.seed, args.ops))
+        if args.threads < 0 or args.ops < 0:
+            print("error: --threads and --ops must not be negative", file=sys.stderr)
+            return 2
+        sys.stdout.write(generate_threaded(args.seed, args.ops, args.threads) if args.threads
+                         else generate(args.seed, args.ops))
         return 0
     try:
         text = _read(args.ops_file)

@@ -108,3 +108,25 @@ def test_field_accessors_follow_the_break() -> None:
         load(base + 0x1000)
     h.sbrk(0x2000)
     assert load(base + 0x2000 - 16) == 0              # regained: zeros again
+
+
+def test_mmap_anon_hint_fixed_and_split_like_the_kernel() -> None:
+    """A free hint is taken as is, MAP_FIXED replaces what was there, and a reservation split by
+    munmap keeps the written bytes of the part that stays (what glibc's new_heap relies on)."""
+    from cowscope.model.libc.flat import FlatHost
+
+    h = FlatHost()
+    big = h.mmap_anon(128 << 20, "", noreserve=True)
+    aligned = (big + (64 << 20) - 1) & ~((64 << 20) - 1)
+    if aligned > big:
+        h.munmap(big, aligned - big)
+    h.munmap(aligned + (64 << 20), (64 << 20) - (aligned - big))
+    assert sorted(h.maps) == [aligned] and len(h.maps[aligned]) == 64 << 20
+    h.write_u64(aligned + 8, 0x1234)
+    h.munmap(aligned + (32 << 20), 32 << 20)
+    assert h.read_u64(aligned + 8) == 0x1234
+    hint = aligned + (32 << 20)
+    assert h.mmap_anon(4096, "rw", addr=hint) == hint
+    assert h.mmap_anon(4096, "rw", addr=hint) != hint          # taken: placed elsewhere
+    h.write_u64(hint, 7)
+    assert h.mmap_anon(4096, "", addr=hint, fixed=True) == hint and h.read_u64(hint) == 0

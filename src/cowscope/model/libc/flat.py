@@ -15,6 +15,7 @@ Memory is virtual until written (MAP_NORESERVE windows), so a multi-GiB chunk co
 
 from __future__ import annotations
 
+import bisect
 import errno
 import mmap
 from collections.abc import Callable
@@ -88,6 +89,10 @@ class FlatHost:
         self.mmap_base = mmap_base
         self.mmap_limit = mmap_limit
         self.maps: dict[int, mmap.mmap] = {}   # start -> bytes of an anonymous mapping
+        self._starts: list[int] = []           # sorted keys of maps (bisect in _locate)
+        self._untouched: set[int] = set()      # mappings never written (a split copies nothing)
+        self.nprocs = 2                        # __get_nprocs(): the reference machine's CPUs
+        self.overcommit_memory = 0             # vm.overcommit_memory (glibc's shrink_heap reads it)
         self.stderr = ""
         self.alive = True
         self.syscalls: list[tuple] = []        # (name, args...) log of brk/mmap/munmap/mremap/madvise
@@ -238,9 +243,12 @@ class FlatHost:
         off = addr - self.window_base
         if 0 <= off and off + n <= self._lim:
             return self.window, off
-        for start, buf in self.maps.items():
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0:
+            start = self._starts[i]
+            buf = self.maps[start]
             off = addr - start
-            if 0 <= off and off + n <= len(buf):
+            if off + n <= len(buf):
                 return buf, off
         self.alive = False
         raise Segfault(self.pid, addr, "access outside any mapping")
@@ -254,6 +262,8 @@ class FlatHost:
         """Write through _locate."""
         buf, off = self._locate(addr, len(data))
         buf[off:off + len(data)] = data
+        if self._untouched:
+            self._untouched.discard(addr - off)
 
     def read(self, addr: int, n: int) -> bytes:
         """Read n bytes (models a load)."""
@@ -277,6 +287,7 @@ class FlatHost:
         if length <= 0:
             return
         buf, off = self._locate(addr, length)
+        self._untouched.discard(addr - off)
         pattern = bytes([byte]) * min(length, _COPY_CHUNK)
         for pos in range(off, off + length, _COPY_CHUNK):
             n = min(_COPY_CHUNK, off + length - pos)
@@ -344,14 +355,50 @@ class FlatHost:
         """Anonymous private mmap (zero-filled), placed top-down like Linux."""
         if length <= 0 or file is not None or shared:
             raise SyscallError(errno.EINVAL, "mmap")
+        return self.mmap_anon(length, prot, addr=addr, fixed=fixed)
+
+    def mmap_anon(self, length: int, prot: str = "rw", addr: int | None = None, fixed: bool = False,
+                  noreserve: bool = False, stack: bool = False) -> int:
+        """Anonymous private mmap: at a free hint, MAP_FIXED over what was there, else top-down.
+        A MAP_NORESERVE or PROT_NONE mapping is not checked against the commit limit; `stack`
+        (MAP_STACK) changes nothing here. Protections are not enforced by this host."""
         length = _page_up(length)
-        if not self._enough_memory(length):
+        if "w" in prot and not noreserve and not self._enough_memory(length):
             raise SyscallError(errno.ENOMEM, "mmap")
-        start = self._find_gap(length)
-        self.maps[start] = _anon(length)
+        if fixed and addr is not None:
+            self.munmap(addr, length)
+            start = addr
+        elif addr and not addr & (PAGE - 1) and addr + length <= self.mmap_base and \
+                addr >= self.window_base + self.window_size and not self._overlaps_map(addr, addr + length):
+            start = addr
+        else:
+            start = self._find_gap(length)
+        self._add_map(start, _anon(length), fresh=True)
         if self.log_syscalls:
             self.syscalls.append(("mmap", start, length))
         return start
+
+    def _add_map(self, start: int, buf: mmap.mmap, fresh: bool = False) -> None:
+        """Record a mapping (and keep the sorted starts)."""
+        self.maps[start] = buf
+        bisect.insort(self._starts, start)
+        if fresh:
+            self._untouched.add(start)
+
+    def _del_map(self, start: int) -> mmap.mmap:
+        """Forget a mapping; returns its buffer."""
+        self._starts.remove(start)
+        self._untouched.discard(start)
+        return self.maps.pop(start)
+
+    def mprotect(self, addr: int, length: int, prot: str) -> None:
+        """mprotect: recorded only (this host does not enforce protections)."""
+        if self.log_syscalls:
+            self.syscalls.append(("mprotect", addr, _page_up(length), prot))
+
+    def print_stderr(self, text: str) -> None:
+        """What the process writes to stderr (malloc_stats)."""
+        self.stderr += text
 
     def munmap(self, addr: int, length: int) -> None:
         """munmap of whole mappings or of their head/tail pages."""
@@ -365,11 +412,12 @@ class FlatHost:
             lo, hi = max(start, addr), min(end, addr + length)
             if lo >= hi:
                 continue
-            del self.maps[start]
+            fresh = start in self._untouched
+            self._del_map(start)
             if start < lo:
-                self.maps[start] = _sparse_copy(buf, 0, lo - start)
+                self._add_map(start, _anon(lo - start) if fresh else _sparse_copy(buf, 0, lo - start), fresh)
             if hi < end:
-                self.maps[hi] = _sparse_copy(buf, hi - start, end - start)
+                self._add_map(hi, _anon(end - hi) if fresh else _sparse_copy(buf, hi - start, end - start), fresh)
             buf.close()
 
     def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
@@ -383,6 +431,7 @@ class FlatHost:
         if new_len <= len(buf):
             buf.resize(new_len)
             return addr
+        self._untouched.discard(addr)
         if not self._enough_memory(new_len - len(buf)):
             raise SyscallError(errno.ENOMEM, "mremap")
         end = addr + new_len
@@ -392,9 +441,9 @@ class FlatHost:
         if not may_move:
             raise SyscallError(errno.ENOMEM, "mremap")
         new = self._find_gap(new_len)
-        del self.maps[addr]
+        self._del_map(addr)
         buf.resize(new_len)
-        self.maps[new] = buf
+        self._add_map(new, buf)
         return new
 
     def madvise(self, addr: int, length: int, advice: str) -> None:
@@ -402,11 +451,27 @@ class FlatHost:
         if self.log_syscalls:
             self.syscalls.append(("madvise", addr, length, advice))
         if advice == "dontneed":
-            buf, off = self._locate(addr, length)
-            if isinstance(buf, mmap.mmap) and not off % PAGE and not length % PAGE:
-                buf.madvise(mmap.MADV_DONTNEED, off, length)  # private anon: reads zeros again
-            else:
-                self.fill(addr, length, 0)
+            self._madvise_dontneed(addr, length)
+
+    def _madvise_dontneed(self, addr: int, length: int) -> None:
+        """MADV_DONTNEED over [addr, addr+length), mapping by mapping (holes are skipped here)."""
+        off = addr - self.window_base
+        if 0 <= off and off + length <= self._lim:
+            self._dontneed_in(self.window, off, length)
+            return
+        for start, buf in list(self.maps.items()):
+            lo, hi = max(start, addr), min(start + len(buf), addr + length)
+            if lo < hi:
+                self._dontneed_in(buf, lo - start, hi - lo)
+
+    @staticmethod
+    def _dontneed_in(buf: mmap.mmap, off: int, length: int) -> None:
+        """DONTNEED of part of one mapping: whole pages drop (read zeros again), a partial
+        page is zeroed."""
+        if not off % PAGE and not length % PAGE:
+            buf.madvise(mmap.MADV_DONTNEED, off, length)
+        else:
+            buf[off:off + length] = bytes(length)
 
     def abort(self, message: str) -> None:
         """glibc's malloc_printerr: message on stderr, then SIGABRT."""

@@ -7,12 +7,21 @@
  * (the Python wrapper adds the `# stderr:` and `# exit:` lines).  With STATE_FILE, dumps the
  * arena (bins, tcache, parameters) after every operation in the `.state` format.
  *
+ * Threads: a line may start with a thread number; `p T` creates thread T (pthread_create with
+ * default attributes, from the line's thread), `e` ends the line's thread (it returns), `j T`
+ * joins T.  Each thread runs its operations itself, one thread at a time in the file's order
+ * (the main thread hands an operation over and waits for it), so the run is deterministic.
+ * Files with threads also print the calling thread's arena (`ar=`, `atop=`, `asys=`), heaps
+ * of non-main arenas named `A<k>` / `A<k>.<j>` (see ptmalloc/labels.py).
+ *
  * The harness never allocates on the heap itself: the ops file is read into .bss, output is
  * formatted by hand and written with write(2).  main_arena and mp_ are located by scanning
  * libc's writable data for their statically initialised contents, the tcache pointer through
  * libc's TLS block (dl_iterate_phdr), so no debug symbols are needed.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <fcntl.h>
 #include <gnu/libc-version.h>
 #include <link.h>
@@ -22,6 +31,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "malloc_harness.h"
 
 #define MAX_IDS (1 << 20)
 #define MAX_OPS_BYTES (32 << 20)
@@ -70,6 +81,7 @@ static void dec(int64_t v) {
 static void hptr(uintptr_t p) {  /* 0, A+off, H+off */
     if (p == 0) { puts_("0"); return; }
     if (p >= A && p < A + 0x898) { puts_("A+"); hex(p - A); return; }
+    if (threaded && put_heap_addr(p)) return;
     if (p >= H) { puts_("H+"); hex(p - H); return; }
     hex(p);
 }
@@ -202,7 +214,7 @@ static void put_ret(void *mem) {
     if (!mem) { puts_("0"); return; }
     uintptr_t base = mmap_base_of(mem);
     if (base) { puts_("M"); dec(map_index(base)); puts_("+"); hex((uintptr_t)mem - base); }
-    else { puts_("H+"); hex((uintptr_t)mem - H); }
+    else if (!put_heap_addr((uintptr_t)mem)) { puts_("H+"); hex((uintptr_t)mem - H); }
     puts_(" usz="); hex(malloc_usable_size(mem));
     if (base) {
         uintptr_t p = (uintptr_t)mem - 16;
@@ -218,7 +230,6 @@ static void put_status(void) {
     else { puts_("H+"); hex(top - H); puts_(":"); hex(CSIZE(top)); }
     puts_(" mm="); dec((int32_t)U32(MP + 60)); puts_(":"); hex(U64(MP + 80));
     puts_(" thr="); hex(U64(MP + 16)); puts_(" trim="); hex(U64(MP));
-    puts_("\n");
 }
 
 static long start_brk_from_proc(void) {
@@ -281,6 +292,107 @@ static int bench(const char *path, int repeat) {
     return 0;
 }
 
+/* ---- one operation, run by whichever thread the line names --------------------------------- */
+static int run_op(struct op *o) {
+    size_t id = (size_t)o->a[0] & (MAX_IDS - 1);
+    o->mem = NULL;
+    o->has_ret = 1;
+    switch (o->kind) {
+    case 'm': o->mem = malloc((size_t)o->a[1]); break;
+    case 'c': o->mem = calloc((size_t)o->a[1], (size_t)o->a[2]); break;
+    case 'a': o->mem = memalign((size_t)o->a[1], (size_t)o->a[2]); break;
+    case 'r': {
+        uintptr_t old_base = mmap_base_of(ptrs[id]);
+        o->mem = realloc(ptrs[id], (size_t)o->a[1]);
+        if (old_base && (o->mem || o->a[1] == 0) && (!o->mem || mmap_base_of(o->mem) != old_base))
+            map_drop(old_base);
+        break;
+    }
+    case 'f': case 'x': {
+        uintptr_t base = mmap_base_of(ptrs[id]);
+        free(ptrs[id]);
+        map_drop(base);
+        if (o->kind == 'f') ptrs[id] = NULL;
+        o->has_ret = 0;
+        break;
+    }
+    case 'F': free((char *)ptrs[id] + o->a[1]); o->has_ret = 0; break;
+    case 't': malloc_trim((size_t)o->a[0]); o->has_ret = 0; break;
+    case 'o': mallopt((int)o->a[0], (int)o->a[1]); o->has_ret = 0; break;
+    case 'w': *(uint64_t *)((char *)ptrs[id] + o->a[1]) = (uint64_t)o->a[2]; o->has_ret = 0; break;
+    case 's': sbrk((intptr_t)o->a[0]); o->has_ret = 0; break;
+    case 'p': o->has_ret = 0; return thread_create((int)o->a[0]);
+    case 'j': o->has_ret = 0; return thread_join((int)o->a[0]);
+    default: return -1;
+    }
+    if (o->has_ret) ptrs[id] = o->mem;
+    return 0;
+}
+
+/* Split a line into tokens; returns how many (at most 6). */
+static int tokens(char *line, char **tok) {
+    int nt = 0;
+    for (char *s = line; *s && nt < 6;) {
+        while (*s == ' ' || *s == '\t' || *s == '\r') *s++ = 0;
+        if (!*s) break;
+        tok[nt++] = s;
+        while (*s && *s != ' ' && *s != '\t' && *s != '\r') s++;
+    }
+    return nt;
+}
+
+/* Run one line: optional thread number, then the operation; print its result line. */
+static int run_line(int n, char **tok, int nt) {
+    struct op o = {0};
+    char **t = tok;
+    if (*t[0] >= '0' && *t[0] <= '9') { o.thread = atoi(t[0]); t++; nt--; }
+    if (nt < 1) return -1;
+    o.kind = t[0][0];
+    for (int i = 1; i < nt && i < 5; i++) o.a[i - 1] = (int64_t)strtoull(t[i], NULL, 0);
+    dec(n); puts_(" ");
+    for (int i = 0; i < nt + (t - tok); i++) { if (i) puts_(" "); puts_(tok[i]); }
+    puts_(" => ");  /* kept in the buffer: an operation that aborts leaves no line */
+    int rc = o.thread == 0 && o.kind != 'e' ? run_op(&o) : thread_run(o.thread, &o);
+    if (rc != 0) return rc;
+    if (threaded) labels_refresh();
+    if (o.has_ret) put_ret(o.mem);
+    else puts_("ret=-");
+    put_status();
+    if (threaded) put_arena(o.thread);
+    puts_("\n");
+    flush_to(1);
+    if (state_fd >= 0) dump_state(n);
+    return 0;
+}
+
+static size_t read_ops(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return (size_t)-1;
+    size_t len = 0;
+    ssize_t k;
+    while ((k = read(fd, ops_buf + len, sizeof ops_buf - 1 - len)) > 0) len += (size_t)k;
+    close(fd);
+    ops_buf[len] = 0;
+    return len;
+}
+
+/* Blank out comments; count operations; note whether any line names a thread. */
+static int count_ops(void) {
+    int nops = 0;
+    for (char *line = ops_buf; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        for (char *h = strchr(line, '#'); h && *h; h++) *h = ' ';
+        char *s = line;
+        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
+        if (*s) nops++;
+        if ((*s >= '0' && *s <= '9') || *s == 'p' || *s == 'e' || *s == 'j') threaded = 1;
+        line = nl ? nl + 1 : NULL;
+        if (nl) *nl = '\n';
+    }
+    return nops;
+}
+
 int main(int argc, char **argv) {
     if (argc > 3 && strcmp(argv[1], "--bench") == 0) return bench(argv[2], atoi(argv[3]));
     H = (uintptr_t)sbrk(0);
@@ -290,87 +402,25 @@ int main(int argc, char **argv) {
         write(2, usage, sizeof usage - 1);
         return 2;
     }
-    int fd = open(argv[1], O_RDONLY);
-    if (fd < 0) { write(2, "cannot open ops file\n", 21); return 2; }
-    size_t len = 0;
-    ssize_t k;
-    while ((k = read(fd, ops_buf + len, sizeof ops_buf - 1 - len)) > 0) len += (size_t)k;
-    close(fd);
-    ops_buf[len] = 0;
+    if (read_ops(argv[1]) == (size_t)-1) { write(2, "cannot open ops file\n", 21); return 2; }
     if (argc > 2) state_fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (state_fd >= 0) { puts_("# H="); hex(H); puts_("\n"); flush_to(state_fd); }
     locate_libc_state();
     if (!A || !MP) { write(2, "cannot locate main_arena/mp_ in libc\n", 37); return 3; }
-
-    /* pass 1: strip comments, count ops */
-    int nops = 0;
-    for (char *line = ops_buf; line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = 0;
-        for (char *h = strchr(line, '#'); h && *h; h++) *h = ' ';  /* blank out the comment */
-        char *s = line;
-        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
-        if (*s) nops++;
-        line = nl ? nl + 1 : NULL;
-        if (nl) *nl = '\n';
-    }
+    int nops = count_ops();
     puts_("# harness glibc-"); puts_(gnu_get_libc_version()); puts_(" ops="); dec(nops);
     puts_(" heap_untouched_at_main="); puts_(start_brk >= 0 && (uintptr_t)start_brk == H ? "yes" : "no");
     puts_(" heap_base_page_aligned="); puts_((H & 4095) == 0 ? "yes" : "no"); puts_("\n");
     flush_to(1);
-
     int n = 0;
     for (char *line = ops_buf; line && *line;) {
         char *nl = strchr(line, '\n');
         if (nl) *nl = 0;
-        char *tok[5];
-        int nt = 0;
-        for (char *s = line; *s && nt < 5;) {
-            while (*s == ' ' || *s == '\t' || *s == '\r') *s++ = 0;
-            if (!*s) break;
-            tok[nt++] = s;
-            while (*s && *s != ' ' && *s != '\t' && *s != '\r') s++;
-        }
+        char *tok[6];
+        int nt = tokens(line, tok);
         line = nl ? nl + 1 : NULL;
         if (nt == 0) continue;
-        int64_t a[4] = {0, 0, 0, 0};
-        for (int i = 1; i < nt; i++) a[i - 1] = (int64_t)strtoull(tok[i], NULL, 0);
-        dec(n); puts_(" ");
-        for (int i = 0; i < nt; i++) { if (i) puts_(" "); puts_(tok[i]); }
-        puts_(" => ");  /* kept in the buffer: an operation that aborts leaves no line */
-        size_t id = (size_t)a[0] & (MAX_IDS - 1);
-        void *mem = NULL;
-        int has_ret = 1;
-        switch (tok[0][0]) {
-        case 'm': mem = malloc((size_t)a[1]); break;
-        case 'c': mem = calloc((size_t)a[1], (size_t)a[2]); break;
-        case 'a': mem = memalign((size_t)a[1], (size_t)a[2]); break;
-        case 'r': {
-            uintptr_t old_base = mmap_base_of(ptrs[id]);
-            mem = realloc(ptrs[id], (size_t)a[1]);
-            if (old_base && (mem || a[1] == 0) && (!mem || mmap_base_of(mem) != old_base)) map_drop(old_base);
-            break;
-        }
-        case 'f': case 'x': {
-            uintptr_t base = mmap_base_of(ptrs[id]);
-            free(ptrs[id]);
-            map_drop(base);
-            if (tok[0][0] == 'f') ptrs[id] = NULL;
-            has_ret = 0;
-            break;
-        }
-        case 'F': free((char *)ptrs[id] + a[1]); has_ret = 0; break;
-        case 't': malloc_trim((size_t)a[0]); has_ret = 0; break;
-        case 'o': mallopt((int)a[0], (int)a[1]); has_ret = 0; break;
-        case 'w': *(uint64_t *)((char *)ptrs[id] + a[1]) = (uint64_t)a[2]; has_ret = 0; break;
-        case 's': sbrk((intptr_t)a[0]); has_ret = 0; break;
-        default: write(2, "bad op\n", 7); return 2;
-        }
-        if (has_ret) { ptrs[id] = mem; put_ret(mem); }
-        else puts_("ret=-");
-        put_status();
-        flush_to(1);
-        if (state_fd >= 0) dump_state(n);
+        if (run_line(n, tok, nt) != 0) { write(2, "bad op\n", 7); return 2; }
         n++;
     }
     puts_("# end\n");

@@ -1,6 +1,7 @@
 """ptmalloc2 as in glibc 2.36 (Debian 12, x86-64), living entirely in simulated memory."""
 
-from .allocator import Mallinfo2, PtMalloc, static_libc_data
+from ....observe.backend import Mallinfo2
+from .allocator import PtMalloc, static_libc_data
 from .replay import ModelRunner, parse_ops, replay_text
 from .state import check_heap, dump_state
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .layout import MASK64, PREV_INUSE, SIZE_BITS
+from .layout import MASK64, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS
 
 Load = Callable[[int], int]
 Store = Callable[[int, int], None]
@@ -73,8 +73,12 @@ def _composite(load_at: Load, store_at: Store) -> dict[str, Callable]:
         a = p + s + 8
         store_at(a, load_at(a) | PREV_INUSE)
 
+    def set_non_main_arena(p: int) -> None:
+        """set_non_main_arena(p): the A bit in p's size (p belongs to a non-main arena)."""
+        store_at(p + 8, load_at(p + 8) | NON_MAIN_ARENA)
+
     return {"set_head_size": set_head_size, "set_foot": set_foot, "inuse_bit_at_offset": inuse_bit_at_offset,
-            "set_inuse_bit_at_offset": set_inuse_bit_at_offset}
+            "set_inuse_bit_at_offset": set_inuse_bit_at_offset, "set_non_main_arena": set_non_main_arena}
 
 
 def _plain_field(r: Load, w: Store) -> Callable[..., tuple[Load, Store]]:

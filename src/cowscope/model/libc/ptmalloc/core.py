@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ....errors import Aborted, SyscallError
+from .arena import ArenaMixin
 from .chunk import chunk_accessors
+from .heap import HeapMixin
 from .intfree import IntFreeMixin
 from .intmalloc import IntMallocMixin
 from .layout import (
@@ -29,10 +31,12 @@ from .layout import (
     MP_TCACHE_BINS,
     MP_TCACHE_COUNT,
     MP_TRIM_THRESHOLD,
+    NON_MAIN_ARENA,
     OFF_CURBRK,
     OFF_GLOBAL_MAX_FAST,
     OFF_MALLOC_INITIALIZED,
     OFF_PERTURB_BYTE,
+    OFF_SINGLE_THREADED,
     OFF_TCACHE_KEY,
     PAGESIZE,
     SIZE_BITS,
@@ -41,6 +45,7 @@ from .layout import (
     TE_KEY,
     TLS_ERRNO,
     TLS_TCACHE,
+    TLS_THREAD_ARENA,
     powerof2,
     protect_ptr,
 )
@@ -74,13 +79,16 @@ def narrow_accessors(r64: Callable[[int], int], w64: Callable[[int, int], None])
             "r32": rn(4), "w32": wn(4)}
 
 
-class PtMallocCore(IntMallocMixin, IntFreeMixin, SysMemMixin):
-    """main_arena + mp_ + the thread's tcache, operated on in simulated memory."""
+class PtMallocCore(IntMallocMixin, IntFreeMixin, SysMemMixin, ArenaMixin, HeapMixin):
+    """The arenas + mp_ + one thread's tcache, operated on in simulated memory."""
 
     host: object
-    A: int          # &main_arena
+    MAIN: int       # &main_arena
+    A: int          # the arena the _int_* functions work on (main_arena between calls)
+    av_bit: int     # NON_MAIN_ARENA when A is not main_arena (ORed into chunks handed out)
     MP: int         # &mp_
-    UNSORTED: int   # bin_at(1)
+    UNSORTED: int   # bin_at(A, 1)
+    tls: int        # this thread's libc TLS block (errno, tcache, thread_arena)
     # chunk field accessors (chunk.py), bound to the host's memory by _bind
     prev_size: Callable[[int], int]
     set_prev_size: Callable[[int, int], None]
@@ -120,8 +128,11 @@ class PtMallocCore(IntMallocMixin, IntFreeMixin, SysMemMixin):
         self.links = (c["fd"], c["bk"], c["set_fd"], c["set_bk"])
         self.nextsize_links = (c["fd_nextsize"], c["bk_nextsize"], c["set_fd_nextsize"], c["set_bk_nextsize"])
         self.sizes = (c["chunksize"], c["chunksize_nomask"], c["set_head"], c["prev_size"], c["set_prev_size"])
-        ld, tls = host.libc_data, host.tls
+        ld, tls = host.libc_data, self.tls
         self.UNSORTED = self.A + AV_BINS - 16
+        self.av_bit = 0 if self.A == self.MAIN else NON_MAIN_ARENA
+        self.a_thread_arena = tls + TLS_THREAD_ARENA
+        self.a_single = ld + OFF_SINGLE_THREADED
         self.a_tcache = tls + TLS_TCACHE
         self.a_errno = tls + TLS_ERRNO
         self.a_max_fast = ld + OFF_GLOBAL_MAX_FAST

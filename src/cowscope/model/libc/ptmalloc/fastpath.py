@@ -32,8 +32,14 @@ class FastPathMixin:
         self.malloc = malloc  # type: ignore[method-assign]
         self.free = free  # type: ignore[method-assign]
         views = getattr(self.host, "window_views", None)
-        if views is not None:
+        if views is not None and self._tls_in_window(views()):
             self._install_window_fast_paths(views(), malloc, free)
+
+    def _tls_in_window(self, views: tuple) -> bool:
+        """Whether this thread's TLS block lies in the host's memory window (a thread's TLS on
+        its stack, an mmap of its own, does not)."""
+        base, size = views[3], len(views[0]) * 8
+        return base <= self.tls and self.tls + 0x60 <= base + size
 
     def _fixed_fields(self) -> tuple:
         """(load, errno load, errno store, then the tcache pointer, tcache_bins, tcache_count, key and
@@ -42,9 +48,10 @@ class FastPathMixin:
         a_tcache, a_tcache_bins, a_tcache_count = self.a_tcache, self.a_tcache_bins, self.a_tcache_count
         a_key, a_errno = self.a_key, self.a_errno
         fixed = getattr(self.host, "fixed_views", None)
-        if fixed is None:
+        views = fixed() if fixed is not None else None
+        if views is None or not views[2] <= self.tls < views[2] + len(views[0]) * 8 - 0x60:
             return self._r, self._r32, self._w32, a_tcache, a_tcache_bins, a_tcache_count, a_key, a_errno
-        q, i32v, base = fixed()
+        q, i32v, base = views
         a_tcache, a_tcache_bins, a_tcache_count, a_key = ((x - base) >> 3 for x in (
             a_tcache, a_tcache_bins, a_tcache_count, a_key))
         return q.__getitem__, i32v.__getitem__, i32v.__setitem__, a_tcache, a_tcache_bins, a_tcache_count, \
@@ -55,7 +62,7 @@ class FastPathMixin:
         r, w, r16, w16 = self._r, self._w, self._r16, self._w16
         cr, _er, _ew, a_tcache, a_tcache_bins, _count, _key, _errno = fixed
         full_malloc = type(self).malloc.__get__(self)
-        int_malloc = self._int_malloc
+        int_malloc = self._malloc_past_tcache
 
         def malloc(size: int) -> int:
             """__libc_malloc with tcache_get inlined."""
@@ -85,7 +92,7 @@ class FastPathMixin:
         r, w, r16, w16 = self._r, self._w, self._r16, self._w16
         cr, er, ew, a_tcache, a_tcache_bins, a_tcache_count, a_key, a_errno = fixed
         full_free = type(self).free.__get__(self)
-        int_free, int_free_chunk = self._int_free, self._int_free_chunk
+        free_past = self._free_past_tcache
 
         def free(ptr: int) -> None:
             """__libc_free with the tcache_put of _int_free inlined."""
@@ -113,11 +120,11 @@ class FastPathMixin:
                                 w(slot, e)
                                 w16(ca, cnt + 1)
                             else:                                # tcache bin full: past the tcache
-                                int_free_chunk(p, size, False)
+                                free_past(p, size)
                             ew(a_errno, err)
                             return
                 err = er(a_errno)
-                int_free(p, False)
+                free_past(p)
                 ew(a_errno, err)
                 return
             full_free(ptr)
@@ -143,7 +150,7 @@ class FastPathMixin:
         the tcache pointer, tcache_bins, tcache_count, the key and errno)."""
         q, h16, _i32, W, box = views
         i_tcache, i_bins, _i_count, _i_key, _i_errno = slots
-        int_malloc = self._int_malloc
+        int_malloc = self._malloc_past_tcache
         tc_end = TCACHE_STRUCT_SIZE
 
         def malloc(size: int) -> int:
@@ -175,7 +182,7 @@ class FastPathMixin:
         """__libc_free with the tcache_put of _int_free inlined, on the memory window."""
         q, h16, i32, W, box = views
         i_tcache, i_bins, i_count, i_key, i_errno = slots
-        int_free, int_free_chunk = self._int_free, self._int_free_chunk
+        free_past = self._free_past_tcache
         tc_end = TCACHE_STRUCT_SIZE
 
         def free(ptr: int) -> None:
@@ -207,11 +214,11 @@ class FastPathMixin:
                                     q[si] = p + 16
                                     h16[ci] = cnt + 1
                                 else:                                    # tcache bin full: past the tcache
-                                    int_free_chunk(p, size, False)
+                                    free_past(p, size)
                                 i32[i_errno] = err
                                 return
                     err = i32[i_errno]
-                    int_free(p, False)
+                    free_past(p)
                     i32[i_errno] = err
                     return
             generic_free(ptr)

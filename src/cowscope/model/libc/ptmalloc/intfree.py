@@ -11,6 +11,7 @@ from .layout import (
     AV_FASTBINS,
     AV_FLAGS,
     AV_HAVE_FASTCHUNKS,
+    AV_MUTEX,
     AV_SYSTEM_MEM,
     AV_TOP,
     CHUNK_HDR_SZ,
@@ -63,8 +64,13 @@ class IntFreeMixin:
             self._int_free_fast(p, size, have_lock)
         elif self.chunksize_nomask(p) & IS_MMAPPED:
             self.munmap_chunk(p)
-        else:
+        elif have_lock or self._r8(self.a_single):
             self._int_free_merge_chunk(p, size)
+        else:                                       # a threaded process locks the arena
+            mutex = self.A + AV_MUTEX
+            self._w32(mutex, 1)
+            self._int_free_merge_chunk(p, size)
+            self._w32(mutex, 0)
 
     def _tcache_double_free_check(self, e: int, tc: int, tc_idx: int) -> None:
         """e carries the tcache key, so it may be in the tcache already: walk its bin."""
@@ -159,7 +165,9 @@ class IntFreeMixin:
         if self._r32(self.A + AV_HAVE_FASTCHUNKS):
             self.malloc_consolidate()
         top = r(self.A + AV_TOP)
-        if self.chunksize(top) >= r(self.MP + MP_TRIM_THRESHOLD):
+        if self.A != self.MAIN:       # always heap_trim: the top's heap might go away
+            self.heap_trim(self.heap_for_ptr(top), r(self.MP + MP_TOP_PAD))
+        elif self.chunksize(top) >= r(self.MP + MP_TRIM_THRESHOLD):
             self.systrim(r(self.MP + MP_TOP_PAD))
 
     def free_perturb(self, mem: int, n: int) -> None:

@@ -127,6 +127,8 @@ class IntMallocMixin:
         self.set_inuse_bit_at_offset(victim, nb)
         set_bk(b, bck)
         set_fd(bck, b)
+        if self.av_bit:
+            self.set_non_main_arena(victim)
         if counts:
             while self._r16(counts) < tcache_count:
                 tcv = bk(b)
@@ -134,6 +136,8 @@ class IntMallocMixin:
                     break
                 bck = bk(tcv)
                 self.set_inuse_bit_at_offset(tcv, nb)
+                if self.av_bit:
+                    self.set_non_main_arena(tcv)
                 set_bk(b, bck)
                 set_fd(bck, b)
                 self.tcache_put(tcv, tc_idx)
@@ -177,6 +181,8 @@ class IntMallocMixin:
             set_fd(bck, unsorted)
             if size == nb:
                 set_head(nxt, chunksize_nomask(nxt) | PREV_INUSE)  # set_inuse_bit_at_offset(victim, size)
+                if self.av_bit:
+                    self.set_non_main_arena(victim)
                 if not counts or self._r16(counts) >= tcache_count:
                     return victim + 16, True
                 self.tcache_put(victim, tc_idx)
@@ -215,7 +221,7 @@ class IntMallocMixin:
         if remainder_size >= MIN_LARGE_SIZE:
             self.set_fd_nextsize(rem, 0)
             self.set_bk_nextsize(rem, 0)
-        self.set_head(victim, nb | PREV_INUSE)
+        self.set_head(victim, nb | PREV_INUSE | self.av_bit)
         self.set_head(rem, remainder_size | PREV_INUSE)
         self.set_foot(rem, remainder_size)
         return victim + 16
@@ -316,7 +322,7 @@ class IntMallocMixin:
             return 0
         rem = victim + nb
         self._w(self.A + AV_TOP, rem)
-        self.set_head(victim, nb | PREV_INUSE)
+        self.set_head(victim, nb | PREV_INUSE | self.av_bit)
         self.set_head(rem, (size - nb) | PREV_INUSE)
         return victim + 16
 
@@ -326,6 +332,8 @@ class IntMallocMixin:
         self.unlink_chunk(victim)
         if remainder_size < MINSIZE:
             self.set_inuse_bit_at_offset(victim, size)
+            if self.av_bit:
+                self.set_non_main_arena(victim)
             return victim + 16
         fd, bk, set_fd, set_bk = self.links
         set_head = self.set_head
@@ -343,7 +351,7 @@ class IntMallocMixin:
         if remainder_size >= MIN_LARGE_SIZE:
             self.set_fd_nextsize(rem, 0)
             self.set_bk_nextsize(rem, 0)
-        set_head(victim, nb | PREV_INUSE)
+        set_head(victim, nb | PREV_INUSE | self.av_bit)
         set_head(rem, remainder_size | PREV_INUSE)
         self.set_prev_size(rem + remainder_size, remainder_size)  # set_foot(rem, remainder_size)
         return victim + 16

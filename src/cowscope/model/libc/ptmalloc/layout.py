@@ -58,6 +58,17 @@ OFF_MALLOC_INITIALIZED = 0x1DA488 - LIBC_DATA_PAGE  # .bss (bool)
 OFF_PERTURB_BYTE = 0x1DA49C - LIBC_DATA_PAGE       # .bss (int)
 OFF_GLOBAL_MAX_FAST = 0x1DA4A0 - LIBC_DATA_PAGE    # .bss
 OFF_CURBRK = 0x1DB338 - LIBC_DATA_PAGE             # .bss: sbrk's cached break
+# arena.c's statics and the threads' shared flags (nm of libc6-dbg 2.36-9+deb12u14)
+OFF_MAY_SHRINK_HEAP = 0x1D3320 - LIBC_DATA_PAGE    # .data int, -1: /proc/sys/vm/overcommit_memory unread
+OFF_NARENAS = 0x1D3328 - LIBC_DATA_PAGE            # .data size_t narenas = 1
+OFF_NPTL_NTHREADS = 0x1D3288 - LIBC_DATA_PAGE      # .data unsigned int __nptl_nthreads = 1
+OFF_NEXT_TO_USE = 0x1DA468 - LIBC_DATA_PAGE        # .bss reused_arena's static next_to_use
+OFF_NARENAS_LIMIT = 0x1DA470 - LIBC_DATA_PAGE      # .bss arena_get2's static narenas_limit
+OFF_ALIGNED_HEAP_AREA = 0x1DA480 - LIBC_DATA_PAGE  # .bss new_heap's hint for the next heap
+OFF_LIST_LOCK = 0x1DA48C - LIBC_DATA_PAGE          # .bss int list_lock
+OFF_FREE_LIST = 0x1DA490 - LIBC_DATA_PAGE          # .bss mstate free_list
+OFF_FREE_LIST_LOCK = 0x1DA498 - LIBC_DATA_PAGE     # .bss int free_list_lock
+OFF_SINGLE_THREADED = 0x1DB5D8 - LIBC_DATA_PAGE    # .bss char __libc_single_threaded(_internal), 1 at start
 LIBC_DATA_MIN_SIZE = 0x9000
 
 # Offsets inside the TLS block (libc's static TLS): errno, then malloc's thread variables.
@@ -82,6 +93,16 @@ AV_SYSTEM_MEM = 2184
 AV_MAX_SYSTEM_MEM = 2192
 AV_SIZE = 0x898
 NONCONTIGUOUS_BIT = 2
+
+# arena.c: non-main arenas live in heaps of at most HEAP_MAX_SIZE, aligned to it
+HEAP_MIN_SIZE = 32 * 1024
+HEAP_MAX_SIZE = 2 * DEFAULT_MMAP_THRESHOLD_MAX    # 64 MiB
+HEAP_INFO_SIZE = 0x30                             # sizeof(heap_info), padded
+HI_AR_PTR = 0
+HI_PREV = 8
+HI_SIZE = 16
+HI_MPROTECT_SIZE = 24
+HI_PAGESIZE = 32
 
 # struct malloc_par
 MP_TRIM_THRESHOLD = 0

@@ -13,7 +13,18 @@ from pathlib import Path
 
 from ....native import NativeBuildError, build
 
-SOURCE = Path(__file__).resolve().parent.parent / "native" / "malloc_harness.c"
+NATIVE = Path(__file__).resolve().parent.parent / "native"
+#: compiled as one translation unit, in this order (the .c files' own #include of the header dropped)
+SOURCES = ("malloc_harness.h", "malloc_harness.c", "malloc_threads.c")
+
+
+def harness_source() -> bytes:
+    """The harness's C source as one translation unit, with #line markers per file."""
+    parts = []
+    for name in SOURCES:
+        text = (NATIVE / name).read_text(encoding="utf-8").replace('#include "malloc_harness.h"\n', "\n")
+        parts.append(f'#line 1 "{name}"\n{text}')
+    return "".join(parts).encode()
 
 
 class NativeHarnessError(NativeBuildError):
@@ -22,9 +33,9 @@ class NativeHarnessError(NativeBuildError):
 
 def harness_path() -> Path:
     """Path of the compiled harness, compiling it first if needed."""
-    return build("malloc_harness", SOURCE.read_bytes(),
+    return build("malloc_harness", harness_source(),
                  "running operations on the real glibc needs the native malloc harness compiled",
-                 ("-O2",), NativeHarnessError)
+                 ("-O2", "-pthread"), NativeHarnessError)
 
 
 def glibc_version() -> str:

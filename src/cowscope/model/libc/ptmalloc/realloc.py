@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ....errors import SyscallError
 from .layout import (
+    AV_MUTEX,
     AV_SYSTEM_MEM,
     AV_TOP,
     CHUNK_HDR_SZ,
@@ -50,7 +51,7 @@ class ReallocMixin:
             self.set_errno(ENOMEM)
             return 0
         if not head & IS_MMAPPED:
-            return self._int_realloc(oldp, oldsize, nb)
+            return self._realloc_in_arena(oldp, oldsize, nb, size)
         newp = self.mremap_chunk(oldp, nb)
         if newp:
             return newp + 16
@@ -61,6 +62,31 @@ class ReallocMixin:
             return 0
         self.host.write(newmem, self.host.read(ptr, oldsize - CHUNK_HDR_SZ))
         self.munmap_chunk(oldp)
+        return newmem
+
+    def _realloc_in_arena(self, oldp: int, oldsize: int, nb: int, size: int) -> int:
+        """_int_realloc in the chunk's own arena (whichever thread calls), under its lock in a
+        threaded process; if that fails, malloc in the caller's arena, copy, free the old one."""
+        av = self.arena_for_chunk(oldp)
+        old = self._use_arena(av)
+        try:
+            if self._r8(self.a_single):
+                return self._int_realloc(oldp, oldsize, nb)
+            self.lock(av + AV_MUTEX)
+            newmem = self._int_realloc(oldp, oldsize, nb)
+            self.unlock(av + AV_MUTEX)
+            if newmem:
+                return newmem
+        finally:
+            self._use_arena(old)
+        newmem = self.malloc(size)
+        if newmem:
+            self.host.write(newmem, self.host.read(oldp + 16, self.chunksize(oldp) - CHUNK_HDR_SZ + SIZE_SZ))
+            old = self._use_arena(av)
+            try:
+                self._int_free(oldp, False)
+            finally:
+                self._use_arena(old)
         return newmem
 
     def mremap_chunk(self, p: int, new_size: int) -> int:
@@ -105,7 +131,7 @@ class ReallocMixin:
             newp, newsize = oldp, oldsize
         elif nxt == top and oldsize + nextsize >= nb + MINSIZE:
             newsize = oldsize + nextsize
-            self.set_head_size(oldp, nb)
+            self.set_head_size(oldp, nb | self.av_bit)
             self._w(A + AV_TOP, oldp + nb)
             self.set_head(oldp + nb, (newsize - nb) | PREV_INUSE)
             return oldp + 16
@@ -131,12 +157,12 @@ class ReallocMixin:
         """_int_realloc's end: keep newsize bytes, or split off and free what is past nb."""
         remainder_size = newsize - nb
         if remainder_size < MINSIZE:
-            self.set_head_size(newp, newsize)
+            self.set_head_size(newp, newsize | self.av_bit)
             self.set_inuse_bit_at_offset(newp, newsize)
             return
         rem = newp + nb
-        self.set_head_size(newp, nb)
-        self.set_head(rem, remainder_size | PREV_INUSE)
+        self.set_head_size(newp, nb | self.av_bit)
+        self.set_head(rem, remainder_size | PREV_INUSE | self.av_bit)
         self.set_inuse_bit_at_offset(rem, remainder_size)
         self._int_free(rem, True)
 
@@ -157,7 +183,30 @@ class ReallocMixin:
             while a < alignment:
                 a <<= 1
             alignment = a
-        return self._int_memalign(alignment, size)
+        if self._r8(self.a_single):
+            return self._int_memalign(alignment, size)
+        return self._memalign_in_arena(alignment, size)
+
+    def _memalign_in_arena(self, alignment: int, size: int) -> int:
+        """_mid_memalign in a threaded process: the thread's arena (its hint is the padded
+        request), retried once elsewhere, under the arena's lock."""
+        ar_ptr = self.arena_get((size + alignment + MINSIZE) & MASK64)
+        p = self._int_memalign_on(ar_ptr, alignment, size)
+        if not p and ar_ptr:
+            ar_ptr = self.arena_get_retry(ar_ptr, size)
+            p = self._int_memalign_on(ar_ptr, alignment, size)
+        if ar_ptr:
+            self.unlock(ar_ptr + AV_MUTEX)
+        return p
+
+    def _int_memalign_on(self, av: int, alignment: int, size: int) -> int:
+        """_int_memalign(av, ...) (av 0: its _int_malloc maps a chunk of its own)."""
+        old = self._use_arena(av) if av else None
+        try:
+            return self._int_memalign(alignment, size, av)
+        finally:
+            if old is not None:
+                self._use_arena(old)
 
     def posix_memalign(self, alignment: int, size: int) -> tuple[int, int]:
         """posix_memalign: (error, pointer); EINVAL unless a power-of-two multiple of 8."""
@@ -175,13 +224,14 @@ class ReallocMixin:
         """aligned_alloc (2.36: same as memalign, any alignment accepted)."""
         return self.memalign(alignment, size)
 
-    def _int_memalign(self, alignment: int, nbytes: int) -> int:
-        """_int_memalign: over-allocate, free the misaligned leader and the trailing space."""
+    def _int_memalign(self, alignment: int, nbytes: int, av: int = -1) -> int:
+        """_int_memalign: over-allocate, free the misaligned leader and the trailing space
+        (av 0: no arena, the request is mmapped)."""
         nb = checked_request2size(nbytes)
         if nb == 0 or nb > SIZE_MAX - alignment - MINSIZE:
             self.set_errno(ENOMEM)
             return 0
-        m = self._int_malloc(nb + alignment + MINSIZE)
+        m = self._int_malloc(nb + alignment + MINSIZE) if av else self._int_malloc_on(0, nb + alignment + MINSIZE)
         if m == 0:
             return 0
         p = m - 16
@@ -196,16 +246,16 @@ class ReallocMixin:
                 self.set_prev_size(newp, self.prev_size(p) + leadsize)
                 self.set_head(newp, newsize | IS_MMAPPED)
                 return newp + 16
-            self.set_head(newp, newsize | PREV_INUSE)
+            self.set_head(newp, newsize | PREV_INUSE | self.av_bit)
             self.set_inuse_bit_at_offset(newp, newsize)
-            self.set_head_size(p, leadsize)
+            self.set_head_size(p, leadsize | self.av_bit)
             self._int_free(p, True)
             p = newp
         if not self.chunksize_nomask(p) & IS_MMAPPED:
             size = self.chunksize(p)
             if size > nb + MINSIZE:
                 rem = p + nb
-                self.set_head(rem, (size - nb) | PREV_INUSE)
+                self.set_head(rem, (size - nb) | PREV_INUSE | self.av_bit)
                 self.set_head_size(p, nb)
                 self._int_free(rem, True)
         return p + 16

@@ -31,19 +31,22 @@ from .layout import (
 )
 
 
-def _fmt(addr: int, H: int, A: int | None = None) -> str:
-    """Format a pointer as the harness does (0, H+off, A+off)."""
+def _fmt(addr: int, H: int, A: int | None = None, labels=None) -> str:
+    """Format a pointer as the harness does (0, A+off, A<k>+off in a named heap, H+off)."""
     if addr == 0:
         return "0"
     if A is not None and A <= addr < A + AV_SIZE:
         return f"A+{addr - A:#x}"
+    heap = labels.find(addr) if labels is not None else None
+    if heap is not None:
+        return f"{heap[0]}+{addr - heap[1]:#x}"
     return f"H+{addr - H:#x}" if addr >= H else f"{addr:#x}"
 
 
 def tcache_lists(alloc) -> dict[int, tuple[int, list[int]]]:
     """tcache bin -> (count, entries in list order) for non-empty bins."""
     r = alloc.host.read_u64
-    tc = r(alloc.host.tls + TLS_TCACHE)
+    tc = r(alloc.tls + TLS_TCACHE)
     out: dict[int, tuple[int, list[int]]] = {}
     if not tc:
         return out
@@ -90,8 +93,9 @@ def bin_lists(alloc) -> dict[int, list[int]]:
     return out
 
 
-def dump_state(alloc, H: int) -> list[str]:
-    """The bins, tcache and parameters, in the `.state` format of the reference harness."""
+def dump_state(alloc, H: int, labels=None) -> list[str]:
+    """The bins, tcache and parameters, in the `.state` format of the reference harness
+    (main_arena and the calling thread's tcache; `labels` names the heaps of other arenas)."""
     r = alloc.host.read_u64
     A = alloc.A
     top = r(A + AV_TOP)
@@ -107,7 +111,7 @@ def dump_state(alloc, H: int) -> list[str]:
                     f" top_pad={p['top_pad']:#x} n_mmaps={p['n_mmaps']} mmapped_mem={p['mmapped_mem']:#x}"
                     f" no_dyn_threshold={p['no_dyn_threshold']} sbrk_base={_fmt(p['sbrk_base'], H)}")]
     for i, (count, items) in tcache_lists(alloc).items():
-        entries = " ".join(_fmt(e, H) for e in items)
+        entries = " ".join(_fmt(e, H, None, labels) for e in items)
         lines.append(f"tcache[{i}] csize={(i + 2) * 16:#x} count={count}: {entries}")
     for i, items in fastbin_lists(alloc).items():
         lines.append(f"fastbin[{i}] csize={(i + 2) * 16:#x}: " + " ".join(_fmt(c, H) for c in items))

@@ -67,10 +67,12 @@ class SysMemMixin:
     def sysmalloc(self, nb: int) -> int:
         """sysmalloc: mmap a big chunk, or grow the heap with sbrk (top_pad, page rounding)."""
         r, A, mp = self._r, self.A, self.MP
+        tried_mmap = False
         if nb >= r(mp + MP_MMAP_THRESHOLD) and self._r32(mp + MP_N_MMAPS) < self._ri32(mp + MP_N_MMAPS_MAX):
             mm = self.sysmalloc_mmap(nb)
             if mm:
                 return mm
+            tried_mmap = True
         old_top = r(A + AV_TOP)
         old_size = self.chunksize(old_top)
         old_end = old_top + old_size
@@ -82,6 +84,11 @@ class SysMemMixin:
                                  "(old_top == initial_top (av) && old_size == 0) || ((unsigned long) "
                                  "(old_size) >= MINSIZE && prev_inuse (old_top) && ((unsigned long) "
                                  "old_end & (pagesize - 1)) == 0)")
+        if A != self.MAIN:
+            mm = self.sysmalloc_heap(nb, tried_mmap)
+            if mm > 0:
+                return mm
+            return self._sysmalloc_finish(nb)
         # `long int size` in glibc: the size_t sum wraps, then it is signed
         size = _signed((nb + r(mp + MP_TOP_PAD) + MINSIZE) & MASK64)
         if contiguous:
@@ -93,6 +100,11 @@ class SysMemMixin:
             brk, size, snd_brk, contiguous = self.sysmalloc_mmap_fallback(nb, size, old_size, contiguous)
         if brk is not None:
             self._sysmalloc_grow_top(brk, size, snd_brk, contiguous, old_top, old_size)
+        return self._sysmalloc_finish(nb)
+
+    def _sysmalloc_finish(self, nb: int) -> int:
+        """max_system_mem follows system_mem; then split nb off the (grown) top, or ENOMEM."""
+        r, A = self._r, self.A
         sm = r(A + AV_SYSTEM_MEM)
         if sm > r(A + AV_MAX_SYSTEM_MEM):
             self._w(A + AV_MAX_SYSTEM_MEM, sm)
@@ -169,7 +181,7 @@ class SysMemMixin:
         if size >= nb + MINSIZE:
             rem = p + nb
             self._w(self.A + AV_TOP, rem)
-            self.set_head(p, nb | PREV_INUSE)
+            self.set_head(p, nb | PREV_INUSE | self.av_bit)
             self.set_head(rem, (size - nb) | PREV_INUSE)
             return p + 16
         self.set_errno(ENOMEM)
@@ -226,4 +238,4 @@ class SysMemMixin:
                                 madvise(paligned, size & ~(PAGESIZE - 1), "dontneed")
                             result = 1
                     p = bk(p)
-        return result | self.systrim(pad)
+        return result | (self.systrim(pad) if self.A == self.MAIN else 0)
