@@ -7,7 +7,10 @@ shares frames copy-on-write. Every read must return the same bytes, every SIGSEG
 both, and after every step the model's invariants and /proc views must agree with each other.
 
 Tracked mappings live in an arena far from everything the kernel or malloc places, one slot per
-mmap with unmapped gaps in between, so the reference knows what every arena address holds.
+mmap with unmapped gaps in between, so the reference knows what every arena address holds. Some
+are 2 MiB-aligned MADV_HUGEPAGE regions (transparent huge pages, split by later partial changes);
+the machine has swap, so MADV_PAGEOUT moves pages out and every later access brings them back, and
+KSM scans merge identical pages: contents are what the reference checks, whatever the page is.
 
 Each example draws one of the registered allocators (firstfit, ptmalloc). Profiles: "ci" (500
 examples of up to 25 steps, the `slow` test, about 2 minutes of CPU), "quick" (30 examples, the default
@@ -33,11 +36,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from cowscope.errors import Segfault, SyscallError
 from cowscope.model import Machine, ProcessBlocked
 from cowscope.model.machine import _allocators
-from cowscope.observe.records import PM_FILE, PM_PFN_MASK, PM_PRESENT
+from cowscope.observe.records import PM_FILE, PM_GUARD_REGION, PM_PFN_MASK, PM_PRESENT, PM_SWAP
 
 PS = 4096
 ARENA = 0x2000_0000_0000
 SLOT = 32 * PS          # one tracked mapping per slot: at most 8 pages, the rest stays unmapped
+HUGE = 2 << 20
+HUGE_ARENA = ARENA + (1 << 39)  # 2 MiB-aligned slots of 4 MiB for the huge-page regions
 MAX_LIVE = 3
 PROTS = ("", "r", "w", "rw", "rx", "rwx")
 ALLOCATORS = [a for a in ("firstfit", "ptmalloc") if a in _allocators()]
@@ -173,6 +178,7 @@ class MemoryMachine(RuleBasedStateMachine):
         self.procs: dict[int, RProc] = {}     # not yet reaped (live or zombie)
         self.files: list[RFile] = []
         self.next_slot = 0
+        self.next_huge = 0
         self.touched: set[int] = set()         # pids whose own views changed in this step
 
     # -- helpers -------------------------------------------------------------------------------
@@ -230,7 +236,7 @@ class MemoryMachine(RuleBasedStateMachine):
                 sizes=st.lists(st.integers(1, 6), min_size=2, max_size=2))
     def setup(self, allocator: str, seeds: list[int], sizes: list[int]) -> None:
         """A machine with one of the registered allocators, two files and one process."""
-        self.m = Machine(allocator=allocator)
+        self.m = Machine(allocator=allocator, swap="64MiB")
         for i, (seed, npages) in enumerate(zip(seeds, sizes)):
             data = b"".join(_payload(seed + k, PS) for k in range(npages))
             handle = self.m.create_file(f"/data/f{i}", data=data)
@@ -346,6 +352,30 @@ class MemoryMachine(RuleBasedStateMachine):
         if seed is not None and "w" in prot:
             self._access(r, a, npages * PS, "write", seed | 1)
 
+    @precondition(lambda self: self.live())
+    @rule(i=st.integers(0, 7), touch=st.sampled_from(["none", "read", "write"]), seed=st.integers(0, 1000))
+    def mmap_huge(self, i: int, touch: str, seed: int) -> None:
+        """A 2 MiB-aligned MADV_HUGEPAGE region: its first read maps the huge zero page, its first
+        write a 2 MiB folio; later partial munmap/mprotect/madvise split it."""
+        r = self.pick(i)
+        hint = HUGE_ARENA + self.next_huge * 2 * HUGE
+        self.next_huge += 1
+        a = r.proc.mmap(HUGE, prot="rw", addr=hint)  # type: ignore[attr-defined]
+        assert a == hint, f"mmap ignored a free hint {hint:#x}: got {a:#x}"
+        r.proc.madvise(a, HUGE, "hugepage")  # type: ignore[attr-defined]
+        for k in range(HUGE // PS):
+            r.pages[a + k * PS] = RPage("rw", False, None, 0)
+        r.regions.append((a, HUGE // PS))
+        if touch != "none":
+            self._access(r, a + (seed % 512) * PS, 8, "write" if touch == "write" else "read", seed | 1)
+
+    @precondition(lambda self: self.live())
+    @rule()
+    def ksm_scan(self) -> None:
+        """ksmd merges identical pages of MADV_MERGEABLE areas: no byte may change."""
+        self.m.ksm_scan()
+        self.touched.update(self.procs)
+
     @precondition(lambda self: any(r.regions for r in self.live()))
     @rule(i=st.integers(0, 7), ri=st.integers(0, 15), off=st.integers(0, 31), n=st.integers(1, 10))
     def munmap(self, i: int, ri: int, off: int, n: int) -> None:
@@ -383,7 +413,8 @@ class MemoryMachine(RuleBasedStateMachine):
     @precondition(lambda self: any(r.regions for r in self.live()))
     @rule(i=st.integers(0, 7), ri=st.integers(0, 15), off=st.integers(0, 31), n=st.integers(1, 10),
           advice=st.sampled_from(["dontneed", "dontfork", "dofork", "wipeonfork", "keeponfork", "free",
-                                  "populate_read", "populate_write"]),
+                                  "populate_read", "populate_write", "pageout", "cold", "hugepage",
+                                  "nohugepage", "mergeable", "unmergeable"]),
           then_fork=st.booleans())
     def madvise(self, i: int, ri: int, off: int, n: int, advice: str, then_fork: bool = False) -> None:
         """madvise a range; then_fork forks the process right after (DONTFORK/WIPEONFORK at work)."""
@@ -399,8 +430,10 @@ class MemoryMachine(RuleBasedStateMachine):
         part the advice cannot apply to, POPULATE_* stops at the first hole; ENOMEM after a hole."""
         start, n = self.region_range(r, ri, off, n)
         pages = [r.pages.get(start + k * PS) for k in range(n)]
+        raw = r.proc.pagemap_raw(start, n)  # type: ignore[attr-defined]
+        swapped = ((raw & PM_SWAP) != 0) & ((raw & PM_GUARD_REGION) == 0)
         err = 0
-        for pg in pages:
+        for pg, out in zip(pages, swapped.tolist(), strict=True):
             if pg is None:
                 err = errno.ENOMEM
                 if advice.startswith("populate"):
@@ -413,7 +446,7 @@ class MemoryMachine(RuleBasedStateMachine):
                     advice == "populate_read" and not _readable(pg.prot):
                 err = errno.EINVAL
                 break
-            if advice == "dontneed":
+            if advice == "dontneed" or advice == "free" and out:  # MADV_FREE drops swap entries
                 pg.data = None if not pg.shared else pg.data
             elif advice in ("dontfork", "dofork"):
                 pg.dontfork = advice == "dontfork"
@@ -581,6 +614,8 @@ class MemoryMachine(RuleBasedStateMachine):
         shm = {id(pg.file): pg.file.npages for r in self.live() for pg in r.pages.values()
                if pg.shared and pg.file is not None and pg.file.handle is None}
         eager += regular_cache - mine_cached + sum(rf.npages for rf in self.files) + sum(shm.values())
+        # a write into an untouched huge region allocates the whole 2 MiB folio at once
+        eager += sum(n for r in self.live() for _a, n in r.regions if n == HUGE // PS)
         assert m.phys.nr_used <= eager, f"CoW model uses {m.phys.nr_used} frames, eager copy {eager}"
         self.touched.clear()
 
@@ -599,6 +634,8 @@ class MemoryMachine(RuleBasedStateMachine):
                 want = pg.content()
                 if raw[k] & PM_PRESENT:
                     got = _frame_bytes(m, int(raw[k] & PM_PFN_MASK))
+                elif raw[k] & PM_SWAP and not raw[k] & PM_GUARD_REGION:
+                    got = _swapped_bytes(m, int(raw[k] >> 5) & ((1 << 50) - 1))
                 elif pg.shared:
                     continue  # lives in the page cache; files are compared whole below
                 elif pg.file is not None:
@@ -633,6 +670,16 @@ class MemoryMachine(RuleBasedStateMachine):
 def _frame_bytes(m: Machine, pfn: int) -> bytes:
     """The 4 KiB a frame holds (test helper: reads physical memory like /dev/mem, no fault)."""
     return bytes(PS) if pfn in m.zero_pfns else m.phys.page_bytes(pfn)
+
+
+def _swapped_bytes(m: Machine, slot: int) -> bytes:
+    """What a swap slot holds: its frame in the swap cache, or what was written to the swap area."""
+    assert m.swap is not None
+    pfn = m.swap.cache.get(slot)
+    if pfn is not None:
+        return m.phys.page_bytes(pfn)
+    stored = m.swap.store[slot]
+    return bytes((stored,)) * PS if isinstance(stored, int) else bytes(stored)
 
 
 def _clusters(maps: list) -> list[tuple[int, int]]:
