@@ -12,6 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "forks; the child writes part of it and frees an object; code pages stay shared; after the child "
         "exits the parent's writes copy nothing. Every claim is printed as a check with the figures that "
         "prove it, and a strip per mapping shows each page (see the legend). Exit status 1 if any check fails.")
+    p.add_argument("story", nargs="?", choices=("fork", "thp"), default="fork",
+                   help="fork: the malloc story (default); thp: a 2 MiB transparent huge page across "
+                   "fork, where one write copies 4 KiB (2 MiB before Linux 5.8)")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report of every step")
     p.add_argument("--allocator", choices=("ptmalloc", "firstfit"), default=None,
                    help="malloc implementation in the model (default: ptmalloc, glibc 2.36's)")
@@ -27,13 +30,20 @@ def run(args: argparse.Namespace) -> int:
     from ..report.terminal import print_demo
 
     console = Console(highlight=False, markup=False)
-    m, steps = run_demo(args.allocator)
-    failed = print_demo(console, m.allocator_name, steps, args.width, SHOWN)
+    if args.story == "thp":
+        from ..report import demo_thp
+
+        m, steps = demo_thp.run_demo_thp()
+        title = "What does fork() copy of a 2 MiB transparent huge page?"
+        failed = print_demo(console, m.allocator_name, steps, args.width, demo_thp.SHOWN, title)
+    else:
+        m, steps = run_demo(args.allocator)
+        title = "cowscope demo: fork() and malloc'd memory"
+        failed = print_demo(console, m.allocator_name, steps, args.width, SHOWN)
     if args.html:
         from ..report.html import write_report
 
         out = write_report(args.html, [s.snapshot for s in steps if s.snapshot is not None],
-                           events=list(m.events), title="cowscope demo: fork() and malloc'd memory",
-                           notes=step_notes(steps))
+                           events=list(m.events), title=title, notes=step_notes(steps))
         console.print(f"report written to {out}")
     return 1 if failed else 0

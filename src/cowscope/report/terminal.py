@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..observe.snapshot import Snapshot
+from ..observe.snapshot import MappingView, Snapshot
 from .plain import plain
 from .strips import legend, process_table, strip
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the demo's story drives the model; rendering it needs only 
     from .demo import Step
 
 #: (path, perms) of a mapping -> the short name a demo table gives it
-Shown = Mapping[tuple[str, str], str]
+Shown = Mapping[tuple[str, ...], str]
 
 
 def print_checkpoint(console: Console, snap: Snapshot, width: int, only: str | None) -> None:
@@ -62,7 +62,7 @@ def demo_pages_table(step: Step, width: int, shown: Shown) -> Table:
         if pv.pid not in step.pids:
             continue
         for mv in pv.mappings:
-            name = shown.get((mv.vma.path, mv.vma.perms))
+            name = _shown_name(shown, mv)
             if name is None or mv.pages is None:
                 continue
             s = mv.smaps
@@ -70,6 +70,16 @@ def demo_pages_table(step: Step, width: int, shown: Shown) -> Table:
                     str(s["Shared_Clean"] + s["Shared_Dirty"])] if s is not None else ["-"] * 4
             t.add_row(str(pv.pid), name, *figs, strip(mv.pages, width))
     return t
+
+
+def _shown_name(shown: Shown, mv: MappingView) -> str | None:
+    """The short name `shown` gives this mapping: keyed by (path, perms), or by (path, perms, flag)
+    for a mapping whose VmFlags have that flag (e.g. "hg": the MADV_HUGEPAGE buffer)."""
+    flags = set(mv.smaps.vm_flags) if mv.smaps is not None else set()
+    for key, name in shown.items():
+        if key[:2] == (mv.vma.path, mv.vma.perms) and set(key[2:]) <= flags:
+            return name
+    return None
 
 
 def print_demo_step(console: Console, step: Step, width: int, shown: Shown) -> None:
@@ -83,12 +93,13 @@ def print_demo_step(console: Console, step: Step, width: int, shown: Shown) -> N
         console.print(demo_pages_table(step, width, shown))
 
 
-def print_demo(console: Console, allocator_name: str, steps: Sequence[Step], width: int, shown: Shown) -> int:
+def print_demo(console: Console, allocator_name: str, steps: Sequence[Step], width: int, shown: Shown,
+               title: str = "How does fork() treat memory that malloc() handed out?") -> int:
     """The whole demo: heading, legend, every step (tables of the `shown` mappings), the tally.
 
     Returns the number of failed checks.
     """
-    console.print(Text("How does fork() treat memory that malloc() handed out?", style="bold"))
+    console.print(Text(title, style="bold"))
     console.print(Text(f"model of Linux 6.x x86-64, malloc: {allocator_name}", style="dim"))
     console.print(legend())
     for step in steps:
