@@ -103,3 +103,23 @@ def test_inspect_trace_shows_causes_beside_the_tree(prog: Path) -> None:
                         "--", sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "copy-on-write events while inspecting" in r.stdout, r.stderr
     assert "pages copied" in r.stdout and "no events lost" in r.stdout
+
+
+@pytest.mark.kernel
+@root_only
+def test_trace_html_report_has_the_kernel_events(tmp_path: Path) -> None:
+    code = ("import os, time\nb = bytearray(4096 * 256)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+            "pid = os.fork()\nif pid == 0:\n    time.sleep(2)\n    for i in range(0, len(b), 4096): b[i] = 2\n"
+            "    time.sleep(2)\n    os._exit(0)\nprint(os.getpid(), flush=True)\nos.waitpid(pid, 0)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    parent = proc.stdout.readline().strip()
+    html = tmp_path / "trace.html"
+    try:
+        r = _trace("--tree", parent, "--duration", "3", "--html", str(html))
+    finally:
+        proc.wait(timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "page maps at 2 point(s)" in r.stdout
+    text = html.read_text()
+    assert "cowscope trace" in text and "cow-copy" in text

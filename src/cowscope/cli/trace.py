@@ -35,6 +35,8 @@ def register(subparsers: Any) -> None:
                    "command or every traced process ends, or Ctrl-C)")
     p.add_argument("--json", metavar="FILE", help="write one JSON object per event, then a summary line "
                    "('-' for standard output; schema in docs/trace.md)")
+    p.add_argument("--html", metavar="FILE", help="also write the HTML report: the traced processes' page maps "
+                   "at the start and at the end of the trace, each page's last event and the events timeline")
     p.add_argument("--top", type=int, default=10, help="rows in each table (default 10)")
     p.add_argument("--buffer-kb", type=int, default=16384, help="trace buffer per CPU in KiB (default 16384)")
     p.set_defaults(func=run)
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     tracer = TreeTracer(buffer_kb=args.buffer_kb)
     tracer.keep_rows = out is not None
+    snaps: list[Any] = []
     stream = sys.stderr if args.json == "-" else sys.stdout
     console = Console(stderr=args.json == "-", width=None if stream.isatty() else 160)
     status = 0
@@ -101,7 +104,11 @@ def run(args: argparse.Namespace) -> int:
             tracer.start_command(command)
         else:
             tracer.start(pids)
+        if args.html and not command:
+            _snapshot(tracer, "trace start", snaps)
         status = _loop(tracer, args, console)
+        if args.html:
+            _snapshot(tracer, "trace end", snaps)
         tracer.stop()
     except (TargetError, TraceUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -116,7 +123,43 @@ def run(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
     render_summary(tracer.summary, console, args.top)
+    if args.html:
+        _write_html(args.html, tracer, snaps, console)
     return status
+
+
+def _snapshot(tracer: Any, label: str, snaps: list[Any]) -> None:
+    """The live traced processes' views now (for --html); nothing when none is alive."""
+    from ..inspect.snapshots import snapshot_of
+    from ..observe import procfs
+
+    procs = []
+    for pid in sorted(set(tracer.roots) | set(tracer.attributor.forked_at if tracer.attributor else ())):
+        try:
+            st = procfs.read_stat(pid)
+        except Exception:  # noqa: BLE001 - gone
+            continue
+        if st.state not in ("Z", "X"):
+            procs.append((pid, st.ppid, st.name))
+    snap = snapshot_of(procs, label) if procs else None
+    if snap is not None:
+        snaps.append(snap)
+
+
+def _write_html(path: str, tracer: Any, snaps: list[Any], console: Any) -> None:
+    """The report: the snapshots, the kernel's events in the last step (old frames unknown: 0)."""
+    from dataclasses import replace
+
+    from ..report.html import write_report
+
+    if not snaps or tracer.events is None:
+        console.print("--html: no traced process was alive to take its page maps; no report written")
+        return
+    events = [replace(e, old_pfn=e.old_pfn or 0, new_pfn=e.new_pfn or 0) for e in tracer.events
+              if e.kind != "checkpoint"]
+    snaps[-1].events = events
+    write_report(path, snaps, title="cowscope trace")
+    console.print(f"report written to {path} (page maps at {len(snaps)} point(s), {len(events)} kernel events)")
 
 
 def _loop(tracer: Any, args: argparse.Namespace, console: Any) -> int:
