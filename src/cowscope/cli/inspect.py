@@ -18,7 +18,7 @@ from ..inspect.recording import compare_table, header_object, load_recording, wr
 from ..inspect.render import SORT_KEYS, exit_line, sample_view
 from ..inspect.run import DEFAULT_DUTY, DutyCycle, follow
 from ..inspect.sample import MODES, Sampler
-from ..inspect.snapshots import snapshot_of
+from ..inspect.snapshots import snapshot_of, with_classes
 from ..observe.procfs import linux_problem
 from ..observe.snapshot import Snapshot
 from ..report.plain import visible
@@ -292,9 +292,9 @@ class _Run:
             self.history.setdefault(p.pid, []).append(v or 0)
             self.baseline.setdefault(p.pid, p)
         if html:
-            snap = snapshot_of([(p.pid, p.ppid, p.name) for p in s.processes], f"sample {s.seq}")
+            snap = snapshot_of([(p.pid, p.ppid, p.label) for p in s.processes], f"sample {s.seq}")
             if snap is not None:
-                self.snapshots.append(snap)
+                self.snapshots.append(with_classes(snap, s.processes))
 
     def warn(self, s: Sample) -> None:
         """Notes (each once) and missed processes on stderr, when the view does not carry them."""

@@ -33,6 +33,8 @@ NCODES = 9
 
 CLASS_CHARS = ".0s=~c+#-"
 CLASS_STYLES = ("grey42", "bright_blue", "magenta", "green", "cyan", "bold red", "yellow", "white", "blue")
+#: The same colours for the HTML report.
+CLASS_COLOURS = ("#f2f2f2", "#9ecae1", "#c994c7", "#31a354", "#17becf", "#d62728", "#ffbf00", "#636363", "#3182bd")
 CLASS_LEGEND = (
     (".", "not present"), ("0", "zero page"), ("s", "swap"), ("=", "shared with parent (root: with tree)"),
     ("~", "shared in tree, not with parent"), ("c", "copied"), ("+", "new since fork"),

@@ -11,6 +11,8 @@ from ..errors import ProcessGone
 from ..observe import kpage, pagescan, procfs
 from ..observe.records import MapsEntry, SmapsEntry, SmapsRollup, Status
 from ..observe.snapshot import Snapshot, take
+from . import classify as cl
+from .figures import ProcessFigures
 
 #: mappings larger than this are summarised in reports without a per-page map (VSIZE reservations)
 MAX_PAGES_PER_MAPPING = 1 << 20
@@ -62,6 +64,29 @@ class LiveSource:
 
     def kpagecount_array(self, pfns: np.ndarray) -> np.ndarray | None:
         return kpage.read_kpagecount(pfns) if self.kpage else None
+
+
+#: The inspector's figures the HTML report shows per process (kB).
+REPORT_FIGURES = ("shared_with_parent_kb", "sibling_shared_kb", "copied_kb", "copied_identical_kb", "new_kb",
+                  "released_kb", "shared_in_tree_kb")
+
+
+def with_classes(snap: Snapshot, figures: list[ProcessFigures]) -> Snapshot:
+    """`snap` with the inspector's classes: each process's figures, each mapping's page classes
+    (matched by pid and mapping start and size), and the class legend."""
+    by_pid = {f.pid: f for f in figures}
+    snap.class_legend = [(ch, name, cl.CLASS_COLOURS[i]) for i, (ch, name) in enumerate(cl.CLASS_LEGEND)]
+    for p in snap.processes:
+        f = by_pid.get(p.pid)
+        if f is None:
+            continue
+        p.classes = {k: getattr(f, k) for k in REPORT_FIGURES if f.parent_in_tree or k == "shared_in_tree_kb"}
+        codes = {(m.start, m.end): m.codes for m in f.mappings if m.codes is not None}
+        for mv in p.mappings:
+            c = codes.get((mv.vma.start, mv.vma.end))
+            if c is not None and len(c) == mv.vma.npages:
+                mv.classes = c
+    return snap
 
 
 def snapshot_of(procs: list[tuple[int, int, str]], label: str) -> Snapshot | None:

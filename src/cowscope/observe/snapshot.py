@@ -26,6 +26,7 @@ class MappingView:
     vma: MapsEntry
     smaps: SmapsEntry | None
     pages: PageStates | None
+    classes: np.ndarray | None = None  # per-page class codes a source adds (the inspector: vs the parent)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ProcessView:
     rollup: SmapsRollup | None
     mappings: list[MappingView] = field(default_factory=list)
     faults: dict[str, int] = field(default_factory=dict)  # minor/major fault counters if known
+    classes: dict[str, int | None] | None = None  # kB per class a source adds (the inspector's figures)
 
 
 @dataclass
@@ -51,6 +53,8 @@ class Snapshot:
     processes: list[ProcessView]
     events: list[Any] = field(default_factory=list)  # events since the previous snapshot (model)
     zero_pfns: frozenset[int] = frozenset()
+    #: what the class codes of `MappingView.classes` mean: (char, name, colour) per code
+    class_legend: list[tuple[str, str, str]] = field(default_factory=list)
 
     def process(self, pid: int) -> ProcessView:
         for p in self.processes:

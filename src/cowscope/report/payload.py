@@ -184,6 +184,8 @@ class _Builder:
             "pss": _field_kb(p, "Pss"), "uss": _uss_kb(p), "swap": _field_kb(p, "Swap"),
             "mappings": maps,
         }
+        if p.classes is not None:
+            proc["classes"] = p.classes
         if cp is not None:
             proc["cmp"] = {"pid": cp.pid, "name": cp.name, "rss": _field_kb(cp, "Rss"),
                            "pss": _field_kb(cp, "Pss"), "uss": _uss_kb(cp)}
@@ -208,6 +210,11 @@ class _Builder:
             replaced = int(np.sum((cols["pfn"] != prev[0]) & (cols["pfn"] > 0) & (prev[0] > 0)))
         entry["pages"] = _store_columns(self.blob, cols, self.refs, ("m", k, p.pid, m.vma.start, m.vma.npages),
                                         _ref_key(self.refs, "m", k, p, m))
+        if m.classes is not None:  # the source's own page classes (the inspector's, against the parent)
+            key = ("cls", k, p.pid, m.vma.start, m.vma.npages)
+            classes = np.asarray(m.classes, dtype=np.uint8)
+            entry["classes"] = self.blob.add_like(classes, self.refs.get((*key[:1], k - 1, *key[2:])))
+            self.refs[key] = (classes, entry["classes"])
         self.name_id(entry["label"])
         return entry, cols, replaced
 
@@ -256,7 +263,9 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
             "legend_groups": [{"char": c, "name": n} for c, n in strips.LEGEND],
             "steps": steps, "events": events_meta(b.blob, ev, ev_map), "mapping_names": b.mapping_names,
             "compare": compare is not None, "page_size": PAGE_SIZE, "outside_code": OUTSIDE,
-            "sources": sorted({s.source for s in [*snapshots, *(compare or [])]})}
+            "sources": sorted({s.source for s in [*snapshots, *(compare or [])]}),
+            "class_legend": [{"code": i, "char": c, "name": n, "colour": col}
+                             for i, (c, n, col) in enumerate(snapshots[-1].class_legend)]}
     return meta, b.blob.encode()
 
 

@@ -11,6 +11,14 @@
   const NCODES = META.legend.length;
   const NAMES = META.legend.map((l) => l.name);
   const COLOURS = META.legend.map((l) => l.colour);
+  // the source's own page classes (the inspector's: against the parent), when it gave them
+  const CLASSES = META.class_legend || [];
+  const CL_COLOURS = CLASSES.map((l) => l.colour);
+  const CL_NAMES = CLASSES.map((l) => l.name);
+  const HAS_CLASSES = CLASSES.length > 0;
+  const CLASS_FIGS = [["shared_with_parent_kb", "shared w/ parent"], ["sibling_shared_kb", "shared in tree"],
+    ["copied_kb", "copied"], ["copied_identical_kb", "copied, same bytes"], ["new_kb", "new"],
+    ["released_kb", "released"]];
   let BUF = null;
   let cur = 0;
   const views = new Map(); // "pid:start" -> {lo, hi}
@@ -170,7 +178,8 @@
     const cs = ncell <= 512 ? 10 : ncell <= 2048 ? 8 : 6;
     return { per, ncell, cols, rows, cs };
   }
-  function drawMap(canvas, d, view, marks) {
+  function drawMap(canvas, d, view, marks, colours) {
+    colours = colours || COLOURS;
     const span = view.hi - view.lo;
     const L = layout(span);
     canvas.width = L.cols * L.cs;
@@ -178,7 +187,7 @@
     const ctx = canvas.getContext("2d");
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
-    const cnt = new Int32Array(NCODES);
+    const cnt = new Int32Array(Math.max(NCODES, colours.length));
     const inset = L.cs >= 8 ? 1 : 0;
     const outlined = [];
     for (let c = 0; c < L.ncell; c++) {
@@ -196,11 +205,11 @@
           for (let k = 0; k < marks.length; k++) if (marks[k].mask[i]) flags[k] = 1;
         }
         code = 0;
-        for (let k = 1; k < NCODES; k++) if (cnt[k] > 0 && cnt[k] >= cnt[code]) code = k;
+        for (let k = 1; k < colours.length; k++) if (cnt[k] > 0 && cnt[k] >= cnt[code]) code = k;
       }
       const x = (c % L.cols) * L.cs;
       const y = Math.floor(c / L.cols) * L.cs;
-      ctx.fillStyle = COLOURS[code];
+      ctx.fillStyle = colours[code];
       ctx.fillRect(x + inset, y + inset, L.cs - 2 * inset, L.cs - 2 * inset);
       for (let k = 0; k < marks.length; k++) if (flags[k]) outlined.push([x, y, k]);
     }
@@ -237,11 +246,12 @@
   }
   function hideTip() { tip.hidden = true; }
 
-  function tipText(pid, m, d, cell, changed, diff, other, withEvents) {
+  function tipText(pid, m, d, cell, changed, diff, other, withEvents, cls) {
     if (cell.b - cell.a === 1) {
       const i = cell.a;
       const addr = m.start + i * PAGE;
       const lines = [`${hex(addr)}  page ${i} of ${m.npages}`, `state: ${NAMES[d.code[i]]}`,
+        ...(cls ? [`class: ${CL_NAMES[cls[i]]}`] : []),
         `PFN: ${d.pfn[i] > 0 ? hex(d.pfn[i]) : d.code[i] === 0 ? "-" : "hidden"}   map count: ${d.mc[i]}`];
       if (changed && changed[i]) lines.push("changed since the previous checkpoint");
       if (diff && diff[i]) lines.push(`differs: ${other.name} says ${other.d ? NAMES[other.d.code[i]] ?? "-" : "-"}`);
@@ -272,6 +282,15 @@
       return box;
     }
     const d = pages(m.pages);
+    const byClass = HAS_CLASSES && m.classes && document.getElementById("colour-by").value === "class";
+    const shown = byClass ? { code: col(m.classes), mc: d.mc, pfn: d.pfn } : d;
+    if (m.classes) {
+      const cc = col(m.classes);
+      const byCls = {};
+      for (let i = 0; i < m.npages; i++) byCls[CL_NAMES[cc[i]]] = (byCls[CL_NAMES[cc[i]]] || 0) + 1;
+      box.appendChild(el("span", { class: "class-counts", "data-classes": JSON.stringify(byCls) },
+        Object.entries(byCls).filter(([k]) => k !== "not present").map(([k, v]) => `${k} ${v}`).join(" · ")));
+    }
     const counts = codeCounts(d.code, 0, m.npages);
     const byName = {};
     counts.forEach((v, k) => { if (v) byName[NAMES[k]] = (byName[NAMES[k]] || 0) + v; });
@@ -308,11 +327,11 @@
       fig.appendChild(c);
       if (META.compare) fig.appendChild(el("figcaption", null, label));
       canv.appendChild(fig);
-      panes.push({ c, data, marks, other, withEvents, L: null });
+      panes.push({ c, data, marks, other, withEvents, L: null, colours: data === shown && byClass ? CL_COLOURS : null });
     };
     const chMark = { mask: changed, colour: "#000" };
     const dfMark = diff ? { mask: diff, colour: "#ff00ff", corner: "br" } : null;
-    mk(srcName, d, dfMark ? [chMark, dfMark] : [chMark], { name: "kernel", d: kd }, true);
+    mk(srcName, shown, dfMark ? [chMark, dfMark] : [chMark], { name: "kernel", d: kd }, true);
     if (kd) {
       const c = m.cmp;
       mk(`${META.steps[step].cmp ? META.steps[step].cmp.source : "kernel"}: pid ${c.pid} ${c.label}` +
@@ -331,13 +350,14 @@
         b.onclick = () => { view.lo = 0; view.hi = m.npages; redraw(); };
         zoom.appendChild(b);
       }
-      for (const pane of panes) pane.L = drawMap(pane.c, pane.data, view, pane.marks);
+      for (const pane of panes) pane.L = drawMap(pane.c, pane.data, view, pane.marks, pane.colours);
     };
     for (const pane of panes) {
       pane.c.addEventListener("mousemove", (ev) => {
         const cell = cellAt(pane.c, pane.L, view, ev);
         if (!cell) return hideTip();
-        showTip(ev, tipText(p.pid, m, pane.data, cell, pane.withEvents ? changed : null, diff, pane.other, pane.withEvents));
+        showTip(ev, tipText(p.pid, m, pane.withEvents ? d : pane.data, cell, pane.withEvents ? changed : null, diff,
+          pane.other, pane.withEvents, pane.withEvents && m.classes ? col(m.classes) : null));
       });
       pane.c.addEventListener("mouseleave", hideTip);
       pane.c.addEventListener("click", (ev) => {
@@ -393,6 +413,8 @@
     root.textContent = "";
     const t = el("table", { id: "tree-table" });
     const hdr = ["process", "pid", "RSS", "PSS", "USS"];
+    const withClasses = step.processes.some((p) => p.classes);
+    if (withClasses) hdr.push(...CLASS_FIGS.map(([, h]) => h));
     if (META.compare) hdr.push("kernel RSS", "kernel PSS", "kernel USS");
     const thr = el("tr");
     hdr.forEach((h, i) => thr.appendChild(el("th", i === 0 ? { class: "l" } : null, h)));
@@ -413,6 +435,12 @@
         tr.appendChild(el("td", { class: "l" }, (depth ? "  ".repeat(depth - 1) + "└─ " : "") + p.name));
         tr.appendChild(el("td", null, String(p.pid)));
         for (const v of [p.rss, p.pss, p.uss]) tr.appendChild(el("td", null, kb(v)));
+        if (withClasses) for (const [k] of CLASS_FIGS) {
+          const c = p.classes || {};
+          // a root has no parent to be classed against: its "shared in tree" goes in that column
+          const v = k === "sibling_shared_kb" && c[k] === undefined ? c.shared_in_tree_kb : c[k];
+          tr.appendChild(el("td", { "data-class": k }, kb(v)));
+        }
         if (META.compare) for (const v of p.cmp ? [p.cmp.rss, p.cmp.pss, p.cmp.uss] : [null, null, null])
           tr.appendChild(el("td", null, kb(v)));
         body.appendChild(tr);
@@ -431,6 +459,7 @@
       tr.appendChild(el("td", null, kb(tot[k])));
       tr.appendChild(el("td"));
       tr.appendChild(el("td"));
+      if (withClasses) for (let i = 0; i < CLASS_FIGS.length; i++) tr.appendChild(el("td"));
       if (META.compare) {
         tr.appendChild(el("td", null, ktot ? kb(ktot[k]) : "-"));
         tr.appendChild(el("td"));
@@ -457,15 +486,33 @@
       if (!names.has(p.pid)) { pids.push(p.pid); names.set(p.pid, p.name); }
     }
     const traces = [];
+    const classed = META.steps.some((s) => s.processes.some((p) => p.classes && p.classes.copied_kb != null));
+    // with the inspector's classes: each worker's shared, copied and released memory; RSS/PSS/USS
+    // stay a click away in the legend
+    const series = [["rss", "solid", "RSS"], ["pss", "dash", "PSS"], ["uss", "dot", "USS"]];
+    const classSeries = [["shared_with_parent_kb", "dot", "shared w/ parent"], ["copied_kb", "dash", "copied"],
+      ["released_kb", "dashdot", "released"]];
     pids.forEach((pid, n) => {
       const colour = PALETTE[n % PALETTE.length];
-      for (const [k, dash] of [["rss", "solid"], ["pss", "dash"], ["uss", "dot"]]) {
+      for (const [k, dash, label] of series) {
         const y = META.steps.map((s) => {
           const p = s.processes.find((q) => q.pid === pid);
           return p ? p[k] / 1024 : null;
         });
-        traces.push({ x, y, type: "scatter", mode: "lines+markers", name: `${names.get(pid)} ${pid} ${k.toUpperCase()}`,
-          legendgroup: String(pid), line: { color: colour, dash }, hovertemplate: "%{y:.2f} MiB" });
+        traces.push({ x, y, type: "scatter", mode: "lines+markers", name: `${names.get(pid)} ${pid} ${label}`,
+          legendgroup: String(pid), line: { color: colour, dash }, hovertemplate: "%{y:.2f} MiB",
+          visible: classed && k !== "rss" ? "legendonly" : true });
+      }
+      if (!classed) return;
+      for (const [k, dash, label] of classSeries) {
+        const y = META.steps.map((s) => {
+          const p = s.processes.find((q) => q.pid === pid);
+          return p && p.classes && p.classes[k] != null ? p.classes[k] / 1024 : null;
+        });
+        if (y.every((v) => v === null)) continue;
+        traces.push({ x, y, type: "scatter", mode: "lines+markers", name: `${names.get(pid)} ${pid} ${label}`,
+          legendgroup: String(pid), line: { color: colour, dash, width: 3 }, hovertemplate: "%{y:.2f} MiB",
+          meta: { cls: k } });
       }
     });
     // copy events from the model; without events (kernel, inspector) pages that got a new frame
@@ -578,6 +625,20 @@
     ch.appendChild(sw);
     ch.appendChild(document.createTextNode("changed since previous checkpoint"));
     lg.appendChild(ch);
+    if (HAS_CLASSES) {
+      const cl = el("div", { id: "class-legend" });
+      cl.appendChild(el("b", null, "classes against the parent: "));
+      CLASSES.forEach((c) => {
+        const item = el("span", { class: "legend-item" });
+        const s3 = el("span", { class: "swatch" });
+        s3.style.background = c.colour;
+        item.appendChild(s3);
+        item.appendChild(el("code", null, c.char));
+        item.appendChild(document.createTextNode(c.name));
+        cl.appendChild(item);
+      });
+      lg.appendChild(cl);
+    }
     if (META.compare) {
       const df = el("span", { class: "legend-item" });
       const s2 = el("span", { class: "swatch" });
@@ -640,6 +701,11 @@
     BUF = await inflate(b64bytes("blob"));
     mark("data");
     loadEvents();
+    if (EV.n === 0) document.getElementById("events-section").hidden = true;  // nothing to log
+    if (HAS_CLASSES) {
+      document.getElementById("colour-by-label").hidden = false;
+      document.getElementById("colour-by").addEventListener("change", () => renderMaps());
+    }
     renderLegend();
     renderSteps();
     setupFilters();
