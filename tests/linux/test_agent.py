@@ -232,3 +232,58 @@ def test_mmap_populate(machine) -> None:
     b = p.mmap(8 * PAGE)
     assert all(e.present and e.exclusive for e in p.pagemap(a, 8))
     assert not any(e.present for e in p.pagemap(b, 8))
+
+
+# --- deaths from outside cowscope --------------------------------------------------------------
+
+
+def _killed(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(200):
+        if procfs.process_state(pid) in (None, "Z"):
+            return
+        time.sleep(0.01)
+
+
+def test_agent_killed_from_outside_is_process_killed(machine) -> None:
+    """kill -9 (or the OOM killer) on an agent: the next call is ProcessKilled with the signal, not
+    BrokenPipeError; the process is dead; snapshots leave it out."""
+    from cowscope.errors import ProcessKilled
+    from cowscope.observe.snapshot import take
+
+    p = machine.spawn("P")
+    a = p.mmap(4096)
+    c = p.fork()
+    g = c.fork()
+    _killed(c.pid)
+    with pytest.raises(ProcessKilled) as killed:
+        c.write(a, b"x")
+    assert killed.value.signo == signal.SIGKILL and not c.alive and c.exit_status == ("signal", signal.SIGKILL)
+    _killed(g.pid)
+    _killed(p.pid)  # a spawned agent, noticed by the snapshot without any call
+    snap = take(machine, "after")
+    assert [v.pid for v in snap.processes] == [] and not p.alive and not g.alive
+    assert p.exit_status == ("signal", signal.SIGKILL)
+    with pytest.raises(ProcessGone):
+        g.fork()
+
+
+def test_out_of_descriptors_is_emfile_with_the_remedy(tmp_path: Path) -> None:
+    """Many processes under a low RLIMIT_NOFILE: fork says EMFILE and how to raise the limit
+    (it said 'agent did not pass a socket')."""
+    code = textwrap.dedent("""
+        import resource
+        from cowscope.errors import SyscallError
+        from cowscope.linux.machine import Machine
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        with Machine() as m:
+            p = m.spawn("P")
+            try:
+                for _ in range(100):
+                    p.fork()
+            except SyscallError as e:
+                print("fork", e.errno, e)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert f"fork {errno.EMFILE} fork: EMFILE" in r.stdout and "ulimit -n" in r.stdout, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr

@@ -297,7 +297,9 @@ class Machine:
         return host_model_config(os.path.join(self._dir, "files"))
 
     def live_processes(self) -> list[Process]:
-        """Processes that have not exited."""
+        """Processes that have not exited (one killed from outside since the last call is noticed)."""
+        for p in self.processes.values():
+            p.refresh()
         return [p for p in self.processes.values() if p.alive]
 
     def checkpoint(self, label: str) -> None:

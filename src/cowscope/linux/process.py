@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import signal
 import subprocess
 from pathlib import Path
@@ -147,14 +148,32 @@ class Process(ProcessViews, GlibcCalls):
                 raise ProcessGone.of_state(self.pid, self.state)
         return self._conn
 
+    def _send(self, op: int, *args: int, payload: bytes = b"") -> Conn:
+        """Send one command to a process that can take it; its socket."""
+        conn = self._ready()
+        try:
+            conn.send(op, *args, payload=payload)
+        except OSError:  # EPIPE, ECONNRESET: killed from outside (kill -9, the OOM killer)
+            raise self._gone() from None
+        return conn
+
+    def _gone(self) -> ProcessKilled | ProcessGone:
+        """The agent died under us: its status recorded, the outcome to raise (ProcessKilled with
+        the signal that killed it, as the kernel reports it)."""
+        self._died()
+        kind, value = self.exit_status or ("signal", signal.SIGKILL)
+        if kind == "signal":
+            return ProcessKilled(self.pid, value, "killed from outside cowscope")
+        return ProcessGone(self.pid, f"exited with status {value} on its own")
+
     def _call(self, op: int, *args: int, payload: bytes = b"", what: str = "") -> tuple[int, int]:
         """Send one command and return (ret, aux); raise the user-visible outcome on failure."""
-        self._ready().send(op, *args, payload=payload)
+        self._send(op, *args, payload=payload)
         return self._result(what or f"op{op}")
 
     def _call_data(self, op: int, *args: int, what: str = "") -> bytes:
         """Send one command and collect the T_DATA pieces of its reply up to its T_RESULT."""
-        self._ready().send(op, *args)
+        self._send(op, *args)
         out = bytearray()
         while True:
             tag, _err, ret, _aux = self._recv_or_die()
@@ -162,10 +181,12 @@ class Process(ProcessViews, GlibcCalls):
                 return bytes(out)
             if tag != T_DATA:
                 raise RuntimeError(f"agent {self.pid}: unexpected reply tag {tag} to {what}")
-            data = self._conn.recv_exact(ret) if self._conn else None
+            try:
+                data = self._conn.recv_exact(ret) if self._conn else None
+            except OSError:
+                data = None
             if data is None:
-                self._died()
-                raise ProcessGone(self.pid)
+                raise self._gone()
             out += data
 
     def _result(self, what: str) -> tuple[int, int]:
@@ -180,10 +201,12 @@ class Process(ProcessViews, GlibcCalls):
     def _recv_or_die(self) -> tuple[int, int, int, int]:
         """Next reply; a fatal-signal report or EOF turns into the matching exception."""
         assert self._conn is not None
-        rep = self._conn.recv()
+        try:
+            rep = self._conn.recv()
+        except OSError:  # ECONNRESET
+            rep = None
         if rep is None:
-            self._died()
-            raise ProcessGone(self.pid)
+            raise self._gone()
         tag, err, ret, aux = rep
         if tag == T_SEGV and err == signal.SIGBUS:
             self._died(("signal", err))
@@ -199,13 +222,18 @@ class Process(ProcessViews, GlibcCalls):
     def _died(self, status: ExitStatus | None = None) -> None:
         """The agent is gone: wait for its socket to close (its mm is gone by then), record status."""
         if self._conn is not None:
-            while self._conn.recv() is not None:
+            try:
+                while self._conn.recv() is not None:
+                    pass
+            except OSError:
                 pass
             self._conn.close()
             self._conn = None
         if status is None and self._popen is not None:
             rc = self._popen.wait()
             status = ("exit", rc) if rc >= 0 else ("signal", -rc)
+        if status is None:  # a forked agent: its parent agent has not reaped it, /proc says how it died
+            status = _zombie_status(self.pid)
         self.exit_status = status or ("signal", signal.SIGKILL)
         if self._popen is not None:
             self._popen.wait()
@@ -216,18 +244,42 @@ class Process(ProcessViews, GlibcCalls):
 
     # --- process lifecycle -----------------------------------------------------------------
 
+    def _recv_fd(self, conn: Conn, call: str) -> tuple[tuple[int, int, int, int], int]:
+        """The reply to fork/vfork with the new process's socket; the agent's failure (socketpair,
+        fork: ENOMEM, EAGAIN) as SyscallError, this controller out of descriptors as EMFILE."""
+        try:
+            rep, fd, truncated = conn.recv_fd()
+        except OSError:
+            rep, fd, truncated = None, None, False
+        if rep is None:
+            raise self._gone()
+        if truncated:
+            if fd is not None:
+                os.close(fd)
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            raise SyscallError(errno.EMFILE, call, "cowscope holds one socket per process and is out of file "
+                               f"descriptors (RLIMIT_NOFILE {soft}): raise it, e.g. `ulimit -n 4096`")
+        if rep[0] == T_RESULT and rep[2] == -1:
+            raise SyscallError(rep[1], call)
+        if fd is None:
+            raise RuntimeError(f"agent {self.pid}: no socket with the reply to {call}")
+        return rep, fd
+
+    def refresh(self) -> None:
+        """Notice a death from outside cowscope (kill -9, the OOM killer) between calls."""
+        if self.exit_status is None and procfs.process_state(self.pid) in (None, "Z", "X", "x"):
+            self._died()
+
     def fork(self) -> Process:
         """fork(2): a new agent with a copy-on-write copy of this address space."""
-        conn = self._ready()
-        conn.send(OP_FORK)
-        rep, fd = conn.recv_fd()
+        conn = self._send(OP_FORK)
+        rep, fd = self._recv_fd(conn, "fork")
         return self.machine._adopt(fd, rep[2], self.pid, self.name)
 
     def vfork(self) -> Process:
         """vfork(2): the child shares this address space; this process waits until it execs or exits."""
-        conn = self._ready()
-        conn.send(OP_VFORK)
-        _rep, fd = conn.recv_fd()
+        conn = self._send(OP_VFORK)
+        _rep, fd = self._recv_fd(conn, "vfork")
         child = self.machine._adopt(fd, 0, self.pid, self.name)
         self._vfork_child = child
         child._vfork_parent = self
@@ -236,7 +288,7 @@ class Process(ProcessViews, GlibcCalls):
     def exec(self, image: Any = None, name: str | None = None) -> None:
         """execve(2) of a fresh agent image (`image` is the model's; the agent runs itself): the old
         address space is released; `name` renames the process."""
-        self._ready().send(OP_EXEC)
+        self._send(OP_EXEC)
         rep = self._recv_or_die()
         if rep[0] != T_HELLO:
             raise SyscallError(rep[1] or errno.ENOEXEC, "execve")
@@ -258,7 +310,7 @@ class Process(ProcessViews, GlibcCalls):
 
     def exit(self, code: int = 0) -> None:
         """_exit(code): the process becomes a zombie (its memory is released)."""
-        self._ready().send(OP_EXIT, code)
+        self._send(OP_EXIT, code)
         self._died(("exit", code & 0xFF))
 
     def wait(self, child: Process | None = None) -> tuple[int, ExitStatus]:
@@ -352,6 +404,15 @@ class Process(ProcessViews, GlibcCalls):
     def write_u64(self, addr: int, value: int) -> None:
         """Store a little-endian u64."""
         self.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
+
+
+def _zombie_status(pid: int) -> ExitStatus | None:
+    """How a process that is still a zombie died (/proc/PID/stat exit_code), None if it is gone."""
+    try:
+        st = procfs.read_stat(pid)
+    except (ProcessGone, OSError):
+        return None
+    return _decode_status(st.exit_code) if st.state == "Z" else None
 
 
 def _decode_status(status: int) -> ExitStatus:

@@ -11,7 +11,6 @@ import array
 import socket
 import struct
 
-from ..errors import SyscallError
 from ..observe.arguments import PROT_BITS
 
 # Command and reply layouts (agent.h: struct cmd, struct reply, enum op, enum tag).
@@ -65,23 +64,19 @@ class Conn:
         data = self.recv_exact(REPLY.size)
         return None if data is None else REPLY.unpack(data)
 
-    def recv_fd(self) -> tuple[tuple[int, int, int, int], int]:
-        """A T_FD reply with its SCM_RIGHTS descriptor."""
+    def recv_fd(self) -> tuple[tuple[int, int, int, int] | None, int | None, bool]:
+        """A reply that may carry an SCM_RIGHTS descriptor (T_FD): (the reply, None at EOF; the
+        descriptor or None; True when the kernel dropped descriptors because this process is at
+        its RLIMIT_NOFILE: MSG_CTRUNC). A failed fork/vfork is a T_RESULT reply with its errno."""
         fds = array.array("i")
-        msg, anc, _flags, _addr = self.sock.recvmsg(REPLY.size, socket.CMSG_LEN(fds.itemsize))
+        msg, anc, flags, _addr = self.sock.recvmsg(REPLY.size, socket.CMSG_LEN(fds.itemsize))
         for level, typ, data in anc:
             if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
                 fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-        if len(msg) < REPLY.size:
-            rest = self.recv_exact(REPLY.size - len(msg))
-            msg += rest or b""
-        if len(msg) == REPLY.size and not fds:
-            tag, err, ret, _aux = REPLY.unpack(msg)
-            if tag == T_RESULT and ret == -1 and err:  # fork/vfork failed (ENOMEM, EAGAIN)
-                raise SyscallError(err, "fork")
-        if len(msg) < REPLY.size or not fds:
-            raise RuntimeError("agent did not pass a socket")
-        return REPLY.unpack(msg), fds[0]
+        if 0 < len(msg) < REPLY.size:
+            msg += self.recv_exact(REPLY.size - len(msg)) or b""
+        rep = REPLY.unpack(msg) if len(msg) == REPLY.size else None
+        return rep, (fds[0] if fds else None), bool(flags & socket.MSG_CTRUNC)
 
     def close(self) -> None:
         """Close the socket."""

@@ -129,6 +129,8 @@ class Stat:
     #: (start_brk, arg_start), fields 47 and 48: a child forked without exec has its parent's; an
     #: exec picks new ones (0, 0 when the reader may not see them)
     image: tuple[int, int] = (0, 0)
+    #: field 52: the wait status of a zombie (how it died: exit code or signal), 0 while it runs
+    exit_code: int = 0
 
     @property
     def kernel_thread(self) -> bool:
@@ -146,7 +148,9 @@ def read_stat(pid: int, root: str = PROC) -> Stat:
         raise ProcessGone(pid)
     name = head.partition(b"(")[2].decode("utf-8", "replace")
     image = (int(rest[44]), int(rest[45])) if len(rest) > 45 else (0, 0)
-    return Stat(name, rest[0].decode(), int(rest[1]), int(rest[6]), int(rest[7]), int(rest[9]), int(rest[19]), image)
+    exit_code = int(rest[49]) if len(rest) > 49 else 0
+    return Stat(name, rest[0].decode(), int(rest[1]), int(rest[6]), int(rest[7]), int(rest[9]), int(rest[19]), image,
+                exit_code)
 
 
 #: Clock ticks per second of /proc/PID/stat times (USER_HZ).

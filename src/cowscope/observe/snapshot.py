@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ProcessGone
 from .backend import Views, ViewSource
 from .pages import PageStates, classify, merge_runs, run_pages
 from .records import PAGE_SIZE, MapsEntry, SmapsEntry, SmapsRollup, Status, pagemap_pfns
@@ -77,21 +78,28 @@ def take(machine: ViewSource, label: str, source: str = "model", pages: bool = T
     zero = set(machine.zero_pfns)
     views = []
     for p in machine.live_processes():
-        smaps = {s.vma.start: s for s in p.smaps()}
-        vmas = p.maps()
-        reads = [_read_pages(p, v) if pages and (max_pages_per_mapping is None or v.npages <= max_pages_per_mapping)
-                 else None for v in vmas]
-        counts = _kpagecounts(machine, [r[0] for r in reads if r is not None])  # one read per process
-        mappings = []
-        for vma, read in zip(vmas, reads):
-            states = None if read is None else _states(vma, *read, next(counts), zero)
-            sm = smaps.get(vma.start)
-            if states is not None and sm is not None and sm.fields.get("AnonHugePages", 0):
-                states = states.with_huge(p.pagemap_huge(vma.start, vma.npages))
-            mappings.append(MappingView(vma, sm, states))
-        faults = p.fault_counts()
-        views.append(ProcessView(p.pid, p.ppid, p.name, p.status(), p.smaps_rollup(), mappings, faults))
+        try:
+            views.append(_view(machine, p, pages, max_pages_per_mapping, zero))
+        except ProcessGone:  # killed from outside while we read (kill -9, the OOM killer): not shown
+            continue
     return Snapshot(label, source, time.time(), views, list(events or []), frozenset(zero))
+
+
+def _view(machine: ViewSource, p: Views, pages: bool, max_pages: int | None, zero: set[int]) -> ProcessView:
+    """One process's views."""
+    smaps = {s.vma.start: s for s in p.smaps()}
+    vmas = p.maps()
+    reads = [_read_pages(p, v) if pages and (max_pages is None or v.npages <= max_pages) else None for v in vmas]
+    counts = _kpagecounts(machine, [r[0] for r in reads if r is not None])  # one read per process
+    mappings = []
+    for vma, read in zip(vmas, reads):
+        states = None if read is None else _states(vma, *read, next(counts), zero)
+        sm = smaps.get(vma.start)
+        if states is not None and sm is not None and sm.fields.get("AnonHugePages", 0):
+            states = states.with_huge(p.pagemap_huge(vma.start, vma.npages))
+        mappings.append(MappingView(vma, sm, states))
+    faults = p.fault_counts()
+    return ProcessView(p.pid, p.ppid, p.name, p.status(), p.smaps_rollup(), mappings, faults)
 
 
 def _read_pages(p: Views, vma: MapsEntry) -> tuple[np.ndarray, np.ndarray | None]:
