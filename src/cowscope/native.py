@@ -25,6 +25,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -206,7 +207,7 @@ def _compile(cc: str, name: str, source: bytes, flags: tuple[str, ...], work: Pa
 def build(name: str, source: bytes, purpose: str, flags: tuple[str, ...] = ("-O2", "-Wall"),
           error: type[Exception] = NativeBuildError) -> Path:
     """The compiled `name` for this source: from the cache when verified, else compiled now
-    (stale builds of `name` removed)."""
+    (builds of `name` for other sources removed once a day old)."""
     digest = hashlib.sha256(source).hexdigest()[:16]
     where = build_dir(error)
     out = where / f"{name}-{digest}"
@@ -220,7 +221,21 @@ def build(name: str, source: bytes, purpose: str, flags: tuple[str, ...] = ("-O2
         os.replace(exe, out)  # atomic; replaces whatever entry had the name, never follows it
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for old in where.glob(f"{name}-*"):
-        if old.name not in (out.name, out.name + ".sha256"):
-            old.unlink(missing_ok=True)
+    _remove_stale(where, name, out)
     return out
+
+
+#: Builds of other sources are removed once this old: not at once, since another cowscope (an
+#: older checkout, a concurrent run) may be about to start the binary it built a moment ago.
+STALE_SECONDS = 24 * 3600
+
+
+def _remove_stale(where: Path, name: str, keep: Path) -> None:
+    """Remove builds of `name` for other sources that nobody has built for a day."""
+    cutoff = time.time() - STALE_SECONDS
+    for old in where.glob(f"{name}-*"):
+        try:
+            if old.name not in (keep.name, keep.name + ".sha256") and old.lstat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            pass

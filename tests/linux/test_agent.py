@@ -128,7 +128,12 @@ def test_build_cache_rebuilds_on_source_change(tmp_path: Path, monkeypatch: pyte
     src = build.agent_source() + b"\n/* changed */\n"
     monkeypatch.setattr(build, "agent_source", lambda: src)
     second = build.agent_path()
-    assert second != first and second.exists() and not first.exists()
+    assert second != first and second.exists() and first.exists()  # another run may be about to start it
+    day_old = time.time() - 2 * 24 * 3600
+    os.utime(first, (day_old, day_old))
+    monkeypatch.setattr(build, "agent_source", lambda: src + b"/* again */\n")
+    third = build.agent_path()
+    assert third.exists() and second.exists() and not first.exists()  # builds a day old go
 
 
 def test_no_compiler_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
