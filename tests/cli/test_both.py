@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from pathlib import Path
+
 import pytest
 
 from .helpers import ROOT, cowscope
@@ -52,3 +57,111 @@ def test_a_different_outcome_is_a_difference(tmp_path) -> None:
                  "    p.write(a + (8 if m.backend == 'linux' else 4096 + 8), b'x')\n")
     r = cowscope("run", str(f), "--on", "both")
     assert r.returncode == 1 and "how the scenario ended" in r.stdout and "DIFFERS" in r.stdout
+
+
+THREE_SHARERS = '''
+PAGE = 4096
+
+
+def scenario(m):
+    """Three sharers: fork twice, each side writes page 0, the children exit."""
+    p = m.spawn("parent")
+    a = p.mmap(3 * PAGE)
+    p.fill(a, 3 * PAGE, 0x41)
+    m.checkpoint("filled")
+    c1, c2 = p.fork(), p.fork()
+    m.checkpoint("forked twice")
+    c1.write(a, b"1")
+    c2.write(a, b"2")
+    p.write(a, b"p")
+    m.checkpoint("each wrote page 0")
+    for c in (c1, c2):
+        c.exit(0)
+        p.wait(c)
+    m.checkpoint("children gone")
+'''
+TERMINAL = re.compile(r"(\d+) difference\(s\), (\d+) excluded")
+READY = "window.cowscopeReport && (cowscopeReport.ready || document.body.dataset.ready === 'error')"
+MAGENTA_PIXELS = """[...document.querySelectorAll('canvas.pagemap')].reduce((s, c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] === 255 && d[i + 1] === 0 && d[i + 2] === 255) n++;
+    return s + n; }, 0)"""
+
+
+def _meta(html: Path) -> dict:
+    text = html.read_text(encoding="utf-8")
+    found = re.search(r'<script type="application/json" id="meta">(.*?)</script>', text, re.S)
+    assert found, "the report carries its metadata"
+    return json.loads(found.group(1))
+
+
+def _marks(meta: dict) -> set[tuple[int, int, int, bool]]:
+    """(step, pid, page address, counted) of every difference mark on the report's page maps."""
+    diffs = meta["verdict"]["differences"]
+    return {(k, p["pid"], m["start"] + j * 4096, diffs[i]["why"] < 0)
+            for k, s in enumerate(meta["steps"]) for p in s["processes"] for m in p["mappings"]
+            for j, i in m["verdict"]["marks"]}
+
+
+def _magenta_per_step(html: Path) -> list[int]:
+    """Magenta pixels on the page maps at each checkpoint, in headless Chromium ([] without it)."""
+    from cowscope.report.browser import Browser, find_chromium
+
+    if find_chromium() is None:
+        return []
+    with Browser() as b:
+        b.open(html.resolve().as_uri(), READY)
+        assert b.evaluate("document.body.dataset.ready") == "1" and b.evaluate("cowscopeReport.errors") == []
+        b.evaluate("document.getElementById('show-empty').click()")  # every mapping, folded ones too
+        out = []
+        for k in range(b.evaluate("cowscopeReport.meta.steps.length")):
+            b.evaluate(f"cowscopeReport.setStep({k})")
+            out.append(b.evaluate(MAGENTA_PIXELS))
+        return out
+
+
+def test_three_sharers_report_says_what_the_terminal_says(tmp_path) -> None:
+    """0 differences: the report marks no page, greys the agent's image, and counts as the terminal."""
+    f = tmp_path / "three.py"
+    f.write_text(THREE_SHARERS)
+    html = tmp_path / "three.html"
+    r = cowscope("run", str(f), "--on", "both", "--html", str(html))
+    assert r.returncode == 0, r.stdout + r.stderr
+    counted, excluded = map(int, TERMINAL.search(r.stdout).groups())
+    meta = _meta(html)
+    assert (meta["verdict"]["counted"], meta["verdict"]["excluded"]) == (counted, excluded) == (0, excluded)
+    assert {m for m in _marks(meta) if m[3]} == set()
+    libc = [m for p in meta["steps"][-1]["processes"] for m in p["mappings"] if "libc" in m["path"]]
+    assert libc and all(m["verdict"]["compared"] == [] for m in libc)
+    assert meta["verdict"]["reasons"][libc[0]["verdict"]["around"]].startswith("mappings outside the scenario's")
+    region = [m for p in meta["steps"][2]["processes"] for m in p["mappings"] if m["verdict"]["compared"]]
+    assert len(region) == 3 and all(m["verdict"]["compared"] == [[0, 3, "parent#1"]] for m in region)
+    assert all(n == 0 for n in _magenta_per_step(html))
+
+
+def test_a_wrong_model_rule_is_marked_on_exactly_its_pages(tmp_path, monkeypatch, capsys) -> None:
+    """A model that never reuses a page on a write fault: the parent's last write to page 0 copies
+    in the model, reuses on the kernel. The report marks that page, at that checkpoint, and no other."""
+    import argparse
+
+    from cowscope.cli.both import run_both
+    from cowscope.model.mm import memory
+
+    if os.geteuid() != 0:
+        pytest.skip("PFN identity needs root")
+    monkeypatch.setattr(memory, "wp_can_reuse_anon_folio", lambda *a: False)
+    f = tmp_path / "three.py"
+    f.write_text(THREE_SHARERS)
+    html = tmp_path / "wrong.html"
+    assert run_both(argparse.Namespace(scenario=str(f), html=str(html), allocator=None)) == 1
+    counted, excluded = map(int, TERMINAL.search(capsys.readouterr().out).groups())
+    meta = _meta(html)
+    v = meta["verdict"]
+    assert (v["counted"], v["excluded"]) == (counted, excluded) == (1, excluded)
+    parent = meta["steps"][2]["processes"][0]
+    region = next(m for m in parent["mappings"] if m["verdict"]["compared"])
+    assert {m for m in _marks(meta) if m[3]} == {(2, parent["pid"], region["start"], True)}
+    assert [s["verdict"]["counted"] for s in meta["steps"]] == [0, 0, 1, 0, 0]
+    magenta = _magenta_per_step(html)
+    if magenta:  # the mark is drawn on both panes of that page, at that checkpoint only
+        assert magenta[2] > 0 and [n for k, n in enumerate(magenta) if k != 2] == [0] * 4

@@ -8,6 +8,7 @@ import numpy as np
 
 from cowscope.observe.pages import NOT_PRESENT, PAGECACHE, PRIVATE, SHARED, ZERO
 from cowscope.observe.snapshot import Snapshot
+from cowscope.observe.verdict import Compared, Difference, RegionFigures, Verdict
 
 from .helpers import mapping, process, snapshot, states
 
@@ -76,3 +77,23 @@ def kernel_story(differ: int = 3) -> list[Snapshot]:
             procs.append(process(p.pid + 1000, p.ppid + 1000 if p.ppid > 1 else 1, p.name, maps))
         out.append(snapshot(s.label, procs, source="linux"))
     return out
+
+
+AROUND = "heap VMA and its smaps: (the reason)"
+OUTSIDE = "mappings outside the scenario's regions: (the reason)"
+
+
+def story_verdict(pages: tuple[int, ...] = (), excluded: tuple[int, ...] = (), extra=()) -> Verdict:
+    """The anon buffer (first N pages at A) compared in both processes at every step; a page
+    difference of the child (pid 11) at the last step for each of `pages` (counted) and `excluded`."""
+    span = (A, A + N * 4096)
+    diffs = [Difference(f"[child wrote] P.1 P#1 p{i}: model 'X' | linux 'S2'", None, "page", 2, 11, "P.1 P#1",
+                        span, (A + i * 4096,)) for i in pages]
+    diffs += [Difference(f"[child wrote] P.1 P#1 p{i}: ...", "untouched file/shmem pages: (why)", "page", 2, 11,
+                         "P.1 P#1", span, (A + i * 4096,)) for i in excluded]
+    compared = [Compared(k, pid, A, A + N * 4096, "P#1", AROUND) for k, pids in enumerate([[10], [10, 11], [10, 11]])
+                for pid in pids]
+    figures = [RegionFigures(2, 11, "P#1", N, {"resident": N, "Rss": 4 * N}, {"resident": N, "Rss": 4 * N})]
+    return Verdict([*diffs, *extra], compared, figures, outside=OUTSIDE, whole_process="status: (why)",
+                   sides=("model process: ...", "agent process: includes the agent's own code and buffers"),
+                   events="events: 4/4")

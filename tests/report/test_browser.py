@@ -16,7 +16,7 @@ from cowscope.report.browser import Browser, find_chromium
 from cowscope.report.html import write_report
 from cowscope.report.payload import code_name, tree_total
 
-from .scenarios import WRITTEN, A, F, N, fork_story, kernel_story
+from .scenarios import WRITTEN, A, F, N, fork_story, kernel_story, story_verdict
 
 pytestmark = pytest.mark.skipif(find_chromium() is None,
                                 reason="chromium not installed (Debian: apt-get install -y chromium)")
@@ -129,19 +129,61 @@ def test_fork_story_renders(browser, tmp_path):
     _no_errors(browser)
 
 
-def test_model_vs_kernel_differences(browser, tmp_path):
+MAGENTA_CELLS = """(sel => [...document.querySelectorAll(sel)].map(c => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; const out = [];
+    for (let cell = 0; cell < c.width / 10; cell++) { const i = (8 * c.width + cell * 10 + 8) * 4;
+      if (d[i] === 255 && d[i + 1] === 0 && d[i + 2] === 255) out.push(cell); }
+    return out; }))"""
+MAGENTA_PIXELS = """[...document.querySelectorAll('canvas.pagemap')].reduce((s, c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] === 255 && d[i + 1] === 0 && d[i + 2] === 255) n++;
+    return s + n; }, 0)"""
+
+
+def magenta_cells(browser: Browser, pid: int, start: int) -> list[list[int]]:
+    """Per canvas of one mapping (one row of 10-pixel cells), the cells with a magenta corner."""
+    return browser.evaluate(MAGENTA_CELLS + f"""('.mapping[data-pid="{pid}"][data-start="{start}"] canvas')""")
+
+
+def test_model_vs_kernel_marks_are_the_verdicts(browser, tmp_path):
     model = fork_story()
     model[0].label = "filled </script><!--<b>"  # labels are text, whatever they hold
-    path = write_report(tmp_path / "cmp.html", model, compare=kernel_story(differ=3))
+    # the kernel series differs in pages 0-2 of the child; the verdict names pages 0, 1 and 6
+    path = write_report(tmp_path / "cmp.html", model, compare=kernel_story(differ=3),
+                        verdict=story_verdict((0, 1, 6), excluded=(9,)))
     _open(browser, path)
     _no_errors(browser)
     assert browser.evaluate("document.querySelector('#step-list button').textContent") == "1. " + model[0].label
-    diffs = browser.evaluate("""[...document.querySelectorAll('.mapping')].map(e => [+e.dataset.pid,
-        +e.dataset.start, e.querySelectorAll('canvas.pagemap').length, e.querySelector('.diff').dataset.diff])""")
-    d = {(p, s): (n, v) for p, s, n, v in diffs}
-    assert d[(11, A)] == (2, "3")
-    assert d[(10, F)] == (2, "0")
+    maps = browser.evaluate("""[...document.querySelectorAll('.mapping')].map(e => [+e.dataset.pid,
+        +e.dataset.start, e.querySelectorAll('canvas.pagemap').length, +e.querySelector('.diff').dataset.diff,
+        +e.querySelector('.diff').dataset.compared, e.classList.contains('not-compared')])""")
+    d = {(p, s): rest for p, s, *rest in maps}
+    assert d[(11, A)] == [2, 3, N, False] and d[(10, A)] == [2, 0, N, False]
+    assert d[(11, F)] == [2, 0, 0, True]
+    assert magenta_cells(browser, 11, A) == [[0, 1, 6], [0, 1, 6]]  # model and kernel panes alike
+    assert magenta_cells(browser, 10, A) == [[], []]
+    head = browser.evaluate("[document.getElementById('verdict').textContent, "
+                            "+document.getElementById('verdict').dataset.counted]")
+    assert "DIFFER · 3 differences, 1 excluded" in head[0] and head[1] == 3
+    steps = browser.evaluate("""[...document.querySelectorAll('#step-list button')].map(b =>
+        [+b.dataset.differences, b.classList.contains('differs')])""")
+    assert steps == [[0, False], [0, False], [3, True]]
+    assert browser.evaluate("document.querySelectorAll('#step-ticks .tick.differs').length") == 1
+    # the file mapping is not compared: drawn washed out, not in its page-cache colour
+    rgb = browser.evaluate(f"""(() => {{
+        const c = document.querySelector('.mapping[data-pid="11"][data-start="{F}"] canvas');
+        return [...c.getContext('2d').getImageData(4, 4, 1, 1).data].slice(0, 3); }})()""")
+    assert "#" + "".join(f"{v:02x}" for v in rgb) != strips.COLOURS[12] and min(rgb) > 180
     browser.screenshot(ARTIFACTS / "model-vs-kernel.png")
+
+    # the same two series with a verdict of no difference: nothing magenta, whatever the states say
+    path = write_report(tmp_path / "agree.html", model, compare=kernel_story(differ=3), verdict=story_verdict())
+    _open(browser, path)
+    _no_errors(browser)
+    for k in range(3):
+        browser.evaluate(f"cowscopeReport.setStep({k})")
+        assert browser.evaluate(MAGENTA_PIXELS) == 0
+    assert "agree · 0 differences, 0 excluded" in browser.evaluate("document.getElementById('verdict').textContent")
 
 
 @pytest.mark.slow

@@ -50,6 +50,19 @@ def test_hand_built_traces_page_smaps_and_op_differences() -> None:
     assert compare(a, _trace("linux", _obs(["X.A", "S2.B"], {"Rss": 8}), a.ops)) == []
 
 
+def test_differences_carry_their_place_as_data() -> None:
+    """Checkpoint, process, region and pages of each difference (what the HTML report places)."""
+    a = _trace("model", _obs(["X.A", "S2.B"], {"Rss": 8}), [("P", "read", ("P#1+0x0", 1), "00")])
+    b = _trace("linux", _obs(["X.A", "X.B"], {"Rss": 4}), [("P", "read", ("P#1+0x0", 1), "01")])
+    place = {d.where: (d.step, d.process, d.region, d.pages, d.op) for d in compare(a, b)}
+    assert place["op 1"] == (None, None, None, (), 0)
+    assert place["[c] P P#1 p1"] == (0, "P", "P#1", (1,), None)
+    assert place["[c] P P#1 vma[0, 2] Rss"] == (0, "P", "P#1", (), None)
+    merged = _trace("linux", _obs(["S2.Q", "S2.Q"], {}))
+    same = [d for d in compare(_trace("model", _obs(["S2.A", "S2.B"], {})), merged) if "same physical" in d.where]
+    assert sorted((d.process, d.region, d.pages) for d in same) == [("P", "P#1", (0,)), ("P", "P#1", (1,))]
+
+
 def test_fault_around_pages_excluded_only_when_untouched() -> None:
     a = _trace("model", _obs(["F1.A", "-"], {"Rss": 4}, filebacked=True, accessed=[0]))
     b = _trace("linux", _obs(["F1.A", "F1.B"], {"Rss": 8}, filebacked=True, accessed=[0]))

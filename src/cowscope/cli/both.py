@@ -30,14 +30,16 @@ def run_both(args: argparse.Namespace) -> int:
     linux = run_traced(fn, LinuxMachine(events=tracing_problem() is None), "linux", snapshots=bool(html))
     diffs = compare(model, linux)
     print(render(model, linux, diffs))
-    event_diffs = _print_events(model, linux)
+    event_line, event_diffs = _print_events(model, linux)
     if html:
         from ..report.html import write_report
+        from ..verify.verdict import build
 
         amap = {a: linux.addresses[k] for k, a in model.addresses.items() if k in linux.addresses}
         out = write_report(html, model.snapshots, events=list(model_machine.events), compare=linux.snapshots,
-                           title=f"cowscope run {args.scenario} --on both", address_map=amap)
-        print(f"report written to {out} (model, with the kernel as the comparison series)")
+                           title=f"cowscope run {args.scenario} --on both", address_map=amap,
+                           verdict=build(model, linux, diffs, event_diffs, event_line))
+        print(f"report written to {out} (model, with the kernel as the comparison series and its verdict)")
     if not linux.kpage:
         print("note: no root: PFNs and /proc/kpagecount are unavailable; page identity and map counts "
               "are not compared")
@@ -47,18 +49,21 @@ def run_both(args: argparse.Namespace) -> int:
     return 1 if counted(diffs) or any(d.excluded is None for d in event_diffs) else 0
 
 
-def _print_events(model: Any, linux: Any) -> list[Any]:
-    """The event comparison: its figure and every differing sequence (excluded ones with their reason)."""
+def _print_events(model: Any, linux: Any) -> tuple[str, list[Any]]:
+    """The event comparison: its figure and every differing sequence (excluded ones with their reason).
+    Returns the figure's line and the differences."""
     if not linux.events_on:
-        print("events: not compared (the kernel's events need root and tracefs)")
-        return []
+        line = "events: not compared (the kernel's events need root and tracefs)"
+        print(line)
+        return line, []
     score = EventScore()
     diffs = compare_events(model, linux, score)
-    print(f"events: {score.agreed}/{score.compared} (checkpoint, process, region) sequences agree "
-          f"({score.percent:.1f}%; {score.excluded} excluded)")
+    line = (f"events: {score.agreed}/{score.compared} (checkpoint, process, region) sequences agree "
+            f"({score.percent:.1f}%; {score.excluded} excluded)")
+    print(line)
     for d in diffs:
         print(f"  {'≠' if d.excluded is None else '~'} {d.line()}")
     if any(d.excluded for d in diffs):
         print("  (~ excluded: " + "; ".join(sorted({f"{d.excluded}: {EVENT_EXCLUSIONS[d.excluded]}"
                                                       for d in diffs if d.excluded})) + ")")
-    return diffs
+    return line, diffs

@@ -21,6 +21,7 @@ from typing import Any
 import jinja2
 
 from ..observe.snapshot import Snapshot
+from ..observe.verdict import Verdict
 from .payload import build_payload
 
 
@@ -47,27 +48,32 @@ def _asset(name: str) -> str:
 
 def render_html(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
                 compare: Sequence[Snapshot] | None = None, title: str = "cowscope report",
-                address_map: dict[int, int] | None = None, notes: Sequence[str] | None = None) -> str:
+                address_map: dict[int, int] | None = None, notes: Sequence[str] | None = None,
+                verdict: Verdict | None = None) -> str:
     """The complete report as one HTML string."""
-    meta, blob = build_payload(snapshots, events, compare, title, address_map, notes)
+    meta, blob = build_payload(snapshots, events, compare, title, address_map, notes, verdict)
     env = jinja2.Environment(autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
     template = env.from_string(_asset("report.html"))
     meta_json = json.dumps(meta, separators=(",", ":")).replace("<", "\\u003c")  # nothing closes the script
     return template.render(title=title, css=_asset("report.css"), js=_asset("report.js"),
+                           verdict_js=_asset("verdict.js"),
                            meta_json=meta_json, blob=blob, plotly=plotly_js())
 
 
 def write_report(path: str | Path, snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
                  compare: Sequence[Snapshot] | None = None, title: str = "cowscope report",
-                 address_map: dict[int, int] | None = None, notes: Sequence[str] | None = None) -> Path:
+                 address_map: dict[int, int] | None = None, notes: Sequence[str] | None = None,
+                 verdict: Verdict | None = None) -> Path:
     """Write a self-contained HTML report of `snapshots` (and a second series to compare) to `path`.
 
     `address_map` maps addresses of the main series to the same objects' addresses in `compare`
     (e.g. each mmap's result on both backends), so mappings placed differently still line up.
     `notes` gives one text per snapshot, shown with its checkpoint (e.g. what the step did and why).
+    `verdict` is a model-vs-kernel comparison's (`cowscope.verify.verdict.build`): the page marks
+    its differences and greys what it did not compare; without one nothing is marked different.
     """
     out = Path(path)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(snapshots, events, compare, title, address_map, notes), encoding="utf-8")
+    out.write_text(render_html(snapshots, events, compare, title, address_map, notes, verdict), encoding="utf-8")
     return out

@@ -18,10 +18,12 @@ import numpy as np
 from ..observe.pages import NOT_PRESENT, PAGECACHE, PRIVATE, SHARED, SWAPPED, ZERO
 from ..observe.records import PAGE_SIZE
 from ..observe.snapshot import MappingView, ProcessView, Snapshot
+from ..observe.verdict import Verdict
 from . import strips
 from .blob import Blob
 from .events import COPY_KINDS, EventColumns, assign_events, event_mappings, events_meta
 from .matching import match_mappings, match_processes
+from .verdict import place_verdict
 
 _RESIDENT = (PRIVATE, SHARED, PAGECACHE)
 
@@ -226,15 +228,14 @@ class _Builder:
         j, shift = pair
         cm = cp.mappings[j]
         ccols = _page_columns(cm)
-        cpl, diff, outside = None, None, None
+        cpl, outside = None, None
         if ccols is not None and cols is not None:
             ccols, valid = _aligned(ccols, m.vma.npages, shift)
-            diff = int(np.sum(valid & (ccols["code"] != cols["code"])))
             outside = int(np.sum(~valid))
             cpl = _store_columns(self.blob, ccols, self.refs, ("c", k, p.pid, m.vma.start, m.vma.npages),
                                  _ref_key(self.refs, "c", k, p, m))
         return {"pid": cp.pid, "start": cm.vma.start, "label": _mapping_label(cm),
-                "shift": shift, "pages": cpl, "diff": diff, "outside": outside, "counts": _counts(cm)}
+                "shift": shift, "pages": cpl, "outside": outside, "counts": _counts(cm)}
 
 
 def _check_series(snapshots: Sequence[Snapshot], compare: Sequence[Snapshot] | None,
@@ -251,8 +252,11 @@ def _check_series(snapshots: Sequence[Snapshot], compare: Sequence[Snapshot] | N
 def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
                   compare: Sequence[Snapshot] | None = None, title: str = "cowscope report",
                   address_map: dict[int, int] | None = None, notes: Sequence[str] | None = None,
-                  ) -> tuple[dict[str, Any], str]:
-    """The report's metadata (JSON-able) and its base64 deflated binary blob."""
+                  verdict: Verdict | None = None) -> tuple[dict[str, Any], str]:
+    """The report's metadata (JSON-able) and its base64 deflated binary blob.
+
+    `verdict` is the comparison's (model vs kernel): the only source of difference marks; a
+    `compare` series without one is drawn beside the main series, unjudged."""
     _check_series(snapshots, compare, notes)
     ev = assign_events(snapshots, events)
     b = _Builder(ev, address_map)
@@ -265,7 +269,8 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
             "compare": compare is not None, "page_size": PAGE_SIZE, "outside_code": OUTSIDE,
             "sources": sorted({s.source for s in [*snapshots, *(compare or [])]}),
             "class_legend": [{"code": i, "char": c, "name": n, "colour": col}
-                             for i, (c, n, col) in enumerate(snapshots[-1].class_legend)]}
+                             for i, (c, n, col) in enumerate(snapshots[-1].class_legend)],
+            "verdict": place_verdict(verdict, steps) if verdict is not None else None}
     return meta, b.blob.encode()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import Unsupported
@@ -29,12 +29,22 @@ LAZYFREE = "copy or reuse after MADV_FREE"
 
 @dataclass(frozen=True)
 class Diff:
-    """One disagreement: where, what each backend said, and the exclusion reason if excluded."""
+    """One disagreement: where, what each backend said, and the exclusion reason if excluded.
+
+    Where it lies also as data (for a report to place it): the checkpoint's index, the process's
+    history name, the region's key and, for a per-page difference, the page offsets in the region;
+    an op-log difference has its op index (0-based) instead.
+    """
 
     where: str
     model: Any
     linux: Any
     excluded: str | None = None
+    step: int | None = None
+    process: str | None = None
+    region: str | None = None
+    pages: tuple[int, ...] = ()
+    op: int | None = None
 
     def line(self) -> str:
         """One line: where, both values, excluded or not."""
@@ -87,13 +97,13 @@ def compare(model: Trace, linux: Trace) -> list[Diff]:
         a = model.ops[i] if i < len(model.ops) else None
         b = linux.ops[i] if i < len(linux.ops) else None
         if a != b:
-            diffs.append(Diff(f"op {i + 1}", _op_text(a), _op_text(b)))
+            diffs.append(Diff(f"op {i + 1}", _op_text(a), _op_text(b), op=i))
     pfns = model.kpage and linux.kpage
     labels = [lbl for lbl, _ in model.checkpoints]
     if labels != [lbl for lbl, _ in linux.checkpoints]:
         diffs.append(Diff("checkpoints", labels, [lbl for lbl, _ in linux.checkpoints]))
-    for (label, mo), (_l, lo) in zip(model.checkpoints, linux.checkpoints, strict=False):
-        diffs += _compare_obs(label, mo, lo, pfns)
+    for k, ((label, mo), (_l, lo)) in enumerate(zip(model.checkpoints, linux.checkpoints, strict=False)):
+        diffs += [replace(d, step=k) for d in _compare_obs(label, mo, lo, pfns)]
     return diffs
 
 
@@ -104,45 +114,53 @@ def _op_text(op: Any) -> str:
     return f"{key} {name}({', '.join(map(str, args))}) -> {res}"
 
 
-def _identity_diffs(pairs: list[tuple[str, str, str]]) -> list[Diff]:
+#: A page whose identity letters are checked: (process, region, where, model letter, kernel letter, page).
+_Pair = tuple[str, str, str, str, str, int]
+
+
+def _identity_diffs(pairs: list[_Pair]) -> list[Diff]:
     """Page identity must be the same relation on both sides: letters pair up one to one."""
     a_to_b: dict[str, set[str]] = {}
     b_to_a: dict[str, set[str]] = {}
-    for _where, la, lb in pairs:
+    for *_, la, lb, _i in pairs:
         a_to_b.setdefault(la, set()).add(lb)
         b_to_a.setdefault(lb, set()).add(la)
     out = []
-    for where, la, lb in pairs:
+    for key, rk, where, la, lb, i in pairs:
         if len(a_to_b[la]) > 1 or len(b_to_a[lb]) > 1:
-            same_a = sorted(w for w, x, _ in pairs if x == la and w != where)
-            same_b = sorted(w for w, _, y in pairs if y == lb and w != where)
-            out.append(Diff(f"{where} same physical page as", same_a, same_b))
+            same_a = sorted(p[2] for p in pairs if p[3] == la and p[2] != where)
+            same_b = sorted(p[2] for p in pairs if p[4] == lb and p[2] != where)
+            out.append(Diff(f"{where} same physical page as", same_a, same_b, process=key, region=rk, pages=(i,)))
     return out
 
 
 def _compare_obs(label: str, mo: dict[str, Any], lo: dict[str, Any], pfns: bool) -> list[Diff]:
     out: list[Diff] = []
-    pairs: list[tuple[str, str, str]] = []
+    pairs: list[_Pair] = []
     around = _fault_around_slots(mo, lo)
     for key in sorted(set(mo) | set(lo)):
         a, b = mo.get(key), lo.get(key)
         at = f"[{label}] {key}"
         if a is None or b is None:
-            out.append(Diff(at, a and a["state"], b and b["state"]))
+            out.append(Diff(at, a and a["state"], b and b["state"], process=key))
             continue
         for f in ("state", "exit"):
             if a.get(f) != b.get(f):
-                out.append(Diff(f"{at} {f}", a.get(f), b.get(f)))
+                out.append(Diff(f"{at} {f}", a.get(f), b.get(f), process=key))
         ra, rb = a.get("regions", {}), b.get("regions", {})
         for rk in sorted(set(ra) | set(rb)):
             if rk not in ra or rk not in rb:
-                out.append(Diff(f"{at} {rk}", "mapped" if rk in ra else None, "mapped" if rk in rb else None))
+                out.append(Diff(f"{at} {rk}", "mapped" if rk in ra else None, "mapped" if rk in rb else None,
+                                process=key, region=rk))
                 continue
-            out += _compare_region(f"{at} {rk}", ra[rk], rb[rk], pfns, pairs, around)
+            region_pairs: list[tuple[str, str, str, int]] = []
+            out += [replace(d, process=key, region=rk)
+                    for d in _compare_region(f"{at} {rk}", ra[rk], rb[rk], pfns, region_pairs, around)]
+            pairs += [(key, rk, *p) for p in region_pairs]
         ia, ib = a.get("info", {}), b.get("info", {})
         if ia != ib:
             why = EXCLUSIONS["status / smaps_rollup / fault counts"]
-            out.append(Diff(f"{at} status/faults", ia, ib, why))
+            out.append(Diff(f"{at} status/faults", ia, ib, why, process=key))
     return out + _identity_diffs(pairs)
 
 
@@ -168,7 +186,7 @@ def _fault_around_slots(mo: dict[str, Any], lo: dict[str, Any]) -> set[tuple[str
 
 
 def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
-                    pairs: list[tuple[str, str, str]] | None = None,
+                    pairs: list[tuple[str, str, str, int]] | None = None,
                     around: frozenset[tuple[str, int]] | set[tuple[str, int]] = frozenset()) -> list[Diff]:
     """Differences of one region; page-identity letters go to `pairs` (checked per checkpoint)."""
     out: list[Diff] = []
@@ -191,18 +209,18 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
             elif (rk, i) in around and x and y and x[0] == y[0] == "F":
                 excl = EXCLUSIONS[FAULT_AROUND]  # another process's fault-around mapped it too
                 fault_around_pages.add(i)
-            out.append(Diff(f"{at} p{i}", x, y, excl))
+            out.append(Diff(f"{at} p{i}", x, y, excl, pages=(i,)))
         elif pfns and pairs is not None and x not in (None, "-", "Z", "G"):
             la, lb = _letter(ra["pages"][i]), _letter(rb["pages"][i])
             if la and lb:
-                pairs.append((f"{at} p{i}", la, lb))
+                pairs.append((f"{at} p{i}", la, lb, i))
     if pfns and ra["moved"] != rb["moved"]:
         idx = [i for i, (x, y) in enumerate(zip(ra["moved"], rb["moved"], strict=False)) if x != y]
         why = EXCLUSIONS[RECYCLED] if ra.get("recycled") or rb.get("recycled") else None
         if ra.get("lazyfree") or rb.get("lazyfree"):
             why = EXCLUSIONS[LAZYFREE]
         out.append(Diff(f"{at} new page since last checkpoint at p{idx}", [ra["moved"][i] for i in idx],
-                        [rb["moved"][i] for i in idx], why))
+                        [rb["moved"][i] for i in idx], why, pages=tuple(idx)))
     va, vb = ra["vmas"], rb["vmas"]
     if at.endswith(" heap") or "@" in at.rsplit(" ", 1)[-1]:
         why = EXCLUSIONS[HEAP_VMA if at.endswith(" heap") else CHUNK_VMA]

@@ -60,6 +60,7 @@ class EventDiff:
     model: list[tuple[str, int]]
     linux: list[tuple[str, int]]
     excluded: str | None = None
+    step: int | None = None  # the checkpoint interval's index (it ends at that checkpoint)
 
     def line(self) -> str:
         tag = f" [excluded: {self.excluded}]" if self.excluded else ""
@@ -105,7 +106,7 @@ def compare_events(model: Any, linux: Any, score: EventScore | None = None) -> l
                 score.events += len(m)
                 score.agreed += m == k
             if m != k:
-                diffs.append(EventDiff(label, where, m, k, reason))
+                diffs.append(EventDiff(label, where, m, k, reason, step=i))
     return diffs
 
 

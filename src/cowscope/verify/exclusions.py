@@ -46,6 +46,11 @@ EXCLUSIONS = {
     "holds a reference until it drains (other activity on the CPU drains it), so a later write "
     "fault may copy a page that is mapped only once; whether such a region's pages were replaced "
     "is not compared",
+    "mappings outside the scenario's regions": "the program image, libc, the loader, their "
+    "anonymous data and the stack are the model's own image of a program on one side and the agent "
+    "binary, with its own code, stack and buffers, on the other; the PROT_NONE guard pages around "
+    "each region are the tracer's: only the pages of the regions a scenario maps (mmap, malloc's "
+    "mmap'd chunks) and of the brk heap are compared",
     "pids and addresses": "they differ between backends; compared as process history names and "
     "region-relative offsets",
 }

@@ -54,6 +54,8 @@ class Trace:
     lazyfree_regions: set[str] = field(default_factory=set)
     gup: list[set[str]] = field(default_factory=list)  # per checkpoint: regions populated via GUP
     filebacked: set[str] = field(default_factory=set)  # file and shared regions (fault-around)
+    # per checkpoint: process key -> (pid, {region key: (address, pages)}), where this backend had them
+    places: list[dict[str, tuple[int, dict[str, tuple[int, int]]]]] = field(default_factory=list)
 
 
 class TracedMachine:
@@ -211,7 +213,9 @@ class TracedMachine:
     def checkpoint(self, label: str) -> None:
         """Observe every live process's regions (and forward the checkpoint to the backend)."""
         self.trace.marks.append(len(self.trace.ops))
-        self.trace.checkpoints.append((label, self.observe()))
+        places: dict[str, tuple[int, dict[str, tuple[int, int]]]] = {}
+        self.trace.checkpoints.append((label, self.observe(places)))
+        self.trace.places.append(places)
         if self.trace.events_on:
             self.trace.filebacked |= {r.key for tp in self.procs for r in tp.regions if r.filebacked}
             interval, self._event_seq = record_interval(self, self._event_seq)
@@ -237,21 +241,25 @@ class TracedMachine:
                 self.trace.addresses.setdefault(f"heap:{tp.key}", tp.heap_base)
         return take(self._m, label, source=self.backend, events=since)
 
-    def observe(self) -> dict[str, Any]:
-        """Per process: state, exit status, per-region page tokens, PFN letters, VMAs; info figures."""
+    def observe(self, places: dict[str, tuple[int, dict[str, tuple[int, int]]]] | None = None) -> dict[str, Any]:
+        """Per process: state, exit status, per-region page tokens, PFN letters, VMAs; info figures.
+        `places` gets each process's pid and each observed region's address and pages (not compared)."""
         letters: dict[int, str] = {}
         out: dict[str, Any] = {}
         zero = set(self._m.zero_pfns)
+        places = {} if places is None else places
 
         for tp in self.procs:
             p = tp._p
             entry: dict[str, Any] = {"state": _state(p), "exit": p.exit_status}
             out[tp.key] = entry
+            places[tp.key] = (p.pid, {})
             if not p.alive:
                 continue
             smaps = p.smaps()
             regions: dict[str, Any] = {}
             for r in tp.regions + self._heap_region(tp):
+                places[tp.key][1][r.key] = (r.addr, r.npages)
                 raw, state, mc, pfn = self._classified(tp, r.addr, r.npages)
                 prev = self._labels.get((tp.key, r.key))
                 toks, changed = [], []

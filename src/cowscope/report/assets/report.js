@@ -123,13 +123,8 @@
     }
     return out;
   }
-  function diffMask(a, b, n) {
-    // pages whose state differs; pages outside the other series' mapping are not counted
-    const out = new Uint8Array(n);
-    if (!a || !b) return out;
-    for (let i = 0; i < n; i++) out[i] = b.code[i] !== META.outside_code && a.code[i] !== b.code[i] ? 1 : 0;
-    return out;
-  }
+  // the model-vs-kernel comparison's verdict (verdict.js): the only source of difference marks
+  const VD = window.cowscopeVerdict(META, { el, kb, hex });
 
   // ---------------------------------------------------------------- events
   let EV = null;
@@ -194,7 +189,7 @@
       const a = view.lo + c * L.per;
       const b = Math.min(view.hi, a + L.per);
       let code;
-      const flags = [0, 0];
+      const flags = new Array(marks.length).fill(0);
       if (L.per === 1) {
         code = d.code[a];
         for (let k = 0; k < marks.length; k++) flags[k] = marks[k].mask[a];
@@ -202,8 +197,10 @@
         cnt.fill(0);
         for (let i = a; i < b; i++) {
           cnt[d.code[i]]++;
-          for (let k = 0; k < marks.length; k++) if (marks[k].mask[i]) flags[k] = 1;
+          for (let k = 0; k < marks.length; k++) if (marks[k].mask[i]) flags[k]++;
         }
+        // a mark on "all" pages (not compared) covers a run only when all its pages have it
+        for (let k = 0; k < marks.length; k++) flags[k] = marks[k].all ? flags[k] === b - a : flags[k] > 0;
         code = 0;
         for (let k = 1; k < colours.length; k++) if (cnt[k] > 0 && cnt[k] >= cnt[code]) code = k;
       }
@@ -213,10 +210,12 @@
       ctx.fillRect(x + inset, y + inset, L.cs - 2 * inset, L.cs - 2 * inset);
       for (let k = 0; k < marks.length; k++) if (flags[k]) outlined.push([x, y, k]);
     }
-    // marks: changed pages get a dark top-left corner, model/kernel differences a magenta bottom-right one
+    // marks: changed pages get a dark top-left corner, the comparison's differences a magenta
+    // bottom-right one (grey: excluded); pages not compared are washed out ("fill")
     const h = Math.max(3, Math.ceil(L.cs * 0.6));
     for (const [x, y, k] of outlined) {
       ctx.fillStyle = marks[k].colour;
+      if (marks[k].corner === "fill") { ctx.fillRect(x, y, L.cs, L.cs); continue; }
       ctx.beginPath();
       if (marks[k].corner === "br") {
         ctx.moveTo(x + L.cs, y + L.cs - h); ctx.lineTo(x + L.cs, y + L.cs); ctx.lineTo(x + L.cs - h, y + L.cs);
@@ -246,7 +245,7 @@
   }
   function hideTip() { tip.hidden = true; }
 
-  function tipText(pid, m, d, cell, changed, diff, other, withEvents, cls) {
+  function tipText(pid, m, d, cell, changed, mv, other, withEvents, cls) {
     if (cell.b - cell.a === 1) {
       const i = cell.a;
       const addr = m.start + i * PAGE;
@@ -254,17 +253,23 @@
         ...(cls ? [`class: ${CL_NAMES[cls[i]]}`] : []),
         `PFN: ${d.pfn[i] > 0 ? hex(d.pfn[i]) : d.code[i] === 0 ? "-" : "hidden"}   map count: ${d.mc[i]}`];
       if (changed && changed[i]) lines.push("changed since the previous checkpoint");
-      if (diff && diff[i]) lines.push(`differs: ${other.name} says ${other.d ? NAMES[other.d.code[i]] ?? "-" : "-"}`);
+      if (other && other.d) lines.push(`${other.name}: ${NAMES[other.d.code[i]] ?? "-"}`);
+      if (mv) lines.push(...mv.pageLines(i));
       if (withEvents) lines.push("last change: " + eventText(lastEvent(cur, pid, addr, d.pfn[i])));
       return lines.join("\n");
     }
     const c = codeCounts(d.code, cell.a, cell.b);
-    let nch = 0, ndiff = 0;
-    for (let i = cell.a; i < cell.b; i++) { if (changed && changed[i]) nch++; if (diff && diff[i]) ndiff++; }
+    let nch = 0, ndiff = 0, nnot = 0;
+    for (let i = cell.a; i < cell.b; i++) {
+      if (changed && changed[i]) nch++;
+      if (mv && mv.diff[i]) ndiff++;
+      if (mv && mv.notcmp[i]) nnot++;
+    }
     const lines = [`${hex(m.start + cell.a * PAGE)}–${hex(m.start + cell.b * PAGE)}  pages ${cell.a}–${cell.b - 1}`,
       countsText(c)];
     if (nch) lines.push(`${nch} changed since the previous checkpoint`);
-    if (ndiff) lines.push(`${ndiff} differ from ${other.name}`);
+    if (ndiff) lines.push(`${ndiff} differ (the comparison's differences)`);
+    if (nnot) lines.push(`${nnot} not compared`);
     lines.push("click to zoom in");
     return lines.join("\n");
   }
@@ -301,15 +306,12 @@
     for (let i = 0; i < changed.length; i++) nch += changed[i];
     box.appendChild(el("span", { class: "changed", "data-changed": nch },
       step > 0 && nch ? `${nch} changed since step ${step}` : ""));
-    let kd = null, diff = null;
-    if (m.cmp && m.cmp.pages) {
-      kd = pages(m.cmp.pages);
-      diff = diffMask(d, kd, m.npages);
-      let nd = 0;
-      for (let i = 0; i < diff.length; i++) nd += diff[i];
-      box.appendChild(el("span", { class: "diff", "data-diff": nd }, `${nd} pages differ from the kernel`));
-    } else if (META.compare) {
-      box.appendChild(el("span", { class: "diff", "data-diff": "" }, "no kernel counterpart"));
+    const kd = m.cmp && m.cmp.pages ? pages(m.cmp.pages) : null;
+    const mv = VD.mapping(m);
+    if (META.compare && !kd) box.appendChild(el("span", { class: "nopages" }, "no kernel counterpart"));
+    if (mv) {
+      box.appendChild(VD.mappingInfo(mv));
+      if (mv.ncmp === 0) box.classList.add("not-compared");
     }
     const key = p.pid + ":" + m.start;
     if (!views.has(key)) views.set(key, { lo: 0, hi: m.npages });
@@ -330,13 +332,14 @@
       panes.push({ c, data, marks, other, withEvents, L: null, colours: data === shown && byClass ? CL_COLOURS : null });
     };
     const chMark = { mask: changed, colour: "#000" };
-    const dfMark = diff ? { mask: diff, colour: "#ff00ff", corner: "br" } : null;
-    mk(srcName, shown, dfMark ? [chMark, dfMark] : [chMark], { name: "kernel", d: kd }, true);
+    const vMarks = mv ? VD.marks(mv) : [];
+    const kname = META.steps[step].cmp ? META.steps[step].cmp.source : "kernel";
+    mk(srcName, shown, [...vMarks.slice(0, 1), chMark, ...vMarks.slice(1)], { name: kname, d: kd }, true);
     if (kd) {
       const c = m.cmp;
-      mk(`${META.steps[step].cmp ? META.steps[step].cmp.source : "kernel"}: pid ${c.pid} ${c.label}` +
+      mk(`${kname}: pid ${c.pid} ${c.label}` +
         (c.shift ? ` (aligned, shift ${c.shift} pages)` : "") + (c.outside ? `, ${c.outside} pages outside it` : ""),
-        kd, [dfMark], { name: srcName, d }, false);
+        kd, vMarks, { name: srcName, d }, false);
     }
     const redraw = () => {
       const L0 = layout(view.hi - view.lo);
@@ -356,7 +359,7 @@
       pane.c.addEventListener("mousemove", (ev) => {
         const cell = cellAt(pane.c, pane.L, view, ev);
         if (!cell) return hideTip();
-        showTip(ev, tipText(p.pid, m, pane.withEvents ? d : pane.data, cell, pane.withEvents ? changed : null, diff,
+        showTip(ev, tipText(p.pid, m, pane.withEvents ? d : pane.data, cell, pane.withEvents ? changed : null, mv,
           pane.other, pane.withEvents, pane.withEvents && m.classes ? col(m.classes) : null));
       });
       pane.c.addEventListener("mouseleave", hideTip);
@@ -378,6 +381,7 @@
   function isEmpty(step, p, m) {
     // nothing resident now, and nothing was resident at the previous step either
     if (!m.pages) return false;
+    if (m.verdict && (m.verdict.marks.length || m.verdict.notes.length)) return false;
     const resident = (c) => Object.keys(c || {}).some((k) => k !== "not present" && c[k] > 0);
     if (resident(m.counts) || (m.cmp && resident(m.cmp.counts))) return false;
     const pm = findPrev(step, p.pid, m);
@@ -394,6 +398,8 @@
       const box = el("div", { class: "proc", "data-pid": p.pid });
       box.appendChild(el("h3", null, `pid ${p.pid} ${p.name} (ppid ${p.ppid})` +
         (p.cmp ? ` ↔ kernel pid ${p.cmp.pid}` : "")));
+      const pv = VD.processInfo(p);
+      if (pv) box.appendChild(pv);
       const showEmpty = document.getElementById("show-empty").checked;
       let hidden = 0;
       for (const m of p.mappings) {
@@ -415,10 +421,13 @@
     const hdr = ["process", "pid", "RSS", "PSS", "USS"];
     const withClasses = step.processes.some((p) => p.classes);
     if (withClasses) hdr.push(...CLASS_FIGS.map(([, h]) => h));
-    if (META.compare) hdr.push("kernel RSS", "kernel PSS", "kernel USS");
+    if (META.compare) {
+      VD.treeHeader(t, withClasses ? CLASS_FIGS.length : 0);
+      hdr.push("RSS", "PSS", "USS");
+    }
     const thr = el("tr");
     hdr.forEach((h, i) => thr.appendChild(el("th", i === 0 ? { class: "l" } : null, h)));
-    t.appendChild(el("thead")).appendChild(thr);
+    (t.tHead || t.appendChild(el("thead"))).appendChild(thr);
     const body = el("tbody");
     t.appendChild(body);
     const pids = new Set(step.processes.map((p) => p.pid));
@@ -468,6 +477,8 @@
       body.appendChild(tr);
     }
     root.appendChild(t);
+    const cap = VD.treeCaption();
+    if (cap) root.appendChild(cap);
   }
 
   // ---------------------------------------------------------------- timeline
@@ -639,14 +650,7 @@
       });
       lg.appendChild(cl);
     }
-    if (META.compare) {
-      const df = el("span", { class: "legend-item" });
-      const s2 = el("span", { class: "swatch" });
-      s2.style.background = "linear-gradient(135deg, #fff 55%, #ff00ff 55%)";
-      df.appendChild(s2);
-      df.appendChild(document.createTextNode("model and kernel differ"));
-      lg.appendChild(df);
-    }
+    VD.legend(lg);
   }
   function numbered(i, label) {
     // step number in front, unless the label already starts with it
@@ -663,6 +667,7 @@
       list.appendChild(el("li")).appendChild(b);
     });
     slider.addEventListener("input", () => setStep(Number(slider.value)));
+    VD.markSteps();
   }
   function stepInfo() {
     const s = META.steps[cur];
@@ -680,7 +685,9 @@
     document.getElementById("step-info").textContent = stepInfo();
     document.getElementById("step-note").textContent = META.steps[i].note || "";
     document.body.dataset.step = i;
+    VD.stepPanel(i);
     renderTree();
+    VD.comparedTable(i);
     renderMaps();
     if (document.getElementById("f-step").checked) renderEvents(true);
     if (TL && window.Plotly) Plotly.relayout("timeline", { shapes: [currentShape()] });
@@ -707,6 +714,7 @@
       document.getElementById("colour-by").addEventListener("change", () => renderMaps());
     }
     renderLegend();
+    VD.header();
     renderSteps();
     setupFilters();
     renderEvents(true);
