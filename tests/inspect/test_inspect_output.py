@@ -267,3 +267,37 @@ def test_hostile_names_and_paths_are_printed_plainly(tmp_path, capsys) -> None:
     assert rc == 0
     assert "[/]\\x1b[2J[red]x" in out and "x[/]y\\x1b[2J" in out and "[heap]" in out
     assert "\x1b" not in out
+
+
+GROWS_AFTER_FORK = """
+import mmap, os, sys, time
+def filled(n, byte):
+    m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    m.write(byte * n)
+    return m
+a = filled(16 << 20, b"a")
+time.sleep(0.8)
+if os.fork() == 0:
+    time.sleep(30)
+    os._exit(0)
+b = filled(48 << 20, b"b")   # the parent grows by 48 MiB after its fork
+time.sleep(30)
+"""
+
+
+def test_command_is_reported_from_its_first_fork(tmp_path, capsys) -> None:
+    """`inspect -- COMMAND` reads the command until it forks: the parent's resident memory at the fork
+    is known (not only at the first sample), and the child's history starts at its fork."""
+    rec = tmp_path / "run.jsonl"
+    rc = main(["inspect", "--save", str(rec), "--watch", "0.3", "--count", "8", "--max-duty", "1", "--",
+               sys.executable, "-c", GROWS_AFTER_FORK])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    r = load_recording(rec)
+    last = r.trees[r.last_seq()]
+    at_fork, now = last["parent_rss_at_fork_kb"], last["parent_rss_kb"]
+    assert at_fork is not None and 16 * 1024 < at_fork < now - 40 * 1024
+    assert 0 <= last["at_fork_read_age_s"] < 0.5
+    child = next(o for o in r.processes[r.last_seq()] if o["parent_in_tree"])
+    assert child["history"] == "fork"
+    assert "at the first fork" in out.out

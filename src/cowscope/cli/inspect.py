@@ -16,7 +16,7 @@ from rich.console import Console
 from ..inspect.figures import Exited, ProcessFigures, Sample
 from ..inspect.recording import compare_table, header_object, load_recording, write_sample
 from ..inspect.render import SORT_KEYS, exit_line, sample_view
-from ..inspect.run import DEFAULT_DUTY, DutyCycle, follow
+from ..inspect.run import DEFAULT_DUTY, DutyCycle, ForkWatch, follow
 from ..inspect.sample import MODES, Sampler
 from ..inspect.snapshots import snapshot_of, with_classes
 from ..observe.procfs import linux_problem
@@ -275,10 +275,21 @@ class _Run:
     snapshots: list[Snapshot] = field(default_factory=list)
     exits: list[Exited] = field(default_factory=list)  # every process seen to exit, in order
 
+    fork: ForkWatch | None = None  # `-- COMMAND`: watching for the first fork
+
     @property
     def trend_top(self) -> int:
-        """The one scale of every sharing trend: the parents' resident memory at the first sample."""
+        """The one scale of every sharing trend: the parents' resident memory at the first fork when
+        it is known, else at the first sample."""
+        if self.fork is not None and self.fork.forked and self.fork.rss_kb is not None:
+            return self.fork.rss_kb
         return self.first.totals.parent_rss_kb if self.first is not None else 0
+
+    def at_fork(self, s: Sample) -> None:
+        """Put the roots' resident memory at the first fork, once known, into the sample's totals."""
+        if self.fork is not None and self.fork.forked and self.fork.rss_kb is not None:
+            s.totals.parent_rss_at_fork_kb = self.fork.rss_kb
+            s.totals.at_fork_read_age_s = round(self.fork.age_s or 0.0, 3)
 
     def add(self, s: Sample, html: bool) -> None:
         """Take in one sample: trends, "change since start", and (for --html) a snapshot."""
@@ -326,15 +337,17 @@ def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: sub
     watching = args.watch is not None or proc is not None
     interval = args.watch if args.watch is not None else 1.0
     live = _live(args, console, watching)
-    state = _Run()
+    state = _Run(fork=ForkWatch(sampler, duty) if proc is not None else None)
 
     def stopped() -> bool:
         return proc is not None and proc.poll() is not None
 
     try:
-        for s in follow(sampler, interval, duty, count=args.count if watching else 1, stop=stopped):
+        idle = state.fork.poll if state.fork is not None else None
+        for s in follow(sampler, interval, duty, count=args.count if watching else 1, stop=stopped, idle=idle):
             if proc is not None and s.skipped is None and (stopped() or _root_exiting(proc, s)):
                 break  # the command ended while we read: its tree is gone, not missed
+            state.at_fork(s)
             if save is not None:
                 write_sample(save, s, tree=True)
             if s.skipped is not None:

@@ -129,6 +129,10 @@ class TreeTotals:
     copied_by_parent_kb: int | None = None
     copied_identical_kb: int | None = None
     copied_compared_kb: int | None = None
+    #: `inspect -- COMMAND`: the roots' resident memory read just before their first fork, and how
+    #: long before the fork was seen that read was (run.ForkWatch); None otherwise
+    parent_rss_at_fork_kb: int | None = None
+    at_fork_read_age_s: float | None = None
 
     def add(self, pf: ProcessFigures) -> None:
         """Count one process in: its figures, and as a root (its parent is not inspected) or as a worker."""

@@ -86,6 +86,10 @@ class History:
         self._seen = {pid: _Seen(st, image, read_by, pages) for pid, st, image, pages in seen}
         self._refs = {pid: r for pid, r in self._refs.items() if pid in self._seen}
 
+    def note(self, pid: int, starttime: int, image: tuple[int, int], pages: cl.ProcPages, read_by: float) -> None:
+        """Keep one process's pages read outside a sample (ForkWatch: a root before its first fork)."""
+        self._seen[pid] = _Seen(starttime, image, read_by, pages)
+
     def image(self, pid: int) -> tuple[int, int] | None:
         """The image of a process as last seen."""
         s = self._seen.get(pid)

@@ -154,7 +154,10 @@ def totals_text(sample: Sample, first: Sample | None = None, exits: Sequence[Exi
         text.append(f"  really used (each frame once) {fmt_kb(tt.unique_kb)}", style="bold")
         text.append(f"  saved by sharing {fmt_kb(tt.rss_sum_kb - tt.unique_kb)}")
     text.append(f"\nparents' resident memory (ceiling CoW can erode) {fmt_kb(tt.parent_rss_kb)}")
-    if first is not None and first is not sample:
+    if tt.parent_rss_at_fork_kb is not None:
+        text.append(f" (at the first fork {fmt_kb(tt.parent_rss_at_fork_kb)}, read "
+                    f"{(tt.at_fork_read_age_s or 0) * 1000:.0f} ms before it was seen)")
+    elif first is not None and first is not sample:
         text.append(f" (at the first sample {fmt_kb(first.totals.parent_rss_kb)})")
     if tt.copied_kb is not None:
         text.append(f"  workers: shared w/ parent {fmt_kb(tt.shared_with_parent_kb)}"

@@ -25,7 +25,7 @@ from . import kinds
 from .content import COMPARE_PAGES, Identical, compare_copied
 from .figures import KB, Exited, MappingFigures, ProcessFigures, Sample, TreeTotals, mapping_figures
 from .history import History, attribute
-from .tree import Missed, discover, process_title
+from .tree import Missed, discover, has_children, process_title
 
 MODES = ("auto", "exact", "estimate", "summary")
 #: Mappings larger than this (16 GiB) are not read page by page (sparse reservations of huge VMAs).
@@ -176,6 +176,26 @@ class Sampler:
         carried = {pid: old for pid, old in self._seen.items() if pid in alive and pid not in now}
         self._seen, self._seen_ts = {**carried, **now}, s.ts
 
+    def observe_roots(self) -> int | None:
+        """Read the roots' pages for the history only (run.ForkWatch); their resident memory in kB
+        (None when none could be read or the mode reads no pages). A root that has no child once its
+        pages are read is known to have been read before any child's fork (a start time in clock
+        ticks could not tell within the same tick)."""
+        if self.mode == "summary":
+            return None
+        total = None
+        for pid in self.roots:
+            try:
+                r = self._read(pid, light=True)
+            except (ProcessGone, PermissionError, _KernelThread, _NotFound):
+                continue
+            assert r.pages is not None
+            if has_children(pid):
+                continue  # it forked while we read: what we read may be after the fork
+            self.history.note(pid, r.starttime, r.image, r.pages, read_by=0.0)  # older than every child
+            total = (total or 0) + int(np.count_nonzero(r.pages.real)) * KB
+        return total
+
     # -- reading -----------------------------------------------------------------------------
 
     def _read_or_error(self, pid: int) -> _Raw | BaseException:
@@ -184,8 +204,9 @@ class Sampler:
         except (ProcessGone, PermissionError, _KernelThread, _NotFound) as exc:
             return exc
 
-    def _read(self, pid: int) -> _Raw:
-        """Read one process: stat, then what the mode needs (rollup, maps + pagemap, smaps)."""
+    def _read(self, pid: int, light: bool = False) -> _Raw:
+        """Read one process: stat, then what the mode needs (rollup, maps + pagemap, smaps); `light`:
+        stat, maps and pagemap only."""
         try:
             st = procfs.read_stat(pid)
         except ProcessGone:
@@ -195,6 +216,10 @@ class Sampler:
         if st.state in ("Z", "X", "x"):
             raise ProcessGone(pid, "exited (zombie)")
         raw = _Raw(pid, st.ppid, st.name, None, starttime=st.starttime, image=st.image)
+        if light:
+            maps = self._readable_maps(raw)
+            raw.pages = cl.ProcPages.decode(maps, _read_pagemap(pid, maps), self.zero_pfns)
+            return raw
         raw.title = process_title(procfs.read_cmdline(pid))
         if self.mode != "exact":  # exact mode derives the same figures from the pages it reads anyway
             raw.rollup = procfs.read_smaps_rollup(pid).fields
@@ -257,6 +282,10 @@ class Sampler:
             self._content_problem = None
         self.history.remember([(r.pid, r.starttime, r.image, r.pages) for r in raws if r.pages is not None],
                               time.clock_gettime(time.CLOCK_BOOTTIME))
+        parents = {r.ppid for r in raws}
+        for r in raws:  # a process still childless after the sample was read before any child's fork
+            if r.pages is not None and r.pid not in parents and self.tree and not has_children(r.pid):
+                self.history.note(r.pid, r.starttime, r.image, r.pages, read_by=0.0)
 
     def _per_root(self, s: Sample, raws: list[_Raw], table: cl.PfnTable | None) -> None:
         """Each process's root (its oldest ancestor in the sample) and each root's own totals."""

@@ -20,6 +20,24 @@ class Missed:
         return {"pid": self.pid, "kind": self.kind, "reason": self.reason}
 
 
+def has_children(pid: int) -> bool:
+    """True if any thread of `pid` has a child now (/proc/PID/task/TID/children)."""
+    import os
+
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                if f.read().strip():
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 def read_pidfile(path: str) -> int:
     """The pid written in a pid file (gunicorn --pid, uWSGI --pidfile, Redis pidfile): ValueError
     saying what is wrong when it cannot be read or holds no pid."""
