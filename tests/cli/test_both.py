@@ -165,3 +165,21 @@ def test_a_wrong_model_rule_is_marked_on_exactly_its_pages(tmp_path, monkeypatch
     magenta = _magenta_per_step(html)
     if magenta:  # the mark is drawn on both panes of that page, at that checkpoint only
         assert magenta[2] > 0 and [n for k, n in enumerate(magenta) if k != 2] == [0] * 4
+
+
+def test_a_run_that_ends_early_on_the_kernel_still_gets_its_report(tmp_path) -> None:
+    """The kernel's run stops at a SIGSEGV the model does not have: fewer kernel checkpoints. The
+    report draws the model's, the kernel's where it has them, and lists the differences."""
+    f = tmp_path / "s.py"
+    f.write_text("def scenario(m):\n    p = m.spawn('P')\n    a = p.mmap(4096, 'r')\n    m.checkpoint('mapped')\n"
+                 "    if m.backend == 'linux':\n        p.write(a, b'x')\n    m.checkpoint('wrote')\n")
+    html = tmp_path / "r.html"
+    r = cowscope("run", str(f), "--on", "both", "--html", str(html))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    counted, excluded = map(int, TERMINAL.search(r.stdout).groups())
+    meta = _meta(html)
+    assert [s["label"] for s in meta["steps"]] == ["mapped", "wrote", "end"]
+    assert ["cmp" in s for s in meta["steps"]] == [True, False, False]
+    v = meta["verdict"]
+    assert (v["counted"], v["excluded"]) == (counted, excluded) and counted >= 2
+    assert any(d["text"].startswith("how the scenario ended") and d["shown"] == "" for d in v["differences"])

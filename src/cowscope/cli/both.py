@@ -10,6 +10,7 @@ from ..linux.tracefs import tracing_problem
 from ..verify.compare import compare, counted, render, run_traced
 from ..verify.events import EventScore, compare_events
 from ..verify.exclusions import EVENT_EXCLUSIONS, EXCLUSIONS
+from ..verify.verdict import build as build_verdict
 
 
 def run_both(args: argparse.Namespace) -> int:
@@ -32,14 +33,8 @@ def run_both(args: argparse.Namespace) -> int:
     print(render(model, linux, diffs))
     event_line, event_diffs = _print_events(model, linux)
     if html:
-        from ..report.html import write_report
-        from ..verify.verdict import build
-
-        amap = {a: linux.addresses[k] for k, a in model.addresses.items() if k in linux.addresses}
-        out = write_report(html, model.snapshots, events=list(model_machine.events), compare=linux.snapshots,
-                           title=f"cowscope run {args.scenario} --on both", address_map=amap,
-                           verdict=build(model, linux, diffs, event_diffs, event_line))
-        print(f"report written to {out} (model, with the kernel as the comparison series and its verdict)")
+        _write_html(html, args.scenario, model, linux, list(model_machine.events),
+                    build_verdict(model, linux, diffs, event_diffs, event_line))
     if not linux.kpage:
         print("note: no root: PFNs and /proc/kpagecount are unavailable; page identity and map counts "
               "are not compared")
@@ -47,6 +42,22 @@ def run_both(args: argparse.Namespace) -> int:
     if model.outcome and model.outcome == linux.outcome:
         return 2  # the scenario failed the same way on both
     return 1 if counted(diffs) or any(d.excluded is None for d in event_diffs) else 0
+
+
+def _write_html(path: str, scenario: str, model: Any, linux: Any, events: list[Any], verdict: Any) -> None:
+    """The HTML report: the model's checkpoints, the kernel's beside them (none where the kernel's run
+    ended earlier), the comparison's verdict."""
+    from ..report.html import write_report
+
+    snaps = model.snapshots
+    if not snaps:
+        print("no HTML report: the scenario ended on the model before its first checkpoint")
+        return
+    kernel = [*linux.snapshots[: len(snaps)], *[None] * (len(snaps) - len(linux.snapshots))]
+    amap = {a: linux.addresses[k] for k, a in model.addresses.items() if k in linux.addresses}
+    out = write_report(path, snaps, events=events, compare=kernel, title=f"cowscope run {scenario} --on both",
+                       address_map=amap, verdict=verdict)
+    print(f"report written to {out} (model, with the kernel as the comparison series and its verdict)")
 
 
 def _print_events(model: Any, linux: Any) -> tuple[str, list[Any]]:

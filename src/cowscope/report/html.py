@@ -47,7 +47,7 @@ def _asset(name: str) -> str:
 
 
 def render_html(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
-                compare: Sequence[Snapshot] | None = None, title: str = "cowscope report",
+                compare: Sequence[Snapshot | None] | None = None, title: str = "cowscope report",
                 address_map: dict[int, int] | None = None, notes: Sequence[str] | None = None,
                 verdict: Verdict | None = None) -> str:
     """The complete report as one HTML string."""
@@ -61,7 +61,7 @@ def render_html(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = No
 
 
 def write_report(path: str | Path, snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
-                 compare: Sequence[Snapshot] | None = None, title: str = "cowscope report",
+                 compare: Sequence[Snapshot | None] | None = None, title: str = "cowscope report",
                  address_map: dict[int, int] | None = None, notes: Sequence[str] | None = None,
                  verdict: Verdict | None = None) -> Path:
     """Write a self-contained HTML report of `snapshots` (and a second series to compare) to `path`.

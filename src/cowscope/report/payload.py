@@ -238,7 +238,7 @@ class _Builder:
                 "shift": shift, "pages": cpl, "outside": outside, "counts": _counts(cm)}
 
 
-def _check_series(snapshots: Sequence[Snapshot], compare: Sequence[Snapshot] | None,
+def _check_series(snapshots: Sequence[Snapshot], compare: Sequence[Snapshot | None] | None,
                   notes: Sequence[str] | None) -> None:
     """ValueError unless there is a snapshot, and notes and compare (if given) have one per snapshot."""
     if not snapshots:
@@ -250,13 +250,14 @@ def _check_series(snapshots: Sequence[Snapshot], compare: Sequence[Snapshot] | N
 
 
 def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = None,
-                  compare: Sequence[Snapshot] | None = None, title: str = "cowscope report",
+                  compare: Sequence[Snapshot | None] | None = None, title: str = "cowscope report",
                   address_map: dict[int, int] | None = None, notes: Sequence[str] | None = None,
                   verdict: Verdict | None = None) -> tuple[dict[str, Any], str]:
     """The report's metadata (JSON-able) and its base64 deflated binary blob.
 
-    `verdict` is the comparison's (model vs kernel): the only source of difference marks; a
-    `compare` series without one is drawn beside the main series, unjudged."""
+    `compare` holds one snapshot per step (None where that series has none, e.g. its run ended
+    earlier). `verdict` is the comparison's (model vs kernel): the only source of difference marks;
+    a `compare` series without one is drawn beside the main series, unjudged."""
     _check_series(snapshots, compare, notes)
     ev = assign_events(snapshots, events)
     b = _Builder(ev, address_map)
@@ -267,7 +268,7 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
             "legend_groups": [{"char": c, "name": n} for c, n in strips.LEGEND],
             "steps": steps, "events": events_meta(b.blob, ev, ev_map), "mapping_names": b.mapping_names,
             "compare": compare is not None, "page_size": PAGE_SIZE, "outside_code": OUTSIDE,
-            "sources": sorted({s.source for s in [*snapshots, *(compare or [])]}),
+            "sources": sorted({s.source for s in [*snapshots, *(compare or [])] if s is not None}),
             "class_legend": [{"code": i, "char": c, "name": n, "colour": col}
                              for i, (c, n, col) in enumerate(snapshots[-1].class_legend)],
             "verdict": place_verdict(verdict, steps) if verdict is not None else None}
