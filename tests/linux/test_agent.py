@@ -58,7 +58,10 @@ def test_memory_ops_and_views(machine) -> None:
     p.write_u64(a + 2 * PAGE, 2**64 - 2)
     assert p.read_u64(a + 2 * PAGE) == 2**64 - 2
     vmas = [v for v in p.maps() if v.start <= a < v.end]
-    assert len(vmas) == 1 and (vmas[0].start, vmas[0].end) == (a, a + 3 * PAGE)  # guard pages isolate it
+    # one VMA holds it (it may have merged with a neighbouring anonymous mapping, as in the model:
+    # the agent adds no flags, such as MADV_NOHUGEPAGE, that the model's mmap would not)
+    assert len(vmas) == 1 and vmas[0].start <= a and a + 3 * PAGE <= vmas[0].end
+    assert "nh" not in next(s for s in p.smaps() if s.vma.start <= a < s.vma.end).vm_flags
     assert [e.present for e in p.pagemap(a, 3)] == [True, True, True]
     big = p.read(a, 3 * PAGE)
     assert len(big) == 3 * PAGE and big[PAGE:2 * PAGE] == b"\x7f" * PAGE
@@ -118,6 +121,21 @@ def test_vfork_suspends_parent_until_exec(machine) -> None:
     assert v.alive and v.ppid == p.pid
     with pytest.raises(Segfault):
         v.read(a, 1)  # the fresh image has nothing there
+
+
+def test_a_forked_agents_death_is_seen_after_its_vfork_child_execed(machine) -> None:
+    """A fork child's control socket must not leak into a process its vfork child execs: the
+    controller waits for that socket to close when the agent dies (it waited 300 s, then timed
+    out, when the socket was not close-on-exec)."""
+    q = machine.spawn().fork()
+    v = q.vfork()
+    v.exec()
+    a = q.malloc(24)
+    q.write_u64(a + 24, 0xDEAD0000000)  # the top chunk's size: glibc aborts at the next split
+    t = time.monotonic()
+    with pytest.raises(Aborted, match="corrupted top size"):
+        q.malloc(5000)
+    assert time.monotonic() - t < 5 and not q.alive and v.alive
 
 
 def test_build_cache_rebuilds_on_source_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

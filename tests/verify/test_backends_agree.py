@@ -286,3 +286,29 @@ def test_malloc_extras_agree() -> None:
         m.checkpoint("trimmed")
 
     _agree(scenario)
+
+
+def test_calloc_after_a_trim_and_a_foreign_sbrk_agree() -> None:
+    """Random differential findings in glibc's malloc on a model process: calloc clears only the
+    old top's bytes (sbrk memory taken again after a trim stays unfaulted, as real glibc leaves
+    it), and a brk moved by sbrk() outside malloc is seen by its next trim (glibc's __curbrk)."""
+
+    def scenario(m: Any) -> None:
+        p = m.spawn("P")
+        a = p.malloc(5000)
+        p.fill(a, 5000, 0xFC)
+        p.malloc_trim(0)
+        c = p.calloc(4, 8751)
+        m.checkpoint("calloc after trim")
+        q = m.spawn("Q")
+        q.sbrk(5 * 4096)                 # before malloc starts
+        b = q.malloc(1000)
+        q.malloc(5000)
+        q.fork()
+        q.sbrk(5 * 4096)                 # malloc's top no longer ends at the break
+        q.free(b)
+        q.malloc_trim(0)
+        m.checkpoint("trim after a foreign sbrk")
+        del c
+
+    _agree(scenario)

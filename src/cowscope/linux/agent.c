@@ -217,7 +217,7 @@ static void op_fork(struct cmd *c)
 	int sv[2];
 	pid_t pid;
 	(void)c;
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) {
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) { /* no leak into an exec */
 		reply(T_RESULT, -1, errno, 0);
 		return;
 	}
@@ -252,7 +252,7 @@ static void op_vfork(struct cmd *c)
 	pid_t pid;
 	int e;
 	(void)c;
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) {
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) { /* no leak into an exec */
 		reply(T_RESULT, -1, errno, 0);
 		return;
 	}

@@ -292,8 +292,8 @@ class Machine:
 
     def model_config(self) -> dict[str, Any]:
         """What the model needs to behave as this host: `model.Machine(**linux.model_config())`.
-        RAM and swap (the overcommit heuristic's limit), the overcommit sysctls, protection keys of
-        the CPU, and read_ahead_kb of the disk this machine's files live on."""
+        RAM and swap (the overcommit heuristic's limit), the overcommit sysctls, the THP mode, protection
+        keys of the CPU, and read_ahead_kb of the disk this machine's files live on."""
         return host_model_config(os.path.join(self._dir, "files"))
 
     def live_processes(self) -> list[Process]:
@@ -407,10 +407,26 @@ def host_model_config(files_dir: str | None = None) -> dict[str, Any]:
         except (OSError, ValueError):
             pass
     cfg["pkeys"] = _cpu_has_pkeys()
+    cfg.update(_thp_settings())
     ra = _read_ahead_kb(files_dir)
     if ra is not None:
         cfg["read_ahead_kb"] = ra
     return cfg
+
+
+def _thp_settings() -> dict[str, Any]:
+    """The host's transparent huge page mode ([madvise] in .../enabled) and use_zero_page."""
+    out: dict[str, Any] = {}
+    base = "/sys/kernel/mm/transparent_hugepage"
+    try:
+        with open(f"{base}/enabled") as fh:
+            text = fh.read()
+        out["thp"] = text[text.index("[") + 1:text.index("]")]
+        with open(f"{base}/use_zero_page") as fh:
+            out["thp_zero_page"] = fh.read().strip() == "1"
+    except (OSError, ValueError):
+        pass
+    return out
 
 
 def _cpu_has_pkeys() -> bool:

@@ -27,7 +27,6 @@ from .libc import GlibcCalls
 from .views import ProcessViews
 from .wire import (
     MMAP_FIXED,
-    MMAP_NOHUGE,
     MMAP_POPULATE,
     MMAP_SHARED,
     OP_BRK,
@@ -333,8 +332,9 @@ class Process(ProcessViews, GlibcCalls):
 
     def mmap(self, length: int, prot: str | int = "rw", shared: bool = False, file: File | None = None,
              offset: int = 0, addr: int | None = None, fixed: bool = False, populate: bool = False) -> int:
-        """mmap(2); `populate` is MAP_POPULATE. Every mapping gets MADV_NOHUGEPAGE (no THP)."""
-        flags = (MMAP_SHARED if shared else 0) | (MMAP_FIXED if fixed else 0) | MMAP_NOHUGE
+        """mmap(2); `populate` is MAP_POPULATE. The VMA gets the flags mmap gives it and no more
+        (THP follows the host's mode, which the model is given: `Machine.model_config`)."""
+        flags = (MMAP_SHARED if shared else 0) | (MMAP_FIXED if fixed else 0)
         flags |= MMAP_POPULATE if populate else 0
         path = file.real_path.encode() if file is not None else b""
         ret, _ = self._call(OP_MMAP, length, prot_bits(prot), flags, addr or 0, offset, payload=path,

@@ -25,6 +25,7 @@ MERGED_VMA = "smaps of a VMA reaching beyond its region"
 RECYCLED = "page replaced after a drop"
 CHUNK_VMA = "VMAs around malloc's mmap'd chunks"
 LAZYFREE = "copy or reuse after MADV_FREE"
+MLOCK_BATCH = "copy or reuse after mlock"
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,8 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
         why = EXCLUSIONS[RECYCLED] if ra.get("recycled") or rb.get("recycled") else None
         if ra.get("lazyfree") or rb.get("lazyfree"):
             why = EXCLUSIONS[LAZYFREE]
+        elif ra.get("mlocked") or rb.get("mlocked"):
+            why = EXCLUSIONS[MLOCK_BATCH]
         out.append(Diff(f"{at} new page since last checkpoint at p{idx}", [ra["moved"][i] for i in idx],
                         [rb["moved"][i] for i in idx], why, pages=tuple(idx)))
     va, vb = ra["vmas"], rb["vmas"]
@@ -243,15 +246,26 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
         vat = f"{at} vma{list(v['pages'])}"
         for f in ("perms", "vmflags", "thp_eligible"):
             if v.get(f) != w.get(f):
-                out.append(Diff(f"{vat} {f}", v[f], w[f]))
+                out.append(Diff(f"{vat} {f}", v[f], w[f], _merged_flag(f, v, w, g)))
         lo, hi = v["pages"]
         excl = EXCLUSIONS[FAULT_AROUND] if any(lo <= i < hi for i in fault_around_pages) else None
-        if lo < 0 or hi > len(ra["pages"]):
+        n = len(ra["pages"])
+        if lo < 0 or hi > n or w["pages"][0] < 0 or w["pages"][1] > n:  # merged on either side
             excl = EXCLUSIONS[MERGED_VMA]
         for f in SMAPS_COMPARED:
             if v["smaps"].get(f, 0) != w["smaps"].get(f, 0):
                 out.append(Diff(f"{vat} {f}", v["smaps"].get(f, 0), w["smaps"].get(f, 0), excl))
     return out
+
+
+def _merged_flag(field: str, v: dict[str, Any], w: dict[str, Any], guarded: int) -> str | None:
+    """An unguarded (moved) region may have merged with a neighbour, whose anon_vma it then shares:
+    that decides whether a later mprotect to read-only drops VM_ACCOUNT. A difference in "ac" alone
+    is placement there, not behaviour."""
+    if field != "vmflags" or guarded:
+        return None
+    a, b = set(str(v.get(field, "")).split()), set(str(w.get(field, "")).split())
+    return EXCLUSIONS[MERGED_VMA] if a ^ b == {"ac"} else None
 
 
 def counted(diffs: list[Diff]) -> list[Diff]:

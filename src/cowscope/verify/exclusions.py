@@ -22,9 +22,6 @@ EXCLUSIONS = {
     "them; informational only (kernel-conformance.md conventions)",
     "smaps LazyFree": "MADV_FREE pages reach LazyFree only when the per-CPU LRU batch drains "
     "(0 or all pages on the kernel, C33)",
-    "VmFlags nh": "the agent puts MADV_NOHUGEPAGE on every region that does not ask for huge "
-    "pages (MADV_HUGEPAGE replaces it), so THP enters only where a scenario wants it (the kernel's "
-    "THP mode is madvise, as the model's default; the model's regions have no flag)",
     "untouched file/shmem pages": "read fault-around maps 0-15 neighbouring page-cache pages "
     "opportunistically; only pages a process accessed are compared in file and shmem regions, and "
     "a page's map count is not compared where another process mapped it by fault-around",
@@ -34,7 +31,10 @@ EXCLUSIONS = {
     "smaps of a VMA reaching beyond its region": "a region whose edge pages became PROT_NONE merges "
     "with its guard pages and then possibly with a neighbouring mapping, whose placement differs "
     "between backends: such a VMA's range is compared up to the guard pages, its smaps are not "
-    "the region's own (the region's pages still are compared)",
+    "the region's own (the region's pages still are compared). A region mremap moved has no guard "
+    "pages: where it landed decides what it merged with, so its VMA ranges are compared clipped to "
+    "the region, and VM_ACCOUNT ('ac') after an mprotect (kept when the merge gave it a "
+    "neighbour's anon_vma) is not compared",
     "page replaced after a drop": "after a process drops pages of a region (DONTNEED, munmap, "
     "mremap, free, brk shrink) and faults them again, the page allocator may hand back the very "
     "same frame; whether a page was replaced since the last checkpoint is then not comparable "
@@ -42,6 +42,10 @@ EXCLUSIONS = {
     "VMAs around malloc's mmap'd chunks": "a block malloc served by mmap has no guard pages: the "
     "VMAs around it depend on where each backend placed it among the other mappings; its pages are "
     "compared, the VMA layout and smaps of regions named P@n are not",
+    "copy or reuse after mlock": "mlock and munlock (also the munlock when a process that had "
+    "pages locked exits) queue the pages on a per-CPU mlock batch that holds a reference until it "
+    "drains, so a later write fault may copy a page that is mapped only once; whether pages of a "
+    "region ever locked were replaced is not compared",
     "copy or reuse after MADV_FREE": "MADV_FREE queues the pages on a per-CPU lazyfree batch that "
     "holds a reference until it drains (other activity on the CPU drains it), so a later write "
     "fault may copy a page that is mapped only once; whether such a region's pages were replaced "

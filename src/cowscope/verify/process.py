@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 #: prot of the guard pages around each region (PROT_NONE).
 GUARD_PROT = ""
+#: where an unplaced region starts: a PTE table (2 MiB) boundary on every backend
+REGION_ALIGN = 512 * PAGE_SIZE
 
 
 @dataclass
@@ -132,6 +134,7 @@ class TracedProcess:
         self.regions = []
         self.accessed = {}
         self.heap_base = self._tm._heap_of(self._p)
+        self._tm.forget_frames(self.key)  # the old image's frames are free: any may come back
 
     def exit(self, code: int = 0) -> None:
         """exit, logged with region-relative addresses."""
@@ -150,8 +153,10 @@ class TracedProcess:
 
     def mmap(self, length: int, prot: str = "rw", shared: bool = False, file: File | None = None,
              offset: int = 0, addr: int | None = None, fixed: bool = False, populate: bool = False) -> int:
-        """mmap; without addr, between two PROT_NONE guard pages (same on every backend), so the
-        region's VMA never merges with a neighbour and its smaps figures are its own."""
+        """mmap; without addr, between PROT_NONE guard pages (same on every backend), so the
+        region's VMA never merges with a neighbour and its smaps figures are its own, and starting
+        on a 2 MiB boundary: where a VMA starts within its PTE table decides the fault-around
+        window, so both backends place it alike."""
         return self._mmap(length, prot, shared, file, offset, addr, fixed, populate)
 
     def mmap_aligned(self, length: int, align: int, prot: str = "rw") -> int:
@@ -172,11 +177,10 @@ class TracedProcess:
                 return self._p.mmap(length, prot=prot, shared=shared, file=file, offset=offset,
                                     addr=addr, fixed=fixed, populate=populate)
             span = (length + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
-            reserved = span + 2 * PAGE_SIZE + align
+            step = align or REGION_ALIGN
+            reserved = span + 2 * PAGE_SIZE + step
             base = self._p.mmap(reserved, prot=GUARD_PROT)
-            start = base + PAGE_SIZE
-            if align:
-                start = (start + align - 1) // align * align
+            start = (base + PAGE_SIZE + step - 1) // step * step
             try:
                 return self._p.mmap(length, prot=prot, shared=shared, file=file, offset=offset,
                                     addr=start, fixed=True, populate=populate)
@@ -202,12 +206,20 @@ class TracedProcess:
 
 
     def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
-        """mremap, logged with region-relative addresses."""
+        """mremap, logged with region-relative addresses. Whether a growing region moved is logged
+        for a region between its guard pages (it has to move); one mremap already moved has no
+        guards, and whether it can grow in place depends on where each backend put it."""
         where = self.where(addr)
+        guarded = any(r.addr == addr and r.guarded for r in self.regions)
         self._drop(addr, old_len)
+
+        def shown(a: int) -> str:
+            """The outcome as compared."""
+            if not guarded and new_len > old_len:
+                return "grown (placement decides whether in place)"
+            return "moved" if a != addr else "in place"
         new = self._do("mremap", (where, old_len, new_len, may_move),
-                       lambda: self._p.mremap(addr, old_len, new_len, may_move=may_move),
-                       lambda a: "moved" if a != addr else "in place")
+                       lambda: self._p.mremap(addr, old_len, new_len, may_move=may_move), shown)
         for r in self.regions:
             if r.addr == addr:
                 r.guarded = r.guarded and new == addr and new_len <= r.length
@@ -244,11 +256,17 @@ class TracedProcess:
         self._mark(addr, length)
         self._gup(addr, length)
         self.locked |= self._keys(addr, length)
+        self._locked(addr, length)
         self._do("mlock", (self.where(addr), length), lambda: self._p.mlock(addr, length))
+
+    def _locked(self, addr: int, length: int) -> None:
+        """Regions [addr, addr+length) overlaps had pages through the per-CPU mlock batch."""
+        self._tm.mlocked.update(r.key for r in self.regions if r.addr < addr + length and addr < r.addr + r.length)
 
     def munlock(self, addr: int, length: int) -> None:
         """munlock, logged with region-relative addresses."""
         self.locked -= self._keys(addr, length)
+        self._locked(addr, length)
         self._do("munlock", (self.where(addr), length), lambda: self._p.munlock(addr, length))
 
     def brk(self, new_end: int | None = None) -> int:

@@ -68,6 +68,7 @@ class TracedMachine:
         self._event_mark = 0
         self.lazyfree: set[str] = set()  # regions that had MADV_FREE (see EXCLUSIONS)
         self.gup: set[str] = set()  # regions populated through get_user_pages since the last checkpoint
+        self.mlocked: set[str] = set()  # regions mlock/munlock touched (see EXCLUSIONS)
         self.backend_is_linux = backend == "linux"
         self.trace = Trace(backend)
         self.procs: list[TracedProcess] = []
@@ -241,6 +242,12 @@ class TracedMachine:
                 self.trace.addresses.setdefault(f"heap:{tp.key}", tp.heap_base)
         return take(self._m, label, source=self.backend, events=since)
 
+    def forget_frames(self, key: str) -> None:
+        """Process `key` released its address space (exec): the PFNs its regions had say nothing
+        about the frames its new ones get (a freed frame may come straight back)."""
+        for k in [k for k in self._labels if k[0] == key]:
+            del self._labels[k]
+
     def observe(self, places: dict[str, tuple[int, dict[str, tuple[int, int]]]] | None = None) -> dict[str, Any]:
         """Per process: state, exit status, per-region page tokens, PFN letters, VMAs; info figures.
         `places` gets each process's pid and each observed region's address and pages (not compared)."""
@@ -278,7 +285,7 @@ class TracedMachine:
                     vmas.append({
                         "pages": ((s.vma.start - r.addr) // PAGE_SIZE, (s.vma.end - r.addr) // PAGE_SIZE),
                         "perms": s.vma.perms,
-                        "vmflags": " ".join(f for f in s.vm_flags if f != "nh"),
+                        "vmflags": " ".join(s.vm_flags),
                         "thp_eligible": s.thp_eligible,
                         "smaps": {k: s.fields.get(k, 0) for k in SMAPS_COMPARED},
                     })
@@ -287,6 +294,7 @@ class TracedMachine:
                 regions[r.key] = {"pages": toks, "bits": pagemap_bits(raw), "moved": changed, "vmas": vmas,
                                   "recycled": r.key in tp.dropped, "guarded": r.guarded,
                                   "lazyfree": r.key in self.lazyfree,
+                                  "mlocked": r.key in self.mlocked,
                                   "filebacked": r.filebacked,
                                   "accessed": sorted(tp.accessed.get(r.key, ()))}
             entry["regions"] = regions

@@ -189,12 +189,24 @@ class Process:
         self._call(mlockmod.do_mlock, addr, length, False)
 
     def brk(self, new_end: int | None = None) -> int:
-        """brk(2): returns the current break (unchanged when the move is refused)."""
-        return self._call(mmapmod.do_brk, new_end)
+        """brk(2) through glibc's brk(): returns the current break (unchanged when the move is
+        refused); glibc's cached break (__curbrk, what malloc's MORECORE reads) follows it."""
+        got = self._call(mmapmod.do_brk, new_end)
+        self._sync_curbrk(got)
+        return got
 
     def sbrk(self, delta: int) -> int:
         """glibc sbrk(): the old break; SyscallError(ENOMEM) if the break cannot move."""
-        return self._call(mmapmod.do_sbrk, delta)
+        old = self._call(mmapmod.do_sbrk, delta)
+        self._sync_curbrk(old + delta)
+        return old
+
+    def _sync_curbrk(self, brk: int) -> None:
+        """glibc's brk()/sbrk() leave the new break in __curbrk, where malloc finds it: a brk moved
+        outside malloc is seen by its next trim or heap growth (ptmalloc keeps __curbrk)."""
+        a = self.allocator
+        if a is not None and getattr(a, "a_curbrk", None) and self.alive:
+            self._call(store, a.a_curbrk, brk.to_bytes(8, "little"))
 
     def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
         return self._call(mmapmod.do_mremap, addr, old_len, new_len, may_move)

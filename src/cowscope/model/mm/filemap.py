@@ -18,6 +18,7 @@ from .readahead import (
     page_cache_async_ra,
     page_cache_sync_ra,
 )
+from .vma import VM_RAND_READ, VM_SEQ_READ
 
 if TYPE_CHECKING:
     from ..fs.file import File
@@ -55,10 +56,11 @@ def filemap_fault(phys: PhysMem, vma: VMA, va: int, ra_pages: int) -> FileFault:
             return FileFault(f.add_to_page_cache(phys, pgoff), True, False)
         return FileFault(pfn, False, False)
     ra = file_ra(vma, ra_pages)
+    hint = "random" if vma.vm_flags & VM_RAND_READ else "sequential" if vma.vm_flags & VM_SEQ_READ else ""
     if pfn is not None:
-        do_async_mmap_readahead(phys, f, ra, pgoff)
+        do_async_mmap_readahead(phys, f, ra, pgoff, hint)
         return FileFault(pfn, False, False)
-    do_sync_mmap_readahead(phys, f, ra, pgoff)
+    do_sync_mmap_readahead(phys, f, ra, pgoff, hint)
     if pgoff not in f.page_cache:  # readahead off or the file shrank: read the one page
         f.add_to_page_cache(phys, pgoff)
     return FileFault(f.page_cache[pgoff], False, True)

@@ -24,6 +24,7 @@ from .ksm import ksm_madvise
 from .memory import BusError, zap_range
 from .mmap import populate
 from .page_alloc import PG_ANON, PG_DIRTY, PG_SWAPBACKED
+from .readahead import force_page_cache_ra
 from .swapfile import free_swap_entries
 from .vma import (
     MM,
@@ -32,7 +33,9 @@ from .vma import (
     VM_LOCKED,
     VM_MAYBE_GUARD,
     VM_NOHUGEPAGE,
+    VM_RAND_READ,
     VM_READ,
+    VM_SEQ_READ,
     VM_WIPEONFORK,
     VM_WRITE,
     VMA,
@@ -47,8 +50,10 @@ FLAG_ADVICE = {
     "dontfork": (VM_DONTCOPY, 0), "dofork": (0, VM_DONTCOPY),
     "wipeonfork": (VM_WIPEONFORK, 0), "keeponfork": (0, VM_WIPEONFORK),
     "hugepage": (VM_HUGEPAGE, VM_NOHUGEPAGE), "nohugepage": (VM_NOHUGEPAGE, VM_HUGEPAGE),
+    "sequential": (VM_SEQ_READ, VM_RAND_READ), "random": (VM_RAND_READ, VM_SEQ_READ),
+    "normal": (0, VM_SEQ_READ | VM_RAND_READ),
 }
-ADVICES = ("normal", "random", "sequential", "willneed", "dontneed", "free", "cold", "pageout",
+ADVICES = ("willneed", "dontneed", "free", "cold", "pageout",
            "mergeable", "unmergeable", "populate_read",
            "populate_write", "guard_install", "guard_remove", *FLAG_ADVICE)
 
@@ -88,6 +93,9 @@ def madvise_vma(m: Machine, pid: int, mm: MM, vma: VMA, lo: int, hi: int, advice
     """One VMA's part [lo, hi) of a madvise call (madvise_vma_behavior)."""
     if advice in FLAG_ADVICE:
         _madvise_flags(mm, vma, lo, hi, *FLAG_ADVICE[advice], advice)
+    elif advice == "willneed":
+        if vma.vm_file is not None and not vma.vm_file.is_shmem:  # vfs_fadvise(POSIX_FADV_WILLNEED)
+            force_page_cache_ra(m.phys, vma.vm_file, vma.pgoff_at(lo), (hi - lo) >> PAGE_SHIFT, m.ra_pages)
     elif advice == "dontneed":
         if vma.vm_flags & VM_LOCKED:
             raise SyscallError(EINVAL, "madvise", "MADV_DONTNEED on a locked mapping")

@@ -237,6 +237,8 @@ def handle_mm_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int, write: bool
         if vma.vm_file is None:
             return do_anonymous_page(m, pid, mm, vma, va, write)
         if vma.pgoff_at(va) >= vma.vm_file.npages:
+            if not write:  # do_read_fault faults around before filemap_fault finds EOF
+                do_fault_around(m, mm, vma, va)
             raise BusError(fault_va, f"beyond the end of {vma.vm_file.path} (SIGBUS)")
         if not write:
             return do_read_fault(m, pid, mm, vma, va)

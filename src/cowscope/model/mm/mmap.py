@@ -329,12 +329,11 @@ def move_vma(m: Machine, mm: MM, addr: int, old_len: int, new: int, new_len: int
     mm.pgd.free_tables([(v.vm_start, v.vm_end) for v in mm.vmas])
 
 
-def mm_populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool) -> None:
-    """MAP_POPULATE / mlock: fault the range in, ignoring what cannot be faulted (past EOF)."""
-    try:
-        populate(m, pid, mm, start, end, write)
-    except BusError:
-        pass
+def mm_populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool = False) -> None:
+    """MAP_POPULATE: fault the range in as GUP does for it (written if private and writable, read
+    with any access right otherwise), ignoring what cannot be faulted (PROT_NONE, past EOF)."""
+    for vma in list(mm.overlapping(start, end)):
+        populate_vma_page_range(m, pid, mm, vma, max(start, vma.vm_start), min(end, vma.vm_end))
 
 
 def populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool, force: bool = False) -> None:

@@ -128,11 +128,16 @@ def page_cache_async_ra(phys: PhysMem, f: File, ra: FileRaState, index: int, req
     ra_submit(phys, f, ra)
 
 
-def do_sync_mmap_readahead(phys: PhysMem, f: File, ra: FileRaState, pgoff: int) -> None:
+def do_sync_mmap_readahead(phys: PhysMem, f: File, ra: FileRaState, pgoff: int, hint: str = "") -> None:
     """A page fault missed the page cache: read around pgoff (ra_pages centred on it, marker a
-    quarter before the end), unless the mapping misses much more than it hits."""
-    if not ra.ra_pages:
+    quarter before the end), unless the mapping misses much more than it hits. `hint`: the VMA's
+    MADV_RANDOM ("random": just the page) or MADV_SEQUENTIAL ("sequential": a read(2)-style
+    window from pgoff)."""
+    if not ra.ra_pages or hint == "random":
         do_page_cache_ra(phys, f, pgoff, 1, 0)
+        return
+    if hint == "sequential":
+        page_cache_sync_ra(phys, f, ra, pgoff, ra.ra_pages)
         return
     ra.mmap_miss = min(ra.mmap_miss + 1, MMAP_LOTSAMISS * 10)
     if ra.mmap_miss > MMAP_LOTSAMISS:
@@ -144,9 +149,12 @@ def do_sync_mmap_readahead(phys: PhysMem, f: File, ra: FileRaState, pgoff: int) 
     ra_submit(phys, f, ra)
 
 
-def do_async_mmap_readahead(phys: PhysMem, f: File, ra: FileRaState, pgoff: int) -> bool:
+def do_async_mmap_readahead(phys: PhysMem, f: File, ra: FileRaState, pgoff: int, hint: str = "") -> bool:
     """A page fault found pgoff cached: one miss less; if it carries PG_readahead, read the next
-    window (True). The kernel retries such a fault, counted minor: the first attempt was not."""
+    window (True). The kernel retries such a fault, counted minor: the first attempt was not.
+    Not under MADV_RANDOM."""
+    if hint == "random" or not ra.ra_pages:
+        return False
     ra.mmap_miss = max(ra.mmap_miss - 1, 0)
     if pgoff not in f.ra_marks:
         return False
@@ -169,3 +177,11 @@ def page_cache_next_miss(f: File, index: int, max_scan: int) -> int:
         if pgoff not in f.page_cache:
             return pgoff
     return index + max_scan
+
+
+def force_page_cache_ra(phys: PhysMem, f: File, index: int, nr_to_read: int, ra_pages: int) -> None:
+    """POSIX_FADV_WILLNEED / MADV_WILLNEED: read the range in, window by window, with no
+    PG_readahead marker (force_page_cache_ra)."""
+    step = max(ra_pages, 1)
+    for start in range(index, index + nr_to_read, step):
+        do_page_cache_ra(phys, f, start, min(step, index + nr_to_read - start), 0)

@@ -25,6 +25,8 @@ VM_MAYEXEC = 0x40
 VM_MAYSHARE = 0x80
 VM_GROWSDOWN = 0x100
 VM_LOCKED = 0x2000
+VM_SEQ_READ = 0x8000              # MADV_SEQUENTIAL
+VM_RAND_READ = 0x10000            # MADV_RANDOM
 VM_DONTCOPY = 0x20000
 VM_DONTEXPAND = 0x40000
 VM_ACCOUNT = 0x100000
@@ -39,7 +41,8 @@ VM_MAYBE_GUARD = 1 << 11  # a formerly free low bit: the kernel prints 'gu' befo
 _MNEMONICS = (
     (VM_READ, "rd"), (VM_WRITE, "wr"), (VM_EXEC, "ex"), (VM_SHARED, "sh"), (VM_MAYREAD, "mr"),
     (VM_MAYWRITE, "mw"), (VM_MAYEXEC, "me"), (VM_MAYSHARE, "ms"), (VM_GROWSDOWN, "gd"),
-    (VM_MAYBE_GUARD, "gu"), (VM_LOCKED, "lo"), (VM_DONTCOPY, "dc"), (VM_DONTEXPAND, "de"), (VM_ACCOUNT, "ac"),
+    (VM_MAYBE_GUARD, "gu"), (VM_LOCKED, "lo"), (VM_SEQ_READ, "sr"), (VM_RAND_READ, "rr"),
+    (VM_DONTCOPY, "dc"), (VM_DONTEXPAND, "de"), (VM_ACCOUNT, "ac"),
     (VM_NORESERVE, "nr"), (VM_WIPEONFORK, "wf"), (VM_HUGEPAGE, "hg"), (VM_NOHUGEPAGE, "nh"),
     (VM_MERGEABLE, "mg"),
 )

@@ -11,7 +11,6 @@ from .layout import (
     AV_ATTACHED_THREADS,
     AV_BINS,
     AV_HAVE_FASTCHUNKS,
-    AV_MAX_SYSTEM_MEM,
     AV_MUTEX,
     AV_NEXT,
     AV_TOP,
@@ -28,7 +27,6 @@ from .layout import (
     MP_ARENA_TEST,
     MP_MMAP_THRESHOLD,
     MP_N_MMAPS_MAX,
-    MP_SBRK_BASE,
     MP_TCACHE_BINS,
     MP_TCACHE_COUNT,
     MP_TCACHE_MAX_BYTES,
@@ -301,14 +299,16 @@ class PtMalloc(FastPathMixin, ReallocMixin, StatsMixin, PtMallocCore, Allocator)
 
     def _calloc_oldtop(self, av: int) -> tuple[int, int]:
         """calloc's MORECORE_CLEARS bookkeeping: the top before the call and how much of it may
-        hold old bytes (main_arena: below sbrk's high-water mark; a heap: its mprotect'ed part)."""
+        hold old bytes (main_arena: the top itself; a heap: its mprotect'ed part). Measured on the
+        reference glibc: memory sbrk gave back after a trim and took again is not written by
+        calloc (its pages stay unfaulted), as MORECORE_CLEARS 2 has it, not 1's high-water mark."""
         if not av:
             return 0, 0
         r = self._r
         oldtop = r(av + AV_TOP)
         oldtopsize = self.chunksize(oldtop)
         if av == self.MAIN:
-            hw = (r(self.MP + MP_SBRK_BASE) + r(av + AV_MAX_SYSTEM_MEM) - oldtop) & MASK64
+            hw = 0
         else:
             heap = self.heap_for_ptr(oldtop)
             hw = (heap + r(heap + HI_MPROTECT_SIZE) - oldtop) & MASK64
