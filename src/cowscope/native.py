@@ -207,11 +207,12 @@ def _compile(cc: str, name: str, source: bytes, flags: tuple[str, ...], work: Pa
 def build(name: str, source: bytes, purpose: str, flags: tuple[str, ...] = ("-O2", "-Wall"),
           error: type[Exception] = NativeBuildError) -> Path:
     """The compiled `name` for this source: from the cache when verified, else compiled now
-    (builds of `name` for other sources removed once a day old)."""
+    (builds of `name` unused for STALE_DAYS removed: another checkout or version may still run its own)."""
     digest = hashlib.sha256(source).hexdigest()[:16]
     where = build_dir(error)
     out = where / f"{name}-{digest}"
     if verified(out):
+        os.utime(out.with_name(out.name + ".sha256"))  # last used: keeps it from being pruned
         return out
     cc = find_compiler(purpose, error)
     work = Path(tempfile.mkdtemp(prefix=f".{name}-build-", dir=where))
@@ -221,21 +222,24 @@ def build(name: str, source: bytes, purpose: str, flags: tuple[str, ...] = ("-O2
         os.replace(exe, out)  # atomic; replaces whatever entry had the name, never follows it
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _remove_stale(where, name, out)
+    _prune_unused(where, name, keep=out)
     return out
 
 
-#: Builds of other sources are removed once this old: not at once, since another cowscope (an
-#: older checkout, a concurrent run) may be about to start the binary it built a moment ago.
-STALE_SECONDS = 24 * 3600
+STALE_DAYS = 7
 
 
-def _remove_stale(where: Path, name: str, keep: Path) -> None:
-    """Remove builds of `name` for other sources that nobody has built for a day."""
-    cutoff = time.time() - STALE_SECONDS
-    for old in where.glob(f"{name}-*"):
+def _prune_unused(where: Path, name: str, keep: Path) -> None:
+    """Remove other builds of `name` whose record was last used STALE_DAYS ago or more (a build
+    another cowscope checkout or version uses now is kept, so it never vanishes under it)."""
+    cutoff = time.time() - STALE_DAYS * 86400
+    for record in where.glob(f"{name}-*.sha256"):
+        binary = record.with_name(record.name.removesuffix(".sha256"))
+        if binary == keep:
+            continue
         try:
-            if old.name not in (keep.name, keep.name + ".sha256") and old.lstat().st_mtime < cutoff:
-                old.unlink()
+            if record.lstat().st_mtime < cutoff:
+                binary.unlink(missing_ok=True)
+                record.unlink(missing_ok=True)
         except OSError:
-            pass
+            continue
