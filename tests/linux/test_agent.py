@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cowscope import native
 from cowscope.errors import Aborted, ProcessBlocked, ProcessGone, Segfault, SyscallError
 from cowscope.linux import build
 from cowscope.observe import procfs
@@ -147,11 +148,11 @@ def test_build_cache_rebuilds_on_source_change(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(build, "agent_source", lambda: src)
     second = build.agent_path()
     assert second != first and second.exists() and first.exists()  # another run may be about to start it
-    day_old = time.time() - 2 * 24 * 3600
-    os.utime(first, (day_old, day_old))
+    unused = time.time() - (native.STALE_DAYS + 1) * 24 * 3600
+    os.utime(first.with_name(first.name + ".sha256"), (unused, unused))
     monkeypatch.setattr(build, "agent_source", lambda: src + b"/* again */\n")
     third = build.agent_path()
-    assert third.exists() and second.exists() and not first.exists()  # builds a day old go
+    assert third.exists() and second.exists() and not first.exists()  # builds unused for a week go
 
 
 def test_no_compiler_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
