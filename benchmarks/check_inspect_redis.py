@@ -89,7 +89,7 @@ def main() -> int:
         client.call("BGSAVE")
         t = Table(title="the BGSAVE child, sampled by cowscope, beside Redis's own figure", title_justify="left")
         for h in ("t s", "child", "RSS", "shared", "copied", "by child/parent", "new", "released",
-                  "USS (copied+new)", "Redis current_cow_size", "history"):
+                  "USS", "Redis current_cow_size", "history"):
             t.add_column(h, justify="right")
         last: tuple[Sample, ProcessFigures] | None = None
         while time.time() - t0 < args.seconds:

@@ -104,3 +104,21 @@ def test_run_output_shows_names_and_paths_plainly() -> None:
     out = buf.getvalue()
     assert_shown_plainly(out)
     assert "step [/] \\x1b[2J" in out
+
+
+def test_new_inspector_outputs_show_bracketed_names_plainly() -> None:
+    """Titles in exit lines, the list of mappings a --pages name matches, kinds in --compare."""
+    from cowscope.inspect.figures import Exited
+    from cowscope.inspect.recording import Recording
+    from cowscope.inspect.render import page_picture, totals_text
+
+    s = hostile_sample()
+    s.exited = [Exited(7, 1, name, name, 0.0, 1.0) for name in HOSTILE]
+    assert_shown_plainly(render(totals_text(s)))
+    out = render(page_picture(s, "")[0])  # every mapping matches: all listed, the first drawn
+    assert f"{len(HOSTILE)} mappings match ''" in out
+    assert_shown_plainly(out)
+    worker = {"type": "process", "seq": 0, "pid": 2, "parent_in_tree": True, "copied_kb": 8, "mappings": [],
+              "kinds": {name: {"copied_kb": 4} for name in HOSTILE}}
+    rec = Recording("r", {}, {0: [worker]}, {0: {"type": "tree", "seq": 0}})
+    assert_shown_plainly(render(compare_table(rec, rec)))
