@@ -103,21 +103,24 @@ def _marks(meta: dict) -> set[tuple[int, int, int, bool]]:
             for j, i in m["verdict"]["marks"]}
 
 
-def _magenta_per_step(html: Path) -> list[int]:
-    """Magenta pixels on the page maps at each checkpoint, in headless Chromium ([] without it)."""
+def _in_browser(html: Path) -> tuple[list[int], str, list[int]]:
+    """In headless Chromium: magenta pixels on the page maps at each checkpoint, the header's verdict
+    and the differences the step list marks per checkpoint (([], "", []) without Chromium)."""
     from cowscope.report.browser import Browser, find_chromium
 
     if find_chromium() is None:
-        return []
+        return [], "", []
     with Browser() as b:
         b.open(html.resolve().as_uri(), READY)
         assert b.evaluate("document.body.dataset.ready") == "1" and b.evaluate("cowscopeReport.errors") == []
         b.evaluate("document.getElementById('show-empty').click()")  # every mapping, folded ones too
-        out = []
+        magenta = []
         for k in range(b.evaluate("cowscopeReport.meta.steps.length")):
             b.evaluate(f"cowscopeReport.setStep({k})")
-            out.append(b.evaluate(MAGENTA_PIXELS))
-        return out
+            magenta.append(b.evaluate(MAGENTA_PIXELS))
+        head = b.evaluate("document.querySelector('#verdict .verdict-line').textContent")
+        steps = b.evaluate("[...document.querySelectorAll('#step-list button')].map(b => +b.dataset.differences)")
+        return magenta, head, steps
 
 
 def test_three_sharers_report_says_what_the_terminal_says(tmp_path) -> None:
@@ -136,7 +139,9 @@ def test_three_sharers_report_says_what_the_terminal_says(tmp_path) -> None:
     assert meta["verdict"]["reasons"][libc[0]["verdict"]["around"]].startswith("mappings outside the scenario's")
     region = [m for p in meta["steps"][2]["processes"] for m in p["mappings"] if m["verdict"]["compared"]]
     assert len(region) == 3 and all(m["verdict"]["compared"] == [[0, 3, "parent#1"]] for m in region)
-    assert all(n == 0 for n in _magenta_per_step(html))
+    magenta, head, steps = _in_browser(html)
+    assert all(n == 0 for n in magenta) and all(n == 0 for n in steps)
+    assert not head or f"agree · 0 differences, {excluded} excluded" in head
 
 
 def test_a_wrong_model_rule_is_marked_on_exactly_its_pages(tmp_path, monkeypatch, capsys) -> None:
@@ -162,9 +167,11 @@ def test_a_wrong_model_rule_is_marked_on_exactly_its_pages(tmp_path, monkeypatch
     region = next(m for m in parent["mappings"] if m["verdict"]["compared"])
     assert {m for m in _marks(meta) if m[3]} == {(2, parent["pid"], region["start"], True)}
     assert [s["verdict"]["counted"] for s in meta["steps"]] == [0, 0, 1, 0, 0]
-    magenta = _magenta_per_step(html)
+    magenta, head, steps = _in_browser(html)
     if magenta:  # the mark is drawn on both panes of that page, at that checkpoint only
         assert magenta[2] > 0 and [n for k, n in enumerate(magenta) if k != 2] == [0] * 4
+        assert f"DIFFER · 1 difference, {excluded} excluded" in head
+        assert steps[2] >= 1 and [n for k, n in enumerate(steps) if k != 2] == [0] * 4  # (+ 1 with events)
 
 
 def test_a_run_that_ends_early_on_the_kernel_still_gets_its_report(tmp_path) -> None:
