@@ -87,3 +87,25 @@ def test_exit_frees_slots_and_cached_frames() -> None:
     p.munmap(a, 8 * P)
     assert m.meminfo()["SwapFree"] == m.meminfo()["SwapTotal"] and m.phys.nr_used <= used
     m.check()
+
+
+@pytest.mark.parametrize("unmap", ["exit", "munmap", "dontneed"])
+def test_a_swapped_in_page_leaves_the_swap_cache_when_it_is_unmapped(unmap: str) -> None:
+    """A read fault maps the page from the swap cache and keeps it cached (free_swap_cache runs
+    only after the zap): unmapping it then frees the frame; nothing stays in the swap cache."""
+    m = Machine(swap="1MiB")
+    p = m.spawn()
+    a = p.mmap(2 * P)
+    p.write(a, bytes(range(256)) * 32)
+    p.madvise(a, 2 * P, "pageout")
+    p.madvise(a, P, "populate_read")
+    assert m.meminfo()["SwapCached"] == 8 and [e.flags() for e in p.pagemap(a, 2)][1] == "S"
+    if unmap == "exit":
+        p.exit(0)
+    else:
+        p.munmap(a, 2 * P) if unmap == "munmap" else p.madvise(a, 2 * P, "dontneed")
+    mi = m.meminfo()
+    assert mi["SwapCached"] == 0 and mi["SwapFree"] == mi["SwapTotal"]
+    if unmap == "exit":
+        assert mi["AnonPages"] == 0
+    m.check()

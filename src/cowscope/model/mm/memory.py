@@ -53,6 +53,7 @@ from .pgtable import Span
 from .swapfile import (
     copy_swap_entries,
     folio_free_swap,
+    free_swap_cache,
     swap_free,
     swap_readpage,
     swapcache_reusable,
@@ -457,6 +458,8 @@ def zap_range(m: Machine, mm: MM, start: int, end: int, keep_markers: bool = Fal
         m.phys.unmap(pfns)
     if mm.swap_ents:
         zap_swap_entries(m, mm, ptes)
+    if len(pfns):
+        free_swap_cache(m, pfns)
     span.store(np.where(ptes & PTE_MARKER_GUARD, ptes, 0) if keep_markers else np.zeros_like(ptes))
 
 

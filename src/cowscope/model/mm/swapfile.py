@@ -104,6 +104,18 @@ def folio_free_swap(m: Machine, pfn: int) -> bool:
     return True
 
 
+def free_swap_cache(m: Machine, pfns: np.ndarray) -> None:
+    """free_pages_and_swap_cache after a zap: a page of the swap cache that no PTE maps any more
+    and no swap entry needs leaves the cache (and is freed)."""
+    si = m.swap
+    if si is None or not si.cache:
+        return
+    cached = pfns[(m.phys.flags[pfns] & PG_SWAPCACHE) != 0]
+    for pfn in np.unique(cached).tolist():
+        if pfn in si.slot_of and not m.phys.mapcount[pfn]:
+            folio_free_swap(m, pfn)
+
+
 def swapcache_reusable(m: Machine, pfn: int) -> bool:
     """wp_can_reuse_anon_folio for a page in the swap cache: only this PTE and the cache hold
     it, and the cache lets go because no swap entry needs the slot any more."""
