@@ -80,6 +80,14 @@ class ProcessGone(CowscopeError):
         """The error for a call on a dead process in state "Z" (exited) or "X" (been reaped)."""
         return cls(pid, "exited" if state == "Z" else "been reaped")
 
+    @classmethod
+    def of_thread(cls, tid: int, state: str) -> ProcessGone:
+        """The error for a call on a thread that has ended ("exited": pthread_exit or its process
+        died; "been joined"): `pid` is the thread's tid."""
+        err = cls(tid, state)
+        err.args = (f"thread {tid} has {state}",)
+        return err
+
 
 class ProcessBlocked(CowscopeError):
     """The call cannot return: the process is suspended in vfork() until its child execs or exits,
@@ -94,6 +102,11 @@ class ProcessBlocked(CowscopeError):
     def on_wait(cls, child_pid: int) -> ProcessBlocked:
         """The error for a wait() on children that are all still running."""
         return cls(f"wait would block: child {child_pid} is still running")
+
+    @classmethod
+    def on_join(cls, tid: int) -> ProcessBlocked:
+        """The error for a pthread_join of a thread that is still running."""
+        return cls(f"pthread_join would block: thread {tid} is still running")
 
 
 class Unsupported(CowscopeError):

@@ -15,9 +15,11 @@ import pytest
 from cowscope.linux.file import File as LinuxFile
 from cowscope.linux.machine import Machine as LinuxMachine
 from cowscope.linux.process import Process as LinuxProcess
+from cowscope.linux.thread import Thread as LinuxThread
 from cowscope.model import File as ModelFile
 from cowscope.model import Machine as ModelMachine
 from cowscope.model import Process as ModelProcess
+from cowscope.model.kernel.thread import Thread as ModelThread
 from cowscope.observe import backend
 from cowscope.verify.process import TracedProcess
 from cowscope.verify.trace import TracedMachine
@@ -25,7 +27,8 @@ from cowscope.verify.trace import TracedMachine
 DUNDERS = {"__enter__", "__exit__", "__len__", "__iter__"}
 PAIRS = [(backend.Machine, ModelMachine), (backend.Machine, LinuxMachine),
          (backend.Process, ModelProcess), (backend.Process, LinuxProcess),
-         (backend.File, ModelFile), (backend.File, LinuxFile)]
+         (backend.File, ModelFile), (backend.File, LinuxFile),
+         (backend.Thread, ModelThread), (backend.Thread, LinuxThread)]
 
 
 def members(proto: type) -> dict[str, Any]:

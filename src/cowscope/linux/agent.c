@@ -145,8 +145,6 @@ static void pin_cpu(void)
 	sched_setaffinity(0, sizeof(set), &set);
 }
 
-static void serve(void);
-
 struct vfork_arg {
 	int fd;
 };
@@ -234,6 +232,7 @@ static void op_fork(struct cmd *c)
 		close(sv[0]);
 		ctrl = sv[1];
 		open_stderr();
+		fork_child_takes_over();
 		reply(T_HELLO, getpid(), 0, 0);
 		return;
 	}
@@ -305,23 +304,30 @@ static void (*const ops[OP_COUNT])(struct cmd *) = {
 	[OP_MUNLOCK] = op_munlock, [OP_INFO] = op_info, [OP_POSIX_MEMALIGN] = op_posix_memalign,
 	[OP_ALIGNED_ALLOC] = op_aligned_alloc, [OP_MALLOPT] = op_mallopt,
 	[OP_MALLOC_TRIM] = op_malloc_trim, [OP_MALLINFO2] = op_mallinfo2,
+	[OP_THREAD_CREATE] = op_thread_create, [OP_THREAD_JOIN] = op_thread_join,
+	[OP_MALLOC_STATS] = op_malloc_stats,
 };
 
-static void handle(struct cmd *c)
+void handle(struct cmd *c)
 {
-	if (c->op < OP_COUNT && ops[c->op])
-		ops[c->op](c);
+	uint32_t op = c->op & 0xffff;
+	if (op < OP_COUNT && ops[op])
+		ops[op](c);
 	else
 		reply(T_RESULT, -1, EINVAL, 0);
 }
 
-static void serve(void)
+/* Read commands; run each on the thread its slot names (slot 0: this thread). */
+void serve(void)
 {
 	struct cmd c;
 	for (;;) {
 		if (read_all(ctrl, &c, sizeof(c)))
 			_exit(0); /* the controller is gone: leave nothing behind */
-		handle(&c);
+		if (c.op >> 16)
+			run_on_thread(c.op >> 16, &c);
+		else
+			handle(&c);
 	}
 }
 
@@ -348,6 +354,7 @@ int main(int argc, char **argv)
 	memset(buf, 0, sizeof(buf));
 	memset(altstack, 0, sizeof(altstack));
 	setup_signals();
+	threads_init();
 	open_stderr();
 	reply(T_HELLO, getpid(), 0, 0);
 	serve();

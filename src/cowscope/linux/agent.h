@@ -12,7 +12,7 @@
  *
  * Sources: agent.h (the wire protocol, shared declarations), agent.c (the socket, signals,
  * process lifecycle, the dispatch table, main), agent_mem.c (memory syscalls, loads and stores,
- * glibc malloc). cowscope.linux.build compiles them as one translation unit; each file also
+ * glibc malloc), agent_thread.c (threads: a command runs on the thread its slot names). cowscope.linux.build compiles them as one translation unit; each file also
  * compiles on its own (cc -c).
  */
 #ifndef COWSCOPE_AGENT_H
@@ -38,20 +38,22 @@
 
 #define PAGE 4096UL
 #define BUF_SIZE (256 * 1024)
+#define MAX_THREADS 256
 
 enum op {
 	OP_PING = 1, OP_MMAP, OP_MUNMAP, OP_MPROTECT, OP_MADVISE, OP_MREMAP, OP_BRK, OP_SBRK,
 	OP_READ, OP_WRITE, OP_FILL, OP_TOUCH, OP_MALLOC, OP_FREE, OP_CALLOC, OP_REALLOC,
 	OP_MEMALIGN, OP_USABLE, OP_FORK, OP_VFORK, OP_EXEC, OP_EXIT, OP_WAIT, OP_SETNAME,
 	OP_MLOCK, OP_MUNLOCK, OP_INFO, OP_POSIX_MEMALIGN, OP_ALIGNED_ALLOC, OP_MALLOPT,
-	OP_MALLOC_TRIM, OP_MALLINFO2,
+	OP_MALLOC_TRIM, OP_MALLINFO2, OP_THREAD_CREATE, OP_THREAD_EXIT, OP_THREAD_JOIN,
+	OP_MALLOC_STATS,
 	OP_COUNT
 };
 
 enum tag { T_RESULT = 1, T_DATA, T_SEGV, T_ABRT, T_HELLO, T_FD };
 
 struct cmd {
-	uint32_t op;
+	uint32_t op;    /* the op, and in the high 16 bits the thread slot that runs it (0: the first) */
 	uint32_t len;   /* payload bytes that follow */
 	uint64_t a, b, c, d, e, f;
 };
@@ -83,6 +85,17 @@ static inline void *ptr(uint64_t v)
 	return (void *)(uintptr_t)v;
 }
 
+void handle(struct cmd *c);
+void serve(void);
+
+/* agent_thread.c: threads, one running at a time. */
+extern int forked_from_thread;
+void threads_init(void);
+void fork_child_takes_over(void);
+void run_on_thread(unsigned slot, struct cmd *c);
+void op_thread_create(struct cmd *c);
+void op_thread_join(struct cmd *c);
+
 /* agent_mem.c: one function per op; each sends its own reply. */
 void op_mmap(struct cmd *c);
 void op_munmap(struct cmd *c);
@@ -108,5 +121,6 @@ void op_posix_memalign(struct cmd *c);
 void op_mallopt(struct cmd *c);
 void op_malloc_trim(struct cmd *c);
 void op_mallinfo2(struct cmd *c);
+void op_malloc_stats(struct cmd *c);
 
 #endif

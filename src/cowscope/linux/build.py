@@ -1,4 +1,5 @@
-"""Compile the native agent (agent.h, agent_mem.c, agent.c, shipped in the package) on first use.
+"""Compile the native agent (agent.h, agent_mem.c, agent_thread.c, agent.c, shipped in the package)
+on first use.
 
 The three files are compiled as one translation unit (each also compiles on its own): the header
 first, then the sources with their `#include "agent.h"` dropped and `#line` markers so the
@@ -20,7 +21,7 @@ class AgentBuildError(NativeBuildError):
 
 
 #: The agent's sources in compilation order.
-AGENT_FILES = ("agent.h", "agent_mem.c", "agent.c")
+AGENT_FILES = ("agent.h", "agent_mem.c", "agent_thread.c", "agent.c")
 
 
 def agent_source() -> bytes:
@@ -36,4 +37,4 @@ def agent_source() -> bytes:
 def agent_path() -> Path:
     """Path of the compiled agent for the current source, building it if missing or stale."""
     return build("cowscope-agent", agent_source(), "cowscope's Linux backend compiles a small C agent on first use",
-                 ("-O1", "-Wall"), AgentBuildError)
+                 ("-O1", "-Wall", "-pthread"), AgentBuildError)

@@ -408,6 +408,7 @@ def host_model_config(files_dir: str | None = None) -> dict[str, Any]:
             pass
     cfg["pkeys"] = _cpu_has_pkeys()
     cfg.update(_thp_settings())
+    cfg["cpus"] = online_cpus()
     ra = _read_ahead_kb(files_dir)
     if ra is not None:
         cfg["read_ahead_kb"] = ra
@@ -427,6 +428,21 @@ def _thp_settings() -> dict[str, Any]:
     except (OSError, ValueError):
         pass
     return out
+
+
+def online_cpus() -> int:
+    """The CPUs glibc's __get_nprocs() counts (/sys/devices/system/cpu/online), not the affinity:
+    malloc's arena limit is 8 per online CPU."""
+    try:
+        with open("/sys/devices/system/cpu/online") as fh:
+            text = fh.read().strip()
+    except OSError:
+        return os.cpu_count() or 1
+    n = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n or 1
 
 
 def _cpu_has_pkeys() -> bool:

@@ -24,6 +24,7 @@ from ..observe.arguments import MADV, checked
 from ..observe.backend import ExitStatus
 from .file import File
 from .libc import GlibcCalls
+from .thread import AgentThreads, Thread
 from .views import ProcessViews
 from .wire import (
     MMAP_FIXED,
@@ -64,7 +65,7 @@ if TYPE_CHECKING:
 
 
 @checked
-class Process(ProcessViews, GlibcCalls):
+class Process(ProcessViews, GlibcCalls, AgentThreads):
     """A process of the Linux backend: a real agent process driven over its socket."""
 
     def __init__(self, machine: Machine, pid: int, ppid: int, name: str, conn: Conn,
@@ -80,6 +81,8 @@ class Process(ProcessViews, GlibcCalls):
         self._vfork_child: Process | None = None  # set while this process is suspended in vfork
         self._vfork_parent: Process | None = None
         self._exec_done = False  # a vfork child that exec'd has released its parent
+        self._threads: list[Thread] = []  # made by pthread_create, not joined yet
+        self._next_slot = 1
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -234,6 +237,7 @@ class Process(ProcessViews, GlibcCalls):
         if status is None:  # a forked agent: its parent agent has not reaped it, /proc says how it died
             status = _zombie_status(self.pid)
         self.exit_status = status or ("signal", signal.SIGKILL)
+        self._end_threads()
         if self._popen is not None:
             self._popen.wait()
             self._reaped = True
@@ -292,6 +296,7 @@ class Process(ProcessViews, GlibcCalls):
         if rep[0] != T_HELLO:
             raise SyscallError(rep[1] or errno.ENOEXEC, "execve")
         self._exec_done = True
+        self._end_threads()
         if self._vfork_parent is not None:
             self._vfork_parent._resume_after_child()
             self._vfork_parent = None

@@ -68,6 +68,8 @@ THP_EVENTS = ("thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd", "thp_spl
 SWAP_EVENTS = ("pswpin", "pswpout", "pgpgout", "pgsteal_anon")
 #: the reference machine's CPU has no protection keys (no pku/ospke in /proc/cpuinfo)
 REFERENCE_PKEYS = False
+#: online CPUs of the reference machine (glibc's arena limit is 8 per CPU)
+REFERENCE_CPUS = 2
 #: read_ahead_kb of the reference machine's disk (virtio vda): a 2048-page readahead window
 REFERENCE_READ_AHEAD_KB = 8192
 
@@ -80,12 +82,14 @@ class Machine:
                  record_events: bool = True, image: Image | None = None, thp: str = "madvise",
                  thp_zero_page: bool = True, kernel: str = "6.18", swap: int | str | None = None, *,
                  overcommit_memory: int = 0, overcommit_ratio: int = 50, overcommit_kbytes: int = 0,
-                 pkeys: bool = REFERENCE_PKEYS, read_ahead_kb: int = REFERENCE_READ_AHEAD_KB) -> None:
+                 pkeys: bool = REFERENCE_PKEYS, read_ahead_kb: int = REFERENCE_READ_AHEAD_KB,
+                 cpus: int = REFERENCE_CPUS) -> None:
         """A machine with `ram` of RAM. `thp`, `thp_zero_page`: transparent huge pages as
         /sys/kernel/mm/transparent_hugepage sets them; `kernel`: the version whose rules apply;
         `swap`: the size of a swap area to switch on. `overcommit_*` are the vm.overcommit_*
         sysctls (mm/acct.py); `pkeys`: the CPU has memory protection keys (then PROT_EXEC-only
-        memory cannot be read); `read_ahead_kb`: the readahead window of the disk files live on.
+        memory cannot be read); `read_ahead_kb`: the readahead window of the disk files live on;
+        `cpus`: the online CPUs glibc counts (malloc makes up to 8 arenas per CPU).
         The defaults are the reference machine's; the kernel backend's `model_config()` gives its
         host's."""
         self.phys = PhysMem(parse_size(ram) // PAGE_SIZE)
@@ -99,6 +103,9 @@ class Machine:
         self.kernel = kernel
         self.pkeys = bool(pkeys)
         self.read_ahead_kb = int(read_ahead_kb)
+        if int(cpus) < 1:
+            raise ValueError(f"cpus must be at least 1, got {cpus!r}")
+        self.cpus = int(cpus)
         self.ra_pages = self.read_ahead_kb * 1024 // PAGE_SIZE
         self.files: dict[str, File] = {}
         self.processes: dict[int, Process] = {}
@@ -175,6 +182,12 @@ class Machine:
         if parent is not None:
             parent.children.append(p)
         return p
+
+    def new_tid(self) -> int:
+        """A thread's id: from the pid space, as Linux allocates them."""
+        tid = self._next_pid
+        self._next_pid += 1
+        return tid
 
     def spawn(self, name: str = "app", image: Image | None = None) -> Process:
         """Start a process running `image` (fork of init + execve)."""

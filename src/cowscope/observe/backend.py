@@ -260,12 +260,105 @@ class Process(Views, Protocol):
 
     def mallinfo2(self) -> Mallinfo2: ...
 
+    def malloc_stats(self) -> str:
+        """malloc_stats(3): what glibc prints on stderr (per arena, then the totals)."""
+
+    # --- threads ---------------------------------------------------------------------------------
+
+    def pthread_create(self) -> Thread:
+        """pthread_create(3) from the initial thread, default attributes (an 8 MiB stack and a
+        guard page): a running thread with its own stack, TLS, errno and tcache."""
+
+    def pthread_join(self, thread: Thread) -> None:
+        """pthread_join(3) from the initial thread: ProcessBlocked while the thread runs,
+        ProcessGone once it was joined."""
+
+    def threads(self) -> list[Thread]:
+        """The threads made by pthread_create still running (the initial one not included)."""
+
+    def tasks(self) -> list[int]:
+        """/proc/PID/task: the tids of the live tasks, the initial one (the pid) first."""
+
     # --- views beyond `Views` -----------------------------------------------------------------
 
     def pagemap(self, addr: int, npages: int = 1) -> list[PagemapEntry]: ...
 
     def proc(self, name: str) -> str:
         """The text of /proc/PID/NAME ("maps", "smaps", "smaps_rollup", "status")."""
+
+
+@runtime_checkable
+class Thread(Protocol):
+    """A thread of a process (`Process.pthread_create`): calls made on it run on that thread,
+    with its own stack, TLS (errno), tcache and malloc arena, in the process's address space.
+
+    A call on a thread that has ended raises ProcessGone ("thread N has exited" / "has been
+    joined"); a thread ends with pthread_exit, or when its process execs or dies."""
+
+    @property
+    def tid(self) -> int: ...
+
+    @property
+    def process(self) -> Process: ...
+
+    @property
+    def state(self) -> str:
+        """"running", "exited" (ended, not joined) or "joined"."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def stack_range(self) -> tuple[int, int]:
+        """[start, end) of its stack mapping, the guard page (PROT_NONE) at start included."""
+
+    def malloc(self, size: int) -> int: ...
+
+    def free(self, ptr: int) -> None: ...
+
+    def calloc(self, n: int, size: int) -> int: ...
+
+    def realloc(self, ptr: int, size: int) -> int: ...
+
+    def memalign(self, alignment: int, size: int) -> int: ...
+
+    def posix_memalign(self, alignment: int, size: int) -> tuple[int, int]: ...
+
+    def aligned_alloc(self, alignment: int, size: int) -> int: ...
+
+    def malloc_usable_size(self, ptr: int) -> int: ...
+
+    def mallopt(self, param: int, value: int) -> int: ...
+
+    def malloc_trim(self, pad: int = 0) -> int: ...
+
+    def mallinfo2(self) -> Mallinfo2: ...
+
+    def malloc_stats(self) -> str: ...
+
+    def read(self, addr: int, n: int) -> bytes: ...
+
+    def write(self, addr: int, data: bytes) -> None: ...
+
+    def fill(self, addr: int, length: int, byte: int) -> None: ...
+
+    def touch(self, addr: int, length: int, write: bool = False) -> None: ...
+
+    def read_u64(self, addr: int) -> int: ...
+
+    def write_u64(self, addr: int, value: int) -> None: ...
+
+    def fork(self) -> Process:
+        """fork(2) from this thread: the child's only thread is a copy of this one."""
+
+    def pthread_create(self) -> Thread:
+        """pthread_create(3) from this thread (the new stack's DTV is allocated in its arena)."""
+
+    def pthread_join(self, thread: Thread) -> None:
+        """pthread_join(3) from this thread."""
+
+    def pthread_exit(self) -> None:
+        """The thread ends (as returning from its start routine): its tcache goes back to the
+        arenas, its arena onto glibc's free list; the call returns when the task is gone."""
 
 
 @runtime_checkable

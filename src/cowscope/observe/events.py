@@ -43,6 +43,8 @@ KIND_DOC = {
     "(do_swap_page)",
     "ksm-merge": "KSM (m.ksm_scan()): a page became a KSM page, or was merged into one (its PTE now "
     "maps the KSM page, read-only)",
+    "thread-create": "pthread_create(): a new thread of the process (clone with CLONE_VM|CLONE_THREAD)",
+    "thread-exit": "a thread ends (returns from its start routine); its task is gone at once",
 }
 KINDS = tuple(KIND_DOC)
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}

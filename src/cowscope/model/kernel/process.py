@@ -36,15 +36,17 @@ from ..mm import mmap as mmapmod
 from ..mm.huge_memory import thp_eligible
 from ..mm.ksm import ksm_stat
 from ..mm.memory import BusError, SegvError
-from ..mm.vma import MM
+from ..mm.vma import MM, VM_NOHUGEPAGE, VM_NORESERVE
 from . import exec as execmod
 from .exit import mmput
 from .fork import dup_mmap
+from .thread import ProcessThreads, end_threads
 from .uaccess import access_range, load, store
 
 if TYPE_CHECKING:
     from ..fs.file import File
     from ..libc.base import Allocator
+    from ..libc.nptl import Nptl, PThread
     from ..machine import Machine
 
 T = TypeVar("T")
@@ -55,7 +57,7 @@ class OOMSelf(Exception):
 
 
 @checked
-class Process:
+class Process(ProcessThreads):
     """task_struct + its mm: pid, parent, state, address space, allocator, stderr."""
 
     def __init__(self, m: Machine, pid: int, ppid: int, name: str) -> None:
@@ -73,6 +75,8 @@ class Process:
         self.min_flt = 0
         self.maj_flt = 0
         self.children: list[Process] = []
+        self.nptl: Nptl | None = None                 # threads, made by the first pthread_create
+        self.thread_allocs: dict[int, Allocator] = {}  # TLS block -> the allocator as that thread
 
     def __repr__(self) -> str:
         return f"<Process {self.pid} {self.name!r} {self.state}>"
@@ -218,6 +222,16 @@ class Process:
             self.allocator = self.machine.make_allocator(self)
         return self.allocator
 
+    def _alloc_for(self, tls: int) -> Allocator:
+        """The allocator as the thread whose TLS block is at tls calls it."""
+        alloc = self._alloc()
+        if tls == self.tls or not hasattr(alloc, "for_thread"):
+            return alloc
+        a = self.thread_allocs.get(tls)
+        if a is None:
+            a = self.thread_allocs[tls] = alloc.for_thread(tls)  # type: ignore[attr-defined]
+        return a
+
     def malloc(self, size: int) -> int:
         return self._alloc().malloc(size)
 
@@ -236,8 +250,8 @@ class Process:
     def malloc_usable_size(self, ptr: int) -> int:
         return self._alloc().malloc_usable_size(ptr)
 
-    def _libc_call(self, name: str, *args: Any) -> Any:
-        fn = getattr(self._alloc(), name, None)
+    def _libc_call(self, name: str, *args: Any, tls: int | None = None) -> Any:
+        fn = getattr(self._alloc() if tls is None else self._alloc_for(tls), name, None)
         if fn is None:
             raise CowscopeError(f"the {self.machine.allocator_name} allocator has no {name}()")
         return fn(*args)
@@ -259,6 +273,31 @@ class Process:
     def mallinfo2(self) -> Mallinfo2:
         return self._libc_call("mallinfo2")
 
+    def malloc_stats(self) -> str:
+        """malloc_stats(3): the text glibc prints on stderr (also added to `stderr`)."""
+        return self._libc_call("malloc_stats")
+
+    def print_stderr(self, text: str) -> None:
+        self.stderr += text
+
+    # -- what glibc asks the system for ----------------------------------------------------------
+    @property
+    def nprocs(self) -> int:
+        """__get_nprocs(): the machine's CPUs (malloc's arena limit is 8 per CPU)."""
+        return self.machine.cpus
+
+    @property
+    def overcommit_memory(self) -> int:
+        return self.machine.acct.overcommit_memory
+
+    def mmap_anon(self, length: int, prot: str = "rw", addr: int | None = None, fixed: bool = False,
+                  noreserve: bool = False, stack: bool = False) -> int:
+        """An anonymous private mmap with the flags glibc's own mappings use: MAP_NORESERVE
+        (VM_NORESERVE unless overcommit mode 2: no commit charge) and MAP_STACK (VM_NOHUGEPAGE)."""
+        extra = (VM_NORESERVE if noreserve and self.machine.acct.overcommit_memory != 2 else 0) | \
+            (VM_NOHUGEPAGE if stack else 0)
+        return self._call(mmapmod.do_mmap, length, prot, False, None, 0, addr, fixed, "", None, extra)
+
     def abort(self, message: str) -> None:
         """Print to stderr and die of SIGABRT, as glibc's malloc_printerr does."""
         self.stderr += message + "\n"
@@ -269,22 +308,44 @@ class Process:
     # -- process lifecycle -------------------------------------------------------------------
     def fork(self) -> Process:
         """fork(2): the child gets a copy-on-write copy of the address space."""
+        self._mm()
+        return self._fork_from(self.nptl.main if self.nptl is not None else None)
+
+    def _fork_from(self, caller: PThread | None) -> Process:
+        """fork from the thread `caller` (None: a process that never made a thread). A threaded
+        process runs glibc's malloc fork handlers (locks before, parent unlock, child reset) and
+        the child's reclaim_stacks; the child's only thread is the caller's copy."""
         mm = self._mm()
         m = self.machine
-        child_mm = dup_mmap(m, mm)
+        tls = caller.tls if caller is not None else self.tls
+        alloc = self._alloc_for(tls) if self.allocator is not None else None
+        threaded = self.nptl is not None and alloc is not None and hasattr(alloc, "malloc_fork_lock_parent")
+        if threaded:
+            alloc.malloc_fork_lock_parent()  # type: ignore[union-attr]
+        try:
+            child_mm = dup_mmap(m, mm)
+        finally:
+            if threaded:
+                alloc.malloc_fork_unlock_parent()  # type: ignore[union-attr]
         child = m.new_process(self.name, self.pid)
-        child.mm, child.addrs = child_mm, dict(self.addrs)
-        if self.allocator is not None:
-            child.allocator = self.allocator.fork_child(child)
+        child.mm, child.addrs = child_mm, dict(self.addrs, tls=tls)
+        if alloc is not None:
+            child.allocator = alloc.fork_child(child)
         m.events.add(self.pid, "fork", 0, detail=f"child pid {child.pid}")
-        self._return_from_fork()
-        child._return_from_fork()
+        self._return_from_fork(caller)
+        if self.nptl is not None and caller is not None:
+            if threaded:
+                child.allocator.malloc_fork_unlock_child()  # type: ignore[union-attr]
+            child.nptl = self.nptl.fork_child(child, child._alloc_for, caller, child.pid)
+        child._return_from_fork(caller)
         return child
 
-    def _return_from_fork(self) -> None:
-        """Both sides return from fork(): run libc text and write the top stack page."""
+    def _return_from_fork(self, caller: PThread | None = None) -> None:
+        """Both sides return from fork(): run libc text and write the caller's stack (the top
+        page of [stack], or a thread's frames below its TCB)."""
         self._call(lambda m, pid, mm: execmod.run_text(m, pid, mm, self.addrs))
-        self._call(access_range, STACK_TOP - PAGE_SIZE, 8, True)
+        top = caller.stack.frames if caller is not None and caller.stack is not None else STACK_TOP - PAGE_SIZE
+        self._call(access_range, top, 8, True)
 
     def vfork(self) -> Process:
         """vfork(2): the child borrows this mm; this process is suspended until it execs or exits."""
@@ -313,6 +374,7 @@ class Process:
         new_mm, addrs = execmod.exec_mmap(m, self.pid, image)
         self.mm, self.addrs = new_mm, addrs
         self.allocator = None
+        end_threads(self)
         self.name = name or image.path.rsplit("/", 1)[-1]
         mmput(m, old)
         self._release_vfork_parent()
@@ -333,6 +395,7 @@ class Process:
             mmput(m, self.mm)
         self.mm = None
         self.allocator = None
+        end_threads(self)
         self._release_vfork_parent()
         self.exit_status = status
         self.state = "Z"
@@ -394,7 +457,9 @@ class Process:
         if self.state == "X":
             raise ProcessGone.of_state(self.pid, self.state)
         states = {"R": "R (running)", "D": "D (disk sleep)", "Z": "Z (zombie)", "X": "X (dead)"}
-        return procfs.status(self.name, self.pid, self.ppid, states[self.state], self.mm)
+        st = procfs.status(self.name, self.pid, self.ppid, states[self.state], self.mm)
+        st.threads = 1 + len(self.threads())
+        return st
 
     def ksm_stat(self) -> dict[str, int | str]:
         """/proc/PID/ksm_stat (KSM figures as of the last m.ksm_scan())."""

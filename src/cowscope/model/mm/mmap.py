@@ -76,9 +76,11 @@ def check_range(addr: int, length: int, call: str) -> int:
 
 
 def do_mmap(m: Machine, pid: int, mm: MM, length: int, prot: str, shared: bool, file: File | None,
-            offset: int, addr: int | None, fixed: bool, name: str = "", ra: FileRaState | None = None) -> int:
+            offset: int, addr: int | None, fixed: bool, name: str = "", ra: FileRaState | None = None,
+            vm_extra: int = 0) -> int:
     """mmap(2): place a new VMA (top-down), merge it with compatible neighbours. A file is opened
-    for the call (its own struct file and readahead state) unless `ra` names an open one."""
+    for the call (its own struct file and readahead state) unless `ra` names an open one.
+    `vm_extra`: VM_NORESERVE (MAP_NORESERVE: no commit charge) or VM_NOHUGEPAGE (MAP_STACK)."""
     flags = prot_to_flags(prot, "mmap")
     if offset & (PAGE_SIZE - 1) or offset < 0:
         raise SyscallError(EINVAL, "mmap", "offset must be a page-aligned non-negative number")
@@ -91,7 +93,7 @@ def do_mmap(m: Machine, pid: int, mm: MM, length: int, prot: str, shared: bool, 
         raise SyscallError(EOVERFLOW, "mmap", f"offset {offset:#x} past the largest file")
     if fixed and (addr is None or addr & (PAGE_SIZE - 1)):
         raise SyscallError(EINVAL, "mmap", "MAP_FIXED needs a page-aligned address")
-    charge = mmap_charge(flags, shared, file is None, length)
+    charge = 0 if vm_extra & VM_NORESERVE else mmap_charge(flags, shared, file is None, length)
     if fixed:
         check_range(addr, length, "mmap")  # type: ignore[arg-type]
         replaced = accounted_pages(mm, addr, addr + length)  # type: ignore[operator]
@@ -109,7 +111,7 @@ def do_mmap(m: Machine, pid: int, mm: MM, length: int, prot: str, shared: bool, 
             raise SyscallError(ENOMEM, "mmap", "no free address range large enough")
         if not m.acct.vm_enough_memory(charge, mm.total_pages()):
             raise SyscallError(ENOMEM, "mmap", "not enough memory to commit (overcommit policy)")
-    flags |= VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+    flags |= VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | vm_extra
     pgoff = offset >> PAGE_SHIFT
     if shared:
         flags |= VM_SHARED | VM_MAYSHARE
@@ -117,7 +119,7 @@ def do_mmap(m: Machine, pid: int, mm: MM, length: int, prot: str, shared: bool, 
             file = m.new_shmem_anon(length)  # shmem_zero_setup: the object carries the charge
             file.shmem_charge = charge
             pgoff = 0
-    elif flags & VM_WRITE:
+    elif flags & VM_WRITE and not flags & VM_NORESERVE:
         flags |= VM_ACCOUNT
     if file is not None and not file.is_shmem and ra is None:
         ra = FileRaState(m.ra_pages)  # open(2)
