@@ -105,10 +105,10 @@ class Thread(GlibcCalls):
     def fork(self) -> Process:
         """fork(2) from this thread: the child's only thread is its copy (it serves the child)."""
         self._check()
-        conn = self._process._ready()
-        conn.send(OP_FORK | self.slot << SLOT_SHIFT)
-        rep, fd = conn.recv_fd()
-        return self._process.machine._adopt(fd, rep[2], self._process.pid, self._process.name)
+        p = self._process
+        conn = p._send(OP_FORK | self.slot << SLOT_SHIFT)
+        rep, fd = p._recv_fd(conn, "fork")
+        return p.machine._adopt(fd, rep[2], p.pid, p.name)
 
     def pthread_create(self) -> Thread:
         self._check()
