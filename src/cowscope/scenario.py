@@ -63,6 +63,26 @@ class ScenarioRun:
     snapshots: list[Snapshot] = field(default_factory=list)
     error: str | None = None
     outcome: str | None = None  # a process death the scenario did not catch (e.g. SIGSEGV)
+    #: (start, end, perms, path) of each spawned process's mappings right after spawn: its program
+    #: image, which reports fold unless the scenario changed it
+    images: dict[int, frozenset[tuple[int, int, str, str]]] = field(default_factory=dict)
+
+
+class _Spawning:
+    """The machine as the scenario sees it: every call goes to the machine; `spawn` also notes
+    the new process's mappings (its image) in the run."""
+
+    def __init__(self, machine: Machine, run: ScenarioRun) -> None:
+        self._machine = machine
+        self._run = run
+
+    def spawn(self, *args: Any, **kwargs: Any) -> Any:
+        p = self._machine.spawn(*args, **kwargs)
+        self._run.images[p.pid] = frozenset((v.start, v.end, v.perms, v.path) for v in p.maps())
+        return p
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._machine, name)
 
 
 def run_scenario(path: str | Path, machine: Machine, source: str = "model", pages: bool = True) -> ScenarioRun:
@@ -80,7 +100,7 @@ def run_scenario(path: str | Path, machine: Machine, source: str = "model", page
 
     machine.on_checkpoint = on_checkpoint
     try:
-        fn(machine)
+        fn(_Spawning(machine, run))
     except CowscopeError as e:
         run.outcome = _located(e, path)
     except Exception as e:  # noqa: BLE001 - the scenario's own bug, reported with its line

@@ -1,15 +1,131 @@
-"""`cowscope run` through a real subprocess: the example scenarios run, scenario errors name file and line."""
+"""`cowscope run`: the example scenarios and the README's read well at 60, 80 and 120 columns and
+piped (every smaps figure of the scenario's regions whole in its row); scenario errors name file
+and line."""
 
 from __future__ import annotations
 
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.cells import cell_len
+from rich.console import Console
+
+from cowscope.model import Machine
+from cowscope.report.runview import RunView, print_run
+from cowscope.scenario import ScenarioRun, run_scenario
+
 from .helpers import ROOT, cowscope
 
+#: A checkpoint of scenarios/prefork_server.py fits in two screens of 24 lines at 80 columns.
+PREFORK_LINES = 48
 
-def test_run_example_scenarios():
-    for f in sorted((ROOT / "scenarios").glob("*.py")):
-        r = cowscope("run", str(f))
-        assert r.returncode == 0, f"{f}: {r.stderr}"
-        assert "checkpoint:" in r.stdout
+
+def readme_scenario(tmp_path: Path) -> Path:
+    """The scenario of README.md, as a file."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+    path = tmp_path / "readme_scenario.py"
+    path.write_text(next(b for b in blocks if "def scenario(m):" in b), encoding="utf-8")
+    return path
+
+
+def scenarios(tmp_path: Path) -> list[Path]:
+    return sorted((ROOT / "scenarios").glob("*.py")) + [readme_scenario(tmp_path)]
+
+
+def regions(run: ScenarioRun) -> list[list[tuple[int, object]]]:
+    """Per checkpoint, (pid, mapping) of the scenario's own mappings: the heap, the stack, and
+    every mapping that was not in the image its process (or the ancestor it was forked from) had
+    when spawned."""
+    out = []
+    for snap in run.snapshots:
+        ppid = {p.pid: p.ppid for p in snap.processes}
+        found = []
+        for p in snap.processes:
+            pid = p.pid
+            while pid not in run.images and pid in ppid:
+                pid = ppid[pid]
+            image = run.images.get(pid, frozenset())
+            found += [(p.pid, m) for m in p.mappings if m.vma.path in ("[heap]", "[stack]")
+                      or (m.vma.start, m.vma.end, m.vma.perms, m.vma.path) not in image]
+        out.append(found)
+    return out
+
+
+def checkpoint_sections(out: str) -> list[list[str]]:
+    """The lines of each checkpoint, its rule line first."""
+    sections: list[list[str]] = []
+    for line in out.splitlines():
+        if re.search(r"─ checkpoint \d+/\d+: ", line):
+            sections.append([])
+        if sections:
+            sections[-1].append(line)
+    return sections
+
+
+def row_figures(lines: list[str], pid: int, start: int, perms: str) -> list[str]:
+    """The five figures of a mapping's row in the lines of process `pid`."""
+    first = next(i for i, ln in enumerate(lines) if ln.startswith(f"{pid} "))
+    i = next(i for i in range(first + 1, len(lines)) if lines[i].startswith(f"  {start:x} {perms} "))
+    figs = lines[i].split()[3:8]
+    return figs if len(figs) == 5 and all(f.isdigit() for f in figs) else lines[i + 1].split()[:5]
+
+
+def smaps_figures(m: object) -> list[str]:
+    s = m.smaps  # type: ignore[attr-defined]
+    return [str(s["Size"]), str(s["Rss"]), str(s["Pss"]), str(s["Private_Clean"] + s["Private_Dirty"]),
+            str(s["Shared_Clean"] + s["Shared_Dirty"])]
+
+
+def check_output(out: str, run: ScenarioRun, width: int) -> None:
+    """Every line fits (the scenario's own prints before the legend aside); every region of every
+    checkpoint has its smaps figures in its row."""
+    ours = out[out.index(". not present"):]
+    assert [ln for ln in ours.splitlines() if cell_len(ln) > width] == []
+    sections = checkpoint_sections(out)
+    assert len(sections) == len(run.snapshots)
+    for lines, found in zip(sections, regions(run), strict=True):
+        assert found
+        for pid, m in found:
+            assert row_figures(lines, pid, m.vma.start, m.vma.perms) == smaps_figures(m), (pid, m.vma)
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_examples_show_every_figure_of_their_regions(tmp_path, width: int) -> None:
+    for path in scenarios(tmp_path):
+        run = run_scenario(path, Machine(), source="model")
+        buf = io.StringIO()
+        console = Console(file=buf, width=width, force_terminal=True, color_system=None, highlight=False)
+        print_run(console, run.snapshots, run.outcome, RunView(images=run.images))
+        check_output(buf.getvalue(), run, width)
+
+
+def test_piped_output_is_80_columns_of_plain_text(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    for path in scenarios(tmp_path):
+        r = subprocess.run([sys.executable, "-m", "cowscope", "run", str(path)], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"{path}: {r.stderr}"
+        assert "\x1b[" not in r.stdout
+        run = run_scenario(path, Machine(), source="model")
+        check_output(r.stdout, run, 80)
+        if path.name == "prefork_server.py":
+            sizes = [len(s) for s in checkpoint_sections(r.stdout)]
+            assert max(sizes) <= PREFORK_LINES, sizes
+
+
+def test_all_mappings_and_changes(tmp_path) -> None:
+    path = ROOT / "scenarios" / "fork_basics.py"
+    folded = cowscope("run", str(path)).stdout
+    r = cowscope("run", str(path), "--all-mappings", "--changes")
+    assert r.returncode == 0, r.stderr
+    assert "libc.so.6" in r.stdout and "no page moved" not in r.stdout and "no page moved" in folded
+    assert "changes since the previous checkpoint" in r.stdout
+    assert re.search(r"\n +1001 \w+ \[heap\] +p\d+ +2 → # +cow-copy\n", r.stdout)  # the child's write
 
 
 def test_run_reports_scenario_errors_with_file_and_line(tmp_path):
@@ -29,3 +145,5 @@ def test_run_reports_scenario_errors_with_file_and_line(tmp_path):
     bad.write_text("x = 1\n")
     r = cowscope("run", str(bad))
     assert r.returncode == 2 and "no function `def scenario(m):`" in r.stderr
+    r = cowscope("run", str(ROOT / "scenarios" / "fork_basics.py"), "--width", "0")
+    assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr

@@ -16,8 +16,7 @@ from cowscope.observe.pages import PageStates
 from cowscope.observe.records import MapsEntry
 from cowscope.observe.snapshot import MappingView, ProcessView, Snapshot
 from cowscope.report.plain import escaped, plain, visible
-from cowscope.report.strips import render_snapshot
-from cowscope.report.terminal import print_run
+from cowscope.report.runview import RunView, print_run, render_snapshot
 
 #: What a hostile (or merely unusual) process can call itself or map; how each must appear.
 HOSTILE = {
@@ -99,11 +98,15 @@ def test_run_output_shows_names_and_paths_plainly() -> None:
     snap = hostile_snapshot()
     buf = io.StringIO()
     console = Console(file=buf, width=400, force_terminal=True, color_system="standard", highlight=False)
-    print_run(console, [snap], "pid 100 ([/]\x1b[2J) killed", 48, None)
+    print_run(console, [snap], "pid 100 ([/]\x1b[2J) killed", RunView(all_mappings=True))
     render_snapshot(snap, console)
     out = buf.getvalue()
     assert_shown_plainly(out)
     assert "step [/] \\x1b[2J" in out
+    buf.truncate(0)
+    print_run(console, [snap, snap], None, RunView(changes=True))  # folded names, process lines, changes
+    out = buf.getvalue()
+    assert_shown_plainly(out)
 
 
 def test_new_inspector_outputs_show_bracketed_names_plainly() -> None:

@@ -1,18 +1,15 @@
-"""Terminal page strips: legend characters, run compression, colour handling, snapshot tables."""
+"""Terminal page strips: legend characters, run compression, colour handling."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-from rich.console import Console
 
 from cowscope.observe.pages import NOT_PRESENT, PAGECACHE, PRIVATE, SHARED, SWAPPED, ZERO
 from cowscope.report import strips
-from cowscope.report.strips import cell_codes, legend, page_codes, render_snapshot, runs, strip
+from cowscope.report.strips import cell_codes, legend, page_codes, runs, strip
 
-from .helpers import mapping, process, snapshot, states
+from .helpers import states
 
 
 def test_one_char_per_page_when_it_fits():
@@ -69,57 +66,3 @@ def test_legend_mentions_every_character_and_scale():
     for ch, meaning in strips.LEGEND:
         assert f"{ch} {meaning}" in plain
     assert "×k" in plain
-
-
-def _snap():
-    parent = process(10, 1, "server", [
-        mapping(0x7F0000000000, states([PRIVATE] * 8 + [SHARED] * 8)),
-        mapping(0x7F1000000000, states([PAGECACHE] * 4), perms="r--p", path="/data/f"),
-    ])
-    child = process(11, 10, "worker", [mapping(0x7F0000000000, states([SHARED] * 16))])
-    return snapshot("after fork", [parent, child])
-
-
-def _render(**kw) -> str:
-    buf = io.StringIO()
-    console = kw.pop("console", None) or Console(file=buf, width=200)
-    render_snapshot(_snap(), console, **kw)
-    return buf.getvalue()
-
-
-def test_render_snapshot_plain_when_not_a_tty():
-    out = _render()
-    assert "\x1b[" not in out
-    assert "pid 10 (server)" in out and "pid 11 (worker)" in out
-    assert "########22222222" in out
-    assert "/data/f" in out and "ffff" in out
-    assert "[anon]" in out
-    # Rss of the parent's anon mapping: 16 pages * 4 kB
-    line = next(ln for ln in out.splitlines() if ln.startswith("7f0000000000") and "####" in ln)
-    assert " 64 " in line
-
-
-def test_render_snapshot_colour_on_tty_and_no_color(monkeypatch):
-    buf = io.StringIO()
-    render_snapshot(_snap(), Console(file=buf, width=200, force_terminal=True))
-    assert "\x1b[" in buf.getvalue()
-    monkeypatch.setenv("NO_COLOR", "1")
-    buf = io.StringIO()
-    render_snapshot(_snap(), Console(file=buf, width=200, force_terminal=True))
-    coloured = [ln for ln in buf.getvalue().splitlines() if "\x1b[3" in ln or "\x1b[9" in ln]
-    assert coloured == []
-
-
-def test_render_snapshot_filters():
-    out = _render(only_pids=[11])
-    assert "pid 11" in out and "pid 10 (server)" not in out
-    out = _render(path_filter="/data")
-    assert "/data/f" in out and "[anon]" not in out
-
-
-def test_narrow_console_puts_strip_under_mapping():
-    buf = io.StringIO()
-    render_snapshot(_snap(), Console(file=buf, width=80))
-    out = buf.getvalue()
-    assert all(len(ln) <= 80 for ln in out.splitlines())
-    assert "########22222222" in out

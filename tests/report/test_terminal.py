@@ -1,4 +1,4 @@
-"""Terminal output of `run` and `demo` (report/terminal.py), on hand-built snapshots and steps."""
+"""Terminal output of `demo` (report/terminal.py), on hand-built steps."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from rich.console import Console
 from cowscope.model.kernel.exec import LIBC_PATH
 from cowscope.observe.pages import PAGECACHE, PRIVATE, SHARED
 from cowscope.report.demo import SHOWN, Check, Step
-from cowscope.report.terminal import demo_pages_table, print_checkpoint, print_demo, print_run
+from cowscope.report.terminal import demo_pages_table, print_demo
 
 from .helpers import mapping, process, snapshot, states
-from .scenarios import A, F, ev, fork_story
+from .scenarios import A, F
 
 
 def _console(width: int = 120) -> Console:
@@ -21,39 +21,6 @@ def _console(width: int = 120) -> Console:
 
 def _text(console: Console) -> str:
     return console.file.getvalue()  # type: ignore[attr-defined]
-
-
-def test_checkpoint_names_itself_counts_events_and_draws_every_process():
-    c = _console()
-    snap = fork_story()[2]
-    snap.events.append(ev(99, 0, "checkpoint", detail="child wrote"))
-    print_checkpoint(c, snap, 32, None)
-    out = _text(c)
-    assert "checkpoint: child wrote (model)" in out
-    assert "events since previous: cow-copy 8" in out and "checkpoint 1" not in out
-    assert "pid 10 (server) ppid 1" in out and "pid 11 (worker) ppid 10" in out
-    assert "/data/f" in out and "ffff" in out
-    assert "│      32 │    224 │ ###222" in out  # the copied pages are private, the rest shared by 2
-
-
-def test_checkpoint_only_filters_mappings():
-    c = _console()
-    print_checkpoint(c, fork_story()[0], 32, "/data")
-    out = _text(c)
-    assert "/data/f" in out and "[anon]" not in out
-
-
-def test_run_prints_legend_every_checkpoint_and_the_outcome():
-    c = _console()
-    print_run(c, fork_story(), "SIGSEGV in pid 11", 32, None)
-    out = _text(c)
-    assert out.startswith(". not present")
-    assert [line.split("checkpoint: ")[1].split(" (")[0] for line in out.splitlines() if "checkpoint: " in line] \
-        == ["filled", "forked", "child wrote"]
-    assert out.rstrip().endswith("scenario stopped: SIGSEGV in pid 11")
-    c = _console()
-    print_run(c, fork_story()[:1], None, 32, None)
-    assert "scenario stopped" not in _text(c)
 
 
 def _demo_step(ok: bool) -> Step:

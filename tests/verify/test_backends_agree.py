@@ -17,7 +17,8 @@ from cowscope.errors import ProcessKilled, Segfault, SyscallError
 from cowscope.linux.machine import Machine as LinuxMachine
 from cowscope.model import Machine as ModelMachine
 from cowscope.observe.backend import Machine
-from cowscope.verify.compare import compare, counted, render, run_traced
+from cowscope.report.both import both_text
+from cowscope.verify.compare import compare, counted, run_traced
 
 pytestmark = pytest.mark.kernel
 PAGE = 4096
@@ -240,7 +241,7 @@ def _agree(scenario: Callable[[Any], None]) -> None:
     kernel = run_traced(scenario, LinuxMachine(), "linux")
     assert model.error is None and kernel.error is None, (model.error, kernel.error)
     diffs = compare(model, kernel)
-    assert counted(diffs) == [], render(model, kernel, diffs)
+    assert counted(diffs) == [], both_text(model, kernel, diffs)
 
 
 def test_populate_agrees() -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cowscope.verify.compare import compare, counted, render, run_traced
+from cowscope.report.both import both_text
+from cowscope.verify.compare import compare, counted, run_traced
 from cowscope.verify.exclusions import EXCLUSIONS
 from cowscope.verify.trace import Trace
 
@@ -130,8 +131,8 @@ def test_real_traces_that_differ_are_caught() -> None:
     bad = counted(compare(t1, t2))
     wheres = " ".join(x.where for x in bad)
     assert "op " in wheres and "[after] P.1 P#1 p0" in wheres and "Private_Dirty" in wheres
-    text = render(t1, t2, compare(t1, t2))
-    assert "≠" in text and "P#1" in text and "difference(s)" in text
+    text = both_text(t1, t2, compare(t1, t2), all_regions=False)
+    assert "≠" in text and "P#1" in text and "DIFFERS" in text and "p0: model X | linux S2" in text
 
 
 DISAGREE = '''

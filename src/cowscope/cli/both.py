@@ -6,8 +6,12 @@ import argparse
 import sys
 from typing import Any
 
+from rich.console import Console
+from rich.text import Text
+
 from ..linux.tracefs import tracing_problem
-from ..verify.compare import compare, counted, render, run_traced
+from ..report.both import BothView, print_both
+from ..verify.compare import compare, counted, run_traced
 from ..verify.events import EventScore, compare_events
 from ..verify.exclusions import EVENT_EXCLUSIONS, EXCLUSIONS
 from ..verify.verdict import build as build_verdict
@@ -30,15 +34,22 @@ def run_both(args: argparse.Namespace) -> int:
     model = run_traced(fn, model_machine, "model", snapshots=bool(html))
     linux = run_traced(fn, LinuxMachine(events=tracing_problem() is None), "linux", snapshots=bool(html))
     diffs = compare(model, linux)
-    print(render(model, linux, diffs))
-    event_line, event_diffs = _print_events(model, linux)
+    event_line, event_diffs = _events(model, linux)
+    console = Console(highlight=False, markup=False)
+    reasons = {why: what for what, why in EXCLUSIONS.items()}
+    print_both(console, model, linux, diffs, reasons, event_line, event_diffs,
+               BothView(getattr(args, "width", 48), bool(getattr(args, "all_mappings", False))))
+    if any(d.excluded for d in event_diffs):
+        console.print(Text("(~ excluded events: " + "; ".join(sorted({f"{d.excluded}: {EVENT_EXCLUSIONS[d.excluded]}"
+                                                                      for d in event_diffs if d.excluded})) + ")",
+                           style="dim"))
     if html:
         _write_html(html, args.scenario, model, linux, list(model_machine.events),
                     build_verdict(model, linux, diffs, event_diffs, event_line))
     if not linux.kpage:
-        print("note: no root: PFNs and /proc/kpagecount are unavailable; page identity and map counts "
-              "are not compared")
-    print("never compared (by design): " + "; ".join(EXCLUSIONS) + " (cowscope verify lists the reasons)")
+        console.print("note: no root: PFNs and /proc/kpagecount are unavailable; page identity and map counts "
+                      "are not compared")
+    console.print("never compared (by design): " + "; ".join(EXCLUSIONS) + " (cowscope verify lists the reasons)")
     if model.outcome and model.outcome == linux.outcome:
         return 2  # the scenario failed the same way on both
     return 1 if counted(diffs) or any(d.excluded is None for d in event_diffs) else 0
@@ -60,21 +71,11 @@ def _write_html(path: str, scenario: str, model: Any, linux: Any, events: list[A
     print(f"report written to {out} (model, with the kernel as the comparison series and its verdict)")
 
 
-def _print_events(model: Any, linux: Any) -> tuple[str, list[Any]]:
-    """The event comparison: its figure and every differing sequence (excluded ones with their reason).
-    Returns the figure's line and the differences."""
+def _events(model: Any, linux: Any) -> tuple[str, list[Any]]:
+    """The event comparison's figure and its differing sequences (excluded ones with their reason)."""
     if not linux.events_on:
-        line = "events: not compared (the kernel's events need root and tracefs)"
-        print(line)
-        return line, []
+        return "events: not compared (the kernel's events need root and tracefs)", []
     score = EventScore()
     diffs = compare_events(model, linux, score)
-    line = (f"events: {score.agreed}/{score.compared} (checkpoint, process, region) sequences agree "
-            f"({score.percent:.1f}%; {score.excluded} excluded)")
-    print(line)
-    for d in diffs:
-        print(f"  {'≠' if d.excluded is None else '~'} {d.line()}")
-    if any(d.excluded for d in diffs):
-        print("  (~ excluded: " + "; ".join(sorted({f"{d.excluded}: {EVENT_EXCLUSIONS[d.excluded]}"
-                                                      for d in diffs if d.excluded})) + ")")
-    return line, diffs
+    return (f"events: {score.agreed}/{score.compared} (checkpoint, process, region) sequences agree "
+            f"({score.percent:.1f}%; {score.excluded} excluded)"), diffs

@@ -13,12 +13,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run", help="run a scenario file (def scenario(m): ...) and show the views at each checkpoint",
         description="Run SCENARIO.py, a Python file defining `def scenario(m):` that drives a machine "
         "through cowscope's API (m.spawn, p.fork, p.mmap, p.write, p.malloc, ..., m.checkpoint(label)). "
-        "At every checkpoint (or once at the end if there is none) each process's mappings are printed "
-        "with their smaps figures and page strips, with the events since the previous checkpoint. "
+        "At every checkpoint (or once at the end if there is none): the events since the previous one, "
+        "a tree line (RSS sum, really used counting each frame once, copies since the previous "
+        "checkpoint), and per process its pages against its parent's and the mappings that matter "
+        "with their smaps figures (kB) and page strips: those the scenario made, the heap, the stack, "
+        "and any whose pages moved since the previous checkpoint; the rest fold into one line. "
         "Errors in the scenario are reported with its file and line. Exit status: 0 ok, 2 scenario error.")
     p.add_argument("scenario", metavar="SCENARIO.py", help="the scenario file")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
-    p.add_argument("--width", type=int, default=48, help="cells per page strip (default 48)")
+    p.add_argument("--width", type=cells, default=48,
+                   help="most cells per page strip (default 48; fewer when the terminal is narrower)")
+    p.add_argument("--all-mappings", action="store_true",
+                   help="show every mapping of every process (the program's and libraries' too)")
+    p.add_argument("--changes", action="store_true",
+                   help="list every page that changed since the previous checkpoint (process, mapping, "
+                   "page offset, before -> after, the event that did it)")
     p.add_argument("--allocator", choices=("ptmalloc", "firstfit"), default=None,
                    help="malloc implementation in the model (default: ptmalloc)")
     p.add_argument("--only", metavar="TEXT", default=None,
@@ -27,6 +36,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="backend: the model (default), the real kernel, or both side by side "
                    "(exit status 1 when they disagree)")
     p.set_defaults(func=run)
+
+
+def cells(text: str) -> int:
+    """A strip width: a whole number of cells, at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"a strip needs at least 1 cell, got {n}")
+    return n
 
 
 def run_model(args: argparse.Namespace) -> ScenarioRun:
@@ -39,8 +59,10 @@ def run_model(args: argparse.Namespace) -> ScenarioRun:
 def run_linux(args: argparse.Namespace) -> ScenarioRun:
     """Run the scenario on real processes (cowscope.linux)."""
     from ..linux.machine import Machine
+    from ..linux.tracefs import tracing_problem
 
-    return run_scenario(args.scenario, Machine(), source="linux")
+    events = bool(getattr(args, "changes", False)) and tracing_problem() is None  # the kernel's own events
+    return run_scenario(args.scenario, Machine(events=events), source="linux")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         return run_both(args)
     from rich.console import Console
 
-    from ..report.terminal import print_run
+    from ..report.runview import RunView, print_run
 
     console = Console(highlight=False, markup=False)
     try:
@@ -59,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     except ScenarioError as e:
         print(f"cowscope run: {e}", file=sys.stderr)
         return 2
-    print_run(console, result.snapshots, result.outcome, args.width, args.only)
+    view = RunView(args.width, args.only, args.all_mappings, args.changes, result.images)
+    print_run(console, result.snapshots, result.outcome, view)
     if args.html:
         from ..report.html import write_report
 

@@ -18,16 +18,12 @@ Colours come from rich, which drops them for ``NO_COLOR`` and for output that is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from ..observe.pages import NOT_PRESENT, PAGECACHE, PRIVATE, SHARED, SWAPPED, ZERO, PageStates
-from ..observe.snapshot import MappingView, ProcessView, Snapshot
-from .plain import plain
 
 #: Per-page codes: 0 '.', 1 '0', 2 '#', 3..10 '2'..'9', 11 '+', 12 'f', 13 's', 14 'H', 15 'h'.
 CHARS = ".0#23456789+fsHh"
@@ -165,81 +161,3 @@ def legend() -> Text:
         text.append(f" {meaning}  ")
     text.append("×k: one cell = k pages, showing their most common state", style="dim")
     return text
-
-
-def mapping_label(m: MappingView) -> str:
-    """Short maps-line summary: address range, perms and path (or [anon])."""
-    v = m.vma
-    return f"{v.start:x}-{v.end:x} {v.perms} {v.path or '[anon]'}"
-
-
-def _kb(smaps: object, *names: str) -> str:
-    if smaps is None:
-        return "-"
-    return str(sum(smaps[n] for n in names))  # type: ignore[index]
-
-
-_FIGURES = ("size kB", "Rss", "Pss", "Private", "Shared")
-
-
-def _figures(m: MappingView) -> list[str]:
-    s = m.smaps
-    return [str(m.vma.size_kb), _kb(s, "Rss"), _kb(s, "Pss"), _kb(s, "Private_Clean", "Private_Dirty"),
-            _kb(s, "Shared_Clean", "Shared_Dirty")]
-
-
-def _strip_or_note(m: MappingView, width: int) -> Text:
-    if m.pages is None or len(m.pages) == 0:
-        return Text("(no pagemap)", style="dim")
-    return strip(m.pages, width)
-
-
-def process_table(p: ProcessView, width: int = 64,
-                  path_filter: Callable[[str], bool] | str | None = None, console_width: int = 200) -> Table:
-    """A rich table of one process's mappings: maps summary, smaps figures (kB) and the strip.
-
-    The strip shares the row when `console_width` leaves room for at least 16 cells; otherwise it
-    goes on a second line under the mapping's summary.
-    """
-    maps = [m for m in p.mappings if _path_ok(m.vma.path, path_filter)]
-    rows = [(mapping_label(m), _figures(m), m) for m in maps]
-    label_w = max([len("mapping")] + [len(r[0]) for r in rows])
-    fig_w = sum(max([len(h)] + [len(r[1][i]) for r in rows]) + 3 for i, h in enumerate(_FIGURES))
-    avail = console_width - label_w - fig_w - 4 - 9  # 9: room for the " ×k" suffix
-    inline = avail >= 16
-    t = Table(title=plain(f"pid {p.pid} ({p.name}) ppid {p.ppid}"), title_justify="left", show_edge=False,
-              pad_edge=False)
-    t.add_column("mapping" if inline else "mapping / pages", no_wrap=True)
-    for col in _FIGURES:
-        t.add_column(col, justify="right", no_wrap=True)
-    if inline:
-        t.add_column("pages", no_wrap=True)
-    for label, figs, m in rows:
-        if inline:
-            t.add_row(plain(label), *figs, _strip_or_note(m, min(width, avail)))
-        else:
-            w = max(8, min(width, console_width - fig_w - 8))
-            t.add_row(plain(label) + Text("\n  ") + _strip_or_note(m, w), *figs)
-    return t
-
-
-def _path_ok(path: str, path_filter: Callable[[str], bool] | str | None) -> bool:
-    if path_filter is None:
-        return True
-    if callable(path_filter):
-        return bool(path_filter(path))
-    return path_filter in (path or "[anon]")
-
-
-def render_snapshot(snapshot: Snapshot, console: Console | None = None,
-                    only_pids: Iterable[int] | None = None,
-                    path_filter: Callable[[str], bool] | str | None = None, width: int = 64) -> None:
-    """Print the legend, then per process a table of its mappings with their strips."""
-    console = console or Console()
-    pids = set(only_pids) if only_pids is not None else None
-    console.print(plain(f"== {snapshot.label} ({snapshot.source})", style="bold"))
-    console.print(legend())
-    for p in snapshot.processes:
-        if pids is not None and p.pid not in pids:
-            continue
-        console.print(process_table(p, width, path_filter, console.width))

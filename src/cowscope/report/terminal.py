@@ -1,6 +1,7 @@
-"""Terminal output of `cowscope run` and `cowscope demo`: checkpoints and the demo's story, with page strips.
+"""Terminal output of `cowscope demo`: the demo's story, with page strips (`cowscope run`'s
+checkpoints are `runview.py`).
 
-Reads Snapshots (and the demo's Steps) only; the CLI decides what to run and hands the results here.
+Reads the demo's Steps only; the CLI decides what to run and hands the results here.
 """
 
 from __future__ import annotations
@@ -12,44 +13,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..observe.snapshot import MappingView, Snapshot
-from .plain import plain
-from .strips import legend, process_table, strip
+from ..observe.snapshot import MappingView
+from .strips import legend, strip
 
 if TYPE_CHECKING:  # the demo's story drives the model; rendering it needs only its records
     from .demo import Step
 
 #: (path, perms) of a mapping -> the short name a demo table gives it
 Shown = Mapping[tuple[str, ...], str]
-
-
-def print_checkpoint(console: Console, snap: Snapshot, width: int, only: str | None) -> None:
-    """Checkpoint label, event counts, then one table per process with strips."""
-    console.rule(plain(f"checkpoint: {snap.label} ({snap.source})", style="bold"))
-    kinds: dict[str, int] = {}
-    for e in snap.events:
-        if e.kind != "checkpoint":
-            kinds[e.kind] = kinds.get(e.kind, 0) + 1
-    if kinds:
-        console.print(Text("events since previous: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())),
-                           style="dim"))
-    for pv in snap.processes:
-        st = pv.status
-        if st is not None:
-            console.print(plain(f"pid {pv.pid} ({pv.name}) ppid {pv.ppid}: VmRSS {st['VmRSS']} kB, RssAnon "
-                               f"{st['RssAnon']} kB, RssFile {st['RssFile']} kB, RssShmem {st['RssShmem']} kB, "
-                               f"Pss {pv.rollup['Pss'] if pv.rollup else '-'} kB", style="bold"))
-        console.print(process_table(pv, width, only, console.width))
-
-
-def print_run(console: Console, snapshots: Sequence[Snapshot], outcome: str | None, width: int,
-              only: str | None) -> None:
-    """A scenario run: the legend, every checkpoint, and how the scenario stopped if it did."""
-    console.print(legend())
-    for snap in snapshots:
-        print_checkpoint(console, snap, width, only)
-    if outcome:
-        console.print(plain(f"scenario stopped: {outcome}", style="bold yellow"))
 
 
 def demo_pages_table(step: Step, width: int, shown: Shown) -> Table:

@@ -4,6 +4,7 @@ A scenario is a callable taking a machine (a `TracedMachine` wrapping the backen
 `run_traced` runs it on one backend; `compare` lines up two traces — the op log (bytes read,
 outcomes) and each checkpoint's per-region page states, PFN-identity letters, VMAs and smaps
 figures — and returns the differences, each either counted or excluded with its reason.
+`cowscope.report.both` renders them for the terminal.
 """
 
 from __future__ import annotations
@@ -271,104 +272,3 @@ def _merged_flag(field: str, v: dict[str, Any], w: dict[str, Any], guarded: int)
 def counted(diffs: list[Diff]) -> list[Diff]:
     """The differences that are not excluded."""
     return [d for d in diffs if d.excluded is None]
-
-
-# --- rendering ----------------------------------------------------------------------------------
-
-
-def render(model: Trace, linux: Trace, diffs: list[Diff], width: int = 38) -> str:
-    """The two traces side by side: op log with results, then each checkpoint region by region."""
-    bad = {d.where for d in counted(diffs)}
-    lines = ["model | linux, checkpoint by checkpoint: the operations since the previous one (bytes "
-             "read, results), then each process's regions (pages: - none, Z zero page, X exclusive, "
-             "S<n>/F<n> shared anon/page cache mapped n times, .A same letter = same page; xN repeats)"]
-    nops = max(len(model.ops), len(linux.ops))
-    ends = [max(a, b) for a, b in zip(model.marks, linux.marks, strict=False)] + [nops]
-    labels = [lbl for lbl, _ in model.checkpoints]
-    start = 0
-    for k, end in enumerate(ends):
-        if k < len(labels):
-            lines.append(f"== checkpoint {labels[k]!r} " + "=" * 40)
-        elif start < nops:
-            lines.append("== after the last checkpoint " + "=" * 34)
-        for i in range(start, end):
-            a = _op_text(model.ops[i]) if i < len(model.ops) else "(none)"
-            b = _op_text(linux.ops[i]) if i < len(linux.ops) else "(none)"
-            mark = "≠" if f"op {i + 1}" in bad else " "
-            lines.append(f"{mark} {i + 1:>3} {a}" + ("" if a == b else f"\n        linux: {b}"))
-        start = end
-        if k >= min(len(model.checkpoints), len(linux.checkpoints)):
-            continue
-        (label, mo), (_l, lo) = model.checkpoints[k], linux.checkpoints[k]
-        for key in sorted(set(mo) | set(lo)):
-            a, b = mo.get(key, {}), lo.get(key, {})
-            lines.append(f"  {key}: model {a.get('state')} {a.get('exit') or ''} | linux {b.get('state')} "
-                         f"{b.get('exit') or ''}")
-            for rk in sorted(set(a.get("regions", {})) | set(b.get("regions", {}))):
-                ra = a.get("regions", {}).get(rk)
-                rb = b.get("regions", {}).get(rk)
-                at = f"[{label}] {key} {rk}"
-                mark = "≠" if any(w.startswith(at + " ") or w == at for w in bad) else " "
-                pa = _pages_text(ra["pages"]) if ra else "(none)"
-                pb = _pages_text(rb["pages"]) if rb else "(none)"
-                lines.append(f"  {mark} {rk:<10} pages  {pa:<{width}} | {pb}")
-                for v, w in zip(ra["vmas"] if ra else [], rb["vmas"] if rb else [], strict=False):
-                    fa = _smaps_text(v)
-                    fb = _smaps_text(w)
-                    lines.append(f"    {'':<10} smaps  {fa:<{width}} | {fb}")
-            ia, ib = a.get("info", {}), b.get("info", {})
-            if ia or ib:
-                lines.append(f"    {'':<10} info   {_info_text(ia):<{width}} | {_info_text(ib)}"
-                             "  (not compared)")
-    lines.append("-- differences " + "-" * 48)
-    if model.error or linux.error:
-        same = "  (the same outcome)" if model.outcome == linux.outcome else ""
-        lines.append(f"  scenario error: model {model.error} | linux {linux.error}{same}")
-    for side, tr in (("model", model), ("linux", linux)):
-        for f in tr.failures:
-            lines.append(f"  expectation failed on {side}: {f}")
-    reasons: dict[str, int] = {}
-    for d in diffs:
-        if d.excluded is None:
-            lines.append("  ≠ " + d.line())
-        else:
-            lines.append(f"  ~ {d.where}: model {_short(d.model)} | linux {_short(d.linux)}  (excluded)")
-            reasons[d.excluded] = reasons.get(d.excluded, 0) + 1
-    n = len(counted(diffs))
-    lines.append(f"  {n} difference(s), {len(diffs) - n} excluded")
-    for why, k in reasons.items():
-        what = next((w for w, r in EXCLUSIONS.items() if r == why), "?")
-        lines.append(f"  excluded ({k}x) {what}: {why}")
-    return "\n".join(lines)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _pages_text(tokens: list[str]) -> str:
-    """Tokens with runs of one state folded: 'X.A X.B X.C' stays, '-' x 16 becomes '-x16'."""
-    out: list[str] = []
-    i = 0
-    while i < len(tokens):
-        j = i
-        while j + 1 < len(tokens) and tokens[j + 1] == tokens[i]:
-            j += 1
-        out.append(tokens[i] if j == i else f"{tokens[i]}x{j - i + 1}")
-        i = j + 1
-    return " ".join(out)
-
-
-def _smaps_text(v: dict[str, Any]) -> str:
-    s = v["smaps"]
-    short = {"Rss": "Rss", "Pss": "Pss", "Pss_Dirty": "PssD", "Shared_Clean": "ShCl",
-             "Shared_Dirty": "ShDi", "Private_Clean": "PrCl", "Private_Dirty": "PrDi", "Anonymous": "Anon"}
-    body = " ".join(f"{n}={s[k]}" for k, n in short.items() if s.get(k))
-    return f"{v['pages'][0]}-{v['pages'][1]} {v['perms']} {body or 'all 0'}"
-
-
-def _info_text(info: dict[str, Any]) -> str:
-    st = info.get("status", {})
-    fl = info.get("faults", {})
-    return f"RssAnon={st.get('RssAnon', '?')} minflt={fl.get('minor', '?')}"
