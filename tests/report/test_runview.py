@@ -195,8 +195,9 @@ def test_layout_helpers():
     assert layout.shorten_left("[heap]", 11) == "[heap]"
     assert layout.shorten_right("gunicorn: worker", 10) == "gunicorn:…"
     assert [layout.library_name(p) for p in ("/usr/lib/x86_64-linux-gnu/libc.so.6",
-                                             "/lib64/ld-linux-x86-64.so.2", "/usr/bin/app", "", "[vdso]")] \
-        == ["libc", "ld.so", "app", "anon", "[vdso]"]
+                                             "/lib64/ld-linux-x86-64.so.2", "/usr/bin/app", "", "[vdso]",
+                                             "/root/.cache/cowscope/cowscope-agent-2aaa180f9ea8e92f")] \
+        == ["libc", "ld.so", "app", "anon", "[vdso]", "cowscope-agent"]
 
 
 def test_figures_get_a_line_of_their_own_before_they_would_be_cut():

@@ -9,6 +9,7 @@ on its own line under the row otherwise. Names come in already made visible (`pl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -49,7 +50,8 @@ def shorten_right(text: str, width: int) -> str:
 
 def library_name(path: str) -> str:
     """What a folded line calls a file mapping: `libc` for libc.so.6, `ld.so` for the loader,
-    the base name otherwise (`app`, `[vdso]`); `anon` for an anonymous one."""
+    the base name otherwise (`app`, `[vdso]`; without a build hash: `cowscope-agent`); `anon` for
+    an anonymous one."""
     if not path:
         return "anon"
     base = path.rsplit("/", 1)[-1] or path
@@ -57,7 +59,7 @@ def library_name(path: str) -> str:
         return "ld.so"
     if ".so" in base:
         return base.split(".so", 1)[0]
-    return base
+    return re.sub(r"-[0-9a-f]{12,}$", "", base)  # a build hash (cowscope's agent): the program's name
 
 
 def strip_cells(npages: int, room: int, cap: int) -> int:
