@@ -263,3 +263,10 @@ def test_narrow_console_keeps_figures_and_strips(width: int):
     out = buf.getvalue()
     assert all(cell_len(ln) <= width for ln in out.splitlines())
     assert "########22222222" in out
+
+
+def test_pmd_mapped_thp_pages_keep_their_legend():
+    ps = states([PRIVATE] * 8 + [NOT_PRESENT] * 8)
+    huge = type(ps)(ps.state, ps.mapcount, ps.pfn, huge=np.array([True] * 8 + [False] * 8))
+    out = _run(RunView(), 120, [snapshot("thp", [process(10, 1, "p", [mapping(A, huge)])])])
+    assert "HHHHHHHH........" in out

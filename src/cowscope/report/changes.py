@@ -106,16 +106,15 @@ class Change:
         return f"p{self.first}" if self.end == self.first + 1 else f"p{self.first}-{self.end - 1}"
 
 
-def _codes(st: np.ndarray, mc: np.ndarray, pfn: np.ndarray) -> np.ndarray:
-    return page_codes(PageStates(st, mc, pfn))
+def _codes(p: tr.ProcessPages) -> np.ndarray:
+    return page_codes(PageStates(p.state, p.mapcount, p.pfn, huge=p.huge))
 
 
 def process_changes(p: tr.ProcessPages, before: tr.ProcessPages | None, own: bool, idx: EventIndex,
                     exact: bool) -> Iterator[Change]:
     """The changed pages of one process, as runs."""
-    st_b, mc_b, pfn_b = tr.aligned(before, p)
-    cb = _codes(st_b, mc_b, pfn_b)
-    cn = _codes(p.state, p.mapcount, p.pfn)
+    b = tr.aligned(before, p)
+    cb, cn = _codes(b), _codes(p)
     moved = tr.moved(p, before, exact)
     changed = moved | ((cb != cn) if own else False)
     for k, vma in enumerate(p.vmas):
@@ -124,7 +123,7 @@ def process_changes(p: tr.ProcessPages, before: tr.ProcessPages | None, own: boo
         for i in np.flatnonzero(changed[sl]).tolist():
             g = sl.start + i
             cause = idx.cause(p.pid, vma.start + i * PAGE_SIZE, int(p.pfn[g]), bool(moved[g]),
-                              int(p.mapcount[g]) > int(mc_b[g]))
+                              int(p.mapcount[g]) > int(b.mapcount[g]))
             c = Change(p.pid, vma.start, visible(vma.path or "[anon]"), i, i + 1, CHARS[cb[g]], CHARS[cn[g]], cause)
             if run is not None and run.end == i and (run.before, run.after, run.cause) == (c.before, c.after, c.cause):
                 run = Change(run.pid, run.start, run.name, run.first, i + 1, run.before, run.after, run.cause)

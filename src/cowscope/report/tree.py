@@ -37,6 +37,7 @@ class ProcessPages:
     state: np.ndarray    # uint8, observe.pages states
     mapcount: np.ndarray
     pfn: np.ndarray      # int64, 0 where no real frame (not present, zero page) or PFNs hidden
+    huge: np.ndarray     # bool, mapped by a huge PMD (a 2 MiB THP; False where unknown)
 
     @property
     def real(self) -> np.ndarray:
@@ -62,7 +63,7 @@ class ProcessPages:
     def states(self, k: int) -> PageStates:
         """Mapping k's pages as PageStates (for strips)."""
         s = self.mapping(k)
-        return PageStates(self.state[s], self.mapcount[s], self.pfn[s])
+        return PageStates(self.state[s], self.mapcount[s], self.pfn[s], huge=self.huge[s])
 
 
 def process_pages(pv: ProcessView) -> ProcessPages:
@@ -74,14 +75,17 @@ def process_pages(pv: ProcessView) -> ProcessPages:
     state = np.zeros(n, dtype=np.uint8)
     mapcount = np.zeros(n, dtype=np.int64)
     pfn = np.zeros(n, dtype=np.int64)
+    huge = np.zeros(n, dtype=bool)
     for k, m in enumerate(pv.mappings):
         if m.pages is None:
             continue
         d = m.pages.dense()
-        a = int(offsets[k])
-        state[a:a + len(d.state)], mapcount[a:a + len(d.state)], pfn[a:a + len(d.state)] = d.state, d.mapcount, d.pfn
+        s = slice(int(offsets[k]), int(offsets[k]) + len(d.state))
+        state[s], mapcount[s], pfn[s] = d.state, d.mapcount, d.pfn
+        if d.huge is not None:
+            huge[s] = d.huge
     pfn[state == ZERO] = 0
-    return ProcessPages(pv.pid, pv.ppid, vmas, offsets, state, mapcount, pfn)
+    return ProcessPages(pv.pid, pv.ppid, vmas, offsets, state, mapcount, pfn, huge)
 
 
 def snapshot_pages(snap: Snapshot) -> dict[int, ProcessPages]:
@@ -105,15 +109,15 @@ def before_of(pid: int, ppid: int, now: ProcessPages, prev: dict[int, ProcessPag
     return prev.get(ppid), False
 
 
-def aligned(before: ProcessPages | None, now: ProcessPages) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(state, mapcount, pfn) of `before` at the addresses of `now`'s pages (not present where
-    `before` had no mapping)."""
+def aligned(before: ProcessPages | None, now: ProcessPages) -> ProcessPages:
+    """`before`'s pages at the addresses of `now`'s (not present where `before` had no mapping)."""
+    n = len(now.state)
     if before is None:
-        n = len(now.state)
-        return np.zeros(n, dtype=np.uint8), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    st, mc, pfn = cl.align(before.vmas, before.offsets, [before.state, before.mapcount, before.pfn],
-                           now.vmas, now.offsets)
-    return st, mc, pfn
+        return ProcessPages(now.pid, now.ppid, now.vmas, now.offsets, np.zeros(n, dtype=np.uint8),
+                            np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool))
+    st, mc, pfn, huge = cl.align(before.vmas, before.offsets, [before.state, before.mapcount, before.pfn,
+                                                                before.huge], now.vmas, now.offsets)
+    return ProcessPages(before.pid, before.ppid, now.vmas, now.offsets, st, mc, pfn, huge)
 
 
 #: Pages each copy event puts in place (a copy of a page where the parent has one: "copied";
@@ -137,7 +141,7 @@ def copies_by_pid(snap: Snapshot) -> dict[int, int] | None:
 def copied_since(now: ProcessPages, before: ProcessPages | None) -> np.ndarray:
     """Pages that hold a frame other than the real frame they held before (a copy on write, of an
     anonymous or a page-cache page); needs PFNs."""
-    _st, _mc, pfn = aligned(before, now)
+    pfn = aligned(before, now).pfn
     return now.real & (now.state != PAGECACHE) & (pfn != 0) & (now.pfn != pfn)
 
 
@@ -234,10 +238,10 @@ def moved(now: ProcessPages, before: ProcessPages | None, exact: bool) -> np.nda
     """Pages whose content changed place since `before`: present or not, zero page, anonymous,
     page cache or swap changed, or (with PFNs) another frame. A page that only became shared or
     private (the same frame, another map count) has not moved."""
-    st, _mc, pfn = aligned(before, now)
-    out = KIND_OF[now.state] != KIND_OF[st]
+    b = aligned(before, now)
+    out = KIND_OF[now.state] != KIND_OF[b.state]
     if exact:
-        out |= now.real & (pfn != 0) & (now.pfn != pfn)
+        out |= now.real & (b.pfn != 0) & (now.pfn != b.pfn)
     return out
 
 
