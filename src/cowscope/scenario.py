@@ -11,11 +11,13 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CowscopeError
 from .observe.backend import Machine
-from .observe.snapshot import Snapshot, take
+
+if TYPE_CHECKING:
+    from .observe.snapshot import Snapshot
 
 
 class ScenarioError(Exception):
@@ -87,6 +89,8 @@ class _Spawning:
 
 def run_scenario(path: str | Path, machine: Machine, source: str = "model", pages: bool = True) -> ScenarioRun:
     """Run the file's scenario on `machine`, taking a snapshot at every m.checkpoint(label)."""
+    from .observe.snapshot import take  # numpy: not for `cowscope --help`
+
     path = Path(path)
     fn = load_scenario(path)
     run = ScenarioRun(machine)

@@ -63,3 +63,17 @@ def test_help_does_not_import_the_model():
                 "print(sorted(m for m in sys.modules if m.startswith(('cowscope.model', 'plotly'))))")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_help_does_not_import_numpy_or_the_inspector():
+    # `cowscope --help` and a subcommand's --help build every parser: none may load numpy, rich or
+    # prometheus_client (about 0.3 s of imports) — the inspector and the exporter import them when run
+    code = ("import sys\nfrom cowscope.cli.main import main\n"
+            "for argv in (['--help'], ['inspect', '--help'], ['export', '--help'], ['bench', '--help'],"
+            " ['run', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'rich', 'prometheus_client')"
+            " or m.startswith('cowscope.inspect.') and m != 'cowscope.inspect.options'))")
+    r = _python(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"

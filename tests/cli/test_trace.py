@@ -79,7 +79,10 @@ def test_bad_input_is_a_clear_error(argv: list[str], message: str, capsys) -> No
 
 
 def test_not_root_is_a_clear_error() -> None:
+    # what `trace` imports when it runs is loaded first: this interpreter (under /root) is not
+    # readable by the unprivileged user the test becomes
     code = ("import os, sys\nfrom cowscope.cli.main import build_parser\n"
+            "import rich.console, cowscope.inspect.ktrace, cowscope.inspect.trace_render, cowscope.linux.tracefs\n"
             "args = build_parser().parse_args(['trace', '--', 'true'])\n"
             "if os.geteuid() == 0:\n os.setgid(65534); os.setuid(65534)\n"
             "sys.exit(args.func(args))\n")

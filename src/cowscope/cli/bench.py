@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from ..bench import TARGET_COW, TARGET_FORK, BenchConfig, Figure, host_line, run_bench
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 EXIT_OK, EXIT_MISSED, EXIT_NO_KERNEL = 0, 1, 2
 
@@ -56,6 +56,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print the table; the exit code says whether every target was met."""
+    from rich.console import Console
+
     cfg = BenchConfig.quick() if args.quick else BenchConfig()
     if args.pages:
         cfg.pages = args.pages
@@ -82,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
 def render_table(figures: list[Figure], caption: str) -> Table:
     """The result table: figure, model, kernel, value, target, pass/fail."""
+    from rich.table import Table
+
     t = Table(title="cowscope bench: model vs kernel", caption=caption)
     for col in ("figure", "model", "kernel", "model/kernel or value", "target", "result"):
         t.add_column(col, justify="left" if col == "figure" else "right")

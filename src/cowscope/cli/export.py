@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..inspect.metrics import Roots, serve
-from ..inspect.run import DEFAULT_DUTY, DutyCycle
-from ..inspect.sample import MODES, Sampler
-from ..inspect.tree import read_pidfile
-from ..observe.procfs import linux_problem
-from ..report.plain import visible
+from ..inspect.options import DEFAULT_DUTY, MODES
+
+if TYPE_CHECKING:  # the inspector (numpy, prometheus_client) is imported by run(), not by --help
+    from ..inspect.metrics import Roots
 
 EPILOG = """\
 examples:
@@ -51,6 +49,8 @@ def register(subparsers: Any) -> None:
 
 def roots_of(pids: list[int], pidfiles: list[str]) -> Roots:
     """The exporter's roots: fixed PIDs, and the pids the pid files hold at each call."""
+    from ..inspect.tree import read_pidfile
+
     specs = [(f.split("=", 1) if "=" in f else [None, f]) for f in pidfiles]
 
     def roots() -> tuple[list[int], dict[int, str], list[str]]:
@@ -69,6 +69,13 @@ def roots_of(pids: list[int], pidfiles: list[str]) -> Roots:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C; 2 if the exporter cannot start."""
+    from ..inspect.metrics import serve
+    from ..inspect.run import DutyCycle
+    from ..inspect.sample import Sampler
+    from ..inspect.tree import read_pidfile
+    from ..observe.procfs import linux_problem
+    from ..report.plain import visible
+
     problem = linux_problem()
     if problem:
         print(f"cowscope export: {problem}", file=sys.stderr)

@@ -11,20 +11,16 @@ import sys
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from rich.console import Console
+from ..inspect.options import DEFAULT_DUTY, MODES, SORT_KEYS
 
-from ..inspect.figures import Exited, ProcessFigures, Sample
-from ..inspect.recording import compare_table, header_object, load_recording, write_sample
-from ..inspect.render import SORT_KEYS, exit_line, sample_view
-from ..inspect.run import DEFAULT_DUTY, DutyCycle, ForkWatch, follow
-from ..inspect.sample import MODES, Sampler
-from ..inspect.snapshots import snapshot_of, with_classes
-from ..observe.procfs import linux_problem
-from ..observe.snapshot import Snapshot
-from ..report.plain import visible
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the inspector (numpy, rich) is imported where it is used, not by --help
+    from rich.console import Console
     from rich.live import Live
+
+    from ..inspect.figures import Exited, ProcessFigures, Sample
+    from ..inspect.run import DutyCycle, ForkWatch
+    from ..inspect.sample import Sampler
+    from ..observe.snapshot import Snapshot
 
 EXIT_OK, EXIT_MISSED, EXIT_FAILED = 0, 1, 2
 
@@ -96,6 +92,8 @@ def register(subparsers: Any) -> None:
 
 def _console() -> Console:
     """A console; output that is not a terminal gets a wide fixed width instead of 80 columns."""
+    from rich.console import Console
+
     c = Console()
     if not c.is_terminal:
         c = Console(width=int(os.environ.get("COLUMNS", "160")))
@@ -103,6 +101,8 @@ def _console() -> Console:
 
 
 def _err(msg: str) -> None:
+    from ..report.plain import visible
+
     print(f"cowscope inspect: {visible(msg)}", file=sys.stderr)
 
 
@@ -183,6 +183,8 @@ def _show_trace(args: argparse.Namespace, summary: Any) -> None:
 
 def _compare(paths: list[str]) -> int:
     """`--compare A B`: two recordings side by side."""
+    from ..inspect.recording import compare_table, load_recording
+
     try:
         a, b = (load_recording(x) for x in paths)
         _console().print(compare_table(a, b))
@@ -194,6 +196,9 @@ def _compare(paths: list[str]) -> int:
 
 def _check_usage(args: argparse.Namespace) -> tuple[list[int], list[str], DutyCycle]:
     """The PIDs or the command to follow, and the duty cycle; _Usage when they make no sense here."""
+    from ..inspect.run import DutyCycle
+    from ..observe.procfs import linux_problem
+
     problem = linux_problem()
     if problem:
         raise _Usage(problem)
@@ -231,6 +236,8 @@ def _stop_command(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _sampler(args: argparse.Namespace, pids: list[int], proc: subprocess.Popen[bytes] | None) -> Sampler:
+    from ..inspect.sample import Sampler
+
     try:
         return Sampler(pids, tree=args.tree or proc is not None, mode=args.mode, states=bool(args.pages),
                        kinds=bool(args.kinds or args.save or args.json))
@@ -240,6 +247,8 @@ def _sampler(args: argparse.Namespace, pids: list[int], proc: subprocess.Popen[b
 
 def _open_save(path: str | None, sampler: Sampler) -> IO[str] | None:
     """The --save recording, opened and headed; None without --save."""
+    from ..inspect.recording import header_object
+
     if not path:
         return None
     try:
@@ -303,12 +312,16 @@ class _Run:
             self.history.setdefault(p.pid, []).append(v or 0)
             self.baseline.setdefault(p.pid, p)
         if html:
+            from ..inspect.snapshots import snapshot_of, with_classes
+
             snap = snapshot_of([(p.pid, p.ppid, p.label) for p in s.processes], f"sample {s.seq}")
             if snap is not None:
                 self.snapshots.append(with_classes(snap, s.processes))
 
     def warn(self, s: Sample) -> None:
         """Notes (each once) and missed processes on stderr, when the view does not carry them."""
+        from ..inspect.render import exit_line
+
         for note in s.notes:
             if note not in self.warned:
                 self.warned.add(note)
@@ -333,6 +346,9 @@ def _live(args: argparse.Namespace, console: Console, watching: bool) -> Live | 
 def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: subprocess.Popen[bytes] | None,
           save: IO[str] | None) -> int:
     """Sample until done (one sample, --count, Ctrl-C or the command's end), showing each one."""
+    from ..inspect.recording import write_sample
+    from ..inspect.run import ForkWatch, follow
+
     console = _console()
     watching = args.watch is not None or proc is not None
     interval = args.watch if args.watch is not None else 1.0
@@ -368,6 +384,9 @@ def _loop(args: argparse.Namespace, sampler: Sampler, duty: DutyCycle, proc: sub
 def _show(args: argparse.Namespace, s: Sample, state: _Run, console: Console, live: Live | None,
           watching: bool) -> None:
     """One sample as a JSON line, in the live view, or printed (when watching without a terminal)."""
+    from ..inspect.recording import write_sample
+    from ..inspect.render import sample_view
+
     if args.json:
         write_sample(sys.stdout, s, tree=False)
         return
@@ -385,6 +404,8 @@ def _show(args: argparse.Namespace, s: Sample, state: _Run, console: Console, li
 def _finish(args: argparse.Namespace, state: _Run, console: Console, watching: bool,
             proc: subprocess.Popen[bytes] | None) -> int:
     """The single sample's view, the HTML report, the command's fate; the exit status."""
+    from ..inspect.render import sample_view
+
     last = state.last
     if not watching and not args.json and last is not None:
         if last.processes:

@@ -15,6 +15,7 @@ from ..report.plain import plain, visible
 from ..report.strips import cell_codes, pages_per_cell
 from . import classify as cl
 from .figures import Exited, MappingFigures, ProcessFigures, Sample, find_mappings
+from .options import SORT_KEYS
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -179,12 +180,6 @@ def totals_text(sample: Sample, first: Sample | None = None, exits: Sequence[Exi
     for n in sample.notes:
         text.append(f"\nnote: {visible(n)}", style="dim")
     return text
-
-
-#: --sort names -> the figure mappings are sorted by (largest first; "address": in address order).
-SORT_KEYS = {"rss": "rss_kb", "pss": "pss_kb", "uss": "uss_kb", "swap": "swap_kb", "shared": "shared_with_parent_kb",
-             "in-tree": "shared_in_tree_kb", "copied": "copied_kb", "same": "copied_identical_kb", "new": "new_kb",
-             "released": "released_kb", "address": "start"}
 
 
 def mapping_order(p: ProcessFigures, sort: str | None) -> tuple[str, list[MappingFigures]]:

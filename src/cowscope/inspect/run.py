@@ -9,8 +9,6 @@ from .figures import Sample
 from .sample import Sampler
 from .tree import has_children
 
-DEFAULT_DUTY = 0.2
-
 
 class DutyCycle:
     """Keeps the inspector's own /proc reading under a fraction of wall-clock time."""

@@ -25,9 +25,9 @@ from . import kinds
 from .content import COMPARE_PAGES, Identical, compare_copied
 from .figures import KB, Exited, MappingFigures, ProcessFigures, Sample, TreeTotals, mapping_figures
 from .history import History, attribute
+from .options import MODES
 from .tree import Missed, discover, has_children, process_title
 
-MODES = ("auto", "exact", "estimate", "summary")
 #: Mappings larger than this (16 GiB) are not read page by page (sparse reservations of huge VMAs).
 MAX_MAPPING_PAGES = 1 << 22
 #: Figure name -> page class, for a process whose parent is inspected too.
