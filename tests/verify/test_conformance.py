@@ -23,7 +23,8 @@ def _linux():
 def test_suite_size_and_coverage() -> None:
     assert len(SCENARIOS) >= 40
     assert {s.module for s in SCENARIOS} >= {"anon", "shared", "files", "vma", "madv", "lifecycle", "malloc",
-                                            "thp"}
+                                            "thp", "threads"}
+    assert sum(s.module == "threads" for s in SCENARIOS) >= 10
 
 
 @pytest.mark.parametrize("sc", SCENARIOS, ids=IDS)

@@ -79,6 +79,43 @@ static struct athread *slot_of(uint64_t s, int state)
 	return &slots[s];
 }
 
+/* Wait until thread t sleeps in sem_wait(&t->go): after its sem_post(&t->done) it still runs
+ * a few instructions, and the next command (a fork, say) must not overlap them. */
+static void wait_parked(struct athread *t)
+{
+	char path[64], st[256];
+	int n, fd;
+	char *p;
+	int len = 0;
+	const char *pre = "/proc/self/task/";
+	unsigned v = (unsigned)t->tid;
+	char digits[16];
+	int k = 0;
+	do {
+		digits[k++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (*pre)
+		path[len++] = *pre++;
+	while (k)
+		path[len++] = digits[--k];
+	memcpy(path + len, "/stat", 6);
+	for (;;) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return;
+		n = (int)read(fd, st, sizeof(st) - 1);
+		close(fd);
+		if (n <= 0)
+			return;
+		st[n] = 0;
+		p = strrchr(st, ')');
+		if (!p || p[1] != ' ' || p[2] != 'R')
+			return; /* sleeping (S) in sem_wait, or gone */
+		sched_yield();
+	}
+}
+
 /* pthread_create from the calling thread: ret = the new thread's tid, aux = its pthread_t. */
 void op_thread_create(struct cmd *c)
 {
@@ -98,6 +135,7 @@ void op_thread_create(struct cmd *c)
 		return;
 	}
 	sem_wait(&t->done);
+	wait_parked(t);
 	reply(T_RESULT, t->tid, 0, (uint64_t)t->id);
 }
 
@@ -144,4 +182,5 @@ void run_on_thread(unsigned s, struct cmd *c)
 		return;
 	}
 	sem_wait(&t->done);
+	wait_parked(t);
 }

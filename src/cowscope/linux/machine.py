@@ -83,6 +83,12 @@ class KernelLog:
         else:
             self.source.add_pids([pid])
 
+    def thread(self, tid: int, pid: int) -> None:
+        """A thread of process pid: its events are the process's, even once the thread is gone
+        (its /proc entry is what names its process otherwise)."""
+        if self.source is not None:
+            self.source.maps.tgids[tid] = pid
+
     def _read(self) -> list[Event]:
         if self.source is None:
             return []

@@ -29,6 +29,7 @@ from .wire import (
 )
 
 if TYPE_CHECKING:
+    from .machine import Machine
     from .process import Process
 
 
@@ -131,6 +132,7 @@ class AgentThreads:
     """Process's pthread calls (a mixin of `linux.process.Process`: its `_call`, `_ready`)."""
 
     pid: int
+    machine: Machine
     _threads: list[Thread]
     _next_slot: int
 
@@ -142,6 +144,9 @@ class AgentThreads:
         slot = self._next_slot
         tid, descriptor = self._call(OP_THREAD_CREATE | creator_slot << SLOT_SHIFT, slot, what="pthread_create")
         self._next_slot += 1
+        events = self.machine.events
+        if hasattr(events, "thread"):
+            events.thread(tid, self.pid)
         t = Thread(self, slot, tid, descriptor)
         self._threads.append(t)
         return t

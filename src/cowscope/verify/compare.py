@@ -27,6 +27,7 @@ RECYCLED = "page replaced after a drop"
 CHUNK_VMA = "VMAs around malloc's mmap'd chunks"
 LAZYFREE = "copy or reuse after MADV_FREE"
 MLOCK_BATCH = "copy or reuse after mlock"
+FORK_RACE = "who writes first after a threaded fork"
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,8 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
     if pfns and ra["moved"] != rb["moved"]:
         idx = [i for i, (x, y) in enumerate(zip(ra["moved"], rb["moved"], strict=False)) if x != y]
         why = EXCLUSIONS[RECYCLED] if ra.get("recycled") or rb.get("recycled") else None
+        if set(idx) <= set(ra.get("raced", ())) | set(rb.get("raced", ())):
+            why = EXCLUSIONS[FORK_RACE]
         if ra.get("lazyfree") or rb.get("lazyfree"):
             why = EXCLUSIONS[LAZYFREE]
         elif ra.get("mlocked") or rb.get("mlocked"):

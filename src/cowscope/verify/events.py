@@ -14,6 +14,8 @@ from typing import Any
 
 from ..observe.records import PAGE_SIZE
 
+#: The exclusion of copy-or-reuse on pages both sides of a threaded fork write (EVENT_EXCLUSIONS).
+FORK_RACE = "who writes first after a threaded fork"
 #: Address-bearing kinds the kernel side cannot produce (see EVENT_EXCLUSIONS).
 MODEL_ONLY_KINDS = ("stack-grow", "thp-split", "swap-out")
 
@@ -100,6 +102,8 @@ def compare_events(model: Any, linux: Any, score: EventScore | None = None) -> l
             filebacked = where.split("/", 1)[1] in model.filebacked | linux.filebacked
             m, k = _normal(mi.get(where, []), filebacked), _normal(li.get(where, []), filebacked)
             reason = _excluded(where, model, linux, gup)
+            if reason is None and m != k and _race_only(m, k, where, _at(model.raced, i) | _at(linux.raced, i)):
+                reason = FORK_RACE
             score.excluded += reason is not None
             if reason is None:
                 score.compared += 1
@@ -108,6 +112,23 @@ def compare_events(model: Any, linux: Any, score: EventScore | None = None) -> l
             if m != k:
                 diffs.append(EventDiff(label, where, m, k, reason, step=i))
     return diffs
+
+
+def _at(per_checkpoint: list[set[tuple[str, int]]], i: int) -> set[tuple[str, int]]:
+    return per_checkpoint[i] if i < len(per_checkpoint) else set()
+
+
+def _race_only(m: list[tuple[str, int]], k: list[tuple[str, int]], where: str,
+               raced: set[tuple[str, int]]) -> bool:
+    """The sequences differ only in who copied and who reused pages both sides of a fork wrote
+    (and so in which order each side wrote them)."""
+    region = where.split("/", 1)[1]
+    pages = {i for r, i in raced if r == region}
+
+    def write(seq: list[tuple[str, int]]) -> tuple[list[tuple[str, int]], list[int]]:
+        wp = [p for kind, p in seq if p in pages and kind in ("cow-copy", "cow-reuse")]
+        return [e for e in seq if not (e[1] in pages and e[0] in ("cow-copy", "cow-reuse"))], sorted(wp)
+    return bool(pages) and write(m) == write(k)
 
 
 def _normal(seq: list[tuple[str, int]], filebacked: bool) -> list[tuple[str, int]]:

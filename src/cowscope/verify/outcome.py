@@ -21,7 +21,7 @@ from ..errors import Aborted, ProcessKilled, Segfault, SyscallError
 if TYPE_CHECKING:
     from .trace import TracedMachine
 
-_PID = re.compile(r"\b(pid|child|process) (\d+)")
+_PID = re.compile(r"\b(pid|child|process|thread) (\d+)")
 _ADDRESS = re.compile(r"\bat (0x[0-9a-f]+)")
 _SI_CODE = re.compile(r"SEGV_[A-Z]+")
 

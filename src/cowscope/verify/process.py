@@ -17,8 +17,13 @@ from ..observe.backend import ExitStatus, File, Mallinfo2, Process
 from ..observe.records import PAGE_SIZE
 
 if TYPE_CHECKING:
+    from .thread import TracedThread
     from .trace import TracedMachine
 
+#: HEAP_MAX_SIZE of glibc 2.36 on 64-bit: a non-main arena's heap is reserved at this alignment.
+HEAP_MAX = 64 << 20
+#: the size field's bits: the chunk belongs to a non-main arena / was mmap'd
+NON_MAIN_ARENA, IS_MMAPPED = 0x4, 0x2
 #: prot of the guard pages around each region (PROT_NONE).
 GUARD_PROT = ""
 #: where an unplaced region starts: a PTE table (2 MiB) boundary on every backend
@@ -61,6 +66,7 @@ class TracedProcess:
         self.heap_base = heap
         self._nchildren = 0
         self._nmaps = 0
+        self._nthreads = 0
         self.accessed: dict[str, set[int]] = {}  # region key -> page indexes this process touched
         self.dropped: set[str] = set()  # regions whose pages may have been freed since the checkpoint
         self.locked: set[str] = set()  # regions mlock'ed (mprotect of them populates, no faults)
@@ -119,6 +125,7 @@ class TracedProcess:
         self._nchildren += 1
         key = f"{self.key}.{self._nchildren}"
         child = self._do("fork", (), self._p.fork, lambda c: key)
+        self._tm.fork_race(self)
         return self._tm._add(child, key, self)
 
     def vfork(self) -> TracedProcess:
@@ -148,6 +155,21 @@ class TracedProcess:
             return (self._tm.key_of(pid), status)
         return self._do("wait", (child.key if child else None,),
                         lambda: self._p.wait(child._p if child else None), shown)
+
+    # --- threads ---------------------------------------------------------------------------
+
+    def pthread_create(self) -> TracedThread:
+        """pthread_create from the initial thread: the thread is named "KEY/t<n>" (verify.thread)."""
+        from .thread import TracedThread  # it builds on this module
+
+        self._nthreads += 1
+        key = f"{self.key}/t{self._nthreads}"
+        t = self._do("pthread_create", (), self._p.pthread_create, lambda _t: key)
+        return TracedThread(self, t, key)
+
+    def pthread_join(self, thread: TracedThread) -> None:
+        """pthread_join from the initial thread, logged with the thread's name."""
+        self._do("pthread_join", (thread.key,), lambda: self._p.pthread_join(thread._t))
 
     # --- memory ----------------------------------------------------------------------------
 
@@ -315,6 +337,22 @@ class TracedProcess:
         self.regions = [r for r in self.regions
                         if not ("@" in r.key and r.addr == ptr & ~(PAGE_SIZE - 1))]
 
+    def _block_where(self, ptr: int) -> str:
+        """A block malloc returned, named (see _arena_region)."""
+        self._arena_region(ptr)
+        return self.where(ptr)
+
+    def _arena_region(self, ptr: int) -> None:
+        """A block outside the known regions that belongs to a non-main arena makes the arena's heap
+        (its whole 64 MiB reservation) a region, named "A<n>" in the machine's order of discovery."""
+        if ptr and self.where(ptr).startswith("mmap+"):
+            size = int(self._p.read_u64(ptr - 8))  # the chunk's size field and its A|M|P bits
+            if size & NON_MAIN_ARENA and not size & IS_MMAPPED:
+                heap = ptr & ~(HEAP_MAX - 1)
+                names = self._tm.arena_keys
+                key = names.setdefault(heap, f"A{len(names) + 1}")
+                self.regions.append(Region(key, heap, HEAP_MAX, guarded=False))
+
     def _chunk_region(self, ptr: int) -> int:
         """A block malloc served by mmap (outside the heap) becomes a region "KEY@n" of its own."""
         if ptr and self.where(ptr).startswith("mmap+"):
@@ -327,17 +365,17 @@ class TracedProcess:
 
     def malloc(self, size: int) -> int:
         """malloc, logged with region-relative addresses."""
-        return self._chunk_region(self._do("malloc", (size,), lambda: self._p.malloc(size), self.where))
+        return self._chunk_region(self._do("malloc", (size,), lambda: self._p.malloc(size), self._block_where))
 
     def calloc(self, n: int, size: int) -> int:
         """calloc, logged with region-relative addresses."""
-        return self._chunk_region(self._do("calloc", (n, size), lambda: self._p.calloc(n, size), self.where))
+        return self._chunk_region(self._do("calloc", (n, size), lambda: self._p.calloc(n, size), self._block_where))
 
     def realloc(self, ptr: int, size: int) -> int:
         """realloc, logged with region-relative addresses."""
         self._drop(ptr, 1)
         self.dropped.add("heap")
-        new = self._do("realloc", (self.where(ptr), size), lambda: self._p.realloc(ptr, size), self.where)
+        new = self._do("realloc", (self.where(ptr), size), lambda: self._p.realloc(ptr, size), self._block_where)
         if new != ptr:
             self._forget_chunk(ptr)
         return self._chunk_region(new)
@@ -345,7 +383,7 @@ class TracedProcess:
     def memalign(self, alignment: int, size: int) -> int:
         """memalign, logged with region-relative addresses."""
         return self._chunk_region(self._do("memalign", (alignment, size), lambda: self._p.memalign(alignment, size),
-                                           self.where))
+                                           self._block_where))
 
     def free(self, ptr: int) -> None:
         """free, logged with region-relative addresses; a block's own mmap'd region goes with it."""
@@ -361,13 +399,13 @@ class TracedProcess:
     def posix_memalign(self, alignment: int, size: int) -> tuple[int, int]:
         """posix_memalign, logged with region-relative addresses: (error, pointer)."""
         err, ptr = self._do("posix_memalign", (alignment, size), lambda: self._p.posix_memalign(alignment, size),
-                            lambda r: (r[0], self.where(r[1])))
+                            lambda r: (r[0], self._block_where(r[1])))
         return err, self._chunk_region(ptr)
 
     def aligned_alloc(self, alignment: int, size: int) -> int:
         """aligned_alloc, logged with region-relative addresses."""
         return self._chunk_region(self._do("aligned_alloc", (alignment, size),
-                                           lambda: self._p.aligned_alloc(alignment, size), self.where))
+                                           lambda: self._p.aligned_alloc(alignment, size), self._block_where))
 
     def mallopt(self, param: int, value: int) -> int:
         """mallopt, logged (it may consolidate and trim the heap)."""

@@ -53,6 +53,7 @@ class Trace:
     events: list[dict[str, list[tuple[str, int]]]] = field(default_factory=list)  # per checkpoint
     lazyfree_regions: set[str] = field(default_factory=set)
     gup: list[set[str]] = field(default_factory=list)  # per checkpoint: regions populated via GUP
+    raced: list[set[tuple[str, int]]] = field(default_factory=list)  # per checkpoint: see fork_race
     filebacked: set[str] = field(default_factory=set)  # file and shared regions (fault-around)
     # per checkpoint: process key -> (pid, {region key: (address, pages)}), where this backend had them
     places: list[dict[str, tuple[int, dict[str, tuple[int, int]]]]] = field(default_factory=list)
@@ -69,9 +70,12 @@ class TracedMachine:
         self.lazyfree: set[str] = set()  # regions that had MADV_FREE (see EXCLUSIONS)
         self.gup: set[str] = set()  # regions populated through get_user_pages since the last checkpoint
         self.mlocked: set[str] = set()  # regions mlock/munlock touched (see EXCLUSIONS)
+        self.raced: set[tuple[str, int]] = set()  # (region, page) both sides of a fork wrote (fork_race)
         self.backend_is_linux = backend == "linux"
         self.trace = Trace(backend)
         self.procs: list[TracedProcess] = []
+        self.thread_keys: dict[int, str] = {}  # tid -> the thread's history name (verify.thread)
+        self.arena_keys: dict[int, str] = {}  # arena heap address -> its region key "A<n>"
         self._labels: dict[tuple[str, str], np.ndarray] = {}  # previous PFNs per (proc, region)
         self.trace.kpage = self._kpage_ok()
         self.trace.events_on = not isinstance(machine.events, list) and getattr(machine.events, "enabled", True)
@@ -102,7 +106,7 @@ class TracedMachine:
         for tp in self.procs:
             if tp._p.pid == pid:
                 return tp.key
-        return f"pid?{pid}"
+        return self.thread_keys.get(pid, f"pid?{pid}")
 
     def spawn(self, name: str = "app", image: Any = None) -> TracedProcess:
         """spawn, named by spawn order."""
@@ -223,7 +227,9 @@ class TracedMachine:
             self.trace.events.append(interval)
             self.trace.lazyfree_regions |= self.lazyfree
             self.trace.gup.append(set(self.gup))
+            self.trace.raced.append(set(self.raced))
         self.gup.clear()
+        self.raced.clear()
         if self._snapshots:
             self.trace.snapshots.append(self._snapshot(label))
         self._m.checkpoint(label)
@@ -241,6 +247,17 @@ class TracedMachine:
             if tp.heap_base:
                 self.trace.addresses.setdefault(f"heap:{tp.key}", tp.heap_base)
         return take(self._m, label, source=self.backend, events=since)
+
+    def fork_race(self, tp: TracedProcess, stack: Region | None = None) -> None:
+        """A fork by a process with threads: glibc's fork handlers write each arena's first page
+        (its malloc_state: the lock) in the parent and in the child, and a thread that forks
+        returns through its two top stack pages on both sides. The kernel runs both at once:
+        which side writes first (copies) and which then reuses is the scheduler's choice."""
+        for r in tp.regions:
+            if is_arena(r.key):
+                self.raced.add((r.key, 0))
+        if stack is not None:
+            self.raced |= {(stack.key, stack.npages - 1), (stack.key, stack.npages - 2)}
 
     def forget_frames(self, key: str) -> None:
         """Process `key` released its address space (exec): the PFNs its regions had say nothing
@@ -296,6 +313,7 @@ class TracedMachine:
                                   "lazyfree": r.key in self.lazyfree,
                                   "mlocked": r.key in self.mlocked,
                                   "filebacked": r.filebacked,
+                                  "raced": sorted(i for k, i in self.raced if k == r.key),
                                   "accessed": sorted(tp.accessed.get(r.key, ()))}
             entry["regions"] = regions
             tp.dropped.clear()
@@ -317,6 +335,11 @@ class TracedMachine:
             return []
         end = int(tp._p.brk())
         return [Region("heap", tp.heap_base, end - tp.heap_base)] if end > tp.heap_base else []
+
+
+def is_arena(key: str) -> bool:
+    """A region that is a glibc arena heap ("A1", "A2", ...: verify.process)."""
+    return key[:1] == "A" and key[1:].isdigit()
 
 
 def _state(p: Process) -> str:

@@ -40,7 +40,7 @@ from ..mm.vma import MM, VM_NOHUGEPAGE, VM_NORESERVE
 from . import exec as execmod
 from .exit import mmput
 from .fork import dup_mmap
-from .thread import ProcessThreads, end_threads
+from .thread import ProcessThreads, end_threads, run_frames
 from .uaccess import access_range, load, store
 
 if TYPE_CHECKING:
@@ -332,7 +332,7 @@ class Process(ProcessThreads):
         if alloc is not None:
             child.allocator = alloc.fork_child(child)
         m.events.add(self.pid, "fork", 0, detail=f"child pid {child.pid}")
-        self._return_from_fork(caller)
+        self._return_from_fork(caller, parent=True)
         if self.nptl is not None and caller is not None:
             if threaded:
                 child.allocator.malloc_fork_unlock_child()  # type: ignore[union-attr]
@@ -340,12 +340,15 @@ class Process(ProcessThreads):
         child._return_from_fork(caller)
         return child
 
-    def _return_from_fork(self, caller: PThread | None = None) -> None:
+    def _return_from_fork(self, caller: PThread | None = None, parent: bool = False) -> None:
         """Both sides return from fork(): run libc text and write the caller's stack (the top
-        page of [stack], or a thread's frames below its TCB)."""
+        page of [stack], or a thread's two top pages: in the child the kernel first stores the
+        tid in the TCB (CLONE_CHILD_SETTID), the parent returns through its frames first)."""
         self._call(lambda m, pid, mm: execmod.run_text(m, pid, mm, self.addrs))
-        top = caller.stack.frames if caller is not None and caller.stack is not None else STACK_TOP - PAGE_SIZE
-        self._call(access_range, top, 8, True)
+        if caller is not None and caller.stack is not None:
+            run_frames(self, caller, returning=parent)
+        else:
+            self._call(access_range, STACK_TOP - PAGE_SIZE, 8, True)
 
     def vfork(self) -> Process:
         """vfork(2): the child borrows this mm; this process is suspended until it execs or exits."""

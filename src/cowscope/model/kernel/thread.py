@@ -15,6 +15,7 @@ from ...errors import ProcessBlocked, ProcessGone
 from ...observe.arguments import checked
 from ...observe.backend import Mallinfo2
 from ..libc.nptl import Nptl, PThread
+from .uaccess import access_range
 
 if TYPE_CHECKING:
     from ..libc.base import Allocator
@@ -66,10 +67,13 @@ class Thread:
         return s.base, s.top
 
     def _running(self) -> Process:
+        """The process, once the thread has woken up to run a call: its frames are written (the
+        page under the TCB, then the one below it), as a real thread's code writes them."""
         p = self._process
         p._mm()                                   # ProcessGone / ProcessBlocked for the process
         if self.pthread.state != "running":
             raise ProcessGone.of_thread(self.tid, "exited" if self.pthread.state == "exited" else "been joined")
+        run_frames(p, self.pthread)
         return p
 
     def _alloc(self) -> Allocator:
@@ -201,6 +205,16 @@ class ProcessThreads:
         """/proc/PID/task: the tids of the process's live tasks, the initial one (= pid) first."""
         self._view_mm()
         return [self.pid] + [t.tid for t in self.threads()]
+
+
+def run_frames(p: Process, t: PThread, returning: bool = False) -> None:
+    """A thread runs: it writes its stack's top page (the frames just under its TLS) and the page
+    below (measured: a thread of the agent runs each call in those two pages). Woken up, it
+    writes the top page first; `returning` from a deeper call (fork in the parent) the lower."""
+    if t.stack is not None:
+        pages = (t.stack.tls - 8, t.stack.frames)
+        for addr in (pages[::-1] if returning else pages):
+            p._call(access_range, addr, 8, True)
 
 
 def new_nptl(p: Process) -> Nptl:

@@ -63,6 +63,7 @@ def all_scenarios() -> list[Scenario]:
         shared,
         swap,
         thp,
+        threads,
         vma,
     )
 
