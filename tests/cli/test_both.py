@@ -18,7 +18,7 @@ def test_example_agrees_and_writes_a_report(tmp_path) -> None:
     html = tmp_path / "both.html"
     r = cowscope("run", str(ROOT / "scenarios" / "fork_basics.py"), "--on", "both", "--html", str(html))
     assert r.returncode == 0, r.stderr
-    assert "0 difference(s)" in r.stdout and "never compared (by design)" in r.stdout
+    assert "agree · 0 differences" in r.stdout and "never compared (by design)" in r.stdout
     assert html.stat().st_size > 10_000 and "report written to" in r.stdout
 
 
@@ -27,7 +27,7 @@ def test_a_difference_is_exit_1_and_a_bad_file_exit_2(tmp_path) -> None:
     differ.write_text("def scenario(m):\n    p = m.spawn('P')\n    a = p.mmap(4096)\n"
                       "    p.fill(a, 1, 1 if m.backend == 'linux' else 2)\n    p.read(a, 1)\n")
     r = cowscope("run", str(differ), "--on", "both")
-    assert r.returncode == 1 and "DIFFERS" in r.stdout
+    assert r.returncode == 1 and "DIFFER ·" in r.stdout
     r = cowscope("run", str(tmp_path / "missing.py"), "--on", "both")
     assert r.returncode == 2 and "cowscope run:" in r.stderr and "Traceback" not in r.stderr
 
@@ -48,7 +48,7 @@ def test_the_same_outcome_on_both_is_no_difference(tmp_path, case: str) -> None:
     f.write_text("def scenario(m):\n    p = m.spawn('P')\n" + SAME_OUTCOME[case])
     r = cowscope("run", str(f), "--on", "both")
     assert r.returncode == 2, r.stdout + r.stderr  # it failed, the same way on both
-    assert "0 difference(s)" in r.stdout and "(the same outcome)" in r.stdout and "DIFFERS" not in r.stdout
+    assert "agree · 0 differences" in r.stdout and "(the same outcome)" in r.stdout and "DIFFER ·" not in r.stdout
 
 
 def test_a_different_outcome_is_a_difference(tmp_path) -> None:
@@ -56,7 +56,7 @@ def test_a_different_outcome_is_a_difference(tmp_path) -> None:
     f.write_text("def scenario(m):\n    p = m.spawn('P')\n    a = p.mmap(4096, 'r')\n"
                  "    p.write(a + (8 if m.backend == 'linux' else 4096 + 8), b'x')\n")
     r = cowscope("run", str(f), "--on", "both")
-    assert r.returncode == 1 and "how the scenario ended" in r.stdout and "DIFFERS" in r.stdout
+    assert r.returncode == 1 and "how the scenario ended" in r.stdout and "DIFFER ·" in r.stdout
 
 
 THREE_SHARERS = '''
@@ -80,7 +80,7 @@ def scenario(m):
         p.wait(c)
     m.checkpoint("children gone")
 '''
-TERMINAL = re.compile(r"(\d+) difference\(s\), (\d+) excluded")
+TERMINAL = re.compile(r"model vs kernel: (?:agree|DIFFER) · (\d+) differences?, (\d+) excluded")
 READY = "window.cowscopeReport && (cowscopeReport.ready || document.body.dataset.ready === 'error')"
 MAGENTA_PIXELS = """[...document.querySelectorAll('canvas.pagemap')].reduce((s, c) => {
     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
@@ -142,6 +142,7 @@ def test_three_sharers_report_says_what_the_terminal_says(tmp_path) -> None:
     magenta, head, steps = _in_browser(html)
     assert all(n == 0 for n in magenta) and all(n == 0 for n in steps)
     assert not head or f"agree · 0 differences, {excluded} excluded" in head
+    assert not head or head.startswith(r.stdout.splitlines()[0])  # the terminal's first line, word for word
 
 
 def test_a_wrong_model_rule_is_marked_on_exactly_its_pages(tmp_path, monkeypatch, capsys) -> None:
@@ -159,7 +160,8 @@ def test_a_wrong_model_rule_is_marked_on_exactly_its_pages(tmp_path, monkeypatch
     f.write_text(THREE_SHARERS)
     html = tmp_path / "wrong.html"
     assert run_both(argparse.Namespace(scenario=str(f), html=str(html), allocator=None)) == 1
-    counted, excluded = map(int, TERMINAL.search(capsys.readouterr().out).groups())
+    out = capsys.readouterr().out
+    counted, excluded = map(int, TERMINAL.search(out).groups())
     meta = _meta(html)
     v = meta["verdict"]
     assert (v["counted"], v["excluded"]) == (counted, excluded) == (1, excluded)
@@ -170,7 +172,7 @@ def test_a_wrong_model_rule_is_marked_on_exactly_its_pages(tmp_path, monkeypatch
     magenta, head, steps = _in_browser(html)
     if magenta:  # the mark is drawn on both panes of that page, at that checkpoint only
         assert magenta[2] > 0 and [n for k, n in enumerate(magenta) if k != 2] == [0] * 4
-        assert f"DIFFER · 1 difference, {excluded} excluded" in head
+        assert f"DIFFER · 1 difference, {excluded} excluded" in head and head.startswith(out.splitlines()[0])
         assert steps[2] >= 1 and [n for k, n in enumerate(steps) if k != 2] == [0] * 4  # (+ 1 with events)
 
 

@@ -4,6 +4,7 @@ differing regions drawn twice with the differing pages in runs, the rest folded;
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pytest
 from rich.cells import cell_len
@@ -52,7 +53,7 @@ def test_agreement_is_one_line_per_process():
     m = trace("model", story(["S2.B"] * 8, 32))
     out = _print(m, trace("linux", story(["S2.B"] * 8, 32)))
     lines = out.splitlines()
-    assert lines[0] == "model vs kernel: agree, 0 difference(s), 0 excluded"
+    assert lines[0] == "model vs kernel: agree · 0 differences, 0 excluded"
     assert lines[1] == "events: 3/3 agree"
     assert "P: R1, heap agree" in lines and "P.1: R1 agree" in lines
     assert "model" not in out.split("checkpoint 1/2")[1]  # no region drawn
@@ -62,7 +63,7 @@ def test_differing_pages_in_runs_under_both_strips_and_repeats_folded():
     m = trace("model", story(["S2.B"] * 8, 32))
     k = trace("linux", story(["X.C", "X.D", "X.E"] + ["S2.B"] * 5, 32))
     out = _print(m, k)
-    assert out.splitlines()[0] == "model vs kernel: DIFFERS, 6 difference(s), 0 excluded"
+    assert out.splitlines()[0] == "model vs kernel: DIFFER · 6 differences, 0 excluded"
     first, second = out.split("checkpoint 1/2: forked")[1].split("checkpoint 2/2: end")
     assert "P: R1, heap agree" in first
     rows = [ln.split() for ln in first.splitlines() if ln.strip().startswith(("model", "linux", "R1"))]
@@ -107,3 +108,18 @@ def test_tokens_draw_as_strips():
 def test_text_form_for_messages():
     m = trace("model", story(["S2.B"] * 8, 32))
     assert "P: " not in both_text(m, m, []) and "    model" in both_text(m, m, [])
+
+
+def test_differences_are_placed_by_their_fields_not_their_text():
+    """The where text is for people: with it blanked, every difference still lands on its
+    checkpoint, process, region and pages."""
+    m = trace("model", story(["S2.B"] * 8, 32))
+    k = trace("linux", story(["X.C", "X.D", "X.E"] + ["S2.B"] * 5, 36))
+    diffs = compare(m, k)
+    assert diffs and all(d.process == "P.1" and d.region == "R1" and d.aspect for d in diffs)
+    blank = [replace(d, where="?") for d in diffs]
+    console = Console(file=io.StringIO(), width=80, color_system=None, highlight=False, markup=False)
+    print_both(console, m, k, blank, {})
+    out = console.file.getvalue()
+    assert out == _print(m, k).replace("events: 3/3 agree\n", "")
+    assert "    ≠ p0-2: model S2 | linux X" in out and "    ≠ vma[0, 8] smaps model|linux: Rss 32|36" in out

@@ -104,6 +104,7 @@ def test_page_identity_is_compared_as_a_relation_not_as_names() -> None:
     merged = _trace("linux", _obs(["S2.Q", "S2.Q"], {}))  # one page where the model has two
     bad = counted(compare(a, merged))
     assert len(bad) == 2 and all("same physical page" in d.where for d in bad)
+    assert sorted((d.aspect, d.pages) for d in bad) == [("identity", (0,)), ("identity", (1,))]
 
 
 @pytest.mark.kernel
@@ -132,7 +133,12 @@ def test_real_traces_that_differ_are_caught() -> None:
     wheres = " ".join(x.where for x in bad)
     assert "op " in wheres and "[after] P.1 P#1 p0" in wheres and "Private_Dirty" in wheres
     text = both_text(t1, t2, compare(t1, t2), all_regions=False)
-    assert "≠" in text and "P#1" in text and "DIFFERS" in text and "p0: model S2 | linux X" in text
+    assert "≠" in text and "P#1" in text and "DIFFER ·" in text and "p0: model S2 | linux X" in text
+    page = next(d for d in bad if d.where == "[after] P.1 P#1 p0")  # where it lies, also as data
+    assert (page.step, page.process, page.region, page.pages, page.aspect) == (0, "P.1", "P#1", (0,), "page")
+    smaps = next(d for d in bad if d.where == "[after] P.1 P#1 vma[0, 4] Private_Dirty")
+    assert (smaps.process, smaps.region, smaps.aspect, smaps.vma) == ("P.1", "P#1", "Private_Dirty", (0, 4))
+    assert {d.aspect for d in bad if d.where.startswith("op ")} == {"op"}
 
 
 DISAGREE = '''
@@ -161,7 +167,7 @@ def test_run_on_both_cli_exit_status(tmp_path: Path, backend_differs: bool) -> N
         assert "≠" in out.stdout and "P#1" in out.stdout
     else:
         assert out.returncode == 0, out.stdout + out.stderr
-        assert "0 difference(s)" in out.stdout
+        assert "agree · 0 differences" in out.stdout
 
 
 @pytest.mark.kernel

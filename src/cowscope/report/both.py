@@ -5,13 +5,14 @@ as page tokens and smaps figures) and the comparison's differences (`verify.comp
 `verify.events.EventDiff`), duck-typed: report does not import verify. Each checkpoint shows, per
 process, the regions where the backends differ, each drawn twice (model, linux) with the
 differing pages in runs; regions that agree fold into one line per process. `all_regions` draws
-every region and lists the operations and the excluded differences too.
+every region and lists the operations and the excluded differences too. A difference is placed
+by its own fields (checkpoint `step`, `process`, `region`, `pages`, `aspect`, `vma`), never by
+parsing its text; the first line states the verdict in the HTML report's words (`headline`).
 """
 
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,6 @@ from .plain import plain, visible
 from .strips import strip
 
 FIGURES = ("Rss", "Pss", "Priv", "Shrd")
-_PAGE = re.compile(r"^p(\d+)$")
 _TOKEN_STATE = {"-": NOT_PRESENT, "Z": ZERO, "X": PRIVATE, "S": SHARED, "F": PAGECACHE, "W": SWAPPED,
                 "G": SWAPPED, "P": SHARED}
 
@@ -68,12 +68,15 @@ def _row(side: str, region: Mapping[str, Any] | None) -> layout.Row:
     return layout.Row(side, "", region_figures(region), len(states), lambda cells: strip(states, cells))
 
 
-def page_runs(diffs: Sequence[Any], at: str) -> list[tuple[int, int, Any, Any, bool]]:
-    """The per-page differences of region `at` as runs (first, end, model, linux, counted)."""
-    pages = []
-    for d in diffs:
-        if d.where.startswith(at + " ") and (m := _PAGE.match(d.where[len(at) + 1:])):
-            pages.append((int(m.group(1)), d.model, d.linux, d.excluded is None))
+def _at(d: Any, step: int, process: str | None, region: str | None) -> bool:
+    """Whether a difference lies at this checkpoint, on this process and region (None: not on one)."""
+    return d.step == step and d.process == process and d.region == region
+
+
+def page_runs(diffs: Sequence[Any], step: int, process: str, region: str) -> list[tuple[int, int, Any, Any, bool]]:
+    """The per-page state differences of one region as runs (first, end, model, linux, counted)."""
+    pages = [(d.pages[0], d.model, d.linux, d.excluded is None) for d in diffs
+             if d.aspect == "page" and d.pages and _at(d, step, process, region)]
     runs: list[tuple[int, int, Any, Any, bool]] = []
     for i, a, b, counted in sorted(pages, key=lambda x: x[0]):
         if runs and runs[-1][1] == i and runs[-1][2:] == (a, b, counted):
@@ -87,13 +90,17 @@ def _mark(counted: bool) -> str:
     return "≠" if counted else "~"
 
 
+def headline(counted: int, excluded: int) -> str:
+    """The verdict as the HTML report's header states it (report/assets/verdict.js)."""
+    word = "DIFFER" if counted else "agree"
+    return f"model vs kernel: {word} · {counted} difference{'' if counted == 1 else 's'}, {excluded} excluded"
+
+
 def summary(console: Console, model: Any, linux: Any, diffs: Sequence[Any], reasons: Mapping[str, str],
             events: str | None) -> None:
     """The agreement first: how many differences, how many excluded and why, the event figure."""
     n = sum(d.excluded is None for d in diffs)
-    verdict = "agree" if n == 0 else "DIFFERS"
-    console.print(Text(f"model vs kernel: {verdict}, {n} difference(s), {len(diffs) - n} excluded",
-                       style="bold" if n == 0 else "bold red"))
+    console.print(Text(headline(n, len(diffs) - n), style="bold" if n == 0 else "bold red"))
     if events:
         console.print(Text(events))
     by_reason: dict[str, int] = {}
@@ -110,40 +117,43 @@ def summary(console: Console, model: Any, linux: Any, diffs: Sequence[Any], reas
             console.print(plain(f"expectation failed on {side}: {f}", style="yellow"))
 
 
-def _other_diffs(diffs: Sequence[Any], prefix: str, view: BothView) -> list[Any]:
-    """Differences under `prefix` that are not per page (VMAs, smaps, state, identity)."""
-    out = []
-    for d in diffs:
-        if not d.where.startswith(prefix) or _PAGE.match(d.where.rsplit(" ", 1)[-1]):
-            continue
-        if d.excluded is None or view.all_regions:
-            out.append(d)
-    return out
+def _other_diffs(diffs: Sequence[Any], step: int, process: str, region: str | None, view: BothView) -> list[Any]:
+    """Differences at one place that are not a page's state (VMAs, smaps, state, identity)."""
+    return [d for d in diffs if _at(d, step, process, region) and d.aspect != "page"
+            and (d.excluded is None or view.all_regions)]
 
 
-_SMAPS = re.compile(r"^(vma\[[^\]]*\]) (\w+)$")
-_MOVED = re.compile(r"^new page since last checkpoint at p\[([^\]]*)\]$")
+_VMA_FLAGS = ("perms", "vmflags", "thp_eligible")
 
 
-def detail_lines(ds: Sequence[Any], prefix: str, width: int) -> list[Text]:
-    """The non-page differences of one region, `prefix` left out: smaps fields of a VMA on one
-    line (`Pss 18|22`), replaced pages as runs, the rest one per line."""
+def label(d: Any) -> str:
+    """What differs, within its region or process: `p3`, `vma[0, 8] perms`, `VMAs`, `exit`."""
+    if d.aspect == "page" and d.pages:
+        return f"p{d.pages[0]}"
+    if d.aspect == "identity" and d.pages:
+        return f"p{d.pages[0]} same physical page as"
+    if d.vma is not None:
+        return f"vma{list(d.vma)} {d.aspect}"
+    return d.aspect or d.where
+
+
+def detail_lines(ds: Sequence[Any], width: int) -> list[Text]:
+    """The non-page differences of one region or process: smaps figures of a VMA on one line
+    (`Pss 18|22`), replaced pages as runs, the rest one per line."""
     lines: list[Text] = []
-    smaps: dict[tuple[str, bool], list[str]] = {}
+    smaps: dict[tuple[tuple[int, int], bool], list[str]] = {}
     for d in ds:
-        what = d.where[len(prefix):]
-        if (m := _SMAPS.match(what)) and isinstance(d.model, int):
-            smaps.setdefault((m.group(1), d.excluded is None), []).append(f"{m.group(2)} {d.model}|{d.linux}")
-        elif (m := _MOVED.match(what)):
-            pages = [int(x) for x in m.group(1).split(",") if x.strip()]
-            kept = [p for p, x in zip(pages, d.model, strict=False) if not x]
+        if d.vma is not None and d.aspect not in _VMA_FLAGS:
+            smaps.setdefault((d.vma, d.excluded is None), []).append(f"{d.aspect} {d.model}|{d.linux}")
+        elif d.aspect == "moved":
+            kept = [p for p, x in zip(d.pages, d.model, strict=False) if not x]
             lines.append(plain(f"    {_mark(d.excluded is None)} a new frame since the previous checkpoint: "
-                               f"model at {_runs(pages, d.model)}, linux at {_runs(pages, d.linux)}"
+                               f"model at {_runs(d.pages, d.model)}, linux at {_runs(d.pages, d.linux)}"
                                + ("" if kept or not d.excluded else f" ({d.excluded})")))
         else:
-            lines.append(diff_text(d, width, prefix))
+            lines.append(diff_text(d, width, label(d)))
     for (vma, counted), fields in smaps.items():
-        lines.append(plain(f"    {_mark(counted)} {vma} smaps model|linux: {', '.join(fields)}"))
+        lines.append(plain(f"    {_mark(counted)} vma{list(vma)} smaps model|linux: {', '.join(fields)}"))
     return lines
 
 
@@ -160,11 +170,11 @@ def _runs(pages: Sequence[int], flags: Sequence[Any]) -> str:
     return ", ".join(f"p{a}" if a == b else f"p{a}-{b}" for a, b in out)
 
 
-def diff_text(d: Any, width: int, prefix: str = "") -> Text:
-    """One difference in a line: `≠ where: model X | linux Y`, `prefix` left out of where."""
+def diff_text(d: Any, width: int, what: str | None = None) -> Text:
+    """One difference in a line: `≠ what: model X | linux Y` (what: the comparator's where)."""
     a, b = _short(d.model), _short(d.linux)
     tail = f" ({d.excluded})" if d.excluded else ""
-    text = f"    {_mark(d.excluded is None)} {d.where[len(prefix):]}: model {a} | linux {b}"
+    text = f"    {_mark(d.excluded is None)} {visible(d.where if what is None else what)}: model {a} | linux {b}"
     return plain(text + (layout.shorten_right(tail, max(width - len(text), 12)) if tail else ""))
 
 
@@ -175,11 +185,11 @@ def _short(value: Any, limit: int = 48) -> str:
 
 def print_ops(console: Console, model: Any, linux: Any, span: range, diffs: Sequence[Any], view: BothView) -> None:
     """The operations of one checkpoint interval: those that differ (all with `all_regions`)."""
-    bad = {d.where for d in diffs if d.excluded is None}
+    bad = {d.op for d in diffs if d.excluded is None and d.op is not None}
     for i in span:
         a = model.ops[i] if i < len(model.ops) else None
         b = linux.ops[i] if i < len(linux.ops) else None
-        differs = f"op {i + 1}" in bad
+        differs = i in bad
         if differs or view.all_regions:
             console.print(plain(f"{'≠' if differs else ' '} {i + 1:>3} {_op(a)}"))
             if differs:
@@ -193,11 +203,11 @@ def _op(op: Any) -> str:
     return f"{key} {name}({', '.join(map(str, args))}) -> {res}"
 
 
-def _signature(diffs: Sequence[Any], at: str, label: str) -> tuple[tuple[str, str, str], ...]:
-    """A region's differences at one checkpoint, without the checkpoint's name (to tell repeats)."""
-    return tuple((d.where[len(at):], repr(d.model), repr(d.linux)) for d in diffs
-                 if d.excluded is None and (d.where == at or d.where.startswith(at + " "))
-                 and not _MOVED.match(d.where[len(at) + 1:]))  # replaced pages are news of one interval
+def _signature(diffs: Sequence[Any], step: int, process: str, region: str) -> tuple[tuple[Any, ...], ...]:
+    """A region's counted differences at one checkpoint, without the checkpoint (to tell repeats);
+    replaced pages are news of one interval and left out."""
+    return tuple((d.aspect, d.vma, d.pages, repr(d.model), repr(d.linux)) for d in diffs
+                 if d.excluded is None and d.aspect != "moved" and _at(d, step, process, region))
 
 
 def _life(p: Mapping[str, Any]) -> str:
@@ -214,15 +224,14 @@ def _state(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     return f" (model {sa} | linux {sb})"
 
 
-def print_process(console: Console, label: str, key: str, a: Mapping[str, Any], b: Mapping[str, Any],
+def print_process(console: Console, step: int, key: str, a: Mapping[str, Any], b: Mapping[str, Any],
                   diffs: Sequence[Any], view: BothView, seen: dict[tuple[str, str], Any]) -> None:
     """One process at one checkpoint: its regions that differ, drawn twice; those that agree, and
     those that differ as at the previous checkpoint, folded into a line each."""
     ra, rb = a.get("regions", {}), b.get("regions", {})
-    prefix = f"[{label}] {key}"
     agree, repeated, shown = [], [], []
     for rk in sorted(set(ra) | set(rb)):
-        sig = _signature(diffs, f"{prefix} {rk}", label)
+        sig = _signature(diffs, step, key, rk)
         last, seen[(key, rk)] = seen.get((key, rk)), sig
         if view.all_regions or (sig and sig != last):
             shown.append(rk)
@@ -230,28 +239,25 @@ def print_process(console: Console, label: str, key: str, a: Mapping[str, Any], 
             (repeated if sig else agree).append(rk)
     folded = [f"{', '.join(map(visible, agree))} agree"] if agree else []
     folded += [f"{', '.join(map(visible, repeated))} differ as at the previous checkpoint"] if repeated else []
-    console.print(plain(f"{key}{_state(a, b)}" + (": " + "; ".join(folded) if folded and not shown else ""),
+    console.print(plain(f"{visible(key)}{_state(a, b)}" + (": " + "; ".join(folded) if folded and not shown else ""),
                         style="" if not shown else "bold"))
-    rows = [layout.Row(rk, "", ["0"] * 4) for rk in shown]
+    rows = [layout.Row(visible(rk), "", ["0"] * 4) for rk in shown]
     rows += [_row(side, r.get(rk)) for rk in shown for side, r in (("model", ra), ("linux", rb))]
     cols = layout.columns(rows, FIGURES, console.width, view.width, indent=4)
     for rk in shown:
-        at = f"{prefix} {rk}"
-        console.print(layout.header_text(FIGURES, cols, rk), no_wrap=True, crop=False)
+        console.print(layout.header_text(FIGURES, cols, visible(rk)), no_wrap=True, crop=False)
         for side, r in (("model", ra), ("linux", rb)):
             for line in layout.render_row(_row(side, r.get(rk)), cols, view.width):
                 console.print(line, no_wrap=True, crop=False)
-        for first, end, x, y, counted in page_runs(diffs, at):
+        for first, end, x, y, counted in page_runs(diffs, step, key, rk):
             if counted or view.all_regions:
                 pages = f"p{first}" if end == first + 1 else f"p{first}-{end - 1}"
                 console.print(plain(f"    {_mark(counted)} {pages}: model {x} | linux {y}"))
-        for line in detail_lines(_other_diffs(diffs, at + " ", view), at + " ", console.width):
+        for line in detail_lines(_other_diffs(diffs, step, key, rk, view), console.width):
             console.print(line)
     if shown and folded:
         console.print(Text("    " + "; ".join(folded), style="dim"))
-    rest = [d for d in _other_diffs(diffs, prefix + " ", view)
-            if not any(d.where.startswith(f"{prefix} {rk}") for rk in set(ra) | set(rb))]
-    for line in detail_lines(rest, prefix + " ", console.width):
+    for line in detail_lines(_other_diffs(diffs, step, key, None, view), console.width):
         console.print(line)
 
 
@@ -274,12 +280,12 @@ def print_both(console: Console, model: Any, linux: Any, diffs: Sequence[Any], r
         start = end
         mo, lo = model.checkpoints[k][1], linux.checkpoints[k][1]
         for key in sorted(set(mo) | set(lo)):
-            print_process(console, labels[k], key, mo.get(key, {}), lo.get(key, {}), diffs, view, seen)
+            print_process(console, k, key, mo.get(key, {}), lo.get(key, {}), diffs, view, seen)
         for e in event_diffs:
-            if e.checkpoint == labels[k] and (e.excluded is None or view.all_regions):
+            if e.step == k and (e.excluded is None or view.all_regions):
                 console.print(plain(f"  {'≠' if e.excluded is None else '~'} {e.line()}"))
     for d in diffs:
-        if d.excluded is None and not d.where.startswith("[") and not d.where.startswith("op "):
+        if d.excluded is None and d.step is None and d.op is None:  # the outcome, the checkpoints' names
             console.print(diff_text(d, console.width))
 
 

@@ -36,7 +36,11 @@ class Diff:
 
     Where it lies also as data (for a report to place it): the checkpoint's index, the process's
     history name, the region's key and, for a per-page difference, the page offsets in the region;
-    an op-log difference has its op index (0-based) instead.
+    an op-log difference has its op index (0-based) instead. `aspect` says what differs: "outcome",
+    "op", "checkpoints", "process" (alive on one side only), "state", "exit", "status/faults",
+    "mapped" (a region on one side only), "page" (a page's state), "identity" (which pages are one
+    frame), "moved" (a new frame since the previous checkpoint), "VMAs", or a field of the VMA
+    `vma` (its page range in the region): "perms", "vmflags", "thp_eligible" or an smaps figure.
     """
 
     where: str
@@ -48,6 +52,8 @@ class Diff:
     region: str | None = None
     pages: tuple[int, ...] = ()
     op: int | None = None
+    aspect: str = ""
+    vma: tuple[int, int] | None = None
 
     def line(self) -> str:
         """One line: where, both values, excluded or not."""
@@ -94,17 +100,17 @@ def compare(model: Trace, linux: Trace) -> list[Diff]:
     diffs: list[Diff] = []
     if model.outcome != linux.outcome:  # kind and message; cowscope's own frames play no part
         diffs.append(Diff("how the scenario ended", model.outcome or "(ran to the end)",
-                          linux.outcome or "(ran to the end)"))
+                          linux.outcome or "(ran to the end)", aspect="outcome"))
     n = max(len(model.ops), len(linux.ops))
     for i in range(n):
         a = model.ops[i] if i < len(model.ops) else None
         b = linux.ops[i] if i < len(linux.ops) else None
         if a != b:
-            diffs.append(Diff(f"op {i + 1}", _op_text(a), _op_text(b), op=i))
+            diffs.append(Diff(f"op {i + 1}", _op_text(a), _op_text(b), op=i, aspect="op"))
     pfns = model.kpage and linux.kpage
     labels = [lbl for lbl, _ in model.checkpoints]
     if labels != [lbl for lbl, _ in linux.checkpoints]:
-        diffs.append(Diff("checkpoints", labels, [lbl for lbl, _ in linux.checkpoints]))
+        diffs.append(Diff("checkpoints", labels, [lbl for lbl, _ in linux.checkpoints], aspect="checkpoints"))
     for k, ((label, mo), (_l, lo)) in enumerate(zip(model.checkpoints, linux.checkpoints, strict=False)):
         diffs += [replace(d, step=k) for d in _compare_obs(label, mo, lo, pfns)]
     return diffs
@@ -133,7 +139,8 @@ def _identity_diffs(pairs: list[_Pair]) -> list[Diff]:
         if len(a_to_b[la]) > 1 or len(b_to_a[lb]) > 1:
             same_a = sorted(p[2] for p in pairs if p[3] == la and p[2] != where)
             same_b = sorted(p[2] for p in pairs if p[4] == lb and p[2] != where)
-            out.append(Diff(f"{where} same physical page as", same_a, same_b, process=key, region=rk, pages=(i,)))
+            out.append(Diff(f"{where} same physical page as", same_a, same_b, process=key, region=rk, pages=(i,),
+                            aspect="identity"))
     return out
 
 
@@ -145,16 +152,16 @@ def _compare_obs(label: str, mo: dict[str, Any], lo: dict[str, Any], pfns: bool)
         a, b = mo.get(key), lo.get(key)
         at = f"[{label}] {key}"
         if a is None or b is None:
-            out.append(Diff(at, a and a["state"], b and b["state"], process=key))
+            out.append(Diff(at, a and a["state"], b and b["state"], process=key, aspect="process"))
             continue
         for f in ("state", "exit"):
             if a.get(f) != b.get(f):
-                out.append(Diff(f"{at} {f}", a.get(f), b.get(f), process=key))
+                out.append(Diff(f"{at} {f}", a.get(f), b.get(f), process=key, aspect=f))
         ra, rb = a.get("regions", {}), b.get("regions", {})
         for rk in sorted(set(ra) | set(rb)):
             if rk not in ra or rk not in rb:
                 out.append(Diff(f"{at} {rk}", "mapped" if rk in ra else None, "mapped" if rk in rb else None,
-                                process=key, region=rk))
+                                process=key, region=rk, aspect="mapped"))
                 continue
             region_pairs: list[tuple[str, str, str, int]] = []
             out += [replace(d, process=key, region=rk)
@@ -163,7 +170,7 @@ def _compare_obs(label: str, mo: dict[str, Any], lo: dict[str, Any], pfns: bool)
         ia, ib = a.get("info", {}), b.get("info", {})
         if ia != ib:
             why = EXCLUSIONS["status / smaps_rollup / fault counts"]
-            out.append(Diff(f"{at} status/faults", ia, ib, why, process=key))
+            out.append(Diff(f"{at} status/faults", ia, ib, why, process=key, aspect="status/faults"))
     return out + _identity_diffs(pairs)
 
 
@@ -212,7 +219,7 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
             elif (rk, i) in around and x and y and x[0] == y[0] == "F":
                 excl = EXCLUSIONS[FAULT_AROUND]  # another process's fault-around mapped it too
                 fault_around_pages.add(i)
-            out.append(Diff(f"{at} p{i}", x, y, excl, pages=(i,)))
+            out.append(Diff(f"{at} p{i}", x, y, excl, pages=(i,), aspect="page"))
         elif pfns and pairs is not None and x not in (None, "-", "Z", "G"):
             la, lb = _letter(ra["pages"][i]), _letter(rb["pages"][i])
             if la and lb:
@@ -227,12 +234,12 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
         elif ra.get("mlocked") or rb.get("mlocked"):
             why = EXCLUSIONS[MLOCK_BATCH]
         out.append(Diff(f"{at} new page since last checkpoint at p{idx}", [ra["moved"][i] for i in idx],
-                        [rb["moved"][i] for i in idx], why, pages=tuple(idx)))
+                        [rb["moved"][i] for i in idx], why, pages=tuple(idx), aspect="moved"))
     va, vb = ra["vmas"], rb["vmas"]
     if at.endswith(" heap") or "@" in at.rsplit(" ", 1)[-1]:
         why = EXCLUSIONS[HEAP_VMA if at.endswith(" heap") else CHUNK_VMA]
         if va != vb:
-            out.append(Diff(f"{at} VMAs", [v["pages"] for v in va], [v["pages"] for v in vb], why))
+            out.append(Diff(f"{at} VMAs", [v["pages"] for v in va], [v["pages"] for v in vb], why, aspect="VMAs"))
         return out
     n = len(ra["pages"])
     # A VMA reaching past the region's own guard pages (or past the region, once it has none)
@@ -241,16 +248,17 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
     ca = [(max(v["pages"][0], -g), min(v["pages"][1], n + g)) for v in va]
     cb = [(max(v["pages"][0], -g), min(v["pages"][1], n + g)) for v in vb]
     if ca != cb:
-        out.append(Diff(f"{at} VMAs", [v["pages"] for v in va], [v["pages"] for v in vb]))
+        out.append(Diff(f"{at} VMAs", [v["pages"] for v in va], [v["pages"] for v in vb], aspect="VMAs"))
         return out
     if [v["pages"] for v in va] != [v["pages"] for v in vb]:
         out.append(Diff(f"{at} VMAs", [v["pages"] for v in va], [v["pages"] for v in vb],
-                        EXCLUSIONS[MERGED_VMA]))
+                        EXCLUSIONS[MERGED_VMA], aspect="VMAs"))
     for v, w in zip(va, vb, strict=True):
         vat = f"{at} vma{list(v['pages'])}"
         for f in ("perms", "vmflags", "thp_eligible"):
             if v.get(f) != w.get(f):
-                out.append(Diff(f"{vat} {f}", v[f], w[f], _merged_flag(f, v, w, g)))
+                out.append(Diff(f"{vat} {f}", v[f], w[f], _merged_flag(f, v, w, g), aspect=f,
+                                vma=tuple(v["pages"])))
         lo, hi = v["pages"]
         excl = EXCLUSIONS[FAULT_AROUND] if any(lo <= i < hi for i in fault_around_pages) else None
         n = len(ra["pages"])
@@ -258,7 +266,8 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
             excl = EXCLUSIONS[MERGED_VMA]
         for f in SMAPS_COMPARED:
             if v["smaps"].get(f, 0) != w["smaps"].get(f, 0):
-                out.append(Diff(f"{vat} {f}", v["smaps"].get(f, 0), w["smaps"].get(f, 0), excl))
+                out.append(Diff(f"{vat} {f}", v["smaps"].get(f, 0), w["smaps"].get(f, 0), excl, aspect=f,
+                                vma=tuple(v["pages"])))
     return out
 
 
