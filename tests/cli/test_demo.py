@@ -31,3 +31,14 @@ def test_demo_thp_tells_the_huge_page_story(tmp_path):
     assert "4 KiB copied, not 2 MiB" in r.stdout and "H 2 MiB THP" in r.stdout
     html = out.read_text()
     assert "one 4 KiB copy after one PMD split" in html and "copies 512 pages" in html
+
+
+def test_demo_threads_tells_the_arena_story(tmp_path):
+    out = tmp_path / "threads.html"
+    r = cowscope("demo", "threads", "--html", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    n = r.stdout.count("✓")
+    assert n >= 10 and f"{n}/{n} checks hold" in r.stdout and "✗" not in r.stdout
+    assert "the child has one thread but all four arenas" in r.stdout and "arena heap" in r.stdout
+    html = out.read_text()
+    assert "no fault in any thread arena" in html and "only those pages are copied" in html

@@ -12,9 +12,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "forks; the child writes part of it and frees an object; code pages stay shared; after the child "
         "exits the parent's writes copy nothing. Every claim is printed as a check with the figures that "
         "prove it, and a strip per mapping shows each page (see the legend). Exit status 1 if any check fails.")
-    p.add_argument("story", nargs="?", choices=("fork", "thp"), default="fork",
+    p.add_argument("story", nargs="?", choices=("fork", "thp", "threads"), default="fork",
                    help="fork: the malloc story (default); thp: a 2 MiB transparent huge page across "
-                   "fork, where one write copies 4 KiB (2 MiB before Linux 5.8)")
+                   "fork, where one write copies 4 KiB (2 MiB before Linux 5.8); threads: a server with "
+                   "four threads forks, the child holds four malloc arenas it never uses, shared until written")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report of every step")
     p.add_argument("--allocator", choices=("ptmalloc", "firstfit"), default=None,
                    help="malloc implementation in the model (default: ptmalloc, glibc 2.36's)")
@@ -36,6 +37,12 @@ def run(args: argparse.Namespace) -> int:
         m, steps = demo_thp.run_demo_thp()
         title = "What does fork() copy of a 2 MiB transparent huge page?"
         failed = print_demo(console, m.allocator_name, steps, args.width, demo_thp.SHOWN, title)
+    elif args.story == "threads":
+        from ..report import demo_threads
+
+        m, steps = demo_threads.run_demo_threads()
+        title = "What does fork() do with the malloc arenas of a threaded server?"
+        failed = print_demo(console, m.allocator_name, steps, args.width, demo_threads.SHOWN, title)
     else:
         m, steps = run_demo(args.allocator)
         title = "cowscope demo: fork() and malloc'd memory"
