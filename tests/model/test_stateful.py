@@ -12,6 +12,10 @@ are 2 MiB-aligned MADV_HUGEPAGE regions (transparent huge pages, split by later 
 the machine has swap, so MADV_PAGEOUT moves pages out and every later access brings them back, and
 KSM scans merge identical pages: contents are what the reference checks, whatever the page is.
 
+Processes make threads (each with its own stack mapping; with ptmalloc, its own arena), which
+malloc, free (blocks of any thread), read and write, fork (the child's only thread is the caller's
+copy) and exit; status Threads: and /proc/PID/task follow.
+
 Each example draws one of the registered allocators (firstfit, ptmalloc). Profiles: "ci" (500
 examples of up to 25 steps, the `slow` test, about 2 minutes of CPU), "quick" (30 examples, the default
 of test_stateful_quick) and "deep" (300 examples of up to 50 steps: HYPOTHESIS_PROFILE=deep pytest
@@ -44,6 +48,7 @@ SLOT = 32 * PS          # one tracked mapping per slot: at most 8 pages, the res
 HUGE = 2 << 20
 HUGE_ARENA = ARENA + (1 << 39)  # 2 MiB-aligned slots of 4 MiB for the huge-page regions
 MAX_LIVE = 3
+MAX_THREADS = 3         # threads made by pthread_create per process
 PROTS = ("", "r", "w", "rw", "rx", "rwx")
 ALLOCATORS = [a for a in ("firstfit", "ptmalloc") if a in _allocators()]
 
@@ -125,6 +130,7 @@ class RProc:
     allocs: dict[int, bytearray] = field(default_factory=dict)
     regions: list[tuple[int, int]] = field(default_factory=list)  # every slot ever mapped
     status: tuple[str, int] | None = None
+    threads: list[object] = field(default_factory=list)  # running threads made by pthread_create
 
     @property
     def pid(self) -> int:
@@ -195,6 +201,8 @@ class MemoryMachine(RuleBasedStateMachine):
         """Mark r dead: orphan its children (they are reaped by init)."""
         r.status = status
         r.pages, r.allocs = {}, {}
+        assert all(t.state == "exited" for t in r.threads)  # type: ignore[attr-defined]
+        r.threads = []
         p = r.proc
         assert not p.alive and p.exit_status == status  # type: ignore[attr-defined]
         parent = self.procs.get(p.ppid)  # type: ignore[attr-defined]
@@ -299,7 +307,8 @@ class MemoryMachine(RuleBasedStateMachine):
         r = self.pick(i)
         if how == "exec":
             r.proc.exec()  # type: ignore[attr-defined]
-            r.pages, r.allocs, r.regions = {}, {}, []
+            assert all(t.state == "exited" for t in r.threads)  # type: ignore[attr-defined]
+            r.pages, r.allocs, r.regions, r.threads = {}, {}, [], []
             return
         r.proc.exit(code)  # type: ignore[attr-defined]
         self.died(r, ("exit", code & 0xFF))
@@ -530,8 +539,8 @@ class MemoryMachine(RuleBasedStateMachine):
         else:
             self.use_alloc(r, k, op, seed)
 
-    def malloc(self, r: RProc, size: int, seed: int) -> None:
-        p = r.proc
+    def malloc(self, r: RProc, size: int, seed: int, caller: object | None = None) -> None:
+        p = caller or r.proc
         ptr = p.malloc(size)  # type: ignore[attr-defined]
         assert ptr and ptr % 16 == 0, f"malloc({size}) = {ptr:#x}"
         assert p.malloc_usable_size(ptr) >= size  # type: ignore[attr-defined]
@@ -541,10 +550,10 @@ class MemoryMachine(RuleBasedStateMachine):
         p.write(ptr, data)  # type: ignore[attr-defined]
         r.allocs[ptr] = bytearray(data)
 
-    def use_alloc(self, r: RProc, k: int, op: str, seed: int) -> None:
+    def use_alloc(self, r: RProc, k: int, op: str, seed: int, caller: object | None = None) -> None:
         ptr = sorted(r.allocs)[k % len(r.allocs)]
         buf = r.allocs[ptr]
-        p = r.proc
+        p = caller or r.proc
         if op == "free":
             p.free(ptr)  # type: ignore[attr-defined]
             del r.allocs[ptr]
@@ -555,6 +564,65 @@ class MemoryMachine(RuleBasedStateMachine):
             data = _payload(seed, min(len(buf) - off, 3000))
             p.write(ptr + off, data)  # type: ignore[attr-defined]
             buf[off:off + len(data)] = data
+
+    # -- threads -------------------------------------------------------------------------------
+    @precondition(lambda self: any(len(r.threads) < MAX_THREADS for r in self.live()))
+    @rule(i=st.integers(0, 7), by_thread=st.booleans())
+    def pthread_create(self, i: int, by_thread: bool) -> None:
+        """A new thread (made by the initial thread or by another thread): its own stack mapping,
+        one more task."""
+        r = self.pick(i)
+        if len(r.threads) >= MAX_THREADS:
+            return
+        creator = r.threads[0] if by_thread and r.threads else r.proc
+        t = creator.pthread_create()  # type: ignore[attr-defined]
+        lo, hi = t.stack_range()
+        assert hi - lo == (8 << 20) + PS and t.alive and t.process is r.proc
+        r.threads.append(t)
+
+    @precondition(lambda self: any(r.threads for r in self.live()))
+    @rule(i=st.integers(0, 7), ti=st.integers(0, 3),
+          size=st.one_of(st.integers(1, 600), st.integers(1, 40000), st.integers(130000, 200000)),
+          k=st.integers(0, 63), op=st.sampled_from(["malloc", "malloc", "free", "read", "write"]),
+          seed=st.integers(0, 1000))
+    def thread_heap(self, i: int, ti: int, size: int, k: int, op: str, seed: int) -> None:
+        """malloc (in the thread's arena), or free (any block: cross-thread frees too), read or
+        write a malloc'd block, as one of the process's threads."""
+        r = self.pick(i)
+        if not r.threads:
+            return
+        t = r.threads[ti % len(r.threads)]
+        if op == "malloc" or not r.allocs:
+            self.malloc(r, size, seed, caller=t)
+        else:
+            self.use_alloc(r, k, op, seed, caller=t)
+
+    @precondition(lambda self: any(r.threads for r in self.live()) and len(self.live()) < MAX_LIVE)
+    @rule(i=st.integers(0, 7), ti=st.integers(0, 3))
+    def thread_fork(self, i: int, ti: int) -> None:
+        """fork from a thread: the child has one thread (the caller's copy) and a copy of memory,
+        the other threads' stacks and arenas included."""
+        r = self.pick(i)
+        if not r.threads:
+            return
+        child = r.threads[ti % len(r.threads)].fork()  # type: ignore[attr-defined]
+        assert child.ppid == r.pid and child.alive and child.tasks() == [child.pid]
+        self.procs[child.pid] = r.forked(child)
+        self.touched.add(child.pid)
+
+    @precondition(lambda self: any(r.threads for r in self.live()))
+    @rule(i=st.integers(0, 7), ti=st.integers(0, 3), join=st.booleans())
+    def thread_exit(self, i: int, ti: int, join: bool) -> None:
+        """A thread returns from its start routine (its tcache back to the arenas), maybe joined."""
+        r = self.pick(i)
+        if not r.threads:
+            return
+        t = r.threads.pop(ti % len(r.threads))
+        t.pthread_exit()  # type: ignore[attr-defined]
+        assert t.state == "exited" and t.tid not in r.proc.tasks()  # type: ignore[attr-defined]
+        if join:
+            r.proc.pthread_join(t)  # type: ignore[attr-defined]
+            assert t.state == "joined"  # type: ignore[attr-defined]
 
     # -- invariants ----------------------------------------------------------------------------
     @invariant()
@@ -569,6 +637,7 @@ class MemoryMachine(RuleBasedStateMachine):
         for r in self.live():
             p = r.proc
             assert p.alive  # type: ignore[attr-defined]
+            assert p.status().threads == 1 + len(r.threads) == len(p.tasks())  # type: ignore[attr-defined]
             roll = p.smaps_rollup().fields  # type: ignore[attr-defined]
             vmrss = p.status().fields["VmRSS"]  # type: ignore[attr-defined]
             assert vmrss == roll["Rss"], f"pid {r.pid}: VmRSS {vmrss} != smaps_rollup Rss {roll['Rss']}"

@@ -304,3 +304,20 @@ def test_many_frames_on_both_backends() -> None:
     model = run_traced(_many_frames, Machine(), "model")
     linux = run_traced(_many_frames, _linux(), "linux")
     assert linux.error is None and counted(compare(model, linux)) == []
+
+
+def test_fork_race_excuses_a_replaced_page_only_where_both_sides_wrote() -> None:
+    """Whether the parent kept the frame of a page both sides of a threaded fork wrote (an arena's
+    first page) is the scheduler's choice: not compared there, compared everywhere else."""
+    a = _trace("model", _obs(["X.A", "X.B"], {}, key="A1"))
+    b = _trace("linux", _obs(["X.A", "X.B"], {}, key="A1"))
+    a.checkpoints[0][1]["P"]["regions"]["A1"]["moved"] = [False, False]
+    b.checkpoints[0][1]["P"]["regions"]["A1"]["moved"] = [True, False]
+    (d,) = compare(a, b)
+    assert d.excluded is None
+    for t in (a, b):
+        t.checkpoints[0][1]["P"]["regions"]["A1"]["raced"] = [0]
+    (d,) = compare(a, b)
+    assert d.excluded == EXCLUSIONS["who writes first after a threaded fork"]
+    b.checkpoints[0][1]["P"]["regions"]["A1"]["moved"] = [True, True]
+    assert [x.excluded for x in compare(a, b)] == [None]
