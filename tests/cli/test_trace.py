@@ -111,18 +111,48 @@ def test_inspect_trace_shows_causes_beside_the_tree(prog: Path) -> None:
 @pytest.mark.kernel
 @root_only
 def test_trace_html_report_has_the_kernel_events(tmp_path: Path) -> None:
-    code = ("import os, time\nb = bytearray(4096 * 256)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
-            "pid = os.fork()\nif pid == 0:\n    time.sleep(2)\n    for i in range(0, len(b), 4096): b[i] = 2\n"
-            "    time.sleep(2)\n    os._exit(0)\nprint(os.getpid(), flush=True)\nos.waitpid(pid, 0)\n")
+    """The child writes only once the trace session is up, and both stay alive until it ends: the
+    report has its page maps at the start and the end, whatever the machine's load."""
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    wait = "def wait(f):\n    while not os.path.exists(f): time.sleep(0.02)\n"
+    code = (f"import os, time\n{wait}b = bytearray(4096 * 256)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+            f"pid = os.fork()\nif pid == 0:\n    wait({str(go)!r})\n    for i in range(0, len(b), 4096): b[i] = 2\n"
+            f"    open({str(go)!r} + '.done', 'w').close()\n    wait({str(stop)!r})\n    os._exit(0)\n"
+            "print(os.getpid(), flush=True)\nos.waitpid(pid, 0)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     parent = proc.stdout.readline().strip()
     html = tmp_path / "trace.html"
     try:
-        r = _trace("--tree", parent, "--duration", "3", "--html", str(html))
+        before = _our_instances()
+        tr = subprocess.Popen([sys.executable, "-m", "cowscope", "trace", "--tree", parent, "--duration", "4",
+                               "--html", str(html)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_for(lambda: _our_instances() - before or tr.poll() is not None, 60)
+        go.touch()
+        _wait_for(lambda: Path(str(go) + ".done").exists(), 30)
+        out, err = tr.communicate(timeout=120)
     finally:
+        stop.touch()
         proc.wait(timeout=30)
-    assert r.returncode == 0, r.stderr
-    assert "page maps at 2 point(s)" in r.stdout
+    assert tr.returncode == 0, err
+    assert "page maps at 2 point(s)" in out
     text = html.read_text()
     assert "cowscope trace" in text and "cow-copy" in text
+
+
+def _our_instances() -> set[str]:
+    """The tracefs instances of cowscope trace sessions that are recording now (some event enabled)."""
+    base = Path("/sys/kernel/tracing/instances")
+    if not base.is_dir():
+        return set()
+    return {p.name for p in base.iterdir() if p.name.startswith("cowscope-trace-")
+            and any(e.read_text().strip() == "1" for e in p.glob("events/*/*/enable"))}
+
+
+def _wait_for(cond, timeout: float) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)

@@ -353,7 +353,7 @@ class Machine:
         kb = PAGE_SIZE >> 10
         fl = self.phys.flags
         used = fl & PG_INUSE != 0
-        anon = int(np.count_nonzero(used & (fl & PG_ANON != 0)))
+        anon = int(np.count_nonzero(used & (fl & PG_ANON != 0) & (self.phys.mapcount > 0)))  # NR_ANON_MAPPED
         shmem = int(np.count_nonzero(used & (fl & PG_FILE != 0) & (fl & PG_SWAPBACKED != 0)))
         cached = int(np.count_nonzero(used & (fl & PG_FILE != 0)))
         mapped = int(np.count_nonzero(used & (fl & PG_FILE != 0) & (self.phys.mapcount > 0)))
