@@ -254,13 +254,11 @@ def unmap_frees_swap_cache(m: Any) -> None:
     kb, margin = n * PAGE // 1024, n * PAGE // 8192
     before = m.meminfo()
     p.madvise(a, n * PAGE, "pageout")
-    out = m.meminfo()
-    m.checkpoint("paged out")
+    out = m.meminfo()  # no checkpoint: a few pages still in a per-CPU LRU batch are not paged out
     m.expect(before["AnonPages"] - out["AnonPages"] > kb - margin, "AnonPages down by the region")
     m.expect(abs(out["SwapCached"] - before["SwapCached"] - kb) < margin, "the pages wait in the swap cache")
     p.madvise(a, n * PAGE, "populate_read")
     back = m.meminfo()
-    m.checkpoint("read back")
     m.expect(back["AnonPages"] - out["AnonPages"] > kb - margin, "AnonPages up by the region: mapped again")
     m.expect(abs(back["SwapCached"] - out["SwapCached"]) < margin, "still in the swap cache (read faults)")
     p.munmap(a, n * PAGE)
