@@ -8,8 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
 
-from .helpers import ROOT, cowscope
+from .helpers import ROOT, colours, cowscope, in_terminal, without_escapes
 
 pytestmark = pytest.mark.kernel
 
@@ -30,6 +31,29 @@ def test_a_difference_is_exit_1_and_a_bad_file_exit_2(tmp_path) -> None:
     assert r.returncode == 1 and "DIFFER ·" in r.stdout
     r = cowscope("run", str(tmp_path / "missing.py"), "--on", "both")
     assert r.returncode == 2 and "cowscope run:" in r.stderr and "Traceback" not in r.stderr
+
+
+PAGES_DIFFER = ("def scenario(m):\n    p = m.spawn('P')\n    a = p.mmap(8 * 4096)\n    p.fill(a, 8 * 4096, 1)\n"
+                "    m.checkpoint('filled')\n    c = p.fork()\n    if m.backend == 'linux':\n"
+                "        c.write(a + 4096, b'x')\n    m.checkpoint('forked')\n")
+
+
+def test_differences_fit_narrow_terminals_and_pipes(tmp_path) -> None:
+    """The differing region drawn twice with its figures: plain and 80 columns when piped, every
+    line within the terminal at 40 and 120 columns, no colour with NO_COLOR."""
+    f = tmp_path / "differ.py"
+    f.write_text(PAGES_DIFFER)
+    r = cowscope("run", str(f), "--on", "both")
+    assert r.returncode == 1 and "\x1b[" not in r.stdout, r.stdout + r.stderr
+    assert "≠ p1: model S2 | linux X" in r.stdout and "DIFFER · " in r.stdout.splitlines()[0]
+    assert [ln for ln in r.stdout.splitlines() if cell_len(ln) > 80] == []
+    for columns in (40, 120):
+        out = in_terminal("run", str(f), "--on", "both", columns=columns)
+        text = without_escapes(out)
+        assert colours(out) and " ".join(text.split()).startswith(r.stdout.splitlines()[0])
+        assert [ln for ln in text.splitlines() if cell_len(ln) > columns] == [], text
+        assert "≠ p1: model S2 | linux X" in text
+    assert colours(in_terminal("run", str(f), "--on", "both", columns=80, env={"NO_COLOR": "1"})) == []
 
 
 SAME_OUTCOME = {

@@ -19,7 +19,7 @@ from cowscope.model import Machine
 from cowscope.report.runview import RunView, print_run
 from cowscope.scenario import ScenarioRun, run_scenario
 
-from .helpers import ROOT, cowscope
+from .helpers import ROOT, colours, cowscope, in_terminal, without_escapes
 
 #: A checkpoint of scenarios/prefork_server.py fits in two screens of 24 lines at 80 columns.
 PREFORK_LINES = 48
@@ -94,7 +94,7 @@ def check_output(out: str, run: ScenarioRun, width: int) -> None:
             assert row_figures(lines, pid, m.vma.start, m.vma.perms) == smaps_figures(m), (pid, m.vma)
 
 
-@pytest.mark.parametrize("width", [60, 80, 120])
+@pytest.mark.parametrize("width", [40, 60, 80, 120])
 def test_examples_show_every_figure_of_their_regions(tmp_path, width: int) -> None:
     for path in scenarios(tmp_path):
         run = run_scenario(path, Machine(), source="model")
@@ -116,6 +116,20 @@ def test_piped_output_is_80_columns_of_plain_text(tmp_path) -> None:
         if path.name == "prefork_server.py":
             sizes = [len(s) for s in checkpoint_sections(r.stdout)]
             assert max(sizes) <= PREFORK_LINES, sizes
+
+
+@pytest.mark.parametrize("columns", [40, 60, 80, 120])
+def test_in_a_terminal_in_colour_and_with_no_color(columns: int) -> None:
+    """On a terminal of that width: every line fits and every figure is in its row, coloured strips;
+    with NO_COLOR the same text without a colour (bold and dim stay)."""
+    path = ROOT / "scenarios" / "prefork_server.py"
+    run = run_scenario(path, Machine(), source="model")
+    coloured = in_terminal("run", str(path), columns=columns)
+    assert colours(coloured), "strips are coloured on a terminal"
+    check_output(without_escapes(coloured), run, columns)
+    bare = in_terminal("run", str(path), columns=columns, env={"NO_COLOR": "1"})
+    assert colours(bare) == [] and "\x1b[" in bare
+    assert without_escapes(bare) == without_escapes(coloured)
 
 
 def test_all_mappings_and_changes(tmp_path) -> None:

@@ -93,7 +93,7 @@ def test_dead_processes_say_how_they_ended_once():
     assert "P.1 (X, exit 0 on both)" in out
 
 
-@pytest.mark.parametrize("width", [60, 80, 120])
+@pytest.mark.parametrize("width", [40, 60, 80, 120])
 def test_every_line_fits(width: int):
     m = trace("model", story(["S2.B"] * 8, 32))
     k = trace("linux", story(["X.C", "X.D", "X.E"] + ["S2.B"] * 5, 32))
@@ -123,3 +123,20 @@ def test_differences_are_placed_by_their_fields_not_their_text():
     out = console.file.getvalue()
     assert out == _print(m, k).replace("events: 3/3 agree\n", "")
     assert "    ≠ p0-2: model S2 | linux X" in out and "    ≠ vma[0, 8] smaps model|linux: Rss 32|36" in out
+
+
+def test_names_are_shown_plainly():
+    """Process and region names come from the scenario: markup is shown, control characters escaped."""
+    name, region_name = "[red]x\x1b[2J", "[/]\x07"
+
+    def renamed(pages: list[str]) -> list[tuple[str, dict]]:
+        return [(label + "[bold]", {name: {**obs["P.1"], "regions": {region_name: obs["P.1"]["regions"]["R1"]}}})
+                for label, obs in story(pages, 32)]
+
+    m, k = trace("model", renamed(["S2.B"] * 8)), trace("linux", renamed(["X.C"] + ["S2.B"] * 7))
+    buf = io.StringIO()
+    console = Console(file=buf, width=80, force_terminal=True, color_system="standard", highlight=False)
+    print_both(console, m, k, compare(m, k), {})
+    out = buf.getvalue()
+    assert "[red]x\\x1b[2J" in out and "[/]\\x07" in out and "forked[bold]" in out
+    assert "\x1b[2J" not in out and "\x07" not in out
