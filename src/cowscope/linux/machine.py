@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import atexit
 import os
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections import Counter
@@ -31,6 +33,7 @@ import numpy as np
 
 from ..errors import Unsupported
 from ..observe import kpage, procfs
+from ..observe.arguments import checked
 from ..observe.events import Event
 from ..observe.records import PAGE_SIZE, parse_size
 from . import ksm
@@ -65,6 +68,49 @@ _KPAGE_NOTE_SHOWN = False
 def _close_all() -> None:
     for m in list(_MACHINES):
         m.close()
+
+
+def _agent_setup() -> None:
+    """In a new agent before exec: its own process group (killed as one), and no core dumps (an
+    agent that dies of SIGABRT or SIGSEGV leaves no `core` behind; its children inherit this)."""
+    os.setpgrp()
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _release(pgids: list[int], directory: str) -> None:
+    """Kill a machine's agents (their process groups) and remove its files: at close(), when the
+    Machine is garbage-collected unclosed, or at exit (weakref.finalize)."""
+    for pgid in pgids:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+_OPEN: set[int] = set()  # id() of the machines not closed yet
+_PREV_SIGTERM: list[Any] = []
+
+
+def _sigterm_to_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _hold_sigterm(key: int) -> None:
+    """While a machine is open, SIGTERM exits through SystemExit (finally blocks, atexit: agents
+    killed, files removed) instead of killing the interpreter on the spot; only where nobody else
+    handles SIGTERM."""
+    if (not _OPEN and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        _PREV_SIGTERM.append(signal.signal(signal.SIGTERM, _sigterm_to_exit))
+    _OPEN.add(key)
+
+
+def _release_sigterm(key: int) -> None:
+    _OPEN.discard(key)
+    if (not _OPEN and _PREV_SIGTERM and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is _sigterm_to_exit):
+        signal.signal(signal.SIGTERM, _PREV_SIGTERM.pop())
 
 
 class KernelLog:
@@ -131,6 +177,7 @@ class KernelLog:
             self.source.session.close()
 
 
+@checked
 class Machine:
     """The real kernel behind the model's Machine API (processes are real agents)."""
 
@@ -146,11 +193,15 @@ class Machine:
         self.cpu = _pick_cpu() if cpu is None else cpu
         self.processes: dict[int, Process] = {}
         self.events: NoEvents | KernelLog = KernelLog() if events else NoEvents()
+        if ram is not None:
+            parse_size(ram)  # a malformed size is the same ValueError as on the model (the kernel's RAM is what it is)
         self._agent = str(agent_path())
         self._dir = tempfile.mkdtemp(prefix="cowscope-linux-", dir=_files_root())
+        self._pgids: list[int] = []
+        self._release = weakref.finalize(self, _release, self._pgids, self._dir)
+        _hold_sigterm(id(self))
         self._errdir = os.path.join(self._dir, "stderr")
         os.mkdir(self._errdir)
-        self._pgids: list[int] = []
         self._kpage_ok: bool | None = None
         self._zero_pfns: frozenset[int] | None = None
         self._swap: SwapFile | None = None
@@ -195,7 +246,8 @@ class Machine:
                     p._popen.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     pass
-        shutil.rmtree(self._dir, ignore_errors=True)
+        self._release()
+        _release_sigterm(id(self))
 
     def ksm_scan(self) -> None:
         """Let ksmd merge identical pages of MADV_MERGEABLE areas now: ksm/run is set to 1 until
@@ -219,7 +271,7 @@ class Machine:
         env = {"COWSCOPE_AGENT_ROOT": "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         try:
             popen = subprocess.Popen([self._agent, str(theirs.fileno()), str(self.cpu), self._errdir],
-                                     pass_fds=[theirs.fileno()], env=env, preexec_fn=os.setpgrp,
+                                     pass_fds=[theirs.fileno()], env=env, preexec_fn=_agent_setup,
                                      stdin=subprocess.DEVNULL)
         except FileNotFoundError:
             ours.close()
@@ -253,9 +305,9 @@ class Machine:
         """A real file (on a disk filesystem, not tmpfs) standing for the scenario's `path`.
         Written and fsync'ed: its pages are in the page cache, clean; with cached=False they are
         then dropped (POSIX_FADV_DONTNEED), so the first access reads the disk."""
-        real = os.path.join(self._dir, "files", path.lstrip("/"))
+        real = os.path.join(self._dir, "files", path.lstrip("/"))  # normalised: never outside
         os.makedirs(os.path.dirname(real), exist_ok=True)
-        with open(real, "wb") as f:
+        with open(real, "xb") as f:  # an existing path is FileExistsError, as on the model
             # One write(2) per page: a single large write lets ext4 build large page-cache folios,
             # and a folio's dirty bit then covers all its pages (a 1-byte store through a shared
             # mapping would show every page of the folio as dirty in smaps).

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import CowscopeError
+from ..observe.arguments import checked
 from ..observe.records import (
     KPF_ANON,
     KPF_ANON_EXCLUSIVE,
@@ -62,6 +63,21 @@ from .mm.vma import MM
 from .mm.vmscan import shrink_memory
 
 DEFAULT_RAM = "256GiB"
+#: The RAM a model machine may have: room for a program image and its first pages, and no more
+#: frames than the event log's 32-bit frame numbers name (16 TiB).
+MIN_RAM, MAX_RAM = 1 << 20, 1 << 44
+
+
+def ram_pages(ram: int | str | None) -> int:
+    """Machine(ram=...) in pages (None: the default); ValueError saying what is wrong."""
+    try:
+        nbytes = parse_size(DEFAULT_RAM if ram is None else ram)
+    except ValueError as exc:
+        raise ValueError(f"Machine(ram={ram!r}): {exc}") from None
+    if not MIN_RAM <= nbytes <= MAX_RAM:
+        raise ValueError(f"Machine(ram={ram!r}): a model machine has between 1 MiB (a program image and "
+                         "its first pages) and 16 TiB (the frames its event log can name) of RAM")
+    return nbytes // PAGE_SIZE
 #: /proc/vmstat THP event counters the model moves (mm/vmstat.c names)
 THP_EVENTS = ("thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd", "thp_split_page",
               "thp_deferred_split_page", "thp_zero_page_alloc", "thp_swpout_fallback")
@@ -74,11 +90,12 @@ REFERENCE_CPUS = 2
 REFERENCE_READ_AHEAD_KB = 8192
 
 
+@checked
 class Machine:
     """One simulated Linux machine (x86-64, 4 KiB pages; THP as on the reference machine:
     `madvise`, with the huge zero page; no swap unless asked)."""
 
-    def __init__(self, ram: int | str = DEFAULT_RAM, allocator: str | None = None,
+    def __init__(self, ram: int | str | None = DEFAULT_RAM, allocator: str | None = None,
                  record_events: bool = True, image: Image | None = None, thp: str = "madvise",
                  thp_zero_page: bool = True, kernel: str = "6.18", swap: int | str | None = None, *,
                  overcommit_memory: int = 0, overcommit_ratio: int = 50, overcommit_kbytes: int = 0,
@@ -92,7 +109,7 @@ class Machine:
         `cpus`: the online CPUs glibc counts (malloc makes up to 8 arenas per CPU).
         The defaults are the reference machine's; the kernel backend's `model_config()` gives its
         host's."""
-        self.phys = PhysMem(parse_size(ram) // PAGE_SIZE)
+        self.phys = PhysMem(ram_pages(ram))
         self.acct = CommitAccount(self.phys.nr_pages, 0, int(overcommit_memory), int(overcommit_ratio),
                                   int(overcommit_kbytes))
         self.swap: SwapInfo | None = None

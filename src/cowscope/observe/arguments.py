@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import operator
+import posixpath
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -113,6 +114,22 @@ def advice(value: Any, call: str, what: str) -> str | int:
     return _MADV_NAME.get(v, v)
 
 
+def file_path(value: Any, call: str, what: str) -> str:
+    """A machine file's path, normalised ("/d/../f" is "/f"; never outside the machine's files);
+    ValueError when it names no file ("", "/", "/..")."""
+    if not isinstance(value, str):
+        raise TypeError(f"{call}: {what} must be a str, not {type(value).__name__}")
+    norm = posixpath.normpath("/" + value)
+    if norm in ("/", "//") or value.endswith("/"):
+        raise ValueError(f"{call}: {value!r} names no file")
+    return "/" + norm.lstrip("/")
+
+
+def maybe_size(value: Any, call: str, what: str) -> int | None:
+    """An optional file size: not negative."""
+    return None if value is None else count(value, call, what)
+
+
 #: Per interface call: how each argument is checked and converted (observe.backend.Process).
 ARGS: dict[str, dict[str, Check]] = {
     "read": {"addr": ulong, "n": count},
@@ -140,6 +157,8 @@ ARGS: dict[str, dict[str, Check]] = {
     "malloc_usable_size": {"ptr": ulong},
     "malloc_trim": {"pad": ulong},
     "pagemap": {"addr": ulong, "npages": count},
+    # Machine
+    "create_file": {"path": file_path, "size": maybe_size},
 }
 
 

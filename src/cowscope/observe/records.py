@@ -6,6 +6,7 @@ from kernel text (`parse_*`), so model output and real /proc output compare fiel
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,15 +14,22 @@ import numpy as np
 PAGE_SIZE = 4096
 
 
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([kmgtp]?)(?:i?b)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+
+
 def parse_size(value: int | str) -> int:
-    """Bytes from 4096, '4KiB', '2GiB', '512M' (binary units)."""
-    if isinstance(value, int):
-        return value
-    s = value.strip().upper().replace("IB", "").replace("B", "")
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    if s and s[-1] in units:
-        return int(float(s[:-1]) * units[s[-1]])
-    return int(s)
+    """Bytes from 4096, '4KiB', '2GiB', '512M', '1.5 GiB' (binary units up to PiB); ValueError
+    naming the value for anything else (a negative number, 'abc', None)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, str) and (m := _SIZE.fullmatch(value)):
+        n = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    else:
+        raise ValueError(f"not a size: {value!r} (a number of bytes, or e.g. '64MiB', '2GiB', '1TiB')")
+    if n < 0:
+        raise ValueError(f"not a size: {value!r} is negative")
+    return n
 
 # ---------------------------------------------------------------------------------------------
 # /proc/PID/maps
