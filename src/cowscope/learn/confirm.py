@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .lang import Problem
@@ -83,7 +84,10 @@ class KernelBackend:
             self.end_processes()
 
     def end_processes(self) -> None:
-        """Exit every process still alive, the newest first (a vfork child before its parent)."""
+        """Exit every process still alive, the newest first (a vfork child before its parent), and
+        remove the problem's files (the next problem makes its own of the same names)."""
+        import shutil
+
         from ..errors import CowscopeError
 
         for p in reversed(self.machine.live_processes()):
@@ -91,6 +95,7 @@ class KernelBackend:
                 p.exit(0)
             except CowscopeError:
                 pass
+        shutil.rmtree(os.path.join(self.machine.files_dir, "learn"), ignore_errors=True)
 
     def close(self) -> None:
         self.machine.close()

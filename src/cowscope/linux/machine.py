@@ -8,21 +8,19 @@ and the machine-wide views, and cleans up.
 
 Cleanup: agents live in their own process group and are SIGKILLed by `Machine.close()` (also at
 interpreter exit); the first agent has PR_SET_PDEATHSIG; every agent exits on EOF of its socket,
-so a SIGKILLed controller leaves nothing behind either.
+so a SIGKILLed controller leaves no process behind; its folder and swapfile are removed by the
+next machine (`linux.lifecycle`).
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import resource
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import weakref
 from collections import Counter
@@ -36,7 +34,7 @@ from ..observe import kpage, procfs
 from ..observe.arguments import checked
 from ..observe.events import Event
 from ..observe.records import PAGE_SIZE, parse_size
-from . import ksm
+from . import ksm, lifecycle
 from .build import agent_path
 from .file import File
 from .ksource import KernelEvents
@@ -68,49 +66,6 @@ _KPAGE_NOTE_SHOWN = False
 def _close_all() -> None:
     for m in list(_MACHINES):
         m.close()
-
-
-def _agent_setup() -> None:
-    """In a new agent before exec: its own process group (killed as one), and no core dumps (an
-    agent that dies of SIGABRT or SIGSEGV leaves no `core` behind; its children inherit this)."""
-    os.setpgrp()
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def _release(pgids: list[int], directory: str) -> None:
-    """Kill a machine's agents (their process groups) and remove its files: at close(), when the
-    Machine is garbage-collected unclosed, or at exit (weakref.finalize)."""
-    for pgid in pgids:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-_OPEN: set[int] = set()  # id() of the machines not closed yet
-_PREV_SIGTERM: list[Any] = []
-
-
-def _sigterm_to_exit(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _hold_sigterm(key: int) -> None:
-    """While a machine is open, SIGTERM exits through SystemExit (finally blocks, atexit: agents
-    killed, files removed) instead of killing the interpreter on the spot; only where nobody else
-    handles SIGTERM."""
-    if (not _OPEN and threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
-        _PREV_SIGTERM.append(signal.signal(signal.SIGTERM, _sigterm_to_exit))
-    _OPEN.add(key)
-
-
-def _release_sigterm(key: int) -> None:
-    _OPEN.discard(key)
-    if (not _OPEN and _PREV_SIGTERM and threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) is _sigterm_to_exit):
-        signal.signal(signal.SIGTERM, _PREV_SIGTERM.pop())
 
 
 class KernelLog:
@@ -196,10 +151,10 @@ class Machine:
         if ram is not None:
             parse_size(ram)  # a malformed size is the same ValueError as on the model (the kernel's RAM is what it is)
         self._agent = str(agent_path())
-        self._dir = tempfile.mkdtemp(prefix="cowscope-linux-", dir=_files_root())
+        self._dir = lifecycle.machine_dir(_files_root())
         self._pgids: list[int] = []
-        self._release = weakref.finalize(self, _release, self._pgids, self._dir)
-        _hold_sigterm(id(self))
+        self._release = weakref.finalize(self, lifecycle.release, self._pgids, self._dir)
+        lifecycle.hold_sigterm(id(self))
         self._errdir = os.path.join(self._dir, "stderr")
         os.mkdir(self._errdir)
         self._kpage_ok: bool | None = None
@@ -247,7 +202,7 @@ class Machine:
                 except subprocess.TimeoutExpired:
                     pass
         self._release()
-        _release_sigterm(id(self))
+        lifecycle.release_sigterm(id(self))
 
     def ksm_scan(self) -> None:
         """Let ksmd merge identical pages of MADV_MERGEABLE areas now: ksm/run is set to 1 until
@@ -271,7 +226,7 @@ class Machine:
         env = {"COWSCOPE_AGENT_ROOT": "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         try:
             popen = subprocess.Popen([self._agent, str(theirs.fileno()), str(self.cpu), self._errdir],
-                                     pass_fds=[theirs.fileno()], env=env, preexec_fn=_agent_setup,
+                                     pass_fds=[theirs.fileno()], env=env, preexec_fn=lifecycle.agent_setup,
                                      stdin=subprocess.DEVNULL)
         except FileNotFoundError:
             ours.close()
@@ -348,11 +303,16 @@ class Machine:
         """Whether this host's CPU has memory protection keys (PROT_EXEC-only memory unreadable)."""
         return _cpu_has_pkeys()
 
+    @property
+    def files_dir(self) -> str:
+        """The host folder holding this machine's files (create_file's paths are inside it)."""
+        return os.path.join(self._dir, "files")
+
     def model_config(self) -> dict[str, Any]:
         """What the model needs to behave as this host: `model.Machine(**linux.model_config())`.
         RAM and swap (the overcommit heuristic's limit), the overcommit sysctls, the THP mode, protection
         keys of the CPU, and read_ahead_kb of the disk this machine's files live on."""
-        return host_model_config(os.path.join(self._dir, "files"))
+        return host_model_config(self.files_dir)
 
     def live_processes(self) -> list[Process]:
         """Processes that have not exited (one killed from outside since the last call is noticed)."""

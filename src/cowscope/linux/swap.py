@@ -1,9 +1,10 @@
 """A swapfile for the Linux backend: created, activated and always removed again.
 
 Swap is global: while a scenario's swapfile is active every process on the machine may use it.
-The file lives under /var/tmp with this controller's pid in its name, gets the highest swap
-priority (so the scenario's pages go to it, not to another active area), and is swapped off and
-deleted by `SwapFile.remove()` (Machine.close(), also at interpreter exit). Needs root.
+The file lives under /var/tmp with this controller's pid and start time in its name, gets the
+highest swap priority (so the scenario's pages go to it, not to another active area), and is
+swapped off and deleted by `SwapFile.remove()` (Machine.close(), also at interpreter exit); one left by a
+SIGKILLed controller goes with the next swapfile or machine (`linux.lifecycle`). Needs root.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 
 from ..errors import Unsupported
+from . import lifecycle
 
 SWAP_DIR = "/var/tmp"
 _seq = itertools.count(1)
@@ -40,7 +42,8 @@ class SwapFile:
         why = swap_problem()
         if why:
             raise Unsupported(why)
-        self.path = os.path.join(SWAP_DIR, f"cowscope-swap-{os.getpid()}-{next(_seq)}.swap")
+        lifecycle.remove_stale(SWAP_DIR)  # the swapfiles of SIGKILLed controllers
+        self.path = os.path.join(SWAP_DIR, f"{lifecycle.SWAP_PREFIX}{lifecycle.owner_tag()}-{next(_seq)}.swap")
         self.active = False
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
