@@ -24,8 +24,12 @@ def test_bench_quick_cli(tmp_path: Path) -> None:
         pytest.skip("no C compiler on this machine")
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # 1: a target missed at tiny sizes
     out = proc.stdout
-    for figure in ("fork (2,048 resident pages)", "CoW all", "one 8-byte write", "metadata per resident",
-                   "projected: 64 GiB process"):
+    figures = ["fork (2,048 resident pages)", "CoW all", "one 8-byte write", "metadata per resident",
+               "projected: 64 GiB process"]
+    if os.geteuid() == 0:
+        figures.append("random differential: model = kernel")
+        assert "10/10 agree" in proc.stdout  # seeds 0..9 on both backends, compared
+    for figure in figures:
         assert figure in out, f"{figure!r} missing from:\n{out}"
     assert "pass" in out or "FAIL" in out
     assert any(p.name.startswith("bench_fork-") for p in tmp_path.iterdir()), "C program not cached"

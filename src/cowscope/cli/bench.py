@@ -24,6 +24,8 @@ what is measured (model = this package, kernel = bench_fork.c on the running Lin
   8-byte write      one p.write(addr, 8 bytes) to an already-writable page, µs per call; target <= 5
   metadata          bytes the model holds per resident page (tracemalloc), target <= 64, and per page
                     per extra fork; from them the size of a 64 GiB process forked 16 times
+  random differential  seeded random scenarios (cowscope verify --random: every call both backends
+                    share) on the model and this kernel, compared; target: every seed agrees
   --huge            builds that 64 GiB process and forks it 16 times for real, peak RSS of this
                     Python process (getrusage); needs a few GiB of RAM and about a minute or two
 
@@ -51,6 +53,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--pages", type=int, metavar="N",
                    help="resident pages of the forked process (default 262144 = 1 GiB)")
     p.add_argument("--repeats", type=int, metavar="N", help="runs per timing, best kept (default 3)")
+    p.add_argument("--random", type=int, metavar="N",
+                   help="random differential scenarios (verify --random) in the agreement figure "
+                   "(default 200, --quick 10; 0 leaves the figure out; needs root)")
     p.set_defaults(func=run)
 
 
@@ -66,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     cfg.huge = bool(args.huge)
     err = Console(stderr=True)
     figures, note = run_bench(cfg, log=lambda s: err.print(f"[dim]… {s}[/dim]"))
+    nrandom = args.random if args.random is not None else (10 if args.quick else 200)
+    if nrandom and not note:
+        figures.append(random_figure(nrandom, log=lambda s: err.print(f"[dim]… {s}[/dim]")))
     out = Console()
     if not out.is_terminal:
         out = Console(width=120)
@@ -80,6 +88,27 @@ def run(args: argparse.Namespace) -> int:
         out.print(f"[red]targets missed:[/red] {', '.join(missed)}")
         return EXIT_MISSED
     return EXIT_OK
+
+
+def random_figure(count: int, log: Any) -> Figure:
+    """The random differential's agreement: seeds 0..count-1 (reproducible) run on the model and
+    on this kernel and compared as `verify --random` does; target: every seed agrees."""
+    import os
+
+    name = f"random differential: model = kernel (seeds 0..{count - 1})"
+    if os.geteuid() != 0:
+        return Figure(name, "", "", float("nan"), "n/a (needs root)")
+    from ..linux.machine import Machine as LinuxMachine
+    from ..linux.machine import host_model_config
+    from ..model import Machine as ModelMachine
+    from ..verify.fuzz import run_random
+
+    log(f"random differential: {count} seeded scenarios on the model and the kernel")
+    host = host_model_config()
+    res = run_random(0, count, lambda: ModelMachine(**host), LinuxMachine)
+    bad = len(res.disagreeing)
+    return Figure(name, f"{res.seconds:.0f} s", "", float(bad), f"{res.agree}/{res.count} agree", 0.0,
+                  "all agree")
 
 
 def render_table(figures: list[Figure], caption: str) -> Table:

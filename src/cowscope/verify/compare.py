@@ -179,19 +179,27 @@ def _letter(tok: str) -> str | None:
     return m.group(0)[1:] if m else None
 
 
+def _unplaced(ra: dict[str, Any], rb: dict[str, Any]) -> bool:
+    """A file or shmem region mremap moved: where it lies within its page table (which decides
+    the fault-around window) is each kernel's choice. Other regions start on a 2 MiB boundary."""
+    return bool(ra["filebacked"]) and not (ra.get("guarded", True) and rb.get("guarded", True))
+
+
 def _fault_around_slots(mo: dict[str, Any], lo: dict[str, Any]) -> set[tuple[str, int]]:
-    """(region, page) slots some process has mapped on one side only without accessing them."""
+    """(region, page) slots some process has mapped on one side only without accessing them, in
+    regions that moved; ("*", region) too, for the other regions: a file page's map count there
+    may include a mapping fault-around made in this one (the same file mapped twice)."""
     slots = set()
     for key in set(mo) & set(lo):
         ra_all, rb_all = mo[key].get("regions", {}), lo[key].get("regions", {})
         for rk in set(ra_all) & set(rb_all):
             ra, rb = ra_all[rk], rb_all[rk]
-            if not ra["filebacked"]:
+            if not _unplaced(ra, rb):
                 continue
             accessed = set(ra["accessed"]) | set(rb["accessed"])
             for i, (x, y) in enumerate(zip(ra["pages"], rb["pages"], strict=False)):
                 if i not in accessed and (x == "-") != (y == "-"):
-                    slots.add((rk, i))
+                    slots.update({(rk, i), ("*", rk)})
     return slots
 
 
@@ -213,10 +221,11 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
         y = tb[i] if i < len(tb) else None
         if x != y:
             excl = None
-            if ra["filebacked"] and i not in accessed and (x == "-" or y == "-"):
+            if _unplaced(ra, rb) and i not in accessed and (x == "-" or y == "-"):
                 excl = EXCLUSIONS[FAULT_AROUND]
                 fault_around_pages.add(i)
-            elif (rk, i) in around and x and y and x[0] == y[0] == "F":
+            elif x and y and x[0] == y[0] == "F" and ((rk, i) in around or any(
+                    k == "*" and other != rk for k, other in around)):
                 excl = EXCLUSIONS[FAULT_AROUND]  # another process's fault-around mapped it too
                 fault_around_pages.add(i)
             out.append(Diff(f"{at} p{i}", x, y, excl, pages=(i,), aspect="page"))
@@ -247,8 +256,9 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
     g = 1 if ra.get("guarded", True) and rb.get("guarded", True) else 0
     ca = [(max(v["pages"][0], -g), min(v["pages"][1], n + g)) for v in va]
     cb = [(max(v["pages"][0], -g), min(v["pages"][1], n + g)) for v in vb]
-    if ca != cb:
-        out.append(Diff(f"{at} VMAs", [v["pages"] for v in va], [v["pages"] for v in vb], aspect="VMAs"))
+    if ca != cb:  # a moved region's VMAs follow the anon_vma it shares with what it merged into
+        why = None if g else EXCLUSIONS[MERGED_VMA]
+        out.append(Diff(f"{at} VMAs", [v["pages"] for v in va], [v["pages"] for v in vb], why, aspect="VMAs"))
         return out
     if [v["pages"] for v in va] != [v["pages"] for v in vb]:
         out.append(Diff(f"{at} VMAs", [v["pages"] for v in va], [v["pages"] for v in vb],

@@ -22,9 +22,11 @@ EXCLUSIONS = {
     "them; informational only (kernel-conformance.md conventions)",
     "smaps LazyFree": "MADV_FREE pages reach LazyFree only when the per-CPU LRU batch drains "
     "(0 or all pages on the kernel, C33)",
-    "untouched file/shmem pages": "read fault-around maps 0-15 neighbouring page-cache pages "
-    "opportunistically; only pages a process accessed are compared in file and shmem regions, and "
-    "a page's map count is not compared where another process mapped it by fault-around",
+    "untouched file/shmem pages": "read fault-around maps the cached pages of a 16-page window that "
+    "depends on where the VMA lies within its page table. Regions are placed alike on both backends "
+    "(on a 2 MiB boundary, files starting in the page cache), so every page of them is compared; "
+    "but a region mremap moved lies where each kernel put it: there only pages a process accessed "
+    "are compared, and while such a difference exists, a file page's map count is not compared",
     "heap VMA and its smaps": "the model lays the program out without ASLR, so its [heap] VMA "
     "merges with the program's .bss; the kernel randomizes the break (randomize_va_space=2) and "
     "the agent's .bss differs in size: heap pages are compared, the heap's VMA range and smaps are not",
@@ -33,8 +35,9 @@ EXCLUSIONS = {
     "between backends: such a VMA's range is compared up to the guard pages, its smaps are not "
     "the region's own (the region's pages still are compared). A region mremap moved has no guard "
     "pages: where it landed decides what it merged with, so its VMA ranges are compared clipped to "
-    "the region, and VM_ACCOUNT ('ac') after an mprotect (kept when the merge gave it a "
-    "neighbour's anon_vma) is not compared",
+    "the region; the anon_vma such a merge gave it decides which of its pieces re-merge later "
+    "and whether an mprotect keeps VM_ACCOUNT ('ac'), so its VMA boundaries and 'ac' are not "
+    "compared (its pages still are)",
     "page replaced after a drop": "after a process drops pages of a region (DONTNEED, munmap, "
     "mremap, free, brk shrink) and faults them again, the page allocator may hand back the very "
     "same frame; whether a page was replaced since the last checkpoint is then not comparable "

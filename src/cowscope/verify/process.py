@@ -378,6 +378,11 @@ class TracedProcess:
         new = self._do("realloc", (self.where(ptr), size), lambda: self._p.realloc(ptr, size), self._block_where)
         if new != ptr:
             self._forget_chunk(ptr)
+        elif new:  # in place: an mmap'd chunk mremap shrank (or grew) has a new length
+            for r in self.regions:
+                if "@" in r.key and r.addr == new & ~(PAGE_SIZE - 1):
+                    end = new + int(self._p.malloc_usable_size(new))
+                    r.length = (end - r.addr + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
         return self._chunk_region(new)
 
     def memalign(self, alignment: int, size: int) -> int:

@@ -239,7 +239,7 @@ def handle_mm_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int, write: bool
             return do_anonymous_page(m, pid, mm, vma, va, write)
         if vma.pgoff_at(va) >= vma.vm_file.npages:
             if not write:  # do_read_fault faults around before filemap_fault finds EOF
-                do_fault_around(m, mm, vma, va)
+                do_fault_around(m, mm, vma, va, beyond_eof=True)
             raise BusError(fault_va, f"beyond the end of {vma.vm_file.path} (SIGBUS)")
         if not write:
             return do_read_fault(m, pid, mm, vma, va)
@@ -299,7 +299,7 @@ def do_read_fault(m: Machine, pid: int, mm: MM, vma: VMA, va: int) -> int:
     return pte
 
 
-def do_fault_around(m: Machine, mm: MM, vma: VMA, va: int) -> None:
+def do_fault_around(m: Machine, mm: MM, vma: VMA, va: int, beyond_eof: bool = False) -> None:
     """Map the cached pages of a 16-page window (do_fault_around, 6.4+): aligned to 16 pages but
     starting no lower than the VMA, so a VMA starting inside an aligned block gets 16 pages from its
     start; clipped to the VMA, the PTE table and EOF (filemap_map_pages)."""
@@ -312,7 +312,12 @@ def do_fault_around(m: Machine, mm: MM, vma: VMA, va: int) -> None:
     to_pte = min(from_pte + nr, PTRS_PER_TABLE, pte_off + vma.npages - vma_off)
     table = va & ~((PTRS_PER_TABLE << PAGE_SHIFT) - 1)
     first = vma.pgoff_at(table + (from_pte << PAGE_SHIFT))
-    for pgoff, pfn in filemap.filemap_map_pages(f, first, first + to_pte - from_pte - 1):
+    pages = filemap.filemap_map_pages(f, first, first + to_pte - from_pte - 1)
+    if beyond_eof and pages and pages[0][0] == f.npages - 1 and not f.is_shmem and not mm.pgd.lookup_table(va):
+        # measured on 6.18: when the first page found is the file's last (it may not be mapped
+        # large), filemap_map_pages needs a PTE table already there; a fault past EOF makes none
+        return
+    for pgoff, pfn in pages:
         addr = vma.vm_start + ((pgoff - vma.vm_pgoff) << PAGE_SHIFT)
         if not mm.pgd.lookup(addr):
             set_pte_range(m, mm, vma, addr, pfn, False)

@@ -128,6 +128,10 @@ class PageTable:
                 t[i] = pte | PTE_YOUNG
         return pte >> PAGE_SHIFT
 
+    def lookup_table(self, va: int) -> bool:
+        """Whether the PTE table covering va exists (the PMD entry is not none)."""
+        return (va >> PMD_SHIFT) in self.tables
+
     def table(self, va: int) -> np.ndarray:
         """The PTE table covering va, allocated if missing (pte_alloc)."""
         key = va >> PMD_SHIFT

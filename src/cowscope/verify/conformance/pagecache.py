@@ -108,3 +108,23 @@ def read_write_page_cache(m: Any) -> None:
     m.expect_eq(m.tokens(p, b + 24 * PAGE, 24), ["-"] * 6 + ["F1"] + ["-"] * 9 + ["F1"] + ["-"] * 7,
                 "a small random read caches only its page; a write only the page it writes")
     m.expect_eq(p.read(b + 40 * PAGE + 10, 5), b"hello", "the write is visible through the mapping")
+
+
+@scenario("D22", "a read fault past EOF faults around first, unless the only page it finds is the last")
+def fault_around_past_eof(m: Any) -> None:
+    import errno
+
+    from ...errors import SyscallError
+
+    two = pattern_file(m, "/data/d22a", 2)
+    one = pattern_file(m, "/data/d22b", 1)
+    p = m.spawn("P")
+    base = table_aligned(m, p, 2 * PTE_TABLE)
+    a = p.mmap(3 * PAGE, prot="r", file=two, addr=base, fixed=True)
+    exc = m.expect_raises(SyscallError, lambda: p.madvise(a + 2 * PAGE, PAGE, "populate_read"), "populate p2")
+    m.expect(exc is None or exc.errno == errno.EFAULT, "EFAULT past the end")
+    b = p.mmap(2 * PAGE, prot="r", file=one, addr=base + PTE_TABLE * PAGE, fixed=True)
+    exc = m.expect_raises(SyscallError, lambda: p.madvise(b + PAGE, PAGE, "populate_read"), "populate p1")
+    m.checkpoint("populated past EOF")
+    m.expect_eq(m.tokens(p, a, 3), ["F1", "F1", "-"], "fault-around mapped the file's pages")
+    m.expect_eq(m.tokens(p, b, 2), ["-", "-"], "the last page alone, in a fresh PTE table: nothing")
