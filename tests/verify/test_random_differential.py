@@ -4,6 +4,9 @@ The seed base comes from the commit (`git rev-parse HEAD`; without git, a hash o
 run is reproducible and every change gets seeds no earlier run tried. COWSCOPE_RANDOM_SEED and
 COWSCOPE_RANDOM_COUNT override the range. The range is printed; a disagreeing seed is replayed with
 `cowscope verify --random 1 --seed S --random-only -v`.
+
+Marked slow: /work/brief/land's quick run leaves it out, so a fresh seed that finds a model bug fails
+CI (where it is reported), not every unrelated land. 300 seeds cost about 15-25 s here.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNT = 300
