@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -50,3 +52,28 @@ def test_machine_close_removes_its_swapfile_and_ksm_run_is_restored() -> None:
     p.madvise(a, 2 * 4096, "pageout")  # KSM pages stay (the model skips them too)
     m.close()
     assert path not in _swaps() and not os.path.exists(path)
+
+
+@pytest.mark.kernel
+def test_one_cowscope_swap_area_at_a_time_and_not_the_hosts_swap() -> None:
+    """Two concurrent runs' swapfiles (both priority 32767) would share pages round robin, and one's
+    swapoff swap the other's pages back in: a second area waits for the first to go. A scenario's
+    swapfile is not the host's swap (host_model_config)."""
+    from cowscope.linux import swap
+    from cowscope.linux.machine import host_model_config
+
+    if swap.swap_problem():
+        pytest.skip(swap.swap_problem())
+    host = host_model_config()["swap"]
+    first = swap.SwapFile(1 << 20)
+    try:
+        assert host_model_config()["swap"] == host
+        code = ("import time, sys\nfrom cowscope.linux.swap import SwapFile\nimport cowscope.linux.swap as s\n"
+                "s.LOCK_WAIT_S = 0.5\nt = time.monotonic()\n"
+                "try:\n    SwapFile(1 << 20).remove()\nexcept Exception as e:\n    print(type(e).__name__, e)\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert r.stdout.startswith("Unsupported another cowscope swap area"), r.stdout + r.stderr
+    finally:
+        first.remove()
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr

@@ -39,7 +39,7 @@ from .build import agent_path
 from .file import File
 from .ksource import KernelEvents
 from .process import Process
-from .swap import SwapFile
+from .swap import SwapFile, host_swap_kb
 from .wire import OP_PING, OP_SETNAME, T_HELLO, Conn
 
 __all__ = ["File", "KernelLog", "Machine", "NoEvents", "Process"]
@@ -417,7 +417,8 @@ def host_model_config(files_dir: str | None = None) -> dict[str, Any]:
     where the backend's files live (default: where a new Machine puts them)."""
     files_dir = files_dir or _files_root() or tempfile.gettempdir()
     meminfo = procfs.read_meminfo()
-    cfg: dict[str, Any] = {"ram": meminfo.get("MemTotal", 0) * 1024, "swap": meminfo.get("SwapTotal", 0) * 1024}
+    # a scenario's swapfile (this run's or a concurrent one's) is not the host's swap
+    cfg: dict[str, Any] = {"ram": meminfo.get("MemTotal", 0) * 1024, "swap": host_swap_kb() * 1024}
     for key in ("overcommit_memory", "overcommit_ratio", "overcommit_kbytes"):
         try:
             with open(f"/proc/sys/vm/{key}") as fh:
