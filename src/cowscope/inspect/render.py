@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from ..report import strips
+from ..report.fit import Cell, FitTable, Key
 from ..report.plain import plain, visible
 from ..report.strips import cell_codes, pages_per_cell
 from . import classify as cl
@@ -112,24 +112,17 @@ def _depth(sample: Sample) -> dict[int, int]:
 
 def process_table(sample: Sample, baseline: dict[int, ProcessFigures] | None = None,
                   history: dict[int, list[int]] | None = None, title: str | None = None,
-                  trend_top: int = 0) -> Table:
+                  trend_top: int = 0) -> FitTable:
     """One row per process; with `baseline` (each pid when first seen), the change since; with `history`,
     a trend of shared memory, every row on the same scale: 0 to `trend_top` kB (the parents' resident)."""
-    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, caption=CAPTION,
-              caption_justify="left")
-    t.add_column("PID", justify="right")
-    t.add_column("name", no_wrap=True, overflow="ellipsis", max_width=40)
-    for h in HEADERS:
-        t.add_column(h, justify="right")
-    if baseline is not None:
-        t.add_column("Δ shared", justify="right")
-        t.add_column("Δ copied", justify="right")
+    headers = list(HEADERS) + (["Δ shared", "Δ copied"] if baseline is not None else [])
     if history is not None:
-        t.add_column(f"sharing trend (0-{fmt_kb(trend_top)})" if trend_top > 0 else "sharing trend", no_wrap=True)
+        headers.append(f"sharing trend\n(0-{fmt_kb(trend_top)})" if trend_top > 0 else "sharing trend")
+    t = FitTable([Key("PID", justify="right"), Key("name", "end")], headers, title, CAPTION)
     depth = _depth(sample)
     before = baseline or {}
     for p in sample.processes:
-        row: list[str | Text] = [str(p.pid), plain("  " * depth[p.pid] + p.label)]
+        row: list[Cell] = [str(p.pid), plain("  " * depth[p.pid] + p.label)]
         row += [cell(p, c) for c in COLUMNS]
         if p.parent_in_tree is False and p.shared_in_tree_kb is not None:
             row[HEADERS.index("in tree") + 2] = fmt_kb(p.shared_in_tree_kb)
@@ -192,16 +185,12 @@ def mapping_order(p: ProcessFigures, sort: str | None) -> tuple[str, list[Mappin
     return name, sorted(p.mappings, key=lambda m: (-(getattr(m, attr) or 0), -m.rss_kb, m.start))
 
 
-def mapping_table(p: ProcessFigures, top: int = 12, sort: str | None = None) -> Table:
+def mapping_table(p: ProcessFigures, top: int = 12, sort: str | None = None) -> FitTable:
     """The first `top` mappings of one process in `sort` order, with their figures and classes."""
     name, ordered = mapping_order(p, sort)
-    t = Table(title=plain(f"pid {p.pid} ({p.label}) mappings by {name}"), title_justify="left", show_edge=False,
-              pad_edge=False)
-    t.add_column("mapping", no_wrap=True, overflow="ellipsis", max_width=60)
-    for h in HEADERS:
-        t.add_column(h, justify="right")
+    t = FitTable([Key("mapping", "path")], HEADERS, plain(f"pid {p.pid} ({p.label}) mappings by {name}"))
     for m in ordered[:top]:
-        row: list[str | Text] = [plain(f"{m.start:x} {m.perms} {m.label}")]
+        row: list[Cell] = [(f"{m.start:x} {m.perms}", visible(m.label))]
         row += [cell(m, c) for c in COLUMNS]
         if p.parent_in_tree is False and m.shared_in_tree_kb is not None:
             row[HEADERS.index("in tree") + 1] = fmt_kb(m.shared_in_tree_kb)
@@ -214,16 +203,12 @@ KIND_COLUMNS = (("rss_kb", "workers RSS"), ("shared_with_parent_kb", "shared"), 
                 ("released_kb", "released"))
 
 
-def kinds_table(sample: Sample) -> Table:
+def kinds_table(sample: Sample) -> FitTable:
     """Memory by kind (kinds.py): the roots' resident memory and the workers' figures, summed."""
     from .kinds import KINDS
 
-    t = Table(title="by kind of memory (roots; workers summed)", title_justify="left", show_edge=False,
-              pad_edge=False)
-    t.add_column("kind")
-    t.add_column("roots RSS", justify="right")
-    for _, h in KIND_COLUMNS:
-        t.add_column(h, justify="right")
+    t = FitTable([Key("kind", "end")], ["roots RSS"] + [h for _, h in KIND_COLUMNS],
+                 "by kind of memory (roots; workers summed)")
     for kind in KINDS:
         roots = [p.kinds.get(kind, {}) for p in sample.processes if p.kinds is not None and not p.parent_in_tree]
         workers = [p.kinds.get(kind, {}) for p in sample.processes if p.kinds is not None and p.parent_in_tree]
