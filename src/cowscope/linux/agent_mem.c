@@ -77,7 +77,9 @@ void op_munlock(struct cmd *c) { reply_rc(munlock(ptr(c->a), c->b)); }
 
 void op_mremap(struct cmd *c)
 {
-	void *p = mremap(ptr(c->a), c->b, c->c, c->d ? MREMAP_MAYMOVE : 0);
+	/* e: MREMAP_FIXED to that address (with MREMAP_MAYMOVE) */
+	void *p = c->e ? mremap(ptr(c->a), c->b, c->c, (c->d ? MREMAP_MAYMOVE : 0) | MREMAP_FIXED, ptr(c->e))
+		       : mremap(ptr(c->a), c->b, c->c, c->d ? MREMAP_MAYMOVE : 0);
 	if (p == MAP_FAILED)
 		reply(T_RESULT, -1, errno, 0);
 	else

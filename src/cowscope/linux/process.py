@@ -367,9 +367,10 @@ class Process(ProcessViews, GlibcCalls, AgentThreads):
         """munlock(2)."""
         self._call(OP_MUNLOCK, addr, length, what="munlock")
 
-    def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
-        """mremap(2); returns the (possibly new) address."""
-        return self._call(OP_MREMAP, addr, old_len, new_len, int(may_move), what="mremap")[0]
+    def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True,
+               new_addr: int | None = None) -> int:
+        """mremap(2); returns the (possibly new) address (MREMAP_FIXED at `new_addr` if given)."""
+        return self._call(OP_MREMAP, addr, old_len, new_len, int(may_move), new_addr or 0, what="mremap")[0]
 
     def brk(self, new_end: int | None = None) -> int:
         """brk(2) through glibc: returns the (possibly unchanged) program break."""

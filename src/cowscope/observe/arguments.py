@@ -144,7 +144,7 @@ ARGS: dict[str, dict[str, Check]] = {
     "madvise": {"addr": ulong, "length": ulong, "advice": advice},
     "mlock": {"addr": ulong, "length": ulong},
     "munlock": {"addr": ulong, "length": ulong},
-    "mremap": {"addr": ulong, "old_len": ulong, "new_len": ulong},
+    "mremap": {"addr": ulong, "old_len": ulong, "new_len": ulong, "new_addr": maybe_ulong},
     "brk": {"new_end": maybe_ulong},
     "sbrk": {"delta": slong},
     "malloc": {"size": ulong},

@@ -208,8 +208,10 @@ class Process(Views, Protocol):
 
     def munlock(self, addr: int, length: int) -> None: ...
 
-    def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
-        """mremap(2): the (possibly new) address."""
+    def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True,
+               new_addr: int | None = None) -> int:
+        """mremap(2): the (possibly new) address; `new_addr`: MREMAP_FIXED there (with may_move;
+        whatever was mapped there is unmapped first)."""
 
     def brk(self, new_end: int | None = None) -> int:
         """brk(2): the current break (unchanged when the move is refused)."""

@@ -10,10 +10,10 @@ with their mappings. Each process only uses addresses it has, so every op is leg
 backends or fails the same way: a difference is a model/kernel disagreement to look at.
 
 What the generator avoids, because the two backends cannot agree on it by construction (each is
-listed in `AVOIDED`): ranges that reach past a region that has moved (what lies next to it is
-placement), read(2) of a cold file (it leaves readahead markers whose asynchronous readahead the
-kernel does with large folios and real I/O timing), swap (a global device), and
-MADV_COLD/PAGEOUT (reclaim order).
+listed in `AVOIDED`): read(2) of a cold file (it leaves readahead markers whose asynchronous
+readahead the kernel does with large folios and real I/O timing), swap (a global device), and
+MADV_COLD/PAGEOUT (reclaim order). Placement is not left to the kernels: the tracer puts every
+region, also one mremap moves, on a 2 MiB boundary between guard pages on both backends.
 """
 
 from __future__ import annotations
@@ -38,9 +38,6 @@ OPS = {"mmap": 4, "write": 8, "read": 4, "touch": 2, "fork": 2, "vfork": 1, "exi
 MAX_PROCS = 10
 
 AVOIDED = {
-    "ranges past a moved region, holes in one": "after mremap moves a region it has no guard "
-    "pages: what lies next to it, or lands in a hole munmap made in it, depends on where each "
-    "backend put it",
     "read(2) of a cold file": "it marks a page PG_readahead; the asynchronous readahead a fault on "
     "it starts uses large folios and real I/O, whose timing decides what fault-around maps",
     "swap, MADV_COLD, MADV_PAGEOUT": "swap is a global device (the conformance cases W01-W12 "
@@ -50,11 +47,11 @@ AVOIDED = {
 
 @dataclass
 class Region:
-    """A range a generated process mapped: address, pages, and whether it still has its guards."""
+    """A range a generated process mapped: address and pages (always between the tracer's guard
+    pages: it places new regions and regions mremap moves alike on both backends)."""
 
     addr: int
     npages: int
-    guarded: bool = True
     locked: bool = False
 
 
@@ -137,11 +134,11 @@ class _Run:
         return Region(p.mmap(n * PAGE, prot=prot, populate=rng.random() < 0.1), n)
 
     def _range(self, reg: Region) -> tuple[int, int]:
-        """A page range of the region; for a guarded one sometimes reaching into its guard pages."""
+        """A page range of the region; sometimes reaching into its guard pages."""
         rng = self.rng
         i = rng.randrange(reg.npages)
         k = rng.randint(1, min(reg.npages - i, 64))
-        if reg.guarded and rng.random() < 0.15:  # over the PROT_NONE guards around it
+        if rng.random() < 0.15:  # over the PROT_NONE guards around it
             return reg.addr - PAGE, reg.npages + 2
         return reg.addr + i * PAGE, k
 
@@ -170,10 +167,9 @@ class _Run:
             p.munlock(at, k * PAGE)
 
     def _munmap(self, p: TracedProcess, reg: Region, have: list[Region]) -> None:
-        """The whole region, or one or two pages of a guarded one (a hole: nothing new is placed
-        in a hole that small, as every new region reserves 2 MiB more than it maps; a region that
-        mremap moved loses only whole, as a kernel may move another region into its hole)."""
-        if self.rng.random() < 0.3 or not reg.guarded:
+        """The whole region, or one or two pages of it (a hole: nothing new is placed in a hole
+        that small, as every new region or moved one reserves 2 MiB more than it maps)."""
+        if self.rng.random() < 0.3:
             p.munmap(reg.addr, reg.npages * PAGE)
             have.remove(reg)
         else:
@@ -181,10 +177,9 @@ class _Run:
             p.munmap(reg.addr + i * PAGE, min(2, reg.npages - i) * PAGE)
 
     def _mremap(self, p: TracedProcess, reg: Region) -> None:
-        """Grow or shrink the region (growing past its guard page moves it: no guards after)."""
+        """Grow or shrink the region (growing moves it: the tracer puts it between new guards)."""
         new_n = self.rng.randint(1, min(reg.npages * 2 + 2, 2048))
         new = p.mremap(reg.addr, reg.npages * PAGE, new_n * PAGE)
-        reg.guarded = reg.guarded and new == reg.addr and new_n <= reg.npages
         reg.addr, reg.npages = new, new_n
 
     # --- processes ---------------------------------------------------------------------------
@@ -195,7 +190,7 @@ class _Run:
         if op in ("fork", "vfork") and len(self.procs) < MAX_PROCS:
             child = p.fork() if op == "fork" else p.vfork()
             self.blocks[child.key] = list(self.blocks.get(p.key, []))
-            self.regions[child.key] = [Region(r.addr, r.npages, r.guarded) for r in self.regions.get(p.key, [])]
+            self.regions[child.key] = [Region(r.addr, r.npages) for r in self.regions.get(p.key, [])]
             self.procs.append(child)
             if op == "vfork":
                 self._leave(child, step, exec_=rng.random() < 0.6)

@@ -198,11 +198,7 @@ class TracedProcess:
             if addr is not None or fixed:
                 return self._p.mmap(length, prot=prot, shared=shared, file=file, offset=offset,
                                     addr=addr, fixed=fixed, populate=populate)
-            span = (length + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
-            step = align or REGION_ALIGN
-            reserved = span + 2 * PAGE_SIZE + step
-            base = self._p.mmap(reserved, prot=GUARD_PROT)
-            start = (base + PAGE_SIZE + step - 1) // step * step
+            base, reserved, start = self._reserve(length, align)
             try:
                 return self._p.mmap(length, prot=prot, shared=shared, file=file, offset=offset,
                                     addr=start, fixed=True, populate=populate)
@@ -218,6 +214,15 @@ class TracedProcess:
             self._gup(a, length)
         return a
 
+    def _reserve(self, length: int, align: int = 0) -> tuple[int, int, int]:
+        """A PROT_NONE reservation with room for `length` bytes starting on an `align` (2 MiB)
+        boundary between guard pages: (its base, its length, that start)."""
+        span = (length + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+        step = align or REGION_ALIGN
+        reserved = span + 2 * PAGE_SIZE + step
+        base = self._p.mmap(reserved, prot=GUARD_PROT)
+        return base, reserved, (base + PAGE_SIZE + step - 1) // step * step
+
     def _keys(self, addr: int, length: int) -> set[str]:
         """The regions [addr, addr + length) overlaps."""
         return {r.key for r in self.regions if r.addr < addr + length and addr < r.addr + r.length}
@@ -227,24 +232,39 @@ class TracedProcess:
         self._tm.gup.update(self._keys(addr, length))
 
 
-    def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
-        """mremap, logged with region-relative addresses. Whether a growing region moved is logged
-        for a region between its guard pages (it has to move); one mremap already moved has no
-        guards, and whether it can grow in place depends on where each backend put it."""
+    def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True,
+               new_addr: int | None = None) -> int:
+        """mremap, logged with region-relative addresses. A guarded region that grows has to move
+        (its guard page is in the way): the tracer moves it with MREMAP_FIXED to a new 2 MiB
+        aligned place between guard pages, as mmap places regions, so where it lands (what it
+        merges with, its fault-around window) is the same on every backend. A region without
+        guards (placed by the scenario) grows where the kernel decides; `new_addr` is passed on."""
         where = self.where(addr)
         guarded = any(r.addr == addr and r.guarded for r in self.regions)
         self._drop(addr, old_len)
+        fixed, reservation = new_addr, None
+        if new_addr is None and guarded and may_move and new_len > old_len:
+            *reservation, fixed = self._reserve(new_len)
+
+        def call() -> int:
+            """The mremap on the backend (a failed one gives the tracer's reservation back)."""
+            try:
+                return self._p.mremap(addr, old_len, new_len, may_move=may_move, new_addr=fixed)
+            except SyscallError:
+                if reservation:
+                    self._p.munmap(*reservation)
+                raise
 
         def shown(a: int) -> str:
             """The outcome as compared."""
-            if not guarded and new_len > old_len:
+            if not guarded and new_addr is None and new_len > old_len:
                 return "grown (placement decides whether in place)"
             return "moved" if a != addr else "in place"
-        new = self._do("mremap", (where, old_len, new_len, may_move),
-                       lambda: self._p.mremap(addr, old_len, new_len, may_move=may_move), shown)
+        args = (where, old_len, new_len, may_move) + (() if new_addr is None else (self.where(new_addr),))
+        new = self._do("mremap", args, call, shown)
         for r in self.regions:
             if r.addr == addr:
-                r.guarded = r.guarded and new == addr and new_len <= r.length
+                r.guarded = r.guarded and new_addr is None and (new != addr or new_len <= r.length)
                 r.addr, r.length = new, new_len
         return new
 

@@ -212,7 +212,10 @@ class Process(ProcessThreads):
         if a is not None and getattr(a, "a_curbrk", None) and self.alive:
             self._call(store, a.a_curbrk, brk.to_bytes(8, "little"))
 
-    def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True) -> int:
+    def mremap(self, addr: int, old_len: int, new_len: int, may_move: bool = True,
+               new_addr: int | None = None) -> int:
+        if new_addr is not None:
+            return self._call(mmapmod.mremap_to, addr, old_len, new_len, may_move, new_addr)
         return self._call(mmapmod.do_mremap, addr, old_len, new_len, may_move)
 
     # -- allocator ---------------------------------------------------------------------------

@@ -313,9 +313,41 @@ def do_mremap(m: Machine, pid: int, mm: MM, addr: int, old_len: int, new_len: in
     return new
 
 
+def mremap_to(m: Machine, pid: int, mm: MM, addr: int, old_len: int, new_len: int, may_move: bool,
+               new_addr: int) -> int:
+    """mremap(2) with MREMAP_FIXED (mremap_to): whatever lies at [new_addr, +new_len) is unmapped,
+    a shrink drops the old tail first, then the range moves there; a locked one's new tail is
+    populated. The ranges may not overlap; MREMAP_FIXED needs MREMAP_MAYMOVE."""
+    old_len = check_range(addr, old_len, "mremap")
+    new_len = page_align(new_len)
+    if not may_move or new_addr & (PAGE_SIZE - 1) or new_len == 0 or old_len == 0:
+        raise SyscallError(EINVAL, "mremap", "MREMAP_FIXED needs MREMAP_MAYMOVE, an aligned address, lengths")
+    check_range(new_addr, new_len, "mremap")
+    if addr < new_addr + new_len and new_addr < addr + old_len:
+        raise SyscallError(EINVAL, "mremap", "the old and new ranges overlap")
+    do_munmap(m, mm, new_addr, new_len)
+    if old_len > new_len:
+        do_munmap(m, mm, addr + new_len, old_len - new_len)
+        old_len = new_len
+    vma = mm.find_vma(addr)
+    if vma is None or vma.vm_start > addr:
+        raise SyscallError(EFAULT, "mremap", f"{addr:#x} is not mapped")
+    if vma.vm_end < addr + old_len:
+        raise SyscallError(EFAULT, "mremap", "old range is not one mapping")
+    if vma.vm_flags & VM_ACCOUNT and new_len > old_len and not m.acct.vm_enough_memory(
+            (new_len - old_len) >> PAGE_SHIFT, mm.total_pages()):
+        raise SyscallError(ENOMEM, "mremap", "not enough memory to commit (overcommit policy)")
+    locked = vma.vm_flags & VM_LOCKED
+    move_vma(m, mm, addr, old_len, new_addr, new_len)
+    if locked and new_len > old_len:
+        populate_locked(m, pid, mm, new_addr + old_len, new_addr + new_len)
+    return new_addr
+
+
 def move_vma(m: Machine, mm: MM, addr: int, old_len: int, new: int, new_len: int) -> None:
     """Move [addr, addr+old_len) to a new VMA at new (new_len long): PTEs move, frames keep their
-    counts (move_ptes); the old range's page tables go."""
+    counts (move_ptes); the old range's page tables go; the new VMA merges with its new neighbours
+    as copy_vma's vma_merge_new_range does."""
     part = mm.isolate(addr, addr + old_len)[0]
     for haddr, _leaf in mm.pgd.leaves(addr, addr + old_len) if mm.pgd.pmds else ():
         split_huge_pmd(m, mm, haddr)  # the model moves PTEs only (move_huge_pmd is not modelled)
@@ -329,6 +361,11 @@ def move_vma(m: Machine, mm: MM, addr: int, old_len: int, new: int, new_len: int
             mm.pgd.set(addr + (i << PAGE_SHIFT), 0)
     mm.remove(part)
     mm.pgd.free_tables([(v.vm_start, v.vm_end) for v in mm.vmas])
+    if moved.vm_file is None and moved.anon_vma is None:
+        moved.vm_pgoff = new >> PAGE_SHIFT  # copy_vma: never faulted, it takes its new place's pgoff
+        mm.try_merge_around(moved)
+    elif moved.vm_file is not None:  # (a faulted anon VMA keeps its pgoff: it merges with nothing)
+        mm.try_merge_around(moved)
 
 
 def mm_populate(m: Machine, pid: int, mm: MM, start: int, end: int, write: bool = False) -> None:

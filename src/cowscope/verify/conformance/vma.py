@@ -140,3 +140,46 @@ def mremap_grow(m: TracedMachine) -> None:
     m.expect_eq(p.read(b, 2 * PAGE), b"\x21" * 2 * PAGE, "data kept")
     m.expect_eq(m.tokens(p, b, 4), ["X", "X", "-", "-"], "old pages moved, new ones absent")
     m.expect_eq(p.read(b + 3 * PAGE, 1), b"\x00", "new part reads zero")
+
+
+@scenario("V09", "mremap MREMAP_FIXED replaces what lies at the target; the pages move with their sharing")
+def mremap_fixed(m: TracedMachine) -> None:
+    import errno
+
+    from ...errors import SyscallError
+
+    p = m.spawn("P")
+    a = region(m, p, 4, fill=0x11)
+    c = p.fork()
+    t = region(m, p, 8, fill=0x55)
+    b = p.mremap(a, 4 * PAGE, 6 * PAGE, new_addr=t)
+    m.checkpoint("moved onto another region")
+    m.expect_eq(b, t, "at the address asked for")
+    m.expect_eq(m.tokens(p, t, 8), ["S2"] * 4 + ["-", "-", "X", "X"],
+                "the moved pages still shared with the child; what lay there is gone but its tail")
+    m.expect_eq(_vmas_in(m, p, t, 8), [(0, 6), (6, 8)], "no merge with the rest (another anon_vma)")
+    m.expect_eq(p.read(t + 3 * PAGE, 1) + p.read(t + 7 * PAGE, 1), b"\x11\x55", "data moved, tail kept")
+    m.expect_eq(_vmas_in(m, p, a, 4), [], "the old range is unmapped")
+    m.expect_eq(m.tokens(c, a, 4), ["S2"] * 4, "the child's mapping is its own")
+    s = region(m, p, 4, fill=0x22)
+    d = p.mremap(s, 4 * PAGE, 2 * PAGE, new_addr=t + 6 * PAGE)
+    m.checkpoint("shrunk while moved")
+    m.expect_eq(m.tokens(p, d, 2), ["X", "X"], "two pages moved")
+    m.expect_eq(_vmas_in(m, p, s, 4), [], "the old range and its tail are unmapped")
+    exc = m.expect_raises(SyscallError, lambda: p.mremap(d, 2 * PAGE, 4 * PAGE, new_addr=d + PAGE),
+                          "overlapping ranges")
+    m.expect(exc is None or exc.errno == errno.EINVAL, "EINVAL for overlapping ranges")
+
+
+@scenario("V10", "a moved VMA merges at its new place only if never faulted (copy_vma resets its pgoff)")
+def mremap_merge_at_new_place(m: TracedMachine) -> None:
+    p = m.spawn("P")
+    a = region(m, p, 2, prot="")                    # PROT_NONE, never faulted: like the guards
+    b = p.mremap(a, 2 * PAGE, 4 * PAGE)             # the tracer moves it between new guards
+    c = region(m, p, 2, fill=0x33)
+    p.mprotect(c, 2 * PAGE, "")                     # faulted (it has an anon_vma), then PROT_NONE
+    d = p.mremap(c, 2 * PAGE, 4 * PAGE)
+    m.checkpoint("moved")
+    (lo, hi), = _vmas_in(m, p, b, 4)
+    m.expect(lo < 0 and hi > 4, f"never faulted: one VMA with the guards around it, got {(lo, hi)}")
+    m.expect_eq(_vmas_in(m, p, d, 4), [(0, 4)], "faulted: its own VMA (its old pgoff does not line up)")
