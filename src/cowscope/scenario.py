@@ -28,9 +28,14 @@ def load_scenario(path: str | Path) -> Callable[[Machine], Any]:
     """Compile and execute the file, return its `scenario` function."""
     path = Path(path)
     try:
-        source = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise ScenarioError(f"{path}: cannot read scenario: {e.strerror or e}") from None
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ScenarioError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x})") from None
     try:
         code = compile(source, str(path), "exec")
     except SyntaxError as e:

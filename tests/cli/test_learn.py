@@ -79,7 +79,8 @@ def test_html_worksheet_and_emit_c_files(tmp_path):
     assert (tmp_path / "p-42.c").read_text().startswith("/* cowscope learn: seed 42 · topic exec")
     assert (tmp_path / "p-43.c").exists()
     r = learn("--seed", "42", "--emit-c", str(tmp_path / "no" / "such" / "dir.c"))
-    assert r.returncode == 2 and "error: --emit-c" in r.stderr
+    assert r.returncode == 2 and "error: argument --emit-c: no folder" in r.stderr
+    assert not (tmp_path / "no").exists()
 
 
 def test_inverse_sheet_json_and_topics_it_cannot_turn_around():

@@ -146,9 +146,11 @@ def test_run_reports_scenario_errors_with_file_and_line(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def scenario(m):\n    p = m.spawn()\n    p.write(0, b'x')\n    x = 1\n    return x.nope\n")
     r = cowscope("run", str(bad))
-    # the segfault is an outcome of the simulated process, not a scenario bug
-    assert r.returncode == 0
+    # the segfault is an outcome of the simulated process, not a scenario bug: shown with the
+    # views, and exit status 1 with the line on stderr (the scenario did not catch it)
+    assert r.returncode == 1
     assert "SIGSEGV" in r.stdout and "Traceback" not in r.stdout + r.stderr
+    assert f"scenario stopped: {bad}:3: Segfault" in r.stderr
     bad.write_text("def scenario(m):\n    p = m.spawn()\n    p.nope()\n")
     r = cowscope("run", str(bad))
     assert r.returncode == 2 and f"{bad}:3:" in r.stderr and "AttributeError" in r.stderr

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ..bench import TARGET_COW, TARGET_FORK, BenchConfig, Figure, host_line, run_bench
+from .checks import whole
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -50,10 +51,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--huge", action="store_true",
                    help="also build a 64 GiB simulated process and fork it 16 times for real, "
                    "reporting this process's peak RSS (with --quick: 16 MiB, 2 forks)")
-    p.add_argument("--pages", type=int, metavar="N",
+    p.add_argument("--pages", type=whole(1), metavar="N",
                    help="resident pages of the forked process (default 262144 = 1 GiB)")
-    p.add_argument("--repeats", type=int, metavar="N", help="runs per timing, best kept (default 3)")
-    p.add_argument("--random", type=int, metavar="N",
+    p.add_argument("--repeats", type=whole(1), metavar="N", help="runs per timing, best kept (default 3)")
+    p.add_argument("--random", type=whole(0), metavar="N",
                    help="random differential scenarios (verify --random) in the agreement figure "
                    "(default 200, --quick 10; 0 leaves the figure out; needs root)")
     p.set_defaults(func=run)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .checks import output_file, whole
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -16,10 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fork: the malloc story (default); thp: a 2 MiB transparent huge page across "
                    "fork, where one write copies 4 KiB (2 MiB before Linux 5.8); threads: a server with "
                    "four threads forks, the child holds four malloc arenas it never uses, shared until written")
-    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report of every step")
+    p.add_argument("--html", type=output_file, metavar="FILE",
+                   help="also write a self-contained HTML report of every step")
     p.add_argument("--allocator", choices=("ptmalloc", "firstfit"), default=None,
                    help="malloc implementation in the model (default: ptmalloc, glibc 2.36's)")
-    p.add_argument("--width", type=int, default=40, help="cells per page strip (default 40)")
+    p.add_argument("--width", type=whole(1), default=40, help="cells per page strip (default 40)")
     p.set_defaults(func=run)
 
 

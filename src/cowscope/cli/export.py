@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..inspect.options import DEFAULT_DUTY, MODES
+from .checks import port
 
 if TYPE_CHECKING:  # the inspector (numpy, prometheus_client) is imported by run(), not by --help
     from ..inspect.metrics import Roots
@@ -36,7 +37,7 @@ def register(subparsers: Any) -> None:
                    help="export the process whose pid FILE holds (gunicorn --pid, uWSGI --pidfile, Redis "
                    "pidfile), read again at every scrape so a restarted server is followed; NAME is its `root` "
                    "label (default: the pid). Repeat for several trees")
-    p.add_argument("--port", type=int, required=True, help="TCP port to listen on")
+    p.add_argument("--port", type=port, required=True, help="TCP port to listen on")
     p.add_argument("--addr", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; 0.0.0.0 to serve other hosts)")
     p.add_argument("--tree", action="store_true", help="also export every descendant of each PID")

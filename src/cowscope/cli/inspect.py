@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from ..inspect.options import DEFAULT_DUTY, MODES, SORT_KEYS
+from .checks import input_file, output_file, seconds, whole
 
 if TYPE_CHECKING:  # the inspector (numpy, rich) is imported where it is used, not by --help
     from rich.console import Console
@@ -57,20 +57,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("targets", nargs="*", metavar="PID",
                    help="process ids; after `--`, a command to start and follow instead")
     p.add_argument("--tree", action="store_true", help="also inspect every descendant of each PID")
-    p.add_argument("--watch", type=float, metavar="SECONDS",
+    p.add_argument("--watch", type=seconds, metavar="SECONDS",
                    help="sample every SECONDS until Ctrl-C (live table, change since start, trends)")
-    p.add_argument("--count", type=int, metavar="N", help="stop after N samples (with --watch or a command)")
+    p.add_argument("--count", type=whole(1), metavar="N", help="stop after N samples (with --watch or a command)")
     p.add_argument("--json", action="store_true",
                    help="write JSON lines: one object per process per sample (schema in docs/inspect.md)")
-    p.add_argument("--save", metavar="FILE", help="record the run (JSON lines with tree totals) to FILE")
-    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="show two --save recordings side by side")
+    p.add_argument("--save", type=output_file, metavar="FILE",
+                   help="record the run (JSON lines with tree totals) to FILE")
+    p.add_argument("--compare", nargs=2, type=input_file, metavar=("A", "B"),
+                   help="show two --save recordings side by side")
     p.add_argument("--mode", choices=MODES, default="auto",
                    help="exact: PFNs + kpagecount (root); estimate: smaps + pagemap exclusive bit; summary: "
                    "smaps_rollup only, fastest; auto: exact when possible (default)")
     p.add_argument("--max-duty", type=float, default=DEFAULT_DUTY, metavar="FRACTION",
                    help="most of the wall-clock time the inspector may spend reading /proc; a tick that "
                    f"would exceed it is skipped and reported (default {DEFAULT_DUTY})")
-    p.add_argument("--mappings", type=int, default=0, metavar="N",
+    p.add_argument("--mappings", type=whole(0), default=0, metavar="N",
                    help="also list N mappings of each process with their figures: a worker's by copied memory, "
                    "a root's by RSS (see --sort)")
     p.add_argument("--sort", choices=sorted(SORT_KEYS), metavar="COLUMN",
@@ -81,11 +83,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--pages", metavar="MAPPING",
                    help="page picture of one mapping (a path such as [heap] or libc, or a hex address) "
                    "for the processes side by side")
-    p.add_argument("--width", type=int, default=64, help="cells of the page picture (default 64)")
+    p.add_argument("--width", type=whole(1), default=64, help="cells of the page picture (default 64)")
     p.add_argument("--trace", action="store_true",
                    help="also trace the kernel's copy-on-write events meanwhile and show the copies by cause, "
                    "mapping and code site at the end (root; with --watch or a command; see cowscope trace)")
-    p.add_argument("--html", metavar="FILE",
+    p.add_argument("--html", type=output_file, metavar="FILE",
                    help="also write a self-contained HTML report: page maps, tree and timeline of every sample")
     p.set_defaults(func=run)
 
@@ -217,22 +219,20 @@ def _check_usage(args: argparse.Namespace) -> tuple[list[int], list[str], DutyCy
 
 
 def _start_command(command: list[str]) -> subprocess.Popen[bytes]:
+    """The command, in a process group of its own (inspect.group)."""
     try:
-        return subprocess.Popen(command)
+        return subprocess.Popen(command, preexec_fn=os.setpgrp)
     except OSError as exc:
         raise _Usage(f"cannot start {command[0]!r}: {exc}") from None
 
 
 def _stop_command(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the command we started if it still runs: SIGTERM, then SIGKILL after 5 s."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    """Stop the command we started and everything in its process group: SIGTERM, then SIGKILL
+    after 5 s."""
+    from ..inspect.group import stop_group
+
+    stop_group(proc.pid, proc.poll)
+    proc.wait()
 
 
 def _sampler(args: argparse.Namespace, pids: list[int], proc: subprocess.Popen[bytes] | None) -> Sampler:

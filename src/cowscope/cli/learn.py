@@ -9,6 +9,8 @@ import os
 import sys
 from typing import Any
 
+from .checks import output_file, whole
+
 DESCRIPTION = """\
 Seeded problems about fork, copy-on-write, the zero page, malloc, files,
 vfork/exec and madvise, in the spirit of OSTEP's homework simulators. A
@@ -55,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-s", "--seed", type=int, default=None, help="the problem's seed (default: a random one, shown)")
     p.add_argument("--topic", default=None, help="only this topic (--list-topics)")
     p.add_argument("--level", type=int, default=None, help="difficulty 1-3 (default: picked by the seed)")
-    p.add_argument("-n", "--count", type=int, default=1, help="problems on a sheet: seeds SEED, SEED+1, ...")
+    p.add_argument("-n", "--count", type=whole(1), default=1, help="problems on a sheet: seeds SEED, SEED+1, ...")
     p.add_argument("--list-topics", action="store_true", help="list the topics and exit")
     p.add_argument("-A", "--explicit", metavar="TEXT", default=None,
                    help="a hand-written problem in the action language (statements separated by ';')")
@@ -66,15 +68,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("-c", "--answers", action="store_true", help="print the problem with its answer key")
     out.add_argument("--sheet", action="store_true", help="print the problem with '?' for every answer")
     out.add_argument("--json", action="store_true", help="the problem as JSON (with answers when -c)")
-    out.add_argument("--html", metavar="FILE", help="write an HTML worksheet (with the answer key when -c)")
-    out.add_argument("--report", metavar="FILE",
+    out.add_argument("--html", type=output_file, metavar="FILE",
+                     help="write an HTML worksheet (with the answer key when -c)")
+    out.add_argument("--report", type=output_file, metavar="FILE",
                      help="write the model's run as the HTML page-map report, a step per question (one problem)")
-    out.add_argument("--emit-c", metavar="FILE",
+    out.add_argument("--emit-c", type=output_file, metavar="FILE",
                      help="write the problem as a standalone C program that prints its answers from /proc "
                      "(with --count N: FILE's name gets each problem's seed)")
     p.add_argument("--on", choices=("model", "linux"), default="model",
                    help="linux: also run the problem in real processes and show the kernel's answers")
-    p.add_argument("--width", type=int, default=72, help="text width of sheets (default 72)")
+    p.add_argument("--width", type=whole(20), default=72, help="text width of sheets (default 72)")
     p.set_defaults(func=run)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Protocol
 
 from .. import __version__
 from ..native import NativeBuildError
 from . import bench, demo, export, inspect, learn, malloc, run, trace, verify
+from .checks import UsageError
 
 
 class Subcommand(Protocol):
@@ -59,9 +61,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except NativeBuildError as e:  # no compiler, a failed build, an unsafe build cache
-        print(f"cowscope {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except (NativeBuildError, UsageError) as e:  # no compiler, an unsafe build cache, bad input
+        return _error(args.command, str(e), 2)
+    except OSError as e:  # a file that cannot be read or written (a full disk, a folder, ...)
+        where = f"{e.filename}: " if e.filename else ""
+        return _error(args.command, f"{where}{e.strerror or e}", 2)
+    except Exception as e:  # noqa: BLE001 - cowscope's own bug: one line, exit 1
+        if os.environ.get("COWSCOPE_TRACEBACK"):
+            raise
+        return _error(args.command, f"internal error: {type(e).__name__}: {e} "
+                      "(COWSCOPE_TRACEBACK=1 shows where)", 1)
+
+
+def _error(command: str, message: str, status: int) -> int:
+    """`cowscope COMMAND: error: MESSAGE` on stderr (as plain text); the exit status."""
+    from ..report.plain import visible
+
+    print(f"cowscope {command}: error: {visible(message)}", file=sys.stderr)
+    return status
 
 
 def entry() -> None:

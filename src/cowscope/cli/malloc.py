@@ -8,6 +8,8 @@ import re
 import sys
 from pathlib import Path
 
+from .checks import input_file, output_file, read_text, whole
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `malloc` command and its replay/diff/native/gen subcommands."""
@@ -18,21 +20,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`diff` against real glibc's output is the test.")
     msub = p.add_subparsers(dest="malloc_command", metavar="SUBCOMMAND")
     r = msub.add_parser("replay", help="run OPS_FILE on the model; print results in the .expected format")
-    r.add_argument("ops_file")
-    r.add_argument("--state", metavar="FILE", help="also write the bins after every operation (.state format)")
+    r.add_argument("ops_file", type=input_file)
+    r.add_argument("--state", type=output_file, metavar="FILE",
+                   help="also write the bins after every operation (.state format)")
     r.add_argument("--machine", action="store_true",
                    help="run on a full model process (page tables, faults) instead of the flat host; "
                    "prints the pages each operation faulted in or copied as comments")
     d = msub.add_parser("diff", help="run OPS_FILE on the model and on real glibc; show the first divergence "
                         "with both sides' bins")
-    d.add_argument("ops_file")
+    d.add_argument("ops_file", type=input_file)
     n = msub.add_parser("native", help="run OPS_FILE on the real glibc (native harness) and print its results")
-    n.add_argument("ops_file")
-    n.add_argument("--state", metavar="FILE", help="also write glibc's bins after every operation")
+    n.add_argument("ops_file", type=input_file)
+    n.add_argument("--state", type=output_file, metavar="FILE",
+                   help="also write glibc's bins after every operation")
     g = msub.add_parser("gen", help="print a seeded random workload (every call mixed)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--ops", type=int, default=10000)
-    g.add_argument("--threads", type=int, default=0, metavar="N",
+    g.add_argument("--seed", type=whole(0), default=0)
+    g.add_argument("--ops", type=whole(0), default=10000)
+    g.add_argument("--threads", type=whole(0), default=0, metavar="N",
                    help="calls from up to N threads besides the initial one (created, ended and joined "
                    "along the way; lines start with the thread number)")
     p.set_defaults(func=run, malloc_parser=p)
@@ -40,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _read(path: str) -> str:
     """The ops file's text ('-' is stdin)."""
-    return sys.stdin.read() if path == "-" else Path(path).read_text()
+    return sys.stdin.read() if path == "-" else read_text(path, "ops file")
 
 
 def _states_by_op(lines: list[str]) -> dict[int, list[str]]:

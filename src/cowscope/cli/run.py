@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..scenario import ScenarioError, ScenarioRun, run_scenario
+from .checks import output_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,9 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "checkpoint), and per process its pages against its parent's and the mappings that matter "
         "with their smaps figures (kB) and page strips: those the scenario made, the heap, the stack, "
         "and any whose pages moved since the previous checkpoint; the rest fold into one line. "
-        "Errors in the scenario are reported with its file and line. Exit status: 0 ok, 2 scenario error.")
+        "Errors in the scenario are reported with its file and line. A scenario file is Python: it runs "
+        "with your rights (root's when you are root), on either backend, like any script you run; run "
+        "only scenarios you trust. Exit status: 0 ok, 1 the scenario stopped on a cowscope error it did "
+        "not catch (a SIGSEGV of a process, a SyscallError, ...), 2 scenario error (an unreadable file, "
+        "a bug in the scenario).")
     p.add_argument("scenario", metavar="SCENARIO.py", help="the scenario file")
-    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    p.add_argument("--html", type=output_file, metavar="FILE", help="also write a self-contained HTML report")
     p.add_argument("--width", type=cells, default=48,
                    help="most cells per page strip (default 48; fewer when the terminal is narrower)")
     p.add_argument("--all-mappings", action="store_true",
@@ -66,13 +71,15 @@ def run_linux(args: argparse.Namespace) -> ScenarioRun:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the scenario on the chosen backend and print its checkpoints; 2 on a scenario error."""
+    """Run the scenario on the chosen backend and print its checkpoints; 1 when it stopped on an
+    uncaught cowscope error, 2 on a scenario error."""
     if args.on == "both":
         from .both import run_both
 
         return run_both(args)
     from rich.console import Console
 
+    from ..report.plain import visible
     from ..report.runview import RunView, print_run
 
     console = Console(highlight=False, markup=False)
@@ -83,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     view = RunView(args.width, args.only, args.all_mappings, args.changes, result.images)
     print_run(console, result.snapshots, result.outcome, view)
-    if args.html:
+    if args.html and result.snapshots:
         from ..report.html import write_report
 
         out = write_report(args.html, result.snapshots, events=list(result.machine.events),
@@ -92,4 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if result.error:
         print(f"cowscope run: {result.error}", file=sys.stderr)
         return 2
+    if result.outcome:
+        print(f"cowscope run: scenario stopped: {visible(result.outcome)}", file=sys.stderr)
+        return 1
     return 0

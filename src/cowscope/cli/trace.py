@@ -8,6 +8,8 @@ import sys
 import time
 from typing import IO, Any
 
+from .checks import output_file, seconds, whole
+
 EPILOG = """\
 examples:
   cowscope trace -- python3 -c 'import os; b = bytearray(1 << 24); os.fork() or b.__init__(1 << 24)'
@@ -30,15 +32,17 @@ def register(subparsers: Any) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("targets", nargs="*", metavar="PID | -- COMMAND",
                    help="process ids to trace, or (after --) a command to run and trace")
-    p.add_argument("--tree", type=int, metavar="PID", help="trace PID and all its descendants")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until the "
+    p.add_argument("--tree", type=whole(1), metavar="PID", help="trace PID and all its descendants")
+    p.add_argument("--duration", type=seconds, metavar="S", help="stop after S seconds (default: until the "
                    "command or every traced process ends, or Ctrl-C)")
-    p.add_argument("--json", metavar="FILE", help="write one JSON object per event, then a summary line "
+    p.add_argument("--json", type=output_file, metavar="FILE",
+                   help="write one JSON object per event, then a summary line "
                    "('-' for standard output; schema in docs/trace.md)")
-    p.add_argument("--html", metavar="FILE", help="also write the HTML report: the traced processes' page maps "
+    p.add_argument("--html", type=output_file, metavar="FILE",
+                   help="also write the HTML report: the traced processes' page maps "
                    "at the start and at the end of the trace, each page's last event and the events timeline")
-    p.add_argument("--top", type=int, default=10, help="rows in each table (default 10)")
-    p.add_argument("--buffer-kb", type=int, default=16384, help="trace buffer per CPU in KiB (default 16384)")
+    p.add_argument("--top", type=whole(1), default=10, help="rows in each table (default 10)")
+    p.add_argument("--buffer-kb", type=whole(4), default=16384, help="trace buffer per CPU in KiB (default 16384)")
     p.set_defaults(func=run)
 
 

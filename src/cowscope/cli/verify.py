@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .checks import whole
+
 if TYPE_CHECKING:
     from ..observe.backend import Machine
     from ..verify.compare import Diff
@@ -44,10 +46,10 @@ def register(subparsers: Any) -> None:
                    help="backends to run (default both; one backend checks the facts only)")
     p.add_argument("-v", "--verbose", action="store_true", help="show each disagreement and failed fact")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    p.add_argument("--random", type=int, default=0, metavar="N",
+    p.add_argument("--random", type=whole(0), default=0, metavar="N",
                    help="also run N seeded random differential scenarios on both backends; a seed "
                    "that disagrees fails the run")
-    p.add_argument("--seed", type=int, default=0, help="first seed for --random (default 0)")
+    p.add_argument("--seed", type=whole(0), default=0, help="first seed for --random (default 0)")
     p.add_argument("--random-only", action="store_true", help="run only the --random scenarios, not the suite")
     p.add_argument("--random-informational", action="store_true",
                    help="report disagreeing random seeds without failing the run (as before random seeds counted)")

@@ -14,6 +14,7 @@ from ..errors import ProcessGone
 from ..linux.ksource import KernelEvents
 from ..observe import procfs
 from .attribute import Attributed, Attributor, TraceSummary
+from .group import stop_group
 
 
 class TargetError(ValueError):
@@ -70,6 +71,7 @@ class Command:
         pid = os.fork()
         if pid == 0:  # the child: wait for the go, then exec; report a failed exec on err_w
             try:
+                os.setpgrp()  # a process group of its own, stopped as one (inspect.group)
                 os.close(go_w)
                 os.close(err_r)
                 os.read(go_r, 1)
@@ -78,6 +80,10 @@ class Command:
                 os.write(err_w, (exc.strerror or str(exc)).encode())
             finally:
                 os._exit(127)
+        try:
+            os.setpgid(pid, pid)  # also here: the group exists before anything signals it
+        except OSError:
+            pass  # the child did it already (or is gone)
         os.close(go_r)
         os.close(err_w)
         self.pid, self.argv, self._go, self._err = pid, argv, go_w, err_r
@@ -111,19 +117,17 @@ class Command:
         return self.returncode
 
     def terminate(self, grace: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL after `grace` seconds; reaped."""
-        if self.poll() is not None:
-            return
-        os.kill(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while self.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.kill()
+        """SIGTERM to the command's process group, then SIGKILL after `grace` seconds; reaped."""
+        stop_group(self.pid, self.poll, grace)
+        self.wait()
 
     def kill(self) -> None:
-        if self.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
-            self.wait()
+        """SIGKILL to the command's process group; reaped."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.wait()
 
 
 class TreeTracer:

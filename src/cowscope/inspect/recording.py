@@ -76,7 +76,7 @@ class Recording:
 def load_recording(path: str | Path) -> Recording:
     """Read a --save file; ValueError naming the line on bad input."""
     rec: Recording | None = None
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -84,20 +84,31 @@ def load_recording(path: str | Path) -> Recording:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{n}: not JSON ({exc})") from None
-            kind = obj.get("type")
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}:{n}: not a recording line (a JSON object)")
             if rec is None:
-                if kind != "header":
+                if obj.get("type") != "header":
                     raise ValueError(f"{path}:{n}: not a cowscope recording (no header line)")
                 rec = Recording(str(path), obj)
-            elif kind == "process":
-                rec.processes.setdefault(int(obj["seq"]), []).append(obj)
-            elif kind == "tree":
-                rec.trees[int(obj["seq"])] = obj
-            elif kind == "exit":
-                rec.exits.append(obj)
+                continue
+            try:
+                _add_line(rec, obj)
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"{path}:{n}: not a recording line (no whole number 'seq')") from None
     if rec is None:
         raise ValueError(f"{path}: empty file")
     return rec
+
+
+def _add_line(rec: Recording, obj: dict[str, Any]) -> None:
+    """One line of a --save file after its header into its recording."""
+    kind = obj.get("type")
+    if kind == "process":
+        rec.processes.setdefault(int(obj["seq"]), []).append(obj)
+    elif kind == "tree":
+        rec.trees[int(obj["seq"])] = obj
+    elif kind == "exit":
+        rec.exits.append(obj)
 
 
 TREE_ROWS = (("processes", "processes"), ("rss_sum_kb", "RSS sum"), ("pss_sum_kb", "PSS sum"),
