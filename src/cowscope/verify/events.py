@@ -17,7 +17,7 @@ from ..observe.records import PAGE_SIZE
 #: The exclusion of copy-or-reuse on pages both sides of a threaded fork write (EVENT_EXCLUSIONS).
 FORK_RACE = "who writes first after a threaded fork"
 #: Address-bearing kinds the kernel side cannot produce (see EVENT_EXCLUSIONS).
-MODEL_ONLY_KINDS = ("stack-grow", "thp-split", "swap-out")
+MODEL_ONLY_KINDS = ("stack-grow", "thp-split", "swap-out", "ksm-merge")
 
 
 def record_interval(tm: Any, mark: int) -> tuple[dict[str, list[tuple[str, int]]], int]:

@@ -81,7 +81,9 @@ EVENT_EXCLUSIONS = {
     "reuses depends on the per-CPU lazyfree batch (see EXCLUSIONS)",
     "populated through get_user_pages": "MADV_POPULATE_READ/WRITE, mlock and MAP_POPULATE fault pages "
     "in with get_user_pages, which raises no page-fault exception: the kernel's tracepoints show only "
-    "the allocations, without addresses; a region's events in such an interval are not compared",
+    "the allocations, without addresses; a region's events in such an interval are not compared. "
+    "MADV_UNMERGEABLE likewise: break_ksm copies each KSM page back by calling the fault handler from "
+    "inside the system call (measured: K05's four copies show no fault tracepoint)",
     "page-cache maps in file and shared regions": "read fault-around maps 0-15 cached neighbours "
     "without a fault, so which reads fault differs with the page cache's state; pagecache-map events "
     "there are dropped from both sides (copies, shared writes and shmem allocations still compared)",
@@ -91,6 +93,10 @@ EVENT_EXCLUSIONS = {
     "thread, not in a fault: the tracepoints show RSS moving from anon to swap entries, without "
     "addresses; the model's swap-out events are dropped (swap-in is a fault and is compared)",
     "thp-split": "a PMD split raises no tracepoint of its own; the model's thp-split events are dropped",
+    "ksm-merge": "ksmd, a kernel thread, merges pages in its scan, not in a fault of the process: its "
+    "tracepoints (ksm:ksm_merge_one_page, ksm_merge_with_ksm_page) name a PFN and an mm pointer, not "
+    "a process and an address; the model's ksm-merge events are dropped (a write to a KSM page is a "
+    "fault, its copy compared; the merged page states are compared at every checkpoint)",
     "kinds without an address": "fork, exec, exit, checkpoint and the signals are compared by the op "
     "log (outcomes) already; only page events are compared here",
     "who writes first after a threaded fork": "the arena pages and the forking thread's stack pages "

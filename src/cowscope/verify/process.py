@@ -290,6 +290,8 @@ class TracedProcess:
         if advice.startswith("populate"):
             self._mark(addr, length)
             self._gup(addr, length)
+        if advice == "unmergeable":  # break_ksm faults KSM pages back from inside the call, as GUP does
+            self._gup(addr, length)
         self._do("madvise", (self.where(addr), length, advice), lambda: self._p.madvise(addr, length, advice))
 
     def mlock(self, addr: int, length: int) -> None:

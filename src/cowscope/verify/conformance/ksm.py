@@ -115,6 +115,8 @@ def ksm_unmerge(m: Any) -> None:
     fill_pages(p, a, [0x61, 0x61, 0x62, 0x62])
     p.madvise(a, 4 * PAGE, "mergeable")
     m.ksm_scan()
+    m.checkpoint("merged")  # the writes' faults compared here; break_ksm's copies raise no fault tracepoint
+    m.expect_eq(m.tokens(p, a, 4), ["S2"] * 4, "two KSM pages, each mapped twice")
     p.madvise(a, 4 * PAGE, "unmergeable")
     m.checkpoint("unmerged")
     m.expect_eq(m.tokens(p, a, 4), ["X"] * 4, "pagemap")
