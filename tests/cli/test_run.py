@@ -132,6 +132,16 @@ def test_in_a_terminal_in_colour_and_with_no_color(columns: int) -> None:
     assert without_escapes(bare) == without_escapes(coloured)
 
 
+def test_the_readme_shows_a_real_run(tmp_path) -> None:
+    """The README's example output is what `cowscope run` prints for its scenario, piped (80 columns)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = next(b for b in re.findall(r"```text\n(.*?)```", text, re.S) if "checkpoint 2/2" in b)
+    r = cowscope("run", str(readme_scenario(tmp_path)), "--changes")
+    assert r.returncode == 0, r.stderr
+    printed = "\n".join(ln.rstrip() for ln in r.stdout.splitlines())
+    assert "\n".join(ln.rstrip() for ln in shown.strip("\n").splitlines()) in printed
+
+
 def test_all_mappings_and_changes(tmp_path) -> None:
     path = ROOT / "scenarios" / "fork_basics.py"
     folded = cowscope("run", str(path)).stdout

@@ -153,8 +153,20 @@ def detail_lines(ds: Sequence[Any], width: int) -> list[Text]:
         else:
             lines.append(diff_text(d, width, label(d)))
     for (vma, counted), fields in smaps.items():
-        lines.append(plain(f"    {_mark(counted)} vma{list(vma)} smaps model|linux: {', '.join(fields)}"))
+        lines += wrapped(f"    {_mark(counted)} vma{list(vma)} smaps model|linux:", fields, width)
     return lines
+
+
+def wrapped(head: str, items: Sequence[str], width: int, indent: int = 6) -> list[Text]:
+    """`head` and the items, comma-separated, in lines of at most `width` (continuations indented)."""
+    lines, line = [], head
+    for k, item in enumerate(items):
+        piece = item + ("," if k < len(items) - 1 else "")
+        if len(line) + 1 + len(piece) > width and line.strip():
+            lines.append(plain(line))
+            line = " " * (indent - 1)
+        line += " " + piece
+    return lines + [plain(line)]
 
 
 def _runs(pages: Sequence[int], flags: Sequence[Any]) -> str:
