@@ -118,6 +118,14 @@ def test_process_events() -> None:
     assert got[2][1] == VA + 0x10
 
 
+def test_a_vfork_is_told_from_a_fork_by_its_clone_flags() -> None:
+    r = Rec().add("task:task_newtask", pid=12, clone_flags=0x4111, oom_score_adj=0)  # CLONE_VM|CLONE_VFORK|SIGCHLD
+    r.add("sched:sched_process_fork", parent_pid=10, child_pid=12, parent_comm="a", child_comm="a")
+    r.add("task:task_newtask", pid=13, clone_flags=0x1200011, oom_score_adj=0)  # glibc fork()
+    r.add("sched:sched_process_fork", parent_pid=10, child_pid=13, parent_comm="a", child_comm="a")
+    assert [(k, d) for k, _va, d in kinds(r)] == [("vfork", "child pid 12"), ("fork", "child pid 13")]
+
+
 def test_thread_creation_is_not_a_fork() -> None:
     r = Rec().add("sched:sched_process_fork", parent_pid=10, child_pid=12, parent_comm="a", child_comm="a")
     c = Classifier(tgid_of=lambda tid: 10)

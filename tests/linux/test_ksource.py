@@ -124,6 +124,21 @@ def test_many_copies_none_lost(traced) -> None:
     assert not ev.losses()
 
 
+@pytest.mark.parametrize("how", ["fork", "vfork"])
+def test_fork_and_vfork_are_named_as_the_model_names_them(how: str) -> None:
+    from cowscope.model import Machine as Model
+
+    kinds = []
+    for machine in (Machine(events=True), Model()):
+        with machine as m:
+            p = m.spawn("P")
+            c = getattr(p, how)()
+            c.exit(0)
+            kinds.append([(e.kind, e.detail) for e in m.events if e.pid == p.pid and e.kind in ("fork", "vfork")])
+            kinds[-1] = [(k, d.replace(str(c.pid), "C")) for k, d in kinds[-1]]
+    assert kinds[0] == kinds[1] == [(how, "child pid C")]
+
+
 def test_machine_events_are_the_model_vocabulary() -> None:
     """linux.Machine(events=True): m.events like the model's log, children followed, checkpoints in it."""
     with Machine(events=True) as m:

@@ -69,7 +69,7 @@ class Attributor:
         for e in events:
             if e.pid not in self.comms:
                 self.comms[e.pid] = self.comm_of(e.pid)
-            if e.kind == "fork" and e.detail.startswith("child pid "):
+            if e.kind in ("fork", "vfork") and e.detail.startswith("child pid "):
                 child = int(e.detail.split()[-1])
                 self.forked_at[child] = e.time_ns or 0
                 self.last_fork[e.pid] = e.time_ns or 0

@@ -47,8 +47,10 @@ HPAGE_MASK = ~((1 << 21) - 1)
 TRACEPOINTS = (
     "exceptions:page_fault_user", "exceptions:page_fault_kernel", "kmem:mm_page_alloc", "kmem:rss_stat",
     "sched:sched_process_fork", "sched:sched_process_exec", "sched:sched_process_exit",
-    "signal:signal_deliver",
+    "signal:signal_deliver", "task:task_newtask",
 )
+#: task_newtask's clone flags tell a vfork from a fork (sched_process_fork carries none).
+CLONE_VFORK = 0x4000
 #: Only movable allocations are user data or page cache; page tables and slab are filtered in the kernel.
 FILTERS = {"kmem:mm_page_alloc": f"gfp_flags & {GFP_MOVABLE}"}
 #: A fault's allocation and counter updates come within microseconds; later ones belong elsewhere.
@@ -140,6 +142,7 @@ class Classifier:
         self.unattributed_allocs = 0
         self.unclassified = 0
         self.out: list[Event] = []
+        self._vforked: set[int] = set()  # children whose task_newtask had CLONE_VFORK
         self._fatal: dict[int, str] = {}  # tid -> a signal delivered to its handler (a re-raise may follow)
 
     def feed(self, records: Iterable[tuple]) -> list[Event]:
@@ -232,11 +235,17 @@ class Classifier:
         if last is None or fl["size"] < last:
             f.down.add(fl["member"])
 
+    def on_newtask(self, ts: int, tid: int, fl: dict) -> None:
+        if int(fl.get("clone_flags", 0)) & CLONE_VFORK:
+            self._vforked.add(int(fl["pid"]))
+
     def on_fork(self, ts: int, tid: int, fl: dict) -> None:
         self._close(tid)
         child = fl["child_pid"]
+        kind = "vfork" if child in self._vforked else "fork"
+        self._vforked.discard(child)
         if self.tgid_of(child) == child:
-            self._emit(self.tgid_of(tid), "fork", 0, 0, 0, f"child pid {child}", ts)
+            self._emit(self.tgid_of(tid), kind, 0, 0, 0, f"child pid {child}", ts)
 
     def on_exec(self, ts: int, tid: int, fl: dict) -> None:
         self._close(tid)
@@ -270,4 +279,5 @@ _HANDLERS: dict[str, Callable[[Classifier, int, int, dict], None]] = {
     "sched:sched_process_exec": Classifier.on_exec,
     "sched:sched_process_exit": Classifier.on_exit,
     "signal:signal_deliver": Classifier.on_signal,
+    "task:task_newtask": Classifier.on_newtask,
 }
