@@ -354,10 +354,15 @@ def test_random_seeds_count_in_the_exit_status_unless_informational(monkeypatch:
         return fuzz.RandomResult(first, count, {first + 1: ["[end] P P#1 p0: model 'X' | linux '-'  DIFFERS"]}, 0.1)
 
     monkeypatch.setattr(fuzz, "run_random", fake)
+    from cowscope.verify import replay
+
+    monkeypatch.setattr(replay, "minimal_program", lambda seed, *a, **kw: f"def scenario(m):\n    # seed {seed}\n")
     monkeypatch.setattr(verify_cli, "_linux_problem", lambda: None)
     monkeypatch.setattr(verify_cli, "_host_config", lambda: {})
     assert main(["verify", "--random", "3", "--seed", "40", "--random-only"]) == 1
     out = capsys.readouterr().out
     assert "seed 41" in out and "random differential: 2/3 seeds agree (seeds 40..42" in out
+    assert "replay: cowscope verify --random 1 --seed 41 --random-only -v" in out
+    assert "        def scenario(m):\n            # seed 41" in out  # the shrunk program, indented
     assert main(["verify", "--random", "3", "--seed", "40", "--random-only", "--random-informational"]) == 0
     assert "informational: not in the exit status" in capsys.readouterr().out

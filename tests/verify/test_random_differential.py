@@ -55,4 +55,10 @@ def test_fresh_random_seeds_agree(capsys: pytest.CaptureFixture[str]) -> None:
         print(f"\nrandom differential: {res.agree}/{res.count} seeds agree (seeds {res.seeds}, {res.seconds:.0f} s)")
     report = [f"seed {seed}: {lines[0][:300]}  (replay: cowscope verify --random 1 --seed {seed} --random-only -v)"
               for seed, lines in res.disagreeing.items()]
+    if report:  # the first one also as a shrunk program (verify.replay), to keep as a test
+        from cowscope.verify.replay import minimal_program
+
+        seed = next(iter(res.disagreeing))
+        prog = minimal_program(seed, lambda: ModelMachine(**host), LinuxMachine, budget_s=60)
+        report.append(prog or f"(seed {seed}'s calls replayed as a program agree)")
     assert not report, "\n".join(report)

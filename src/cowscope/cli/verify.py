@@ -271,12 +271,19 @@ def _random_runs(args: argparse.Namespace, make_model: MakeMachine) -> tuple[lis
     print()
     print(f"random differential runs: seeds {args.seed}..{args.seed + args.random - 1}", flush=True)
 
+    shown: list[int] = []
+
     def report(seed: int, lines: list[str]) -> None:
-        """One disagreeing seed: its first difference (all of them with -v)."""
+        """One disagreeing seed: its first difference (all of them with -v), the command that
+        replays it and, for the first three, a shrunk program that still disagrees."""
         print(f"  seed {seed:<5} DIFFER ({len(lines)}) first: {lines[0][:200]}", flush=True)
         if args.verbose:
             for line in lines[1:]:
                 print(f"      ≠ {line}")
+        print(f"      replay: cowscope verify --random 1 --seed {seed} --random-only -v", flush=True)
+        if len(shown) < 3:
+            shown.append(seed)
+            _print_program(seed, make_model, LinuxMachine)
 
     res = run_random(args.seed, args.random, make_model, LinuxMachine, on_seed=report)
     line = (f"random differential: {res.agree}/{res.count} seeds agree (seeds {res.seeds}, "
@@ -284,6 +291,18 @@ def _random_runs(args: argparse.Namespace, make_model: MakeMachine) -> tuple[lis
     print(f"  {line}")
     failing = [f"random:{seed}" for seed in res.disagreeing]
     return ([] if args.random_informational else failing), line
+
+
+def _print_program(seed: int, make_model: MakeMachine, make_linux: MakeMachine) -> None:
+    """The seed's calls shrunk to a program on which the backends still disagree (verify.replay)."""
+    from ..verify.replay import minimal_program
+
+    prog = minimal_program(seed, make_model, make_linux, budget_s=60.0)
+    if prog is None:
+        print("      (its calls replayed as a program agree: no program to show)")
+        return
+    print("      a smaller program that still disagrees (save it, run it with cowscope run --on both):")
+    print("\n".join("        " + ln if ln else "" for ln in prog.splitlines()), flush=True)
 
 
 def _facts(tr: Trace | None) -> str:
