@@ -126,3 +126,16 @@ def test_a_topic_missed_again_waits_for_a_new_topic():
     s, out = session(["s"] * 7 + ["q"], topic=None, level=1, seed=5)
     headers = [h.split(" · ")[1] for h in out.split("───") if "topic" in h and "·" in h]
     assert headers[:3] == ["topic fork", "topic fork", "topic zero"]
+
+
+def test_every_width_fits_and_keeps_the_strips_whole():
+    """At 40, 60, 80 and 120 columns no line is longer than the terminal and each reveal's strips
+    (`strip: 222 -> 22#`) stay on one line, and from 60 columns the kernel path too."""
+    from rich.cells import cell_len
+
+    for width in (40, 60, 80, 120):
+        _, out = session(["c", "3", "A", "reuse", "once", "r", "4", "q"], raw=True, width=width, topic="fork", level=2)
+        lines = out.splitlines()
+        assert [ln for ln in lines if cell_len(ln) > width] == [], width
+        assert "strip: 222 -> 22#" in out and "strip: 22# -> 22#" in out, width
+        assert width < 60 or any(ln.strip() == "kernel path: do_wp_page -> wp_page_copy" for ln in lines), width
