@@ -135,3 +135,25 @@ def test_recycled_workers_are_followed() -> None:
     assert before == {str(k) for k in kids}
     assert new[1] == kids[1] and new[0] != kids[0]
     assert after == {str(k) for k in new}
+
+
+def test_hostile_process_names_are_plain_text_in_labels() -> None:
+    """A process that names itself (prctl PR_SET_NAME, its argv) with an escape sequence is served
+    with the escape written out: a scrape printed to a terminal does not obey it."""
+    hostile = "\x1b[2J[/]x"
+    code = ("import ctypes, sys, time\nctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)\n"
+            "print(0, flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, hostile], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline()
+        server, _t, _c = serve(Sampler([proc.pid]), free_port(), "127.0.0.1", DutyCycle(1.0))
+        try:
+            text = metrics_text(server.server_address[1])
+        finally:
+            server.shutdown()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "\x1b" not in text
+    names = {lab["name"] for n, lab, _ in samples(text) if n == "cowscope_process_rss_bytes"}
+    assert names == {"\\x1b[2J[/]x"}

@@ -8,6 +8,7 @@ import sys
 import time
 from typing import IO, Any
 
+from ..report.plain import visible
 from .checks import output_file, seconds, whole
 
 EPILOG = """\
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         pids, command = _targets(args)
         out = _open_json(args.json)
     except TargetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(str(exc))}", file=sys.stderr)
         return 2
     tracer = TreeTracer(buffer_kb=args.buffer_kb)
     tracer.keep_rows = out is not None
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             _snapshot(tracer, "trace end", snaps)
         tracer.stop()
     except (TargetError, TraceUnavailable) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         tracer.stop()

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..report.plain import visible
 from .figures import Sample
 from .run import DutyCycle
 from .sample import Sampler
@@ -97,8 +98,8 @@ class InspectCollector(Collector):
             for pf in s.processes:
                 v = getattr(pf, attr)
                 if v is not None:
-                    g.add_metric([self._root_label(s, pf.pid), str(pf.pid), str(pf.ppid), pf.name, pf.title or ""],
-                                 v * 1024)
+                    g.add_metric([self._root_label(s, pf.pid), str(pf.pid), str(pf.ppid), visible(pf.name),
+                                  visible(pf.title or "")], v * 1024)
             yield g
 
     def _tree_metrics(self, s: Sample) -> Iterator[Any]:

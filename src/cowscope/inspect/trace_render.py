@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from ..observe.events import COPY_KINDS
+from ..report.plain import escaped
 from .attribute import TraceSummary
 
 _MIB = 1 << 20
@@ -17,8 +17,8 @@ def _mib(pages: int) -> str:
 
 
 def _plain(text: str) -> str:
-    """Process names and paths as plain text: markup escaped, control characters shown as '?'."""
-    return escape("".join(ch if ch.isprintable() else "?" for ch in text))
+    """Process names and paths as plain text: markup escaped, control characters as escapes."""
+    return escaped(text)
 
 
 def render_summary(s: TraceSummary, console: Console, top: int = 10) -> None:
