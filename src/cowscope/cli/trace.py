@@ -8,7 +8,6 @@ import sys
 import time
 from typing import IO, Any
 
-from ..report.plain import visible
 from .checks import output_file, seconds, whole
 
 EPILOG = """\
@@ -22,6 +21,12 @@ fork while traced), attributed to the process and mapping, to the side of the fo
 the instruction that wrote (symbolized from the ELF it runs; module+offset where no symbol holds
 it) and to a named cause where the symbol makes it certain. Needs root (tracefs). The events come
 from kernel tracepoints (docs/trace.md: which kinds can and cannot be told apart)."""
+
+
+def _error(exc: Exception) -> None:
+    from ..report.plain import visible  # rich: not for `cowscope --help`
+
+    print(f"error: {visible(str(exc))}", file=sys.stderr)
 
 
 def register(subparsers: Any) -> None:
@@ -96,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         pids, command = _targets(args)
         out = _open_json(args.json)
     except TargetError as exc:
-        print(f"error: {visible(str(exc))}", file=sys.stderr)
+        _error(exc)
         return 2
     tracer = TreeTracer(buffer_kb=args.buffer_kb)
     tracer.keep_rows = out is not None
@@ -116,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             _snapshot(tracer, "trace end", snaps)
         tracer.stop()
     except (TargetError, TraceUnavailable) as exc:
-        print(f"error: {visible(str(exc))}", file=sys.stderr)
+        _error(exc)
         return 2
     except KeyboardInterrupt:
         tracer.stop()
