@@ -366,3 +366,30 @@ def test_random_seeds_count_in_the_exit_status_unless_informational(monkeypatch:
     assert "        def scenario(m):\n            # seed 41" in out  # the shrunk program, indented
     assert main(["verify", "--random", "3", "--seed", "40", "--random-only", "--random-informational"]) == 0
     assert "informational: not in the exit status" in capsys.readouterr().out
+
+
+def _frame_comes_back(m) -> None:
+    p = m.spawn("P")
+    a = p.mmap(4 * PAGE)
+    p.fill(a, 4 * PAGE, 1)
+    c = p.fork()
+    m.checkpoint("one")
+    p.fill(a, PAGE, 2)   # a copy: P gets a new frame, the child keeps the old one
+    c.exit(0)
+    p.wait(c)            # the old frame is freed
+    p.fork()
+    p.fill(a, PAGE, 3)   # a copy again: the allocator may hand back the frame the child freed
+    m.checkpoint("two")
+
+
+def test_a_page_replaced_twice_is_new_even_when_its_old_frame_comes_back() -> None:
+    """The model's allocator hands the freed frame straight back (the same PFN as at "one"): the
+    page was still replaced since then, as the kernel (another frame) says."""
+    from cowscope.model import Machine
+
+    model = run_traced(_frame_comes_back, Machine(), "model")
+    moved = model.checkpoints[1][1]["P"]["regions"]["P#1"]["moved"]
+    assert moved == [True, False, False, False]
+    if os.geteuid() == 0:
+        linux = run_traced(_frame_comes_back, _linux(), "linux")
+        assert counted(compare(model, linux)) == []

@@ -70,6 +70,7 @@ class TracedProcess:
         self.accessed: dict[str, set[int]] = {}  # region key -> page indexes this process touched
         self.dropped: set[str] = set()  # regions whose pages may have been freed since the checkpoint
         self.locked: set[str] = set()  # regions mlock'ed (mprotect of them populates, no faults)
+        self.replaced: dict[str, set[int]] = {}  # region key -> pages a write gave a new frame
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._p, name)
@@ -332,17 +333,20 @@ class TracedProcess:
     def write(self, addr: int, data: bytes) -> None:
         """write, logged with region-relative addresses."""
         self._mark(addr, len(data))
-        self._do("write", (self.where(addr), _bytes_text(bytes(data))), lambda: self._p.write(addr, data))
+        self._replacing(addr, len(data), lambda: self._do("write", (self.where(addr), _bytes_text(bytes(data))),
+                                                           lambda: self._p.write(addr, data)))
 
     def fill(self, addr: int, length: int, byte: int) -> None:
         """fill, logged with region-relative addresses."""
         self._mark(addr, length)
-        self._do("fill", (self.where(addr), length, byte), lambda: self._p.fill(addr, length, byte))
+        self._replacing(addr, length, lambda: self._do("fill", (self.where(addr), length, byte),
+                                                        lambda: self._p.fill(addr, length, byte)))
 
     def touch(self, addr: int, length: int, write: bool = False) -> None:
         """touch, logged with region-relative addresses."""
         self._mark(addr, length)
-        self._do("touch", (self.where(addr), length, write), lambda: self._p.touch(addr, length, write=write))
+        self._replacing(addr, length if write else 0, lambda: self._do(
+            "touch", (self.where(addr), length, write), lambda: self._p.touch(addr, length, write=write)))
 
     def read_u64(self, addr: int) -> int:
         """read_u64, logged with region-relative addresses."""
@@ -352,7 +356,38 @@ class TracedProcess:
     def write_u64(self, addr: int, value: int) -> None:
         """write_u64, logged with region-relative addresses."""
         self._mark(addr, 8)
-        self._do("write_u64", (self.where(addr), value), lambda: self._p.write_u64(addr, value))
+        self._replacing(addr, 8, lambda: self._do("write_u64", (self.where(addr), value),
+                                                   lambda: self._p.write_u64(addr, value)))
+
+    def _replacing(self, addr: int, length: int, call: Any) -> Any:
+        """Run a write of [addr, addr+length), noting the pages of this process's regions it gave a
+        new frame (a CoW copy): the frame a checkpoint sees may be the old one again (a frame
+        another process freed, handed back by the allocator), so PFNs at two checkpoints alone
+        cannot tell whether a page was replaced in between (with PFNs only: root)."""
+        if not length or not self._tm.trace.kpage:
+            return call()
+        spans = []
+        for r in self.regions:
+            lo, hi = max(addr, r.addr), min(addr + length, r.addr + r.length)
+            if lo < hi:
+                first = (lo - r.addr) // PAGE_SIZE
+                spans.append((r.key, first, (hi - 1 - r.addr) // PAGE_SIZE + 1 - first, r.addr))
+        before = [self._frames(a + i * PAGE_SIZE, n) for _k, i, n, a in spans]
+        try:
+            return call()
+        finally:
+            for (key, i, n, a), old in zip(spans, before, strict=True):
+                new = self._frames(a + i * PAGE_SIZE, n)
+                self.replaced.setdefault(key, set()).update(
+                    i + j for j, (x, y) in enumerate(zip(old, new, strict=True)) if x and y and x != y)
+
+    def _frames(self, addr: int, npages: int) -> list[int]:
+        """PFNs of npages from addr (0 where none; nothing once the process is gone)."""
+        from ..observe.records import pagemap_pfns
+
+        if not self._p.alive:
+            return [0] * npages
+        return [int(x) for x in pagemap_pfns(self._p.pagemap_raw(addr, npages))]
 
     def _forget_chunk(self, ptr: int) -> None:
         """Stop observing the mmap'd chunk region of block ptr (free/realloc unmapped it)."""

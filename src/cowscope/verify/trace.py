@@ -286,14 +286,15 @@ class TracedMachine:
                 places[tp.key][1][r.key] = (r.addr, r.npages)
                 raw, state, mc, pfn = self._classified(tp, r.addr, r.npages)
                 prev = self._labels.get((tp.key, r.key))
+                replaced = tp.replaced.get(r.key, set())
                 toks, changed = [], []
                 for i, (s, c, f) in enumerate(zip(state, mc, pfn, strict=True)):
                     tok = _token(int(s), int(c))
                     if self.trace.kpage and int(f) and int(f) not in zero:
                         tok += "." + letters.setdefault(int(f), _letter(len(letters)))
                     toks.append(tok)
-                    changed.append(bool(prev is not None and i < len(prev) and prev[i] and f
-                                        and prev[i] != f))
+                    changed.append(bool(prev is not None and ((i < len(prev) and prev[i] and f
+                                                               and prev[i] != f) or i in replaced)))
                 self._labels[(tp.key, r.key)] = pfn
                 vmas = []
                 for s in smaps:
@@ -317,6 +318,7 @@ class TracedMachine:
                                   "accessed": sorted(tp.accessed.get(r.key, ()))}
             entry["regions"] = regions
             tp.dropped.clear()
+            tp.replaced.clear()
             info: dict[str, Any] = {}
             try:
                 st = p.status()
