@@ -301,3 +301,23 @@ def test_command_is_reported_from_its_first_fork(tmp_path, capsys) -> None:
     child = next(o for o in r.processes[r.last_seq()] if o["parent_in_tree"])
     assert child["history"] == "fork"
     assert "at the first fork" in out.out
+
+
+@pytest.mark.parametrize("columns", ["60", "80", "120"])
+def test_every_figure_whole_at_the_terminal_width(make_tree, capsys, monkeypatch, columns: str) -> None:
+    """Piped (80 columns) or as wide as COLUMNS says: no line longer, no figure cut to '…' (the
+    tables come in parts under one another when they must), every process in every part."""
+    import re
+
+    from rich.cells import cell_len
+
+    t = make_tree(PLAN)
+    monkeypatch.setenv("COLUMNS", columns)
+    assert main(["inspect", "--tree", str(t.master), "--mappings", "3", "--kinds"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b[" not in out
+    assert [ln for ln in out.splitlines() if cell_len(ln) > int(columns)] == []
+    assert not re.search(r"[\d%?]…|\d[kM]…", out)
+    rows = [ln.split()[0] for ln in out.splitlines() if ln.split()[:1] and ln.split()[0].isdigit()]
+    parts = rows.count(str(t.master))
+    assert parts >= 1 and all(rows.count(str(w)) == parts for w in t.workers)
