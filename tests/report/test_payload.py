@@ -185,3 +185,22 @@ def test_new_frames_per_step_without_events():
     # the child's copies replace WRITTEN frames; the parent keeps its frames
     assert [s["new_frames"] for s in meta["steps"]] == [0, 0, WRITTEN]
 
+
+
+def test_compare_events_keep_their_own_and_are_placed_on_the_main_series():
+    """The kernel's events (other pids, a frame it cannot know: None) land on their step, and on the
+    model's process, address and mapping by the pairing the page maps use; None is unknown (-2), 0 none."""
+    kernel = kernel_story(differ=0)
+    kernel[2].events = [ev(0, 1011, "cow-copy", A + 2 * 4096, None, 9000), ev(1, 1010, "fork", 0, 0, 0),
+                        ev(2, 4242, "zero-fill", A, None, 7)]  # a process with no counterpart
+    pl = decoded(fork_story(), compare=kernel)
+    e = pl.meta["cmp_events"]
+    cols = {k: pl.col(e[k]) for k in ("pid", "addr", "old_pfn", "new_pfn", "step", "mpid", "maddr", "mapping")}
+    assert list(cols["step"]) == [2, 2, 2] and list(cols["pid"]) == [1011, 1010, 4242]
+    assert list(cols["mpid"]) == [11, 10, -1] and list(cols["maddr"]) == [A + 2 * 4096, -1, -1]
+    assert list(cols["old_pfn"]) == [-2, -1, -2] and list(cols["new_pfn"]) == [9000, -1, 7]
+    label = next(m["label"] for m in pl.meta["steps"][2]["processes"][1]["mappings"] if m["start"] == A)
+    assert list(cols["mapping"]) == [pl.meta["mapping_names"].index(label), -1, -1]
+    assert pl.meta["steps"][2]["cmp"]["kinds"] == {"cow-copy": 1, "fork": 1, "zero-fill": 1}
+    assert pl.meta["steps"][2]["cmp"]["copies"] == 1 and pl.meta["steps"][1]["cmp"]["events"] == 0
+    assert decoded(fork_story(), compare=kernel_story()).meta["cmp_events"] is None  # no kernel events

@@ -157,16 +157,14 @@ def _snapshot(tracer: Any, label: str, snaps: list[Any]) -> None:
 
 
 def _write_html(path: str, tracer: Any, snaps: list[Any], console: Any) -> None:
-    """The report: the snapshots, the kernel's events in the last step (old frames unknown: 0)."""
-    from dataclasses import replace
-
+    """The report: the snapshots, the kernel's events in the last step (a frame the kernel does not
+    name, such as a copy's old one, is None: the page says "unknown")."""
     from ..report.html import write_report
 
     if not snaps or tracer.events is None:
         console.print("--html: no traced process was alive to take its page maps; no report written")
         return
-    events = [replace(e, old_pfn=e.old_pfn or 0, new_pfn=e.new_pfn or 0) for e in tracer.events
-              if e.kind != "checkpoint"]
+    events = [e for e in tracer.events if e.kind != "checkpoint"]
     snaps[-1].events = events
     write_report(path, snaps, title="cowscope trace")
     console.print(f"report written to {path} (page maps at {len(snaps)} point(s), {len(events)} kernel events)")

@@ -1,22 +1,33 @@
 """The report's event log: events flattened into columns, each given its step and its mapping.
 
 Events come from the snapshots (each carries those since the previous one) or as one flat list
-split at the model's checkpoint markers. No address / no frame is -1 in the columns: given as
-None, or as 0 the way the model writes it (page 0 and PFN 0 are never user pages); so is an
-address at or past 2**63 (a wild access far beyond user space), which int64 columns cannot hold.
+split at the model's checkpoint markers. No address is -1 in the columns: given as None, or as 0
+the way the model writes it (page 0 is never a user page); so is an address at or past 2**63 (a
+wild access far beyond user space), which int64 columns cannot hold. A frame is -1 when there is
+none (0, the model's way) and -2 when the backend cannot know it (None: the kernel's tracepoints
+never name a copy's old frame), so the page says "unknown" rather than "none".
+
+A compare series' events (the kernel's, `run --on both`) keep their own pids and addresses and are
+placed on the main series' pages too: `compare_event_places` maps each one through the pairing of
+processes and mappings the page maps use (the address_map's regions placed differently).
 """
 
 from __future__ import annotations
 
 import operator
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..observe.records import PAGE_SIZE
 from ..observe.snapshot import Snapshot
 from .blob import Blob
+
+#: A frame the backend cannot know (None in the event), as the columns hold it.
+UNKNOWN_PFN = -2
 
 #: Event kinds counted as copies in the timeline.
 COPY_KINDS = ("cow-copy", "zero-cow", "file-copy")
@@ -57,12 +68,31 @@ class EventColumns:
         return cls([int(v) if v is not None else i for i, v in enumerate(seq)],
                    [int(v or 0) for v in pid], [str(v or "") for v in kind],
                    [int(v) if v and int(v) < 1 << 63 else -1 for v in addr],  # -1 too: past any user page
-                   [int(v) if v else -1 for v in old],
-                   [int(v) if v else -1 for v in new], ["" if v is None else str(v) for v in detail],
+                   [_pfn(v) for v in old], [_pfn(v) for v in new], ["" if v is None else str(v) for v in detail],
                    list(steps))
 
     def __len__(self) -> int:
         return len(self.seq)
+
+
+def _pfn(v: Any) -> int:
+    """A frame as the columns hold it: the PFN, -1 for none (0), UNKNOWN_PFN for None."""
+    return UNKNOWN_PFN if v is None else int(v) if v else -1
+
+
+def series_events(series: Sequence[Snapshot | None]) -> EventColumns:
+    """The events the snapshots of a series carry, each with its snapshot's index (None: no snapshot
+    at that step, e.g. the kernel's run ended earlier). Checkpoint markers are not listed."""
+    rows: list[tuple[Any, ...]] = []
+    steps: list[int] = []
+    for i, s in enumerate(series):
+        if s is None:
+            continue
+        for f in map(_fields, s.events):
+            if f[2] != "checkpoint":
+                rows.append(f)
+                steps.append(i)
+    return EventColumns.from_rows(rows, steps)
 
 
 def assign_events(snapshots: Sequence[Snapshot], events: Sequence[Any] | None) -> EventColumns:
@@ -72,17 +102,12 @@ def assign_events(snapshots: Sequence[Snapshot], events: Sequence[Any] | None) -
     with that label: events before it belong to that snapshot, events after it to the next one.
     Without markers, loose events all go to the last step. Markers themselves are not listed.
     """
-    rows: list[tuple[Any, ...]] = []
-    steps: list[int] = []
     if any(s.events for s in snapshots):
-        for i, s in enumerate(snapshots):
-            for f in map(_fields, s.events):
-                if f[2] != "checkpoint":
-                    rows.append(f)
-                    steps.append(i)
-        return EventColumns.from_rows(rows, steps)
+        return series_events(snapshots)
     if not events:
         return EventColumns()
+    rows: list[tuple[Any, ...]] = []
+    steps: list[int] = []
     labels = [s.label for s in snapshots]
     last = len(snapshots) - 1
     all_rows = [_fields(ev) for ev in events]
@@ -142,3 +167,59 @@ def events_meta(blob: Blob, ev: EventColumns, ev_map: np.ndarray) -> dict[str, A
         "step": blob.add(np.asarray(ev.step, dtype=np.int64)),
         "mapping": blob.add(ev_map),
     }
+
+
+#: Where a compare series' process lies on the main series at one step: per (step, compare pid),
+#: the main series' pid and, per paired mapping, (start, end, main start, main pages, shift, main
+#: mapping id); compare page j of a mapping is main page j - shift (payload.py's pairing).
+Places = dict[tuple[int, int], tuple[int, list[tuple[int, int, int, int, int, int]]]]
+
+
+def compare_event_places(ev: EventColumns, places: Places) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each compare event's main-series pid, address and mapping id (-1 where there is none), by the
+    pairing at its step, else at the nearest earlier step its process was paired at."""
+    n = len(ev)
+    mpid, maddr, mapping = (np.full(n, -1, dtype=np.int64) for _ in range(3))
+    paired_at: dict[int, list[int]] = {}
+    for k, pid in sorted(places):
+        paired_at.setdefault(pid, []).append(k)
+    for i in range(n):
+        ks = [k for k in paired_at.get(ev.pid[i], ()) if k <= ev.step[i]]
+        if not ks:
+            continue
+        mpid[i], spans = places[(ks[-1], ev.pid[i])]
+        a = ev.addr[i]
+        for start, end, main_start, npages, shift, mid in spans if a >= 0 else ():
+            if start <= a < end:
+                page = (a - start) // PAGE_SIZE - shift
+                if 0 <= page < npages:
+                    maddr[i] = main_start + page * PAGE_SIZE + (a - start) % PAGE_SIZE
+                    mapping[i] = mid
+                break
+    return mpid, maddr, mapping
+
+
+def compare_events_meta(blob: Blob, ev: EventColumns, places: Places) -> dict[str, Any]:
+    """A compare series' event log: its own columns (its pids and addresses) plus each event's place
+    on the main series (`mpid`, `maddr`; `mapping` is the main series' mapping id)."""
+    mpid, maddr, mapping = compare_event_places(ev, places)
+    out = events_meta(blob, ev, mapping)
+    out["mpid"] = blob.add(mpid)
+    out["maddr"] = blob.add(maddr, delta=True)
+    return out
+
+
+class StepCounts:
+    """Per step: how many events, how many copies, how many of each kind."""
+
+    def __init__(self, ev: EventColumns) -> None:
+        self.step = np.asarray(ev.step, dtype=np.int64)
+        kind = np.asarray(ev.kind, dtype=object)
+        self.copy = np.isin(kind, COPY_KINDS) if len(ev) else np.zeros(0, dtype=bool)
+        self.kinds = Counter(zip(ev.step, ev.kind, strict=True))
+
+    def of(self, k: int) -> dict[str, Any]:
+        """Step k's counts: {"copies", "events", "kinds"}."""
+        in_step = self.step == k
+        return {"copies": int(np.sum(self.copy & in_step)), "events": int(np.sum(in_step)),
+                "kinds": {kd: n for (st, kd), n in sorted(self.kinds.items()) if st == k}}

@@ -9,7 +9,6 @@ renders the result; nothing here knows about HTML.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +20,16 @@ from ..observe.snapshot import MappingView, ProcessView, Snapshot
 from ..observe.verdict import Verdict
 from . import strips
 from .blob import Blob
-from .events import COPY_KINDS, EventColumns, assign_events, event_mappings, events_meta
+from .events import (
+    EventColumns,
+    Places,
+    StepCounts,
+    assign_events,
+    compare_events_meta,
+    event_mappings,
+    events_meta,
+    series_events,
+)
 from .matching import match_mappings, match_processes
 from .verdict import place_verdict
 
@@ -132,16 +140,15 @@ def _ref_key(refs: _Refs, series: str, step: int, p: ProcessView, m: MappingView
 class _Builder:
     """One payload in the making: the blob, the page arrays stored so far, the mapping names."""
 
-    def __init__(self, ev: EventColumns, address_map: dict[int, int] | None) -> None:
+    def __init__(self, ev: EventColumns, cev: EventColumns, address_map: dict[int, int] | None) -> None:
         self.blob = Blob()
         self.refs: _Refs = {}
         self.mapping_names: list[str] = []
         self._name_index: dict[str, int] = {}
         self.address_map = address_map
-        self.ev_step = np.asarray(ev.step, dtype=np.int64)
-        kind = np.asarray(ev.kind, dtype=object)
-        self.ev_copy = np.isin(kind, COPY_KINDS) if len(ev) else np.zeros(0, dtype=bool)
-        self.step_kinds = Counter(zip(ev.step, ev.kind, strict=True))
+        self.counts = StepCounts(ev)
+        self.cmp_counts = StepCounts(cev)
+        self.places: Places = {}  # where the compare series' processes lie on the main series
 
     def name_id(self, label: str) -> int:
         """The index of a mapping label in mapping_names (added at its first use)."""
@@ -160,14 +167,11 @@ class _Builder:
             proc, replaced = self.process(k, p, cp)
             procs.append(proc)
             new_frames += replaced
-        in_step = self.ev_step == k
         step = {"label": snap.label, "source": snap.source, "ts": snap.ts, "processes": procs, "note": note,
-                "total": tree_total(snap),
-                "copies": int(np.sum(self.ev_copy & in_step)), "new_frames": new_frames,
-                "events": int(np.sum(in_step)),
-                "kinds": {kd: n for (st, kd), n in sorted(self.step_kinds.items()) if st == k}}
+                "total": tree_total(snap), "new_frames": new_frames, **self.counts.of(k)}
         if cmp_snap is not None:
-            step["cmp"] = {"label": cmp_snap.label, "source": cmp_snap.source, "total": tree_total(cmp_snap)}
+            step["cmp"] = {"label": cmp_snap.label, "source": cmp_snap.source, "total": tree_total(cmp_snap),
+                           **self.cmp_counts.of(k)}
         return step
 
     def process(self, k: int, p: ProcessView, cp: ProcessView | None) -> tuple[dict[str, Any], int]:
@@ -175,10 +179,15 @@ class _Builder:
         mpairs = match_mappings(p.mappings, cp.mappings, self.address_map) if cp is not None else {}
         maps = []
         new_frames = 0
+        spans = []
         for mi, m in enumerate(p.mappings):
             entry, cols, replaced = self.mapping(k, p, m)
             if cp is not None:
                 entry["cmp"] = self.counterpart(k, p, m, cols, cp, mpairs.get(mi))
+            if entry.get("cmp") is not None:
+                cm = cp.mappings[mpairs[mi][0]]
+                spans.append((cm.vma.start, cm.vma.end, m.vma.start, m.vma.npages, entry["cmp"]["shift"],
+                              self.name_id(entry["label"])))
             maps.append(entry)
             new_frames += replaced
         proc: dict[str, Any] = {
@@ -189,6 +198,7 @@ class _Builder:
         if p.classes is not None:
             proc["classes"] = p.classes
         if cp is not None:
+            self.places[(k, cp.pid)] = (p.pid, spans)
             proc["cmp"] = {"pid": cp.pid, "name": cp.name, "rss": _field_kb(cp, "Rss"),
                            "pss": _field_kb(cp, "Pss"), "uss": _uss_kb(cp)}
         return proc, new_frames
@@ -260,13 +270,16 @@ def build_payload(snapshots: Sequence[Snapshot], events: Sequence[Any] | None = 
     a `compare` series without one is drawn beside the main series, unjudged."""
     _check_series(snapshots, compare, notes)
     ev = assign_events(snapshots, events)
-    b = _Builder(ev, address_map)
+    cev = series_events(compare) if compare is not None else EventColumns()
+    b = _Builder(ev, cev, address_map)
     steps = [b.step(k, snap, compare[k] if compare is not None else None, notes[k] if notes is not None else "")
              for k, snap in enumerate(snapshots)]
     ev_map = event_mappings(ev, snapshots, lambda m: b.name_id(_mapping_label(m)))
     meta = {"title": title, "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "legend": legend(),
             "legend_groups": [{"char": c, "name": n} for c, n in strips.LEGEND],
-            "steps": steps, "events": events_meta(b.blob, ev, ev_map), "mapping_names": b.mapping_names,
+            "steps": steps, "events": events_meta(b.blob, ev, ev_map),
+            "cmp_events": compare_events_meta(b.blob, cev, b.places) if len(cev) else None,
+            "mapping_names": b.mapping_names,
             "compare": compare is not None, "page_size": PAGE_SIZE, "outside_code": OUTSIDE,
             "sources": sorted({s.source for s in [*snapshots, *(compare or [])] if s is not None}),
             "class_legend": [{"code": i, "char": c, "name": n, "colour": col}

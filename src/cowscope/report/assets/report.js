@@ -127,40 +127,54 @@
   const VD = window.cowscopeVerdict(META, { el, kb, hex });
 
   // ---------------------------------------------------------------- events
+  // EV: the main series' events; KEV: the compare series' (the kernel's, run --on both), or null.
+  // Each keeps its own pids and addresses; KEV's mpid/maddr place its events on the main series' pages.
   let EV = null;
-  function loadEvents() {
-    const e = META.events;
-    EV = { n: e.n, seq: col(e.seq), pid: col(e.pid), kind: col(e.kind), addr: col(e.addr),
-      old: col(e.old_pfn), new: col(e.new_pfn), detail: col(e.detail), step: col(e.step),
-      mapping: col(e.mapping) };
-  }
+  let KEV = null;
   const COPY_KINDS = new Set(["cow-copy", "zero-cow", "file-copy"]);
-  const copyKind = META.events.kinds.map((k) => COPY_KINDS.has(k));
-  function lastEvent(step, pid, addr, pfn) {
+  function loadSet(e, side) {
+    const S = { side, n: e.n, kinds: e.kinds, details: e.details, copy: e.kinds.map((k) => COPY_KINDS.has(k)),
+      seq: col(e.seq), pid: col(e.pid), kind: col(e.kind), addr: col(e.addr), old: col(e.old_pfn),
+      new: col(e.new_pfn), detail: col(e.detail), step: col(e.step), mapping: col(e.mapping) };
+    S.mpid = e.mpid ? col(e.mpid) : S.pid;
+    S.maddr = e.maddr ? col(e.maddr) : S.addr;
+    return S;
+  }
+  function loadEvents() {
+    EV = loadSet(META.events, "model");
+    if (META.cmp_events) KEV = loadSet(META.cmp_events, "kernel");
+  }
+  function lastEvent(S, step, pid, addr, pfn) {
     // The last event up to `step` on this page of this process, or another process copying away from its frame.
     const page = Math.floor(addr / PAGE) * PAGE;
     let best = -1;
-    for (let j = 0; j < EV.n; j++) {
-      if (EV.step[j] > step) continue;
-      if (EV.pid[j] === pid) {
-        if (EV.addr[j] >= page && EV.addr[j] < page + PAGE) best = j;
-      } else if (pfn > 0 && EV.old[j] === pfn && copyKind[EV.kind[j]]) best = j;
+    for (let j = 0; j < S.n; j++) {
+      if (S.step[j] > step) continue;
+      if (S.pid[j] === pid) {
+        if (S.addr[j] >= page && S.addr[j] < page + PAGE) best = j;
+      } else if (pfn > 0 && S.old[j] === pfn && S.copy[S.kind[j]]) best = j;
     }
     return best;
   }
-  R.lastEventText = (step, pid, addr, pfn) => eventText(lastEvent(step, pid, addr, pfn));
-  function eventText(i) {
-    if (i < 0 || !EV || i >= EV.n) return "none recorded";
-    const kind = META.events.kinds[EV.kind[i]];
+  // side "kernel": the kernel's events, with the kernel's pid and address
+  R.lastEventText = (step, pid, addr, pfn, side) => {
+    const S = side === "kernel" ? KEV : EV;
+    return S ? eventText(S, lastEvent(S, step, pid, addr, pfn)) : "none recorded";
+  };
+  // a frame: -1 none, -2 one the backend cannot know (the kernel never names a copy's old frame)
+  const pfnText = (v) => (v === -2 ? "unknown" : hex(v));
+  function eventText(S, i) {
+    if (i < 0 || !S || i >= S.n) return "none recorded";
+    const kind = S.kinds[S.kind[i]];
     const verb = { "cow-copy": "copied", "zero-cow": "zero page copied", "file-copy": "file page copied",
       "zero-fill": "zero-filled", "cow-reuse": "reused", "zero-page-map": "zero page mapped",
       "pagecache-map": "page cache mapped" }[kind] || kind;
-    let s = `#${EV.seq[i]} ${verb} by pid ${EV.pid[i]}`;
-    if (EV.addr[i] >= 0) s += ` at ${hex(EV.addr[i])}`;
-    if (EV.old[i] >= 0 || EV.new[i] >= 0) s += `, PFN ${hex(EV.old[i])} → ${hex(EV.new[i])}`;
-    const det = META.events.details[EV.detail[i]];
+    let s = `#${S.seq[i]} ${verb} by pid ${S.pid[i]}`;
+    if (S.addr[i] >= 0) s += ` at ${hex(S.addr[i])}`;
+    if (S.old[i] !== -1 || S.new[i] !== -1) s += `, PFN ${pfnText(S.old[i])} → ${pfnText(S.new[i])}`;
+    const det = S.details[S.detail[i]];
     if (det) s += ` (${det})`;
-    s += ` [${kind}, step ${EV.step[i] + 1}]`;
+    s += ` [${kind}, step ${S.step[i] + 1}]`;
     return s;
   }
 
@@ -245,7 +259,7 @@
   }
   function hideTip() { tip.hidden = true; }
 
-  function tipText(pid, m, d, cell, changed, mv, other, withEvents, cls) {
+  function tipText(pid, m, d, cell, changed, mv, other, withEvents, cls, kev) {
     if (cell.b - cell.a === 1) {
       const i = cell.a;
       const addr = m.start + i * PAGE;
@@ -255,7 +269,12 @@
       if (changed && changed[i]) lines.push("changed since the previous checkpoint");
       if (other && other.d) lines.push(`${other.name}: ${NAMES[other.d.code[i]] ?? "-"}`);
       if (mv) lines.push(...mv.pageLines(i));
-      if (withEvents) lines.push("last change: " + eventText(lastEvent(cur, pid, addr, d.pfn[i])));
+      if (withEvents) lines.push("last change: " + eventText(EV, lastEvent(EV, cur, pid, addr, d.pfn[i])));
+      if (kev) {  // the kernel's pane: its page's own address and the kernel's last event there
+        const ka = kev.start + (i + kev.shift) * PAGE;
+        lines.push(`kernel: pid ${kev.pid} at ${hex(ka)}`);
+        if (KEV) lines.push("last change on the kernel: " + eventText(KEV, lastEvent(KEV, cur, kev.pid, ka, d.pfn[i])));
+      }
       return lines.join("\n");
     }
     const c = codeCounts(d.code, cell.a, cell.b);
@@ -323,13 +342,13 @@
     box.appendChild(canv);
     const panes = [];
     const srcName = META.steps[step].source;
-    const mk = (label, data, marks, other, withEvents) => {
+    const mk = (label, data, marks, other, withEvents, kev) => {
       const fig = el("figure");
       const c = el("canvas", { class: "pagemap", "data-source": label });
       fig.appendChild(c);
       if (META.compare) fig.appendChild(el("figcaption", null, label));
       canv.appendChild(fig);
-      panes.push({ c, data, marks, other, withEvents, L: null, colours: data === shown && byClass ? CL_COLOURS : null });
+      panes.push({ c, data, marks, other, withEvents, kev, L: null, colours: data === shown && byClass ? CL_COLOURS : null });
     };
     const chMark = { mask: changed, colour: "#000" };
     const vMarks = mv ? VD.marks(mv) : [];
@@ -339,7 +358,7 @@
       const c = m.cmp;
       mk(`${kname}: pid ${c.pid} ${c.label}` +
         (c.shift ? ` (aligned, shift ${c.shift} pages)` : "") + (c.outside ? `, ${c.outside} pages outside it` : ""),
-        kd, vMarks, { name: srcName, d }, false);
+        kd, vMarks, { name: srcName, d }, false, c);
     }
     const redraw = () => {
       const L0 = layout(view.hi - view.lo);
@@ -360,7 +379,7 @@
         const cell = cellAt(pane.c, pane.L, view, ev);
         if (!cell) return hideTip();
         showTip(ev, tipText(p.pid, m, pane.withEvents ? d : pane.data, cell, pane.withEvents ? changed : null, mv,
-          pane.other, pane.withEvents, pane.withEvents && m.classes ? col(m.classes) : null));
+          pane.other, pane.withEvents, pane.withEvents && m.classes ? col(m.classes) : null, pane.kev));
       });
       pane.c.addEventListener("mouseleave", hideTip);
       pane.c.addEventListener("click", (ev) => {
@@ -529,8 +548,13 @@
     // copy events from the model; without events (kernel, inspector) pages that got a new frame
     const byEvents = META.events.n > 0;
     traces.push({ x, y: META.steps.map((s) => (byEvents ? s.copies : s.new_frames)), type: "bar",
-      name: byEvents ? "copy events" : "pages with a new frame", yaxis: "y2",
+      name: byEvents ? (KEV ? "model copy events" : "copy events") : "pages with a new frame", yaxis: "y2",
       marker: { color: "rgba(214,39,40,0.35)" }, hovertemplate: byEvents ? "%{y} copies" : "%{y} pages" });
+    if (KEV) {  // the kernel's copy events beside the model's
+      traces.push({ x, y: META.steps.map((s) => (s.cmp ? s.cmp.copies : null)), type: "bar",
+        name: "kernel copy events", yaxis: "y2", marker: { color: "rgba(31,119,180,0.35)" },
+        hovertemplate: "%{y} kernel copies" });
+    }
     return { x, traces };
   }
   let TL = null;
@@ -541,7 +565,7 @@
     const layout = {
       margin: { t: 30, r: 60, b: 80, l: 60 }, hovermode: "x unified",
       yaxis: { title: { text: "MiB" }, rangemode: "tozero" },
-      yaxis2: { title: { text: META.events.n > 0 ? "copy events" : "pages with a new frame" }, overlaying: "y", side: "right", rangemode: "tozero",
+      yaxis2: { title: { text: META.events.n > 0 || KEV ? "copy events" : "pages with a new frame" }, overlaying: "y", side: "right", rangemode: "tozero",
         showgrid: false },
       legend: { orientation: "h", y: -0.25 }, shapes: [currentShape()],
     };
@@ -555,21 +579,35 @@
   // ---------------------------------------------------------------- event log
   let shown = 0;
   const PAGE_ROWS = 500;
+  function rowOrder() {
+    // [set, index] of every event: the model's and the kernel's merged by step, the model's first
+    const out = [];
+    let j = 0;
+    for (let i = 0; i < EV.n; i++) {
+      while (KEV && j < KEV.n && KEV.step[j] < EV.step[i]) out.push([KEV, j++]);
+      out.push([EV, i]);
+    }
+    while (KEV && j < KEV.n) out.push([KEV, j++]);
+    return out;
+  }
+  let ORDER = null;
   function filtered() {
     const fp = document.getElementById("f-pid").value;
     const fm = document.getElementById("f-mapping").value;
     const fk = document.getElementById("f-kind").value;
+    const fside = document.getElementById("f-side").value;
     const fs = document.getElementById("f-step").checked;
     const pid = fp === "" ? null : Number(fp);
     const map = fm === "" ? null : Number(fm);
-    const kind = fk === "" ? null : Number(fk);
+    if (!ORDER) ORDER = rowOrder();
     const out = [];
-    for (let i = 0; i < EV.n; i++) {
-      if (pid !== null && EV.pid[i] !== pid) continue;
-      if (map !== null && EV.mapping[i] !== map) continue;
-      if (kind !== null && EV.kind[i] !== kind) continue;
-      if (fs && EV.step[i] !== cur) continue;
-      out.push(i);
+    for (const [S, i] of ORDER) {
+      if (fside !== "" && S.side !== fside) continue;
+      if (pid !== null && S.mpid[i] !== pid) continue;  // the kernel's by the model process they pair with
+      if (map !== null && S.mapping[i] !== map) continue;
+      if (fk !== "" && S.kinds[S.kind[i]] !== fk) continue;
+      if (fs && S.step[i] !== cur) continue;
+      out.push([S, i]);
     }
     return out;
   }
@@ -580,19 +618,26 @@
     const end = Math.min(MATCH.length, shown + PAGE_ROWS);
     const frag = document.createDocumentFragment();
     for (let r = shown; r < end; r++) {
-      const i = MATCH[r];
-      const tr = el("tr", { class: "event-row", "data-kind": META.events.kinds[EV.kind[i]], "data-pid": EV.pid[i] });
-      const m = EV.mapping[i] >= 0 ? META.mapping_names[EV.mapping[i]] : "";
-      const cells = [EV.seq[i], EV.step[i] + 1, EV.pid[i], META.events.kinds[EV.kind[i]], hex(EV.addr[i]), m,
-        EV.old[i] >= 0 || EV.new[i] >= 0 ? `${hex(EV.old[i])} → ${hex(EV.new[i])}` : "",
-        META.events.details[EV.detail[i]]];
-      cells.forEach((v, k) => tr.appendChild(el("td", k >= 3 ? { class: "l" } : null, String(v))));
+      const [S, i] = MATCH[r];
+      const tr = el("tr", { class: "event-row", "data-kind": S.kinds[S.kind[i]], "data-pid": S.pid[i],
+        "data-side": S.side, "data-step": S.step[i] });
+      const m = S.mapping[i] >= 0 ? META.mapping_names[S.mapping[i]] : "";
+      // the kernel's pid and address, with the model's they are placed on
+      const elsewhere = (v, mv, f) => (S === KEV && mv >= 0 && mv !== v ? ` (model ${f(mv)})` : "");
+      const cells = [S.seq[i], S.step[i] + 1, S.pid[i] + elsewhere(S.pid[i], S.mpid[i], String),
+        S.kinds[S.kind[i]], hex(S.addr[i]) + elsewhere(S.addr[i], S.maddr[i], hex), m,
+        S.old[i] !== -1 || S.new[i] !== -1 ? `${pfnText(S.old[i])} → ${pfnText(S.new[i])}` : "",
+        S.details[S.detail[i]]];
+      if (KEV) cells.unshift(S.side);
+      const first = KEV ? 1 : 0;
+      cells.forEach((v, k) => tr.appendChild(el("td", k === 0 && KEV || k >= 3 + first ? { class: "l" } : null, String(v))));
       frag.appendChild(tr);
     }
     body.appendChild(frag);
     shown = end;
     const count = document.getElementById("event-count");
-    count.textContent = `${MATCH.length} of ${EV.n} events` + (shown < MATCH.length ? ` (first ${shown} shown)` : "");
+    const total = EV.n + (KEV ? KEV.n : 0);
+    count.textContent = `${MATCH.length} of ${total} events` + (shown < MATCH.length ? ` (first ${shown} shown)` : "");
     count.dataset.matching = MATCH.length;
     count.dataset.shown = shown;
     document.getElementById("event-more").hidden = shown >= MATCH.length;
@@ -603,9 +648,16 @@
       for (const [v, t] of items) s.appendChild(el("option", { value: v }, t));
       s.addEventListener("change", () => renderEvents(true));
     };
-    fill("f-pid", META.events.pids.map((p) => [p, String(p)]));
-    fill("f-mapping", META.events.mappings.map((m) => [m, META.mapping_names[m]]));
-    fill("f-kind", META.events.kinds.map((k, i) => [i, k]));
+    const K = META.cmp_events;
+    const pids = new Set(META.events.pids);
+    if (KEV) for (let j = 0; j < KEV.n; j++) if (KEV.mpid[j] >= 0) pids.add(KEV.mpid[j]);
+    fill("f-pid", [...pids].sort((a, b) => a - b).map((p) => [p, String(p)]));
+    const maps = [...new Set([...META.events.mappings, ...(K ? K.mappings : [])])].sort((a, b) => a - b);
+    fill("f-mapping", maps.map((m) => [m, META.mapping_names[m]]));
+    fill("f-kind", [...new Set([...META.events.kinds, ...(K ? K.kinds : [])])].sort().map((k) => [k, k]));
+    fill("f-side", [["model", "model"], ["kernel", "kernel"]]);
+    document.getElementById("f-side-label").hidden = !KEV;
+    document.getElementById("ev-side-h").hidden = !KEV;
     document.getElementById("f-step").addEventListener("change", () => renderEvents(true));
     document.getElementById("event-more").addEventListener("click", () => renderEvents(false));
     document.getElementById("show-empty").addEventListener("change", () => renderMaps());
@@ -672,9 +724,11 @@
   function stepInfo() {
     const s = META.steps[cur];
     const parts = Object.entries(s.kinds).map(([k, n]) => `${n} ${k}`);
+    const kparts = KEV && s.cmp ? Object.entries(s.cmp.kinds).map(([k, n]) => `${n} ${k}`) : [];
     const t = s.total;
     return `${s.processes.length} process${s.processes.length === 1 ? "" : "es"} · RSS sum ${kb(t.rss_sum_kb)} · real total ${kb(t.total_kb)}` +
-      (parts.length ? ` · events since previous checkpoint: ${parts.join(", ")}` : "");
+      (parts.length ? ` · events since previous checkpoint: ${parts.join(", ")}` : "") +
+      (kparts.length ? ` · the kernel's: ${kparts.join(", ")}` : "");
   }
   function setStep(i) {
     cur = i;
@@ -708,7 +762,7 @@
     BUF = await inflate(b64bytes("blob"));
     mark("data");
     loadEvents();
-    if (EV.n === 0) document.getElementById("events-section").hidden = true;  // nothing to log
+    if (EV.n === 0 && !(KEV && KEV.n)) document.getElementById("events-section").hidden = true;  // nothing to log
     if (HAS_CLASSES) {
       document.getElementById("colour-by-label").hidden = false;
       document.getElementById("colour-by").addEventListener("change", () => renderMaps());
@@ -731,7 +785,8 @@
     R.buildMs = performance.now() - t0;
     R.ready = true;
     document.body.dataset.ready = "1";
-    status.textContent = `${META.steps.length} checkpoints · ${EV.n} events · generated ${META.generated}` +
+    status.textContent = `${META.steps.length} checkpoints · ${EV.n} events` +
+      (KEV ? ` (the kernel's: ${KEV.n})` : "") + ` · generated ${META.generated}` +
       ` · drawn in ${Math.round(R.buildMs)} ms`;
   }
   main().catch((e) => {
