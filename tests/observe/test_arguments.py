@@ -7,7 +7,9 @@ import inspect
 import pytest
 
 from cowscope.linux.process import Process as LinuxProcess
+from cowscope.linux.thread import Thread as LinuxThread
 from cowscope.model.kernel.process import Process as ModelProcess
+from cowscope.model.kernel.thread import Thread as ModelThread
 from cowscope.observe import arguments as A
 
 
@@ -52,6 +54,17 @@ def test_both_backends_check_every_call_in_the_table() -> None:
             fn = getattr(cls, name)
             assert getattr(fn, "__checked__", False), f"{cls.__module__}.{name} is not checked"
             assert set(rules) <= set(inspect.signature(fn).parameters), name  # the signature is kept
+
+
+@pytest.mark.parametrize("cls", [ModelThread, LinuxThread])
+def test_both_backends_check_every_call_a_thread_offers(cls: type) -> None:
+    offered = [name for name in A.ARGS if hasattr(cls, name)]
+    assert {"malloc", "free", "calloc", "realloc", "memalign", "read", "write", "fill", "touch",
+            "malloc_usable_size", "malloc_trim"} <= set(offered)
+    for name in offered:
+        fn = getattr(cls, name)
+        assert getattr(fn, "__checked__", False), f"{cls.__module__}.{name} is not checked"
+        assert set(A.ARGS[name]) <= set(inspect.signature(fn).parameters), name
 
 
 def test_checked_converts_positional_and_keyword_arguments() -> None:

@@ -129,10 +129,27 @@ def _arena_free_list_after_exit(m: Machine) -> Any:
     return xc & ~(HEAP - 1) == xa & ~(HEAP - 1), xc & ~(HEAP - 1) != xb & ~(HEAP - 1), _heap_off(xc)
 
 
+def _arguments_on_a_thread(m: Machine) -> Any:
+    """A thread's calls take the process's argument rules (observe.arguments) on both backends."""
+    p = m.spawn("P")
+    t = p.pthread_create()
+    x = t.malloc(64)
+    out: list[Any] = [t.malloc(-1), t.calloc(-1, -1), t.memalign(-1, 64)]  # size_t: NULL from glibc
+    for call in (lambda: t.malloc("8"), lambda: t.read(x, -1), lambda: t.fill(x, 8, 256),
+                 lambda: t.free(1.5), lambda: t.realloc(x, 2**64)):
+        try:
+            call()
+            out.append("ok")
+        except (TypeError, ValueError) as exc:
+            out.append((type(exc).__name__, str(exc)))
+    out.append(t.read(x, 0))
+    return out
+
+
 SITUATIONS: dict[str, Callable[[Machine], Any]] = {f.__name__.lstrip("_"): f for f in (
     _first_malloc_in_thread, _stack_and_arena_vmas, _fork_from_thread, _cross_thread_free,
     _call_on_exited_thread, _join_running_thread, _join_twice, _thread_after_exec,
-    _thread_of_dead_process, _stats_and_info, _arena_free_list_after_exit)}
+    _thread_of_dead_process, _stats_and_info, _arena_free_list_after_exit, _arguments_on_a_thread)}
 
 
 def outcome(situation: Callable[[Machine], Any], machine: Machine) -> tuple[str, Any]:
