@@ -393,3 +393,16 @@ def test_a_page_replaced_twice_is_new_even_when_its_old_frame_comes_back() -> No
     if os.geteuid() == 0:
         linux = run_traced(_frame_comes_back, _linux(), "linux")
         assert counted(compare(model, linux)) == []
+
+
+def test_fault_around_is_excused_only_where_a_kernel_placed_the_region() -> None:
+    """Unguarded regions the scenario placed have the same window on both backends: compared."""
+    def trace(backend, pages, unplaced):
+        obs = _obs(pages, {"Rss": 4 * sum(p != "-" for p in pages)}, filebacked=True, accessed=[0], guarded=False)
+        obs["P"]["regions"]["P#1"]["unplaced"] = unplaced
+        return _trace(backend, obs)
+
+    placed = counted(compare(trace("model", ["F1.A", "-"], False), trace("linux", ["F1.A", "F1.B"], False)))
+    assert "[c] P P#1 p1" in {d.where for d in placed}
+    moved = compare(trace("model", ["F1.A", "-"], False), trace("linux", ["F1.A", "F1.B"], True))
+    assert moved and counted(moved) == []

@@ -180,8 +180,11 @@ def _letter(tok: str) -> str | None:
 
 
 def _unplaced(ra: dict[str, Any], rb: dict[str, Any]) -> bool:
-    """A file or shmem region mremap moved: where it lies within its page table (which decides
-    the fault-around window) is each kernel's choice. Other regions start on a 2 MiB boundary."""
+    """A file or shmem region a kernel placed (one without guard pages that mremap moved): where
+    it lies within its page table (which decides the fault-around window) is each kernel's
+    choice. The tracer's regions start on a 2 MiB boundary, the scenario places the others."""
+    if "unplaced" in ra and "unplaced" in rb:
+        return bool(ra["filebacked"]) and bool(ra["unplaced"] or rb["unplaced"])
     return bool(ra["filebacked"]) and not (ra.get("guarded", True) and rb.get("guarded", True))
 
 

@@ -24,17 +24,20 @@ EXCLUSIONS = {
     "(0 or all pages on the kernel, C33)",
     "untouched file/shmem pages": "read fault-around maps the cached pages of a 16-page window that "
     "depends on where the VMA lies within its page table. Regions are placed alike on both backends "
-    "(on a 2 MiB boundary, files starting in the page cache), so every page of them is compared; "
-    "but a region mremap moved lies where each kernel put it: there only pages a process accessed "
-    "are compared, and while such a difference exists, a file page's map count is not compared",
+    "(on a 2 MiB boundary between guard pages, also when mremap moves one; files starting in the "
+    "page cache) or where the scenario put them, so every page of them is compared; only a region "
+    "the scenario placed without guards that mremap then moved lies where each kernel put it: "
+    "there only pages a process accessed are compared, and while such a difference exists, a file "
+    "page's map count is not compared (neither the suite nor the random differential has one)",
     "heap VMA and its smaps": "the model lays the program out without ASLR, so its [heap] VMA "
     "merges with the program's .bss; the kernel randomizes the break (randomize_va_space=2) and "
     "the agent's .bss differs in size: heap pages are compared, the heap's VMA range and smaps are not",
     "smaps of a VMA reaching beyond its region": "a region whose edge pages became PROT_NONE merges "
     "with its guard pages and then possibly with a neighbouring mapping, whose placement differs "
     "between backends: such a VMA's range is compared up to the guard pages, its smaps are not "
-    "the region's own (the region's pages still are compared). A region mremap moved has no guard "
-    "pages: where it landed decides what it merged with, so its VMA ranges are compared clipped to "
+    "the region's own (the region's pages still are compared). A region the scenario placed "
+    "without guards that mremap moved: where it landed decides what it merged with, so its VMA "
+    "ranges are compared clipped to "
     "the region; the anon_vma such a merge gave it decides which of its pieces re-merge later "
     "and whether an mprotect keeps VM_ACCOUNT ('ac'), so its VMA boundaries and 'ac' are not "
     "compared (its pages still are)",

@@ -39,6 +39,7 @@ class Region:
     length: int
     filebacked: bool = False  # file or shared mapping: fault-around may map untouched pages
     guarded: bool = True  # between the tracer's PROT_NONE guard pages (not after a move)
+    kernel_placed: bool = False  # where it lies is a kernel's choice (an unguarded region it moved)
 
     @property
     def npages(self) -> int:
@@ -209,7 +210,8 @@ class TracedProcess:
 
         a = self._do("mmap", args, call, lambda _a: key)
         self.regions = [r for r in self.regions if r.addr != a] + [
-            Region(key, a, length, bool(file is not None or shared), addr is None and not fixed)]
+            Region(key, a, length, bool(file is not None or shared), addr is None and not fixed,
+                   addr is not None and not fixed and a != addr)]
         if populate:
             self._mark(a, length)
             self._gup(a, length)
@@ -265,6 +267,7 @@ class TracedProcess:
         new = self._do("mremap", args, call, shown)
         for r in self.regions:
             if r.addr == addr:
+                r.kernel_placed = r.kernel_placed or (not r.guarded and new_addr is None and new != addr)
                 r.guarded = r.guarded and new_addr is None and (new != addr or new_len <= r.length)
                 r.addr, r.length = new, new_len
         return new

@@ -94,7 +94,8 @@ class TracedMachine:
             return 0
 
     def _add(self, proc: Process, key: str, parent: TracedProcess | None) -> TracedProcess:
-        regions = [Region(r.key, r.addr, r.length, r.filebacked, r.guarded) for r in parent.regions] \
+        regions = [Region(r.key, r.addr, r.length, r.filebacked, r.guarded, r.kernel_placed)
+                   for r in parent.regions] \
             if parent else []
         heap = parent.heap_base if parent else self._heap_of(proc)
         tp = TracedProcess(self, proc, key, regions, heap)
@@ -311,6 +312,7 @@ class TracedMachine:
                 # its old PFN back from the page allocator: then "replaced" is not decidable.
                 regions[r.key] = {"pages": toks, "bits": pagemap_bits(raw), "moved": changed, "vmas": vmas,
                                   "recycled": r.key in tp.dropped, "guarded": r.guarded,
+                                  "unplaced": r.kernel_placed,
                                   "lazyfree": r.key in self.lazyfree,
                                   "mlocked": r.key in self.mlocked,
                                   "filebacked": r.filebacked,
