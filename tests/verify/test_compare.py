@@ -357,7 +357,7 @@ def test_random_seeds_count_in_the_exit_status_unless_informational(monkeypatch:
     from cowscope.verify import replay
 
     monkeypatch.setattr(replay, "minimal_program", lambda seed, *a, **kw: f"def scenario(m):\n    # seed {seed}\n")
-    monkeypatch.setattr(verify_cli, "_linux_problem", lambda: None)
+    monkeypatch.setattr("cowscope.linux.build.backend_problem", lambda: None)
     monkeypatch.setattr(verify_cli, "_host_config", lambda: {})
     assert main(["verify", "--random", "3", "--seed", "40", "--random-only"]) == 1
     out = capsys.readouterr().out

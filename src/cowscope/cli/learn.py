@@ -123,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--inverse: {args.topic} problems have no private anonymous region whose page strips "
                      "could show which line ran; topics for --inverse: "
                      + ", ".join(t for t in topic_names() if invertible(t)))
-    if args.on == "linux" and (why := _linux_problem()):
+    from ..linux.build import backend_problem
+
+    if args.on == "linux" and (why := backend_problem()):
         return _fail(f"--on linux: {why}")
     try:
         if not (args.answers or args.sheet or args.json or args.html or args.emit_c or args.report):
@@ -268,18 +270,3 @@ def _list_topics() -> int:
         print(f"  {name:<8} {summary}")
     print("not yet: huge pages, threads (the model has neither)")
     return 0
-
-
-def _linux_problem() -> str | None:
-    """Why the kernel backend cannot run here, or None."""
-    from ..observe.procfs import linux_problem
-
-    if linux_problem() is not None:
-        return "needs Linux with /proc"
-    from ..linux.build import AgentBuildError, agent_path
-
-    try:
-        agent_path()
-    except AgentBuildError as exc:
-        return str(exc)
-    return None

@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     if not scenarios:
         print("no such scenario", file=sys.stderr)
         return 2
-    problem = _linux_problem() if args.on in ("both", "linux") else None
+    from ..linux.build import backend_problem
+
+    problem = backend_problem() if args.on in ("both", "linux") else None
     if problem:
         print(f"cowscope verify: cannot run the kernel side: {problem}", file=sys.stderr)
         return 2
@@ -311,18 +313,3 @@ def _facts(tr: Trace | None) -> str:
     if tr.error:
         return "ERROR"
     return "ok" if not tr.failures else f"FAIL({len(tr.failures)})"
-
-
-def _linux_problem() -> str | None:
-    """Why the kernel side cannot run here, or None."""
-    from ..observe.procfs import linux_problem
-
-    if linux_problem() is not None:
-        return "needs Linux with /proc"
-    from ..linux.build import AgentBuildError, agent_path
-
-    try:
-        agent_path()
-    except AgentBuildError as exc:
-        return str(exc)
-    return None

@@ -8,7 +8,7 @@ them up for the terminal, JSON and HTML views (docs/trace.md has the JSON schema
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,7 +112,6 @@ class TraceSummary:
     by_cause: Counter[str] = field(default_factory=Counter)
     by_side: Counter[str] = field(default_factory=Counter)
     processes: dict[int, ProcessRow] = field(default_factory=dict)
-    first_copy_after_fork: dict[str, float] = field(default_factory=dict)
     unattributed_allocs: int = 0
     lost: int = 0
     notes: list[str] = field(default_factory=list)
@@ -170,11 +169,3 @@ class TraceSummary:
             "unattributed_allocations": self.unattributed_allocs, "lost_events": self.lost,
             "notes": self.notes,
         }
-
-
-def group_by_process(rows: Iterable[Attributed]) -> dict[int, list[Attributed]]:
-    """Rows per pid (for per-process views)."""
-    out: dict[int, list[Attributed]] = defaultdict(list)
-    for a in rows:
-        out[a.event.pid].append(a)
-    return out

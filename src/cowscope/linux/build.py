@@ -38,3 +38,16 @@ def agent_path() -> Path:
     """Path of the compiled agent for the current source, building it if missing or stale."""
     return build("cowscope-agent", agent_source(), "cowscope's Linux backend compiles a small C agent on first use",
                  ("-O1", "-Wall", "-pthread"), AgentBuildError)
+
+
+def backend_problem() -> str | None:
+    """Why the kernel backend cannot run here (no /proc, the agent does not build), or None."""
+    from ..observe.procfs import linux_problem
+
+    if linux_problem() is not None:
+        return "needs Linux with /proc"
+    try:
+        agent_path()
+    except AgentBuildError as exc:
+        return str(exc)
+    return None
