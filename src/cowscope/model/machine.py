@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import CowscopeError
+from ..errors import ENOMEM, CowscopeError, SyscallError
 from ..observe.arguments import checked
 from ..observe.records import (
     KPF_ANON,
@@ -110,6 +110,8 @@ class Machine:
         The defaults are the reference machine's; the kernel backend's `model_config()` gives its
         host's."""
         self.phys = PhysMem(ram_pages(ram))
+        self.current_pid = 0  # the process in a system call or fault now (0: the machine itself)
+        self.phys.pressure = self._page_cache_pressure
         self.acct = CommitAccount(self.phys.nr_pages, 0, int(overcommit_memory), int(overcommit_ratio),
                                   int(overcommit_kbytes))
         self.swap: SwapInfo | None = None
@@ -152,10 +154,10 @@ class Machine:
             f = file_from_bytes(path, self._next_inode, bytes(data))
         else:
             f = File(path, self._next_inode, int(size or 0))
+        self.files[path] = f
         if cached:
             for pgoff in range(f.npages):
                 f.add_to_page_cache(self.phys, pgoff)
-        self.files[path] = f
         return f
 
     def new_shmem_anon(self, length: int) -> File:
@@ -236,6 +238,19 @@ class Machine:
             except OutOfMemory:
                 if not self.reclaim():
                     self.oom_kill(pid)
+
+    def _page_cache_pressure(self) -> None:
+        """A page-cache allocation found no free frame: reclaim, else the OOM killer on behalf of
+        the process in a system call now (none: the machine itself, e.g. create_file)."""
+        if self.reclaim():
+            return
+        try:
+            self.oom_kill(self.current_pid)
+        except OOMSelf:
+            if self.current_pid:
+                raise
+            raise SyscallError(ENOMEM, "write", "out of memory: no page-cache page to reclaim, "
+                               "no process whose death frees one") from None
 
     def reclaim(self) -> int:
         """Free memory before the OOM killer runs (mm/vmscan.py: deferred THP splits, the swap

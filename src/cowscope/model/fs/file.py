@@ -34,7 +34,7 @@ class File:
         """A new page-cache frame for pgoff holding the page as on disk (clean; the page cache's
         reference)."""
         flags = PG_FILE | (PG_SWAPBACKED if self.is_shmem else 0)
-        pfn = phys.alloc_one(flags)
+        pfn = phys.alloc_cache(flags)  # under memory pressure: reclaim, then the OOM killer
         phys.set_page(pfn, self.disk_page(pgoff))
         phys.refcount[pfn] = 1
         self.page_cache[pgoff] = pfn
@@ -46,10 +46,18 @@ class File:
 
     def write_cached(self, phys: PhysMem, pgoff: int, off: int, data: bytes) -> None:
         """Store into page pgoff's page-cache frame (mappers of it see the bytes), dirtying it. The
-        frame is the file's contents from now on: the model never writes back nor evicts."""
+        frame is the file's contents until reclaim writes it back (`writeback`) and evicts it."""
         pfn = self.page_cache[pgoff]
         phys.write(pfn, off, data)
         phys.flags[pfn] |= PG_DIRTY
+
+
+    def writeback(self, phys: PhysMem, pgoff: int) -> None:
+        """Write a dirty page-cache page to disk: the disk holds its bytes, the page is clean."""
+        pfn = self.page_cache[pgoff]
+        if phys.flags[pfn] & PG_DIRTY:
+            self.disk[pgoff] = phys.read(pfn, 0, PAGE_SIZE)
+            phys.flags[pfn] &= ~PG_DIRTY & 0xFFFF
 
 
 def file_from_bytes(path: str, inode: int, data: bytes) -> File:

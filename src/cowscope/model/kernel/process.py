@@ -109,6 +109,7 @@ class Process(ProcessThreads):
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a kernel path for this process; convert SIGSEGV and OOM into user outcomes."""
         mm = self._mm()
+        caller, self.machine.current_pid = self.machine.current_pid, self.pid
         try:
             return fn(self.machine, self.pid, mm, *args)
         except BusError as e:
@@ -121,6 +122,8 @@ class Process(ProcessThreads):
             raise Segfault(self.pid, e.address, e.reason) from None
         except OOMSelf:
             raise OOMKilled(self.pid, self.machine.last_oom_rss_kb) from None
+        finally:
+            self.machine.current_pid = caller
 
     # -- memory access -----------------------------------------------------------------------
     def read(self, addr: int, n: int) -> bytes:

@@ -16,6 +16,7 @@ deferred split queue (`deferred`) until memory pressure splits it (split_folio).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 
@@ -52,6 +53,7 @@ class PhysMem:
 
     def __init__(self, nr_pages: int) -> None:
         self.nr_pages = nr_pages          # frames available to users (RAM size)
+        self.pressure: Callable[[], None] | None = None  # reclaim/OOM for page-cache allocations
         cap = FIRST_PFN + min(nr_pages, 1 << 16)
         self.refcount = np.zeros(cap, dtype=np.int32)
         self.mapcount = np.zeros(cap, dtype=np.int32)
@@ -126,6 +128,17 @@ class PhysMem:
         self.nr_used += n
         self.pgalloc += n
         return pfns
+
+    def alloc_cache(self, flags: int) -> int:
+        """One frame for the page cache: on OutOfMemory, `pressure` (the machine's reclaim, then its
+        OOM killer) frees memory and the allocation is retried; without one, OutOfMemory."""
+        while True:
+            try:
+                return self.alloc_one(flags)
+            except OutOfMemory:
+                if self.pressure is None:
+                    raise
+                self.pressure()
 
     def alloc_one(self, flags: int, value: int = 0) -> int:
         """Allocate one frame (scalar fast path of alloc)."""

@@ -7,7 +7,8 @@ PMD is split and its folio split first (thp_swpout_fallback: a swapfile has no T
 MADV_COLD only ages the pages (clears their accessed bits); there is no LRU list in the model.
 
 Memory pressure (`shrink_memory`, before the OOM killer): split partly mapped THPs (the deferred
-split queue), free unmapped frames in the swap cache, then swap out exclusively mapped anon pages,
+split queue), evict unmapped page-cache pages of files (written back first when dirty), free
+unmapped frames in the swap cache, then swap out exclusively mapped anon pages,
 the largest process first, oldest (unaccessed) pages first. That ordering approximates the
 kernel's LRU, which the model does not keep.
 """
@@ -112,12 +113,34 @@ def shrink_memory(m: Machine, want: int = 32) -> int:
     before = phys.nr_used
     for head in sorted(phys.deferred):
         phys.split_folio(head)
-    if m.swap is not None:
+    _shrink_page_cache(m, want)
+    if m.swap is not None and before - phys.nr_used < want:
         _shrink_swap_cache(m)
         if before - phys.nr_used < want:
             _swap_out(m, want - (before - phys.nr_used))
             _shrink_swap_cache(m)  # no asynchronous writeback to wait for: freed at once
     return before - phys.nr_used
+
+
+def _shrink_page_cache(m: Machine, want: int) -> None:
+    """Evict page-cache pages of files that no process maps and nothing else holds (shmem stays:
+    it has no disk); a dirty one is written back first. The oldest files first (no LRU here)."""
+    phys = m.phys
+    done = 0
+    for f in list(m.files.values()):
+        if f.is_shmem:
+            continue
+        for pgoff, pfn in list(f.page_cache.items()):
+            if phys.mapcount[pfn] or phys.refcount[pfn] != 1 or phys.flags[pfn] & PG_COMPOUND:
+                continue
+            f.writeback(phys, pgoff)
+            del f.page_cache[pgoff]
+            f.ra_marks.discard(pgoff)
+            phys.put(np.array([pfn]))
+            m.stat["pgsteal_file"] += 1
+            done += 1
+            if done >= want:
+                return
 
 
 def _shrink_swap_cache(m: Machine) -> None:
