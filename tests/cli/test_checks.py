@@ -87,7 +87,7 @@ def test_a_full_disk_is_an_error_not_a_traceback(capsys: pytest.CaptureFixture[s
     capsys.readouterr()
     status = cli_main.main(["inspect", "--save", "/dev/full", "--count", "1", str(os.getpid())])
     err = capsys.readouterr().err
-    assert status == 2 and "cowscope inspect: error:" in err and "No space left on device" in err, err
+    assert status == 2 and "cowscope inspect: error:" in err and "/dev/full: No space left on device" in err, err
 
 
 def test_cowscopes_own_bug_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch,
@@ -126,3 +126,12 @@ def test_an_uncaught_cowscope_error_in_a_scenario_is_exit_1_on_stderr(tmp_path: 
     assert r.returncode == 1, r.stderr
     assert "scenario stopped:" in r.stdout
     assert r.stderr.strip().startswith("cowscope run: scenario stopped: ") and "stops.py:3: SyscallError" in r.stderr
+
+
+def test_ops_from_standard_input_that_are_not_utf8_name_the_line() -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "cowscope", "malloc", "replay", "-"], input=b"f 0\n\xff\xfe\n",
+                       capture_output=True, timeout=60)
+    assert r.returncode == 2 and b"-:2: not UTF-8 text (byte 0xff)" in r.stderr, r.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,9 +89,10 @@ def input_file(text: str) -> str:
 
 
 def read_text(path: str | Path, what: str = "file") -> str:
-    """A text file's contents; UsageError naming the file when it cannot be read or is not UTF-8."""
+    """A text file's contents ('-': standard input); UsageError naming the file when it cannot be
+    read or is not UTF-8."""
     try:
-        data = Path(path).read_bytes()
+        data = sys.stdin.buffer.read() if str(path) == "-" else Path(path).read_bytes()
     except OSError as e:
         raise UsageError(f"cannot read {what} {path}: {e.strerror or e}") from None
     try:
@@ -98,3 +100,29 @@ def read_text(path: str | Path, what: str = "file") -> str:
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
         raise UsageError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x})") from None
+
+
+class OutputFile:
+    """A text file written as it goes (a recording, event lines): every line reaches the file at
+    once, and a failed write (a full disk) names the file: `FILE: No space left on device`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._f = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+
+    def write(self, text: str) -> int:
+        try:
+            n = self._f.write(text)
+            self._f.flush()
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, self.path) from None
+        return n
+
+    def flush(self) -> None:
+        self.write("")
+
+    def close(self) -> None:
+        try:
+            self._f.close()
+        except OSError:
+            pass  # the write that failed has said so

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from ..inspect.options import DEFAULT_DUTY, MODES, SORT_KEYS
-from .checks import input_file, output_file, seconds, whole
+from .checks import OutputFile, input_file, output_file, seconds, whole
 
 if TYPE_CHECKING:  # the inspector (numpy, rich) is imported where it is used, not by --help
     from rich.console import Console
@@ -246,13 +246,14 @@ def _sampler(args: argparse.Namespace, pids: list[int], proc: subprocess.Popen[b
 
 
 def _open_save(path: str | None, sampler: Sampler) -> IO[str] | None:
-    """The --save recording, opened and headed; None without --save."""
+    """The --save recording, opened and headed (each sample reaches the file at once; a full disk
+    names it); None without --save."""
     from ..inspect.recording import header_object
 
     if not path:
         return None
     try:
-        save = open(path, "w", encoding="utf-8")
+        save: Any = OutputFile(path)
     except OSError as exc:
         raise _Usage(f"cannot write {path}: {exc}") from None
     save.write(json.dumps(header_object(sys.argv, sampler.mode)) + "\n")

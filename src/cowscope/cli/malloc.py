@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _read(path: str) -> str:
     """The ops file's text ('-' is stdin)."""
-    return sys.stdin.read() if path == "-" else read_text(path, "ops file")
+    return read_text(path, "ops file")
 
 
 def _states_by_op(lines: list[str]) -> dict[int, list[str]]:
