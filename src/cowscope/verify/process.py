@@ -108,16 +108,18 @@ class TracedProcess:
                 pages = self.accessed.setdefault(r.key, set())
                 pages.update(range((lo - r.addr) // PAGE_SIZE, (hi - 1 - r.addr) // PAGE_SIZE + 1))
 
-    def _do(self, op: str, args: tuple[Any, ...], fn: Any, shown: Any = None) -> Any:
+    def _do(self, op: str, args: tuple[Any, ...], fn: Any, shown: Any = None, key: str | None = None) -> Any:
+        """Run fn and log the call under `key` (a thread's name; the process's by default)."""
+        key = self.key if key is None else key
         try:
             result = fn()
         except CowscopeError as exc:
             detail = type(exc).__name__
             if isinstance(exc, SyscallError):
                 detail += f" errno {exc.errno}"
-            self._tm.trace.ops.append((self.key, op, args, "!" + detail))
+            self._tm.trace.ops.append((key, op, args, "!" + detail))
             raise
-        self._tm.trace.ops.append((self.key, op, args, shown(result) if shown else result))
+        self._tm.trace.ops.append((key, op, args, shown(result) if shown else result))
         return result
 
     # --- lifecycle -------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CowscopeError, SyscallError
 from ..observe.backend import Mallinfo2, Thread
 from .process import Region, _bytes_text
 
@@ -55,17 +54,7 @@ class TracedThread:
 
     def _do(self, op: str, args: tuple[Any, ...], fn: Any, shown: Any = None) -> Any:
         """Log the call under the thread's name (the process's log, the process's naming)."""
-        tp = self._tp
-        try:
-            result = fn()
-        except CowscopeError as exc:
-            detail = type(exc).__name__
-            if isinstance(exc, SyscallError):
-                detail += f" errno {exc.errno}"
-            tp._tm.trace.ops.append((self.key, op, args, "!" + detail))
-            raise
-        tp._tm.trace.ops.append((self.key, op, args, shown(result) if shown else result))
-        return result
+        return self._tp._do(op, args, fn, shown, key=self.key)
 
     # --- threads and fork -----------------------------------------------------------------------
 
