@@ -193,8 +193,7 @@ class Machine:
 
     # -- processes -----------------------------------------------------------------------------
     def new_process(self, name: str, ppid: int) -> Process:
-        pid = self._next_pid
-        self._next_pid += 1
+        pid = self.new_tid()  # a process's pid is its first task's tid
         p = Process(self, pid, ppid, name)
         self.processes[pid] = p
         parent = self.processes.get(ppid)
