@@ -119,13 +119,18 @@ def _remove(path: str) -> None:
         pass
 
 
-def active_swaps() -> set[str]:
-    """The paths of the active swap areas (/proc/swaps)."""
+def swap_areas() -> list[list[str]]:
+    """The active swap areas: /proc/swaps' rows (Filename Type Size Used Priority), split."""
     try:
         with open("/proc/swaps") as f:
-            return {line.split()[0] for line in f.read().splitlines()[1:] if line.strip()}
+            return [line.split() for line in f.read().splitlines()[1:] if line.strip()]
     except OSError:
-        return set()
+        return []
+
+
+def active_swaps() -> set[str]:
+    """The paths of the active swap areas (/proc/swaps)."""
+    return {row[0] for row in swap_areas()}
 
 
 # --- SIGTERM -------------------------------------------------------------------------------------

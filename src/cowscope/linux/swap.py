@@ -74,13 +74,8 @@ _AREAS = _AreaLock()
 def host_swap_kb() -> int:
     """kB of the host's own swap: the active areas (/proc/swaps, read once) that are not a
     scenario's swapfile, this process's or another cowscope's."""
-    try:
-        with open("/proc/swaps") as fh:
-            rows = [line.split() for line in fh.read().splitlines()[1:]]
-    except OSError:
-        return 0
-    return sum(int(r[2]) for r in rows
-               if len(r) >= 3 and r[2].isdigit() and not os.path.basename(r[0]).startswith("cowscope-swap-"))
+    return sum(int(r[2]) for r in lifecycle.swap_areas()
+               if len(r) >= 3 and r[2].isdigit() and not os.path.basename(r[0]).startswith(lifecycle.SWAP_PREFIX))
 
 
 def swap_problem() -> str | None:
