@@ -217,20 +217,6 @@ def _process_line(pv: ProcessView, pages: dict[int, ProcessPages], frames: np.nd
                        int(kb[cl.COPIED]), int(kb[cl.OWN] if root else kb[cl.NEW]), since)
 
 
-def depths(lines: Sequence[ProcessLine]) -> dict[int, int]:
-    """How deep each process sits under the roots of the snapshot."""
-    by_pid = {pl.pid: pl for pl in lines}
-    out: dict[int, int] = {}
-    for pl in lines:
-        d, q, seen = 0, pl, {pl.pid}
-        while q.ppid in by_pid and q.ppid not in seen:
-            seen.add(q.ppid)
-            q = by_pid[q.ppid]
-            d += 1
-        out[pl.pid] = d
-    return out
-
-
 KIND_OF = np.array([0, 1, 2, 2, 3, 4], dtype=np.uint8)  # by state: none, zero, anon, anon, page cache, swap
 
 
