@@ -191,8 +191,7 @@ def diff_text(d: Any, width: int, what: str | None = None) -> Text:
 
 
 def _short(value: Any, limit: int = 48) -> str:
-    text = visible(repr(value) if not isinstance(value, str) else value)
-    return text if len(text) <= limit else text[: limit - 1] + layout.ELLIPSIS
+    return layout.shorten_right(visible(repr(value) if not isinstance(value, str) else value), limit)
 
 
 def print_ops(console: Console, model: Any, linux: Any, span: range, diffs: Sequence[Any], view: BothView) -> None:
