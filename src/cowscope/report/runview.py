@@ -151,12 +151,16 @@ def event_counts(snap: Snapshot) -> Text | None:
 def print_checkpoint(console: Console, snap: Snapshot, view: RunView, prev: Snapshot | None = None,
                      number: str = "") -> None:
     """One checkpoint: label, events, tree line, per process its line and the mappings shown."""
+    before = tr.snapshot_pages(prev) if prev is not None else None
+    _print_checkpoint(console, snap, view, tr.snapshot_pages(snap), before, number)
+
+
+def _print_checkpoint(console: Console, snap: Snapshot, view: RunView, pages: dict[int, tr.ProcessPages],
+                      before: dict[int, tr.ProcessPages] | None, number: str) -> None:
     console.rule(plain(f"checkpoint {number}{snap.label} ({snap.source})", style="bold"))
     counts = event_counts(snap)
     if counts is not None:
         console.print(counts)
-    pages = tr.snapshot_pages(snap)
-    before = tr.snapshot_pages(prev) if prev is not None else None
     tline = tr.tree_line(snap, pages, before)
     console.print(tree_text(tline))
     parts = []
@@ -193,10 +197,11 @@ def print_run(console: Console, snapshots: Sequence[Snapshot], outcome: str | No
     """A scenario run: the legend, every checkpoint, and how the scenario stopped if it did."""
     console.print(legend())
     console.print(explain())
-    prev = None
+    before = None
     for i, snap in enumerate(snapshots):
-        print_checkpoint(console, snap, view, prev, f"{i + 1}/{len(snapshots)}: ")
-        prev = snap
+        pages = tr.snapshot_pages(snap)  # once a checkpoint: it is the next one's `before`
+        _print_checkpoint(console, snap, view, pages, before, f"{i + 1}/{len(snapshots)}: ")
+        before = pages
     if outcome:
         console.print(plain(f"scenario stopped: {outcome}", style="bold yellow"))
 
