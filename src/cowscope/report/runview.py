@@ -169,14 +169,13 @@ def _print_checkpoint(console: Console, snap: Snapshot, view: RunView, pages: di
         b, _own = tr.before_of(pv.pid, pv.ppid, p, before)
         mv = tr.moved(p, b, tline.exact) if before is not None else np.zeros(len(p.state), dtype=bool)
         shown, folded = selection(pv, mv, p, _image_of(pv.pid, snap, view.images), view)
-        parts.append((pv, pl, p, shown, folded))
-    rows = [mapping_row(pv.mappings[k], p, k) for pv, _pl, p, shown, _f in parts for k in shown]
-    cols = layout.columns(rows, FIGURES, console.width, view.width)
+        parts.append((pv, pl, p, [mapping_row(pv.mappings[k], p, k) for k in shown], folded))
+    cols = layout.columns([r for *_, rows, _f in parts for r in rows], FIGURES, console.width, view.width)
     console.print(layout.header_text(FIGURES, cols, "mapping (kB)"), no_wrap=True, crop=False)
-    for pv, pl, p, shown, folded in parts:
+    for pv, pl, p, rows, folded in parts:
         console.print(Text(process_title(pl, tline.exact, console.width), style="bold"))
-        for k in shown:
-            for line in layout.render_row(mapping_row(pv.mappings[k], p, k), cols, view.width):
+        for row in rows:
+            for line in layout.render_row(row, cols, view.width):
                 console.print(line, no_wrap=True, crop=False)
         if folded:
             console.print(folded_line(pv, p, folded, console.width, cols.indent))
