@@ -8,18 +8,25 @@ Machine-wide counters are not asserted here (another KSM user on the machine wou
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from . import PAGE, region, scenario
 
+#: ksmd merges identical pages of every process on the machine: the last bytes of each filled page
+#: are this run's own (the same on both backends), so another run's pages never join ours.
+SALT = os.urandom(15) + b"\x01"
+
 
 def fill_pages(p: Any, a: int, values: list[int | None]) -> None:
-    """Page i gets byte values[i] everywhere (None: a read, so the zero page)."""
+    """Page i gets byte values[i] everywhere but its last 16 bytes, which hold SALT (None: a read,
+    so the zero page)."""
     for i, v in enumerate(values):
         if v is None:
             p.read(a + i * PAGE, 1)
         else:
             p.fill(a + i * PAGE, PAGE, v)
+            p.write(a + (i + 1) * PAGE - len(SALT), SALT)
 
 
 @scenario("K01", "identical pages of a MADV_MERGEABLE area merge into read-only KSM pages")
@@ -71,9 +78,8 @@ def ksm_cow(m: Any) -> None:
     a = region(m, p, 2)
     p.madvise(a, 2 * PAGE, "mergeable")
     c = p.fork()
-    for who, v in ((p, 0x51), (c, 0x51)):
-        who.fill(a, PAGE, v)
-        who.fill(a + PAGE, PAGE, 0x60 + (who is c))
+    for who in (p, c):
+        fill_pages(who, a, [0x51, 0x60 + (who is c)])
     m.ksm_scan()
     m.checkpoint("scanned")
     m.expect_eq((m.tokens(p, a, 2), m.tokens(c, a, 2)), (["S2", "X"], ["S2", "X"]), "pagemaps")
