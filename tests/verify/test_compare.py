@@ -368,30 +368,32 @@ def test_random_seeds_count_in_the_exit_status_unless_informational(monkeypatch:
     assert "informational: not in the exit status" in capsys.readouterr().out
 
 
-def _frame_comes_back(m) -> None:
+def _frame_comes_back(m, on_thread: bool = False) -> None:
     p = m.spawn("P")
     a = p.mmap(4 * PAGE)
     p.fill(a, 4 * PAGE, 1)
+    w = p.pthread_create() if on_thread else p  # the writes below: from the process or a thread
     c = p.fork()
     m.checkpoint("one")
-    p.fill(a, PAGE, 2)   # a copy: P gets a new frame, the child keeps the old one
+    w.fill(a, PAGE, 2)   # a copy: P gets a new frame, the child keeps the old one
     c.exit(0)
     p.wait(c)            # the old frame is freed
     p.fork()
-    p.fill(a, PAGE, 3)   # a copy again: the allocator may hand back the frame the child freed
+    w.fill(a, PAGE, 3)   # a copy again: the allocator may hand back the frame the child freed
     m.checkpoint("two")
 
 
-def test_a_page_replaced_twice_is_new_even_when_its_old_frame_comes_back() -> None:
+@pytest.mark.parametrize("on_thread", [False, True])
+def test_a_page_replaced_twice_is_new_even_when_its_old_frame_comes_back(on_thread: bool) -> None:
     """The model's allocator hands the freed frame straight back (the same PFN as at "one"): the
-    page was still replaced since then, as the kernel (another frame) says."""
+    page was still replaced since then, as the kernel (another frame) says; a thread's writes too."""
     from cowscope.model import Machine
 
-    model = run_traced(_frame_comes_back, Machine(), "model")
+    model = run_traced(lambda m: _frame_comes_back(m, on_thread), Machine(), "model")
     moved = model.checkpoints[1][1]["P"]["regions"]["P#1"]["moved"]
     assert moved == [True, False, False, False]
     if os.geteuid() == 0:
-        linux = run_traced(_frame_comes_back, _linux(), "linux")
+        linux = run_traced(lambda m: _frame_comes_back(m, on_thread), _linux(), "linux")
         assert counted(compare(model, linux)) == []
 
 

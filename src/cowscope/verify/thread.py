@@ -93,15 +93,18 @@ class TracedThread:
 
     def write(self, addr: int, data: bytes) -> None:
         self._tp._mark(addr, len(data))
-        self._do("write", (self._tp.where(addr), _bytes_text(bytes(data))), lambda: self._t.write(addr, data))
+        self._tp._replacing(addr, len(data), lambda: self._do(
+            "write", (self._tp.where(addr), _bytes_text(bytes(data))), lambda: self._t.write(addr, data)))
 
     def fill(self, addr: int, length: int, byte: int) -> None:
         self._tp._mark(addr, length)
-        self._do("fill", (self._tp.where(addr), length, byte), lambda: self._t.fill(addr, length, byte))
+        self._tp._replacing(addr, length, lambda: self._do(
+            "fill", (self._tp.where(addr), length, byte), lambda: self._t.fill(addr, length, byte)))
 
     def touch(self, addr: int, length: int, write: bool = False) -> None:
         self._tp._mark(addr, length)
-        self._do("touch", (self._tp.where(addr), length, write), lambda: self._t.touch(addr, length, write))
+        self._tp._replacing(addr, length if write else 0, lambda: self._do(
+            "touch", (self._tp.where(addr), length, write), lambda: self._t.touch(addr, length, write)))
 
     # --- malloc ---------------------------------------------------------------------------------
 
