@@ -21,7 +21,7 @@ def vma_needs_copy(vma: VMA) -> bool:
 def dup_vma(vma: VMA) -> VMA:
     """The child's copy of one VMA (vm_area_dup): mlock is not inherited; wipe-on-fork starts empty."""
     child = VMA(vma.vm_start, vma.vm_end, vma.vm_flags & ~VM_LOCKED, vma.vm_pgoff, vma.vm_file,
-                None, vma.name, vma.vm_ra)
+                None, vma.name, vma.vm_ra, vma.anon_shift)
     if vma.anon_vma is not None and not vma.vm_flags & VM_WIPEONFORK:
         child.anon_vma = AnonVma(parent=vma.anon_vma)  # anon_vma_fork: the chain is inherited
     return child

@@ -352,7 +352,7 @@ def move_vma(m: Machine, mm: MM, addr: int, old_len: int, new: int, new_len: int
     for haddr, _leaf in mm.pgd.leaves(addr, addr + old_len) if mm.pgd.pmds else ():
         split_huge_pmd(m, mm, haddr)  # the model moves PTEs only (move_huge_pmd is not modelled)
     moved = VMA(new, new + new_len, part.vm_flags, part.vm_pgoff, part.vm_file, part.anon_vma,
-                part.name, part.vm_ra)
+                part.name, part.vm_ra, part.anon_shift + ((addr - new) >> PAGE_SHIFT))
     mm.insert(moved)
     for i in range(old_len >> PAGE_SHIFT):  # move_ptes: frames keep their counts
         pte = mm.pgd.lookup(addr + (i << PAGE_SHIFT))
@@ -363,6 +363,7 @@ def move_vma(m: Machine, mm: MM, addr: int, old_len: int, new: int, new_len: int
     mm.pgd.free_tables([(v.vm_start, v.vm_end) for v in mm.vmas])
     if moved.vm_file is None and moved.anon_vma is None:
         moved.vm_pgoff = new >> PAGE_SHIFT  # copy_vma: never faulted, it takes its new place's pgoff
+        moved.anon_shift = 0
         mm.try_merge_around(moved)
     elif moved.vm_file is not None:  # (a faulted anon VMA keeps its pgoff: it merges with nothing)
         mm.try_merge_around(moved)

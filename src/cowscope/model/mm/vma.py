@@ -75,6 +75,9 @@ class VMA:
     anon_vma: AnonVma | None = None
     name: str = ""                 # special names: [stack]; [heap] is derived from brk
     vm_ra: FileRaState | None = None  # the open file's readahead state (struct file: one per mmap)
+    #: anon VMAs: the kernel's vm_pgoff is va >> PAGE_SHIFT plus this; nonzero once a faulted VMA
+    #: was moved by mremap (it keeps its old pgoff), so it merges only with pieces of its own
+    anon_shift: int = 0
 
     @property
     def npages(self) -> int:
@@ -109,7 +112,7 @@ class VMA:
     def split_copy(self, start: int, end: int) -> VMA:
         """A VMA for [start, end) of this one, same flags, file offset advanced (__split_vma)."""
         return VMA(start, end, self.vm_flags, self.pgoff_at(start) if self.vm_file else 0,
-                   self.vm_file, self.anon_vma, self.name, self.vm_ra)
+                   self.vm_file, self.anon_vma, self.name, self.vm_ra, self.anon_shift)
 
 
 def anon_vma_compatible(a: VMA, b: VMA) -> bool:
@@ -132,6 +135,8 @@ def can_merge(prev: VMA, nxt: VMA) -> bool:
     # (each MAP_SHARED|MAP_ANONYMOUS mapping is its own shmem file, so only its own pieces merge)
     if prev.vm_file is not None and prev.pgoff_at(prev.vm_end) != nxt.vm_pgoff:
         return False
+    if prev.vm_file is None and prev.anon_shift != nxt.anon_shift:
+        return False  # anon pgoffs not contiguous: a faulted VMA mremap moved keeps its old one
     return anon_vma_compatible(prev, nxt)
 
 
