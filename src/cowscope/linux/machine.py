@@ -139,10 +139,13 @@ class Machine:
     backend = "linux"
 
     def __init__(self, ram: str | int | None = None, allocator: str = "ptmalloc", cpu: int | None = None,
-                 events: bool = False, **_ignored: Any) -> None:
+                 events: bool = False, drain_lru: bool = True, **_ignored: Any) -> None:
         """`events=True`: `m.events` holds the kernel's own fault decisions as `Event`s, from
-        tracepoints (root; docs/trace.md); otherwise the log stays empty."""
+        tracepoints (root; docs/trace.md); otherwise the log stays empty. `drain_lru=False`: leave
+        the kernel's per-CPU LRU batches as they are between commands (`linux.lru`: a write may
+        then copy a page mapped once, at random); by default every command starts drained."""
         self.allocator = allocator
+        self.drain_lru = drain_lru
         if allocator not in ("ptmalloc", "glibc"):
             raise ValueError(f"the Linux backend runs glibc's malloc (ptmalloc), not {allocator!r}")
         self.cpu = _pick_cpu() if cpu is None else cpu

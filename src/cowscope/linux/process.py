@@ -22,6 +22,7 @@ from ..errors import Aborted, ProcessBlocked, ProcessGone, ProcessKilled, Segfau
 from ..observe import procfs
 from ..observe.arguments import MADV, checked
 from ..observe.backend import ExitStatus
+from . import lru
 from .file import File
 from .libc import GlibcCalls
 from .thread import AgentThreads, Thread
@@ -151,8 +152,11 @@ class Process(ProcessViews, GlibcCalls, AgentThreads):
         return self._conn
 
     def _send(self, op: int, *args: int, payload: bytes = b"") -> Conn:
-        """Send one command to a process that can take it; its socket."""
+        """Send one command to a process that can take it, every CPU's LRU batches drained first
+        (`linux.lru`); its socket."""
         conn = self._ready()
+        if self.machine.drain_lru:
+            lru.drain_all()
         try:
             conn.send(op, *args, payload=payload)
         except OSError:  # EPIPE, ECONNRESET: killed from outside (kill -9, the OOM killer)

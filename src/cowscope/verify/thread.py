@@ -53,8 +53,11 @@ class TracedThread:
         return self._t.stack_range()
 
     def _do(self, op: str, args: tuple[Any, ...], fn: Any, shown: Any = None) -> Any:
-        """Log the call under the thread's name (the process's log, the process's naming)."""
-        return self._tp._do(op, args, fn, shown, key=self.key)
+        """Log the call under the thread's name (the process's log, the process's naming). The thread
+        runs it on its own stack: a stack page that write gave a new frame (a copy after a fork)
+        counts as replaced even if a later checkpoint finds the old frame again."""
+        lo, hi = self._t.stack_range()
+        return self._tp._replacing(lo, hi - lo, lambda: self._tp._do(op, args, fn, shown, key=self.key))
 
     # --- threads and fork -----------------------------------------------------------------------
 
@@ -74,14 +77,14 @@ class TracedThread:
         lo, hi = self._t.stack_range()
         self._tp._drop(lo, hi - lo)
         self._tp.dropped.update(r.key for r in self._tp.regions if r.key[0] == "A")  # tcache flushed
-        self._do("pthread_exit", (), self._t.pthread_exit)
+        self._tp._do("pthread_exit", (), self._t.pthread_exit, key=self.key)  # its stack is given back
 
     def fork(self) -> TracedProcess:
         """fork from this thread: the child (named as the process's next child) has one thread."""
         tp = self._tp
         tp._nchildren += 1
         key = f"{tp.key}.{tp._nchildren}"
-        child = self._do("fork", (), self._t.fork, lambda _c: key)
+        child = tp._do("fork", (), self._t.fork, lambda _c: key, key=self.key)  # stack pages: fork_race
         tp._tm.fork_race(tp, next((r for r in tp.regions if r.key == f"{self.key}:stack"), None))
         return tp._tm._add(child, key, tp)
 
