@@ -408,3 +408,25 @@ def test_fault_around_is_excused_only_where_a_kernel_placed_the_region() -> None
     assert "[c] P P#1 p1" in {d.where for d in placed}
     moved = compare(trace("model", ["F1.A", "-"], False), trace("linux", ["F1.A", "F1.B"], True))
     assert moved and counted(moved) == []
+
+
+def _shrink_in_place(m, on_thread: bool) -> None:
+    p = m.spawn("P")
+    w = p.pthread_create() if on_thread else p
+    x = w.malloc(300 * 1024)       # above the mmap threshold: a chunk of its own, region P@1
+    w.fill(x, 300 * 1024, 1)
+    assert w.realloc(x, 100 * 1024) == x  # mremap shrinks it where it is
+    m.checkpoint("shrunk")
+
+
+@pytest.mark.parametrize("on_thread", [False, True])
+def test_a_chunk_realloc_shrinks_in_place_is_observed_at_its_new_length(on_thread: bool) -> None:
+    """100 KiB and the chunk's header page: 26 pages observed, not the 76 it had (from a thread too)."""
+    from cowscope.model import Machine
+
+    model = run_traced(lambda m: _shrink_in_place(m, on_thread), Machine(), "model")
+    assert len(model.checkpoints[-1][1]["P"]["regions"]["P@1"]["pages"]) == 26
+    if os.geteuid() == 0:
+        linux = run_traced(lambda m: _shrink_in_place(m, on_thread), _linux(), "linux")
+        assert len(linux.checkpoints[-1][1]["P"]["regions"]["P@1"]["pages"]) == 26
+        assert counted(compare(model, linux)) == []

@@ -438,9 +438,15 @@ class TracedProcess:
         self._drop(ptr, 1)
         self.dropped.add("heap")
         new = self._do("realloc", (self.where(ptr), size), lambda: self._p.realloc(ptr, size), self._block_where)
+        return self._realloced(ptr, new)
+
+    def _realloced(self, ptr: int, new: int) -> int:
+        """After realloc(ptr) returned new (from this process or one of its threads): a moved
+        block's mmap'd region is forgotten, one resized in place (mremap) takes its new length,
+        and new's own mmap'd chunk becomes a region."""
         if new != ptr:
             self._forget_chunk(ptr)
-        elif new:  # in place: an mmap'd chunk mremap shrank (or grew) has a new length
+        elif new:
             for r in self.regions:
                 if "@" in r.key and r.addr == new & ~(PAGE_SIZE - 1):
                     end = new + int(self._p.malloc_usable_size(new))

@@ -126,9 +126,7 @@ class TracedThread:
         tp._drop(ptr, 1)
         tp.dropped.add("heap")
         new = self._do("realloc", (tp.where(ptr), size), lambda: self._t.realloc(ptr, size), tp._block_where)
-        if new != ptr:
-            tp._forget_chunk(ptr)
-        return self._block(new)
+        return tp._realloced(ptr, new)
 
     def free(self, ptr: int) -> None:
         tp = self._tp
