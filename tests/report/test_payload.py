@@ -204,3 +204,19 @@ def test_compare_events_keep_their_own_and_are_placed_on_the_main_series():
     assert pl.meta["steps"][2]["cmp"]["kinds"] == {"cow-copy": 1, "fork": 1, "zero-fill": 1}
     assert pl.meta["steps"][2]["cmp"]["copies"] == 1 and pl.meta["steps"][1]["cmp"]["events"] == 0
     assert decoded(fork_story(), compare=kernel_story()).meta["cmp_events"] is None  # no kernel events
+
+
+def test_every_copying_kind_counts_as_a_copy_in_the_steps_and_the_page() -> None:
+    """A whole-THP copy (the rule before Linux 5.8) is a copy in the step counts and in the page's
+    own list of copying kinds, as the 4 KiB ones are; a reuse is not."""
+    from cowscope.observe.events import COPYING_KINDS
+    from cowscope.report.blob import Blob
+    from cowscope.report.events import EventColumns, StepCounts, events_meta
+
+    rows = [(0, 10, "thp-copy", A, 5, 6, ""), (1, 10, "cow-copy", A, 7, 8, ""), (2, 10, "cow-reuse", A, 8, 8, "")]
+    ev = EventColumns.from_rows(rows, [1, 1, 1])
+    assert StepCounts(ev).of(1) == {"copies": 2, "events": 3,
+                                    "kinds": {"cow-copy": 1, "cow-reuse": 1, "thp-copy": 1}}
+    meta = events_meta(Blob(), ev, np.full(3, -1, dtype=np.int64))
+    assert "thp-copy" in meta["copy_kinds"] and "cow-reuse" not in meta["copy_kinds"]
+    assert meta["copy_kinds"] == list(COPYING_KINDS)

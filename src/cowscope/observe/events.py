@@ -50,6 +50,8 @@ KINDS = tuple(KIND_DOC)
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 #: Kinds that put a new private copy of a page in place: each costs one page of memory.
 COPY_KINDS = ("cow-copy", "zero-cow", "file-copy")
+#: Every kind that copies: those and the whole-THP copy of the rule before Linux 5.8 (512 pages).
+COPYING_KINDS = (*COPY_KINDS, "thp-copy")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.text import Text
 
+from ..observe.events import COPYING_KINDS
 from ..observe.pages import PageStates
 from ..observe.records import PAGE_SIZE
 from ..observe.snapshot import Snapshot
@@ -28,7 +29,6 @@ from . import tree as tr
 from .plain import visible
 from .strips import CHARS, page_codes
 
-COPY_KINDS = ("cow-copy", "zero-cow", "file-copy", "thp-copy")
 UNKNOWN = "event unknown"
 #: Lines of changes one checkpoint prints at most (the rest are counted).
 MAX_LINES = 200
@@ -61,7 +61,7 @@ class EventIndex:
                 continue
             page = e.address - e.address % PAGE_SIZE
             idx.own[(e.pid, page)] = e
-            if e.kind in COPY_KINDS:
+            if e.kind in COPYING_KINDS:
                 idx.copies_at.setdefault(page, []).append(e)
                 if e.old_pfn:
                     idx.copies_of.setdefault(int(e.old_pfn), []).append(e)

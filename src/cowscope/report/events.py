@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..observe.events import COPYING_KINDS
 from ..observe.records import PAGE_SIZE
 from ..observe.snapshot import Snapshot
 from .blob import Blob
@@ -29,8 +30,6 @@ from .blob import Blob
 #: A frame the backend cannot know (None in the event), as the columns hold it.
 UNKNOWN_PFN = -2
 
-#: Event kinds counted as copies in the timeline.
-COPY_KINDS = ("cow-copy", "zero-cow", "file-copy")
 
 _EVENT_FIELDS = ("seq", "pid", "kind", "address", "old_pfn", "new_pfn", "detail")
 _get_fields = operator.attrgetter(*_EVENT_FIELDS)
@@ -155,7 +154,8 @@ def events_meta(blob: Blob, ev: EventColumns, ev_map: np.ndarray) -> dict[str, A
     details = sorted(set(ev.detail))
     detail_id = {d: i for i, d in enumerate(details)}
     return {
-        "n": len(ev), "kinds": kinds, "details": details, "pids": sorted(set(ev.pid)),
+        "n": len(ev), "kinds": kinds, "copy_kinds": list(COPYING_KINDS), "details": details,
+        "pids": sorted(set(ev.pid)),
         "mappings": sorted({int(i) for i in ev_map if i >= 0}),
         "seq": blob.add(np.asarray(ev.seq, dtype=np.int64), delta=True),
         "pid": blob.add(np.asarray(ev.pid, dtype=np.int64)),
@@ -215,7 +215,7 @@ class StepCounts:
     def __init__(self, ev: EventColumns) -> None:
         self.step = np.asarray(ev.step, dtype=np.int64)
         kind = np.asarray(ev.kind, dtype=object)
-        self.copy = np.isin(kind, COPY_KINDS) if len(ev) else np.zeros(0, dtype=bool)
+        self.copy = np.isin(kind, COPYING_KINDS) if len(ev) else np.zeros(0, dtype=bool)
         self.kinds = Counter(zip(ev.step, ev.kind, strict=True))
 
     def of(self, k: int) -> dict[str, Any]:

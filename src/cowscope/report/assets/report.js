@@ -131,9 +131,9 @@
   // Each keeps its own pids and addresses; KEV's mpid/maddr place its events on the main series' pages.
   let EV = null;
   let KEV = null;
-  const COPY_KINDS = new Set(["cow-copy", "zero-cow", "file-copy"]);
   function loadSet(e, side) {
-    const S = { side, n: e.n, kinds: e.kinds, details: e.details, copy: e.kinds.map((k) => COPY_KINDS.has(k)),
+    const copyKinds = new Set(e.copy_kinds);  // observe.events.COPYING_KINDS, from the report's data
+    const S = { side, n: e.n, kinds: e.kinds, details: e.details, copy: e.kinds.map((k) => copyKinds.has(k)),
       seq: col(e.seq), pid: col(e.pid), kind: col(e.kind), addr: col(e.addr), old: col(e.old_pfn),
       new: col(e.new_pfn), detail: col(e.detail), step: col(e.step), mapping: col(e.mapping) };
     S.mpid = e.mpid ? col(e.mpid) : S.pid;
@@ -168,7 +168,7 @@
     const kind = S.kinds[S.kind[i]];
     const verb = { "cow-copy": "copied", "zero-cow": "zero page copied", "file-copy": "file page copied",
       "zero-fill": "zero-filled", "cow-reuse": "reused", "zero-page-map": "zero page mapped",
-      "pagecache-map": "page cache mapped" }[kind] || kind;
+      "pagecache-map": "page cache mapped", "thp-copy": "2 MiB copied" }[kind] || kind;
     let s = `#${S.seq[i]} ${verb} by pid ${S.pid[i]}`;
     if (S.addr[i] >= 0) s += ` at ${hex(S.addr[i])}`;
     if (S.old[i] !== -1 || S.new[i] !== -1) s += `, PFN ${pfnText(S.old[i])} → ${pfnText(S.new[i])}`;
