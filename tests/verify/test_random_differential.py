@@ -67,9 +67,13 @@ def test_fresh_random_seeds_agree(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.kernel
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a full comparison")
 def test_seeds_ci_found_stay_fixed(capsys: pytest.CaptureFixture[str]) -> None:
-    """Seeds fresh CI runs found disagreeing, fixed since: 86828425292 (a faulted region mremap
-    moved keeps its old anon pgoff, so an mprotect over it and its guard pages merges nothing on
-    the kernel; the model merged all three)."""
+    """Seeds fresh CI runs (and longer local runs) found disagreeing, fixed since: 86828425292 (a
+    faulted region mremap moved keeps its old anon pgoff, so an mprotect over it and its guard
+    pages merges nothing on the kernel; the model merged all three); 20949 (a VMA mlock locked
+    between two locked ones with different anon_vmas merges with the previous one, not the next);
+    488 (malloc's write copied a heap page twice, the second time into the frame it had at the
+    checkpoint: the model's allocator hands a freed frame straight back)."""
     from cowscope.cli.main import main
 
-    assert main(["verify", "--random", "1", "--seed", "86828425292", "--random-only"]) == 0, capsys.readouterr().out
+    for seed in ("86828425292", "20949", "488"):
+        assert main(["verify", "--random", "1", "--seed", seed, "--random-only"]) == 0, capsys.readouterr().out

@@ -61,3 +61,26 @@ def test_a_wrong_model_rule_shrinks_to_a_small_program_that_still_disagrees(
     from cowscope.verify.compare import compare, counted
 
     assert counted(compare(run_traced(fn, Machine(), "model"), run_traced(fn, LinuxMachine(), "linux")))
+
+
+def test_every_recorded_statement_is_python_even_a_wait_on_a_picked_child() -> None:
+    """A wait the scenario guards by the child's state names the child (P_1), not its repr."""
+    waits = []
+    for seed in range(0, 80):
+        for st in replay.record(seed, Machine):
+            compile(st.src, f"seed {seed}", "exec")
+            if ".wait(" in st.src:
+                waits.append(st.src)
+    assert waits and all("<" not in w for w in waits), waits[:3]
+
+
+@pytest.mark.kernel
+def test_the_same_error_on_both_backends_is_not_a_disagreement() -> None:
+    """A program that fails the same way on both (its own bug) is not a model-vs-kernel difference,
+    so the shrinker cannot shrink a seed down to a broken program."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for PFNs")
+    from cowscope.linux.machine import Machine as LinuxMachine
+
+    broken = [replay.Stmt("P = m.spawn('P')", {"P"}), replay.Stmt("P.wait(P_9)", set(), {"P"})]
+    assert not replay.disagrees(broken, Machine, LinuxMachine)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CowscopeError, SyscallError
 from ..observe.backend import ExitStatus, File, Mallinfo2, Process
 from ..observe.records import PAGE_SIZE
+from . import replaced
+from .replaced import is_arena
 
 if TYPE_CHECKING:
     from .thread import TracedThread
@@ -112,7 +114,7 @@ class TracedProcess:
         """Run fn and log the call under `key` (a thread's name; the process's by default)."""
         key = self.key if key is None else key
         try:
-            result = fn()
+            result = self._replacing_heap(fn) if op in replaced.MALLOC_OPS else fn()
         except CowscopeError as exc:
             detail = type(exc).__name__
             if isinstance(exc, SyscallError):
@@ -366,33 +368,20 @@ class TracedProcess:
 
     def _replacing(self, addr: int, length: int, call: Any) -> Any:
         """Run a write of [addr, addr+length), noting the pages of this process's regions it gave a
-        new frame (a CoW copy): the frame a checkpoint sees may be the old one again (a frame
-        another process freed, handed back by the allocator), so PFNs at two checkpoints alone
-        cannot tell whether a page was replaced in between (with PFNs only: root)."""
+        new frame (verify.replaced: the frame a checkpoint sees may be the old one again)."""
         if not length or not self._tm.trace.kpage:
             return call()
-        spans = []
-        for r in self.regions:
-            lo, hi = max(addr, r.addr), min(addr + length, r.addr + r.length)
-            if lo < hi:
-                first = (lo - r.addr) // PAGE_SIZE
-                spans.append((r.key, first, (hi - 1 - r.addr) // PAGE_SIZE + 1 - first, r.addr))
-        before = [self._frames(a + i * PAGE_SIZE, n) for _k, i, n, a in spans]
-        try:
+        return replaced.noting(self, replaced.spans(self.regions, addr, length), call)
+
+    def _replacing_heap(self, call: Any) -> Any:
+        """Run a malloc call, noting the heap and arena pages its own writes gave a new frame."""
+        if not self._tm.trace.kpage or not self._p.alive:
             return call()
-        finally:
-            for (key, i, n, a), old in zip(spans, before, strict=True):
-                new = self._frames(a + i * PAGE_SIZE, n)
-                self.replaced.setdefault(key, set()).update(
-                    i + j for j, (x, y) in enumerate(zip(old, new, strict=True)) if x and y and x != y)
-
-    def _frames(self, addr: int, npages: int) -> list[int]:
-        """PFNs of npages from addr (0 where none; nothing once the process is gone)."""
-        from ..observe.records import pagemap_pfns
-
-        if not self._p.alive:
-            return [0] * npages
-        return [int(x) for x in pagemap_pfns(self._p.pagemap_raw(addr, npages))]
+        try:
+            heap = self._tm._heap_region(self)
+        except CowscopeError:  # suspended in vfork: the call itself says so
+            return call()
+        return replaced.noting(self, replaced.whole(heap + [r for r in self.regions if is_arena(r.key)]), call)
 
     def _forget_chunk(self, ptr: int) -> None:
         """Stop observing the mmap'd chunk region of block ptr (free/realloc unmapped it)."""

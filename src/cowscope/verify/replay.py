@@ -76,7 +76,8 @@ def _lit(v: Any) -> str:
             else:
                 runs.append((byte, 1))
         return f"rle({', '.join(f'({b:#04x}, {n})' for b, n in runs)})"
-    return getattr(v, "_var", None) or repr(v)
+    key = getattr(v, "key", None)  # a process the scenario picked from its own list: its name
+    return getattr(v, "_var", None) or (key.replace(".", "_") if isinstance(key, str) else repr(v))
 
 
 def _real(v: Any) -> Any:
@@ -225,12 +226,13 @@ def as_scenario(stmts: list[Stmt], failed: set[int] | None = None) -> Callable[[
 
 def disagrees(stmts: list[Stmt], make_model: Callable[[], Any], make_linux: Callable[[], Any],
               failed: set[int] | None = None) -> bool:
-    """Whether the two backends disagree (a counted difference, or an error) on these statements."""
+    """Whether the two backends disagree (a counted difference, or an error on one side only or a
+    different one on each) on these statements; the same error on both is the program's own."""
     from .compare import compare, counted, run_traced
 
     tm = run_traced(as_scenario(stmts, failed), make_model(), "model")
     tl = run_traced(as_scenario(stmts, failed), make_linux(), "linux")
-    return bool(counted(compare(tm, tl)) or tm.error or tl.error)
+    return bool(counted(compare(tm, tl))) or tm.error != tl.error
 
 
 def shrink(stmts: list[Stmt], make_model: Callable[[], Any], make_linux: Callable[[], Any],

@@ -31,6 +31,7 @@ from ..observe.records import (
 from .events import record_interval
 from .exclusions import SMAPS_COMPARED
 from .process import Region, TracedProcess, _bytes_text
+from .replaced import is_arena
 
 
 @dataclass
@@ -339,11 +340,6 @@ class TracedMachine:
             return []
         end = int(tp._p.brk())
         return [Region("heap", tp.heap_base, end - tp.heap_base)] if end > tp.heap_base else []
-
-
-def is_arena(key: str) -> bool:
-    """A region that is a glibc arena heap ("A1", "A2", ...: verify.process)."""
-    return key[:1] == "A" and key[1:].isdigit()
 
 
 def _state(p: Process) -> str:

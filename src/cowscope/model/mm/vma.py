@@ -233,19 +233,22 @@ class MM:
         return self.overlapping(start, end)
 
     def try_merge_around(self, vma: VMA) -> VMA:
-        """Merge vma with its neighbours where the kernel would (vma_merge_*); return the result."""
+        """Merge vma with its neighbours where the kernel would (vma_merge_*); return the result.
+        The previous VMA comes first: with it, then the next too if all three are compatible;
+        else the next alone (where prev and next each could take vma but not each other, prev
+        does: measured, a VMA mlock locked between two locked ones of different anon_vmas)."""
         i = self.vmas.index(vma)
-        if i + 1 < len(self.vmas) and can_merge(vma, self.vmas[i + 1]):
-            nxt = self.vmas[i + 1]
-            vma.vm_end = nxt.vm_end
-            vma.anon_vma = vma.anon_vma or nxt.anon_vma
-            self.remove(nxt)
         if i > 0 and can_merge(self.vmas[i - 1], vma):
             prev = self.vmas[i - 1]
             prev.vm_end = vma.vm_end
             prev.anon_vma = prev.anon_vma or vma.anon_vma
             self.remove(vma)
-            return prev
+            vma, i = prev, i - 1
+        if i + 1 < len(self.vmas) and can_merge(vma, self.vmas[i + 1]):
+            nxt = self.vmas[i + 1]
+            vma.vm_end = nxt.vm_end
+            vma.anon_vma = vma.anon_vma or nxt.anon_vma
+            self.remove(nxt)
         return vma
 
     # -- placement ---------------------------------------------------------------------------
