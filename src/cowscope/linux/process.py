@@ -151,12 +151,17 @@ class Process(ProcessViews, GlibcCalls, AgentThreads):
                 raise ProcessGone.of_state(self.pid, self.state)
         return self._conn
 
-    def _send(self, op: int, *args: int, payload: bytes = b"") -> Conn:
-        """Send one command to a process that can take it, every CPU's LRU batches drained first
-        (`linux.lru`); its socket."""
-        conn = self._ready()
+    def _drain(self) -> None:
+        """Drain every CPU's LRU batches (`linux.lru`): before each command, and once it is done,
+        so that what the views show between commands is the drained state too."""
         if self.machine.drain_lru:
             lru.drain_all()
+
+    def _send(self, op: int, *args: int, payload: bytes = b"") -> Conn:
+        """Send one command to a process that can take it, every CPU's LRU batches drained first;
+        its socket."""
+        conn = self._ready()
+        self._drain()
         try:
             conn.send(op, *args, payload=payload)
         except OSError:  # EPIPE, ECONNRESET: killed from outside (kill -9, the OOM killer)
@@ -214,6 +219,7 @@ class Process(ProcessViews, GlibcCalls, AgentThreads):
         if rep is None:
             raise self._gone()
         tag, err, ret, aux = rep
+        self._drain()
         if tag == T_SEGV and err == signal.SIGBUS:
             self._died(("signal", err))
             raise ProcessKilled(self.pid, err, f"bus error at {aux:#x} (beyond the end of the object)")
@@ -281,7 +287,9 @@ class Process(ProcessViews, GlibcCalls, AgentThreads):
         """fork(2): a new agent with a copy-on-write copy of this address space."""
         conn = self._send(OP_FORK)
         rep, fd = self._recv_fd(conn, "fork")
-        return self.machine._adopt(fd, rep[2], self.pid, self.name)
+        child = self.machine._adopt(fd, rep[2], self.pid, self.name)
+        self._drain()
+        return child
 
     def vfork(self) -> Process:
         """vfork(2): the child shares this address space; this process waits until it execs or exits."""
@@ -290,6 +298,7 @@ class Process(ProcessViews, GlibcCalls, AgentThreads):
         child = self.machine._adopt(fd, 0, self.pid, self.name)
         self._vfork_child = child
         child._vfork_parent = self
+        self._drain()
         return child
 
     def exec(self, image: Any = None, name: str | None = None) -> None:
@@ -320,6 +329,7 @@ class Process(ProcessViews, GlibcCalls, AgentThreads):
         """_exit(code): the process becomes a zombie (its memory is released)."""
         self._send(OP_EXIT, code)
         self._died(("exit", code & 0xFF))
+        self._drain()
 
     def wait(self, child: Process | None = None) -> tuple[int, ExitStatus]:
         """waitpid(2) for `child` (any child if None): (pid, exit status), the child is reaped.

@@ -109,7 +109,9 @@ class Thread(GlibcCalls):
         p = self._process
         conn = p._send(OP_FORK | self.slot << SLOT_SHIFT)
         rep, fd = p._recv_fd(conn, "fork")
-        return p.machine._adopt(fd, rep[2], p.pid, p.name)
+        child = p.machine._adopt(fd, rep[2], p.pid, p.name)
+        p._drain()
+        return child
 
     def pthread_create(self) -> Thread:
         self._check()

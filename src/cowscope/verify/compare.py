@@ -25,8 +25,6 @@ HEAP_VMA = "heap VMA and its smaps"
 MERGED_VMA = "smaps of a VMA reaching beyond its region"
 RECYCLED = "page replaced after a drop"
 CHUNK_VMA = "VMAs around malloc's mmap'd chunks"
-LAZYFREE = "copy or reuse after MADV_FREE"
-MLOCK_BATCH = "copy or reuse after mlock"
 FORK_RACE = "who writes first after a threaded fork"
 
 
@@ -241,10 +239,6 @@ def _compare_region(at: str, ra: dict[str, Any], rb: dict[str, Any], pfns: bool,
         why = EXCLUSIONS[RECYCLED] if ra.get("recycled") or rb.get("recycled") else None
         if set(idx) <= set(ra.get("raced", ())) | set(rb.get("raced", ())):
             why = EXCLUSIONS[FORK_RACE]
-        if ra.get("lazyfree") or rb.get("lazyfree"):
-            why = EXCLUSIONS[LAZYFREE]
-        elif ra.get("mlocked") or rb.get("mlocked"):
-            why = EXCLUSIONS[MLOCK_BATCH]
         out.append(Diff(f"{at} new page since last checkpoint at p{idx}", [ra["moved"][i] for i in idx],
                         [rb["moved"][i] for i in idx], why, pages=tuple(idx), aspect="moved"))
     va, vb = ra["vmas"], rb["vmas"]

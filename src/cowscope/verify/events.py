@@ -145,8 +145,6 @@ def _normal(seq: list[tuple[str, int]], filebacked: bool) -> list[tuple[str, int
 def _excluded(where: str, model: Any, linux: Any, gup: set[str]) -> str | None:
     """The reason a sequence is not compared, or None."""
     region = where.split("/", 1)[1]
-    if region in model.lazyfree_regions | linux.lazyfree_regions:
-        return "copy or reuse after MADV_FREE"
     if region in gup:
         return "populated through get_user_pages"
     return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 #: smaps fields compared per VMA (kB). Referenced and LazyFree are excluded, see EXCLUSIONS.
 SMAPS_COMPARED = ("Size", "Rss", "Pss", "Pss_Dirty", "Shared_Clean", "Shared_Dirty", "Private_Clean",
-                  "Private_Dirty", "Anonymous", "AnonHugePages", "Swap", "SwapPss", "Locked")
+                  "Private_Dirty", "Anonymous", "LazyFree", "AnonHugePages", "Swap", "SwapPss", "Locked")
 
 #: What is never compared, and why (printed by `cowscope verify` and `run --on both`).
 EXCLUSIONS = {
@@ -20,8 +20,6 @@ EXCLUSIONS = {
     "agent's own code and stack)",
     "smaps Referenced": "young bits: the kernel clears them at fork in the child and reclaim ages "
     "them; informational only (kernel-conformance.md conventions)",
-    "smaps LazyFree": "MADV_FREE pages reach LazyFree only when the per-CPU LRU batch drains "
-    "(0 or all pages on the kernel, C33)",
     "untouched file/shmem pages": "read fault-around maps the cached pages of a 16-page window that "
     "depends on where the VMA lies within its page table. Regions are placed alike on both backends "
     "(on a 2 MiB boundary between guard pages, also when mremap moves one; files starting in the "
@@ -48,14 +46,6 @@ EXCLUSIONS = {
     "VMAs around malloc's mmap'd chunks": "a block malloc served by mmap has no guard pages: the "
     "VMAs around it depend on where each backend placed it among the other mappings; its pages are "
     "compared, the VMA layout and smaps of regions named P@n are not",
-    "copy or reuse after mlock": "mlock and munlock (also the munlock when a process that had "
-    "pages locked exits) queue the pages on a per-CPU mlock batch that holds a reference until it "
-    "drains, so a later write fault may copy a page that is mapped only once; whether pages of a "
-    "region ever locked were replaced is not compared",
-    "copy or reuse after MADV_FREE": "MADV_FREE queues the pages on a per-CPU lazyfree batch that "
-    "holds a reference until it drains (other activity on the CPU drains it), so a later write "
-    "fault may copy a page that is mapped only once; whether such a region's pages were replaced "
-    "is not compared",
     "mappings outside the scenario's regions": "the program image, libc, the loader, their "
     "anonymous data and the stack are the model's own image of a program on one side and the agent "
     "binary, with its own code, stack and buffers, on the other; the PROT_NONE guard pages around "
@@ -80,8 +70,6 @@ EVENT_EXCLUSIONS = {
     "events outside the scenario's regions": "the agent's own code, stack, static buffers and libc "
     "fault too (and differ from the model's image): only addresses inside regions and the brk heap "
     "are compared, as for page states",
-    "copy or reuse after MADV_FREE": "a region that had MADV_FREE: whether a later write copies or "
-    "reuses depends on the per-CPU lazyfree batch (see EXCLUSIONS)",
     "populated through get_user_pages": "MADV_POPULATE_READ/WRITE, mlock and MAP_POPULATE fault pages "
     "in with get_user_pages, which raises no page-fault exception: the kernel's tracepoints show only "
     "the allocations, without addresses; a region's events in such an interval are not compared. "

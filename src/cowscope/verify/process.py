@@ -292,9 +292,6 @@ class TracedProcess:
         """madvise, logged with region-relative addresses."""
         if advice in ("dontneed", "free", "remove", "pageout", "guard_install", "guard_remove"):
             self._drop(addr, length)
-        if advice == "free":
-            self._tm.lazyfree.update(r.key for r in self.regions
-                                     if r.addr < addr + length and addr < r.addr + r.length)
         if advice.startswith("populate"):
             self._mark(addr, length)
             self._gup(addr, length)
@@ -308,17 +305,11 @@ class TracedProcess:
         self._mark(addr, length)
         self._gup(addr, length)
         self.locked |= self._keys(addr, length)
-        self._locked(addr, length)
         self._do("mlock", (self.where(addr), length), lambda: self._p.mlock(addr, length))
-
-    def _locked(self, addr: int, length: int) -> None:
-        """Regions [addr, addr+length) overlaps had pages through the per-CPU mlock batch."""
-        self._tm.mlocked.update(r.key for r in self.regions if r.addr < addr + length and addr < r.addr + r.length)
 
     def munlock(self, addr: int, length: int) -> None:
         """munlock, logged with region-relative addresses."""
         self.locked -= self._keys(addr, length)
-        self._locked(addr, length)
         self._do("munlock", (self.where(addr), length), lambda: self._p.munlock(addr, length))
 
     def brk(self, new_end: int | None = None) -> int:

@@ -52,7 +52,6 @@ class Trace:
     addresses: dict[str, int] = field(default_factory=dict)  # region key -> its first address
     events_on: bool = False  # the backend's event log records (the model; linux.Machine(events=True))
     events: list[dict[str, list[tuple[str, int]]]] = field(default_factory=list)  # per checkpoint
-    lazyfree_regions: set[str] = field(default_factory=set)
     gup: list[set[str]] = field(default_factory=list)  # per checkpoint: regions populated via GUP
     raced: list[set[tuple[str, int]]] = field(default_factory=list)  # per checkpoint: see fork_race
     filebacked: set[str] = field(default_factory=set)  # file and shared regions (fault-around)
@@ -68,9 +67,7 @@ class TracedMachine:
         self.backend = backend
         self._snapshots = snapshots
         self._event_mark = 0
-        self.lazyfree: set[str] = set()  # regions that had MADV_FREE (see EXCLUSIONS)
         self.gup: set[str] = set()  # regions populated through get_user_pages since the last checkpoint
-        self.mlocked: set[str] = set()  # regions mlock/munlock touched (see EXCLUSIONS)
         self.raced: set[tuple[str, int]] = set()  # (region, page) both sides of a fork wrote (fork_race)
         self.backend_is_linux = backend == "linux"
         self.trace = Trace(backend)
@@ -227,7 +224,6 @@ class TracedMachine:
             self.trace.filebacked |= {r.key for tp in self.procs for r in tp.regions if r.filebacked}
             interval, self._event_seq = record_interval(self, self._event_seq)
             self.trace.events.append(interval)
-            self.trace.lazyfree_regions |= self.lazyfree
             self.trace.gup.append(set(self.gup))
             self.trace.raced.append(set(self.raced))
         self.gup.clear()
@@ -314,8 +310,6 @@ class TracedMachine:
                 regions[r.key] = {"pages": toks, "bits": pagemap_bits(raw), "moved": changed, "vmas": vmas,
                                   "recycled": r.key in tp.dropped, "guarded": r.guarded,
                                   "unplaced": r.kernel_placed,
-                                  "lazyfree": r.key in self.lazyfree,
-                                  "mlocked": r.key in self.mlocked,
                                   "filebacked": r.filebacked,
                                   "raced": sorted(i for k, i in self.raced if k == r.key),
                                   "accessed": sorted(tp.accessed.get(r.key, ()))}

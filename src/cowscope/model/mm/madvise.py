@@ -23,7 +23,7 @@ from .huge_memory import madvise_free_huge_pmds
 from .ksm import ksm_madvise
 from .memory import BusError, zap_range
 from .mmap import populate
-from .page_alloc import PG_ANON, PG_DIRTY, PG_SWAPBACKED
+from .page_alloc import PG_ANON, PG_COMPOUND, PG_DIRTY, PG_SWAPBACKED, PG_SWAPCACHE
 from .readahead import force_page_cache_ra
 from .swapfile import free_swap_entries
 from .vma import (
@@ -146,7 +146,10 @@ def _madvise_flags(mm: MM, vma: VMA, start: int, end: int, set_: int, clear: int
 
 
 def _madvise_free(m: Machine, mm: MM, start: int, end: int) -> None:
-    """MADV_FREE: clean the PTEs; pages only this mm maps become lazily freeable (not dropped)."""
+    """MADV_FREE: clean the PTEs; anon pages become lazily freeable (not dropped). A page dirty or
+    in the swap cache (swapped in, KSM) must be mapped by this mm alone (madvise_free_pte_range
+    asks for the map count only then): a written page shared by fork becomes lazyfree for all
+    (measured, C33b); a PTE-mapped large folio only when this mm alone maps it."""
     phys = m.phys
     if mm.pgd.pmds:
         madvise_free_huge_pmds(m, mm, start, end)
@@ -157,5 +160,22 @@ def _madvise_free(m: Machine, mm: MM, start: int, end: int) -> None:
         normal = ((ptes & PTE_PRESENT) != 0) & ((ptes & PTE_SPECIAL) == 0)
         t[lo:hi] = np.where(normal, ptes & ~(PTE_DIRTY | PTE_YOUNG), ptes)
         pfns = ptes[normal] >> PAGE_SHIFT
-        excl = pfns[(phys.mapcount[pfns] == 1) & ((phys.flags[pfns] & PG_ANON) != 0)]
-        phys.flags[excl] &= np.uint16(~(PG_SWAPBACKED | PG_DIRTY) & 0xFFFF)
+        fl = phys.flags[pfns]
+        held = (fl & (PG_DIRTY | PG_SWAPCACHE | PG_COMPOUND)) != 0
+        lazy = pfns[((phys.mapcount[pfns] == 1) | ~held) & ((fl & PG_ANON) != 0)]
+        shared = lazy[phys.mapcount[lazy] > 1]
+        if len(shared):  # another process may have it mlocked: unevictable, never lazyfree
+            lazy = lazy[~np.isin(lazy, np.intersect1d(shared, _mlocked_pfns(m)))]
+        phys.flags[lazy] &= np.uint16(~(PG_SWAPBACKED | PG_DIRTY) & 0xFFFF)
+
+
+def _mlocked_pfns(m: Machine) -> np.ndarray:
+    """Frames some process maps in a VM_LOCKED VMA (mlocked folios, on the unevictable list)."""
+    out = [np.zeros(0, dtype=np.int64)]
+    for p in m.live_processes():
+        for vma in p.mm.vmas:
+            if vma.vm_flags & VM_LOCKED:
+                for t, lo, hi, _va in p.mm.pgd.blocks(vma.vm_start, vma.vm_end):
+                    ptes = t[lo:hi]
+                    out.append(ptes[((ptes & PTE_PRESENT) != 0) & ((ptes & PTE_SPECIAL) == 0)] >> PAGE_SHIFT)
+    return np.concatenate(out)

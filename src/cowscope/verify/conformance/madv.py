@@ -98,6 +98,46 @@ def madv_free(m: TracedMachine) -> None:
                    Private_Dirty=4, Anonymous=16)
 
 
+@scenario("C33b", "MADV_FREE of pages shared with a child: lazyfree unless swapped in")
+def madv_free_shared(m: TracedMachine) -> None:
+    """madvise_free_pte_range asks for a page mapped once only if the folio is dirty or in the
+    swap cache: a written anon page shared by fork is neither, so the caller's MADV_FREE cleans
+    its own PTEs and makes the page lazyfree for both (measured on 6.18)."""
+    p = m.spawn("P")
+    a = region(m, p, 2, fill=0x21)
+    c = p.fork()
+    c.madvise(a, 2 * PAGE, "free")
+    m.checkpoint("C freed shared pages")
+    m.expect_eq((m.tokens(p, a, 2), m.tokens(c, a, 2)), (["S2"] * 2, ["S2"] * 2), "still shared")
+    m.expect_smaps(c, a, "C smaps", Size=8, Rss=8, Pss=4, Shared_Clean=8, Anonymous=8, LazyFree=8)
+    m.expect_smaps(p, a, "P smaps", Size=8, Rss=8, Pss=4, Pss_Dirty=4, Shared_Dirty=8, Anonymous=8,
+                   LazyFree=0)
+    p.write(a, b"\x22")
+    m.checkpoint("P wrote p0")
+    m.expect_smaps(c, a, "C smaps after P's copy", Size=8, Rss=8, Pss=6, Shared_Clean=4, Private_Clean=4,
+                   Anonymous=8, LazyFree=8)
+    m.expect_eq((c.read(a, 2), p.read(a, 2)), (b"\x21\x21", b"\x22\x21"), "data kept")
+    m.swapon("64MiB")
+    q = m.spawn("Q")
+    b = region(m, q, 2, fill=0x31)
+    q.madvise(b, 2 * PAGE, "pageout")
+    d = q.fork()
+    q.read(b, 2 * PAGE)
+    d.read(b, 2 * PAGE)
+    d.madvise(b, 2 * PAGE, "free")
+    m.checkpoint("D freed shared swapped-in pages")
+    m.expect_smaps(d, b, "D smaps: the swap cache's pages are skipped", Size=8, Rss=8, Pss=4, Shared_Clean=8,
+                   Anonymous=8, LazyFree=0)
+    r = m.spawn("R")
+    e = region(m, r, 2, fill=0x41)
+    r.mlock(e, 2 * PAGE)
+    k = r.fork()  # the child's VMA is not locked, the pages stay mlocked (R's)
+    k.madvise(e, 2 * PAGE, "free")
+    m.checkpoint("K freed pages R has locked")
+    m.expect_smaps(k, e, "K smaps: mlocked pages are skipped", Size=8, Rss=8, Pss=4, Shared_Clean=8,
+                   Anonymous=8, LazyFree=0)
+
+
 @scenario("C34", "MADV_POPULATE_READ maps the zero page, POPULATE_WRITE allocates")
 def populate(m: TracedMachine) -> None:
     p = m.spawn("P")
