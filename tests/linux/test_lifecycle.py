@@ -52,6 +52,7 @@ LEAK = textwrap.dedent("""
     how = sys.argv[1]
     m = Machine()
     print(m._dir, flush=True)
+    sys.stdin.readline()  # the test has seen the folder
     if how == "nothing spawned":
         sys.exit(0)
     if how == "dropped":
@@ -73,11 +74,13 @@ LEAK = textwrap.dedent("""
 
 @pytest.mark.parametrize("how", ["nothing spawned", "spawn failed", "dropped", "SIGTERM"])
 def test_machine_files_and_agents_never_leak(how: str) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", LEAK, how], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    assert proc.stdout is not None
+    proc = subprocess.Popen([sys.executable, "-c", LEAK, how], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdin is not None
     directory = proc.stdout.readline().strip()
-    assert directory and os.path.isdir(directory)
+    assert directory and os.path.isdir(directory)  # (the script waits for the line below before it goes on)
+    proc.stdin.write("\n")
+    proc.stdin.flush()
     agent = None
     if how == "dropped":
         assert proc.stdout.readline().strip() == "collected"

@@ -355,7 +355,10 @@ def move_vma(m: Machine, mm: MM, addr: int, old_len: int, new: int, new_len: int
                 part.name, part.vm_ra, part.anon_shift + ((addr - new) >> PAGE_SHIFT))
     mm.insert(moved)
     for i in range(old_len >> PAGE_SHIFT):  # move_ptes: frames keep their counts
-        pte = mm.pgd.lookup(addr + (i << PAGE_SHIFT))
+        src = addr + (i << PAGE_SHIFT)
+        if mm.pgd.lookup_table(src):  # move_page_tables gives the new place a table where the old had one
+            mm.pgd.table(new + (i << PAGE_SHIFT))
+        pte = mm.pgd.lookup(src)
         if pte:
             mm.pgd.set(new + (i << PAGE_SHIFT), pte)
             mm.pgd.set(addr + (i << PAGE_SHIFT), 0)
