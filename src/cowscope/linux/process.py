@@ -219,7 +219,8 @@ class Process(ProcessViews, GlibcCalls, AgentThreads):
         if rep is None:
             raise self._gone()
         tag, err, ret, aux = rep
-        self._drain()
+        if tag != T_DATA:  # the command is done (a piece of its data is not)
+            self._drain()
         if tag == T_SEGV and err == signal.SIGBUS:
             self._died(("signal", err))
             raise ProcessKilled(self.pid, err, f"bus error at {aux:#x} (beyond the end of the object)")
